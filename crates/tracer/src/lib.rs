@@ -1,3 +1,9 @@
-//! `prism-tracer`: ray-triangle/BVH kernel, scenes and a path tracer.
+//! `prism-tracer`: ray-triangle/BVH kernel, scenes and a physically based path tracer.
 //!
 //! (Being built: see docs/architecture.md.)
+
+pub mod math;
+pub mod mesh;
+
+pub use math::{Ray, Rgb, Transform, Vec3};
+pub use mesh::{Mesh, MeshError};

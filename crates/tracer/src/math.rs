@@ -1,0 +1,417 @@
+//! Small f32 vector math: points, directions, colours, rays and affine transforms.
+//!
+//! Everything is `repr(C)` and `Pod` so that arrays of these types can live in a cache file or a
+//! node-shared array and be read back without copying.
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+use std::ops::{Add, AddAssign, Div, Index, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A 3-vector of f32: a point, a direction, a normal or an RGB triple.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable, Serialize, Deserialize)]
+#[repr(C)]
+pub struct Vec3 {
+    pub x: f32,
+    pub y: f32,
+    pub z: f32,
+}
+
+/// Linear RGB radiance or reflectance.
+pub type Rgb = Vec3;
+
+impl Vec3 {
+    pub const ZERO: Vec3 = Vec3::new(0.0, 0.0, 0.0);
+    pub const ONE: Vec3 = Vec3::new(1.0, 1.0, 1.0);
+
+    pub const fn new(x: f32, y: f32, z: f32) -> Self {
+        Vec3 { x, y, z }
+    }
+    pub const fn splat(v: f32) -> Self {
+        Vec3::new(v, v, v)
+    }
+    pub fn from_array(a: [f32; 3]) -> Self {
+        Vec3::new(a[0], a[1], a[2])
+    }
+    pub fn to_array(self) -> [f32; 3] {
+        [self.x, self.y, self.z]
+    }
+    pub fn dot(self, o: Vec3) -> f32 {
+        self.x * o.x + self.y * o.y + self.z * o.z
+    }
+    pub fn cross(self, o: Vec3) -> Vec3 {
+        Vec3::new(
+            self.y * o.z - self.z * o.y,
+            self.z * o.x - self.x * o.z,
+            self.x * o.y - self.y * o.x,
+        )
+    }
+    pub fn length_squared(self) -> f32 {
+        self.dot(self)
+    }
+    pub fn length(self) -> f32 {
+        self.length_squared().sqrt()
+    }
+    /// The unit vector in this direction; zero stays zero (never NaN).
+    pub fn normalize(self) -> Vec3 {
+        let l = self.length();
+        if l > 0.0 && l.is_finite() {
+            self / l
+        } else {
+            Vec3::ZERO
+        }
+    }
+    pub fn min(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x.min(o.x), self.y.min(o.y), self.z.min(o.z))
+    }
+    pub fn max(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x.max(o.x), self.y.max(o.y), self.z.max(o.z))
+    }
+    pub fn abs(self) -> Vec3 {
+        Vec3::new(self.x.abs(), self.y.abs(), self.z.abs())
+    }
+    /// Component-wise product (colour times reflectance).
+    pub fn mul_elem(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x * o.x, self.y * o.y, self.z * o.z)
+    }
+    pub fn max_component(self) -> f32 {
+        self.x.max(self.y).max(self.z)
+    }
+    /// Index (0, 1, 2) of the largest component.
+    pub fn max_axis(self) -> usize {
+        if self.x >= self.y && self.x >= self.z {
+            0
+        } else if self.y >= self.z {
+            1
+        } else {
+            2
+        }
+    }
+    pub fn is_finite(self) -> bool {
+        self.x.is_finite() && self.y.is_finite() && self.z.is_finite()
+    }
+    /// Rec. 709 luminance of a linear RGB value.
+    pub fn luminance(self) -> f32 {
+        0.2126 * self.x + 0.7152 * self.y + 0.0722 * self.z
+    }
+}
+
+impl Index<usize> for Vec3 {
+    type Output = f32;
+    fn index(&self, i: usize) -> &f32 {
+        match i {
+            0 => &self.x,
+            1 => &self.y,
+            _ => &self.z,
+        }
+    }
+}
+
+impl Add for Vec3 {
+    type Output = Vec3;
+    fn add(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x + o.x, self.y + o.y, self.z + o.z)
+    }
+}
+impl AddAssign for Vec3 {
+    fn add_assign(&mut self, o: Vec3) {
+        *self = *self + o;
+    }
+}
+impl Sub for Vec3 {
+    type Output = Vec3;
+    fn sub(self, o: Vec3) -> Vec3 {
+        Vec3::new(self.x - o.x, self.y - o.y, self.z - o.z)
+    }
+}
+impl SubAssign for Vec3 {
+    fn sub_assign(&mut self, o: Vec3) {
+        *self = *self - o;
+    }
+}
+impl Mul<f32> for Vec3 {
+    type Output = Vec3;
+    fn mul(self, s: f32) -> Vec3 {
+        Vec3::new(self.x * s, self.y * s, self.z * s)
+    }
+}
+impl Mul<Vec3> for f32 {
+    type Output = Vec3;
+    fn mul(self, v: Vec3) -> Vec3 {
+        v * self
+    }
+}
+impl MulAssign<f32> for Vec3 {
+    fn mul_assign(&mut self, s: f32) {
+        *self = *self * s;
+    }
+}
+impl Div<f32> for Vec3 {
+    type Output = Vec3;
+    fn div(self, s: f32) -> Vec3 {
+        Vec3::new(self.x / s, self.y / s, self.z / s)
+    }
+}
+impl Neg for Vec3 {
+    type Output = Vec3;
+    fn neg(self) -> Vec3 {
+        Vec3::new(-self.x, -self.y, -self.z)
+    }
+}
+
+/// A ray `origin + t * dir` for `t` in `[tmin, tmax]`. `dir` need not be normalised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ray {
+    pub origin: Vec3,
+    pub dir: Vec3,
+    pub tmin: f32,
+    pub tmax: f32,
+}
+
+impl Ray {
+    pub fn new(origin: Vec3, dir: Vec3) -> Self {
+        Ray {
+            origin,
+            dir,
+            tmin: 0.0,
+            tmax: f32::INFINITY,
+        }
+    }
+    pub fn segment(origin: Vec3, dir: Vec3, tmin: f32, tmax: f32) -> Self {
+        Ray {
+            origin,
+            dir,
+            tmin,
+            tmax,
+        }
+    }
+    pub fn at(&self, t: f32) -> Vec3 {
+        self.origin + self.dir * t
+    }
+    /// A ray a kernel can trace: finite origin, finite non-zero direction, a non-empty interval.
+    pub fn is_valid(&self) -> bool {
+        self.origin.is_finite()
+            && self.dir.is_finite()
+            && self.dir.length_squared() > 0.0
+            && !(self.tmin > self.tmax)
+            && !self.tmin.is_nan()
+            && !self.tmax.is_nan()
+    }
+}
+
+/// An affine transform stored as a row-major 3x4 matrix together with its inverse.
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable, Serialize, Deserialize)]
+#[repr(C)]
+pub struct Transform {
+    /// Rows of the forward matrix `[r0; r1; r2]`, each `[a, b, c, translation]`.
+    pub m: [[f32; 4]; 3],
+    /// Rows of the inverse matrix.
+    pub inv: [[f32; 4]; 3],
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Transform::IDENTITY
+    }
+}
+
+const IDENTITY_ROWS: [[f32; 4]; 3] = [
+    [1.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0, 0.0],
+    [0.0, 0.0, 1.0, 0.0],
+];
+
+impl Transform {
+    pub const IDENTITY: Transform = Transform {
+        m: IDENTITY_ROWS,
+        inv: IDENTITY_ROWS,
+    };
+
+    /// Builds a transform from a forward matrix; `None` if it is singular or not finite.
+    pub fn from_rows(m: [[f32; 4]; 3]) -> Option<Transform> {
+        let inv = invert_affine(&m)?;
+        Some(Transform { m, inv })
+    }
+    pub fn translate(t: Vec3) -> Transform {
+        Transform {
+            m: [
+                [1.0, 0.0, 0.0, t.x],
+                [0.0, 1.0, 0.0, t.y],
+                [0.0, 0.0, 1.0, t.z],
+            ],
+            inv: [
+                [1.0, 0.0, 0.0, -t.x],
+                [0.0, 1.0, 0.0, -t.y],
+                [0.0, 0.0, 1.0, -t.z],
+            ],
+        }
+    }
+    /// Non-uniform scale; `None` if a factor is zero or not finite.
+    pub fn scale(s: Vec3) -> Option<Transform> {
+        Transform::from_rows([
+            [s.x, 0.0, 0.0, 0.0],
+            [0.0, s.y, 0.0, 0.0],
+            [0.0, 0.0, s.z, 0.0],
+        ])
+    }
+    /// Rotation by `degrees` about `axis` (right-handed); `None` for a zero axis.
+    pub fn rotate(axis: Vec3, degrees: f32) -> Option<Transform> {
+        let a = axis.normalize();
+        if a == Vec3::ZERO {
+            return None;
+        }
+        let (s, c) = degrees.to_radians().sin_cos();
+        let t = 1.0 - c;
+        Transform::from_rows([
+            [
+                t * a.x * a.x + c,
+                t * a.x * a.y - s * a.z,
+                t * a.x * a.z + s * a.y,
+                0.0,
+            ],
+            [
+                t * a.x * a.y + s * a.z,
+                t * a.y * a.y + c,
+                t * a.y * a.z - s * a.x,
+                0.0,
+            ],
+            [
+                t * a.x * a.z - s * a.y,
+                t * a.y * a.z + s * a.x,
+                t * a.z * a.z + c,
+                0.0,
+            ],
+        ])
+    }
+    /// `self` applied after `first`: `self.then_after(first).point(p) == self.point(first.point(p))`.
+    pub fn then_after(&self, first: &Transform) -> Transform {
+        Transform {
+            m: mul_affine(&self.m, &first.m),
+            inv: mul_affine(&first.inv, &self.inv),
+        }
+    }
+    pub fn inverse(&self) -> Transform {
+        Transform {
+            m: self.inv,
+            inv: self.m,
+        }
+    }
+    pub fn point(&self, p: Vec3) -> Vec3 {
+        apply(&self.m, p, 1.0)
+    }
+    pub fn vector(&self, v: Vec3) -> Vec3 {
+        apply(&self.m, v, 0.0)
+    }
+    /// Transforms a normal (by the inverse transpose), not normalised.
+    pub fn normal(&self, n: Vec3) -> Vec3 {
+        let i = &self.inv;
+        Vec3::new(
+            i[0][0] * n.x + i[1][0] * n.y + i[2][0] * n.z,
+            i[0][1] * n.x + i[1][1] * n.y + i[2][1] * n.z,
+            i[0][2] * n.x + i[1][2] * n.y + i[2][2] * n.z,
+        )
+    }
+    pub fn inverse_point(&self, p: Vec3) -> Vec3 {
+        apply(&self.inv, p, 1.0)
+    }
+    pub fn inverse_vector(&self, v: Vec3) -> Vec3 {
+        apply(&self.inv, v, 0.0)
+    }
+    pub fn is_identity(&self) -> bool {
+        self.m == IDENTITY_ROWS
+    }
+}
+
+fn apply(m: &[[f32; 4]; 3], v: Vec3, w: f32) -> Vec3 {
+    Vec3::new(
+        m[0][0] * v.x + m[0][1] * v.y + m[0][2] * v.z + m[0][3] * w,
+        m[1][0] * v.x + m[1][1] * v.y + m[1][2] * v.z + m[1][3] * w,
+        m[2][0] * v.x + m[2][1] * v.y + m[2][2] * v.z + m[2][3] * w,
+    )
+}
+
+fn mul_affine(a: &[[f32; 4]; 3], b: &[[f32; 4]; 3]) -> [[f32; 4]; 3] {
+    let mut r = [[0.0f32; 4]; 3];
+    for (i, row) in r.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            let mut s = (0..3).map(|k| a[i][k] * b[k][j]).sum::<f32>();
+            if j == 3 {
+                s += a[i][3];
+            }
+            *cell = s;
+        }
+    }
+    r
+}
+
+fn invert_affine(m: &[[f32; 4]; 3]) -> Option<[[f32; 4]; 3]> {
+    // Invert in f64: small scales in scene files otherwise lose digits.
+    let a = |i: usize, j: usize| m[i][j] as f64;
+    let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
+        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
+    if !det.is_finite() || det.abs() < 1e-30 || m.iter().flatten().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let inv_det = 1.0 / det;
+    let c =
+        |r0: usize, c0: usize, r1: usize, c1: usize| a(r0, c0) * a(r1, c1) - a(r0, c1) * a(r1, c0);
+    let lin = [
+        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
+        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
+        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
+    ];
+    let mut r = [[0.0f32; 4]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            r[i][j] = (lin[i][j] * inv_det) as f32;
+        }
+        let t: f64 = (0..3).map(|k| lin[i][k] * inv_det * a(k, 3)).sum();
+        r[i][3] = (-t) as f32;
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: Vec3, b: Vec3) -> bool {
+        (a - b).length() < 1e-4
+    }
+
+    #[test]
+    fn transform_round_trips_through_its_inverse() {
+        let t = Transform::translate(Vec3::new(1.0, -2.0, 3.0))
+            .then_after(&Transform::rotate(Vec3::new(1.0, 1.0, 0.0), 33.0).unwrap())
+            .then_after(&Transform::scale(Vec3::new(2.0, 0.5, 3.0)).unwrap());
+        let p = Vec3::new(0.3, 0.7, -1.1);
+        assert!(close(t.inverse_point(t.point(p)), p));
+        let from_rows = Transform::from_rows(t.m).unwrap();
+        assert!(close(from_rows.inverse_point(t.point(p)), p));
+        // Scale applies first, then rotation, then translation.
+        let s = Transform::scale(Vec3::new(2.0, 1.0, 1.0)).unwrap();
+        let tr = Transform::translate(Vec3::new(1.0, 0.0, 0.0));
+        assert!(close(
+            tr.then_after(&s).point(Vec3::new(1.0, 0.0, 0.0)),
+            Vec3::new(3.0, 0.0, 0.0)
+        ));
+    }
+
+    #[test]
+    fn normals_stay_perpendicular_under_non_uniform_scale() {
+        let t = Transform::scale(Vec3::new(4.0, 1.0, 1.0)).unwrap();
+        let tangent = Vec3::new(1.0, 1.0, 0.0);
+        let normal = Vec3::new(1.0, -1.0, 0.0);
+        assert!(t.normal(normal).dot(t.vector(tangent)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn singular_and_degenerate_inputs_are_refused() {
+        assert!(Transform::scale(Vec3::new(1.0, 0.0, 1.0)).is_none());
+        assert!(Transform::rotate(Vec3::ZERO, 10.0).is_none());
+        assert_eq!(Vec3::ZERO.normalize(), Vec3::ZERO);
+        assert!(!Ray::new(Vec3::ZERO, Vec3::ZERO).is_valid());
+        assert!(!Ray::new(Vec3::ZERO, Vec3::new(f32::NAN, 0.0, 1.0)).is_valid());
+        assert!(Ray::new(Vec3::ZERO, Vec3::new(0.0, 0.0, 1.0)).is_valid());
+    }
+}

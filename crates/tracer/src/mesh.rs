@@ -1,0 +1,147 @@
+//! Triangle meshes: f32 positions and u32 index triples, validated on construction.
+
+use crate::math::Vec3;
+use thiserror::Error;
+
+/// A mesh that failed validation; says which vertex or triangle was wrong.
+#[derive(Debug, Error, PartialEq)]
+pub enum MeshError {
+    #[error("vertex {index} has a non-finite coordinate ({value:?})")]
+    NonFiniteVertex { index: usize, value: [f32; 3] },
+    #[error(
+        "triangle {triangle} refers to vertex {vertex}, but the mesh has {vertex_count} vertices"
+    )]
+    IndexOutOfRange {
+        triangle: usize,
+        vertex: u32,
+        vertex_count: usize,
+    },
+    #[error("the mesh has {0} vertices; at most 2^32 - 1 are supported")]
+    TooManyVertices(usize),
+}
+
+/// An indexed triangle mesh in object space.
+///
+/// Degenerate (zero-area) triangles are dropped on construction and counted in
+/// [`Mesh::dropped_degenerate`], so every stored triangle has a well-defined normal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mesh {
+    pub positions: Vec<Vec3>,
+    pub indices: Vec<[u32; 3]>,
+    dropped_degenerate: usize,
+}
+
+impl Mesh {
+    /// Validates and builds a mesh: every coordinate finite, every index in range. Zero-area
+    /// triangles are dropped (see [`Mesh::dropped_degenerate`]).
+    pub fn new(positions: Vec<Vec3>, indices: Vec<[u32; 3]>) -> Result<Mesh, MeshError> {
+        if positions.len() > u32::MAX as usize {
+            return Err(MeshError::TooManyVertices(positions.len()));
+        }
+        if let Some((index, p)) = positions.iter().enumerate().find(|(_, p)| !p.is_finite()) {
+            return Err(MeshError::NonFiniteVertex {
+                index,
+                value: p.to_array(),
+            });
+        }
+        for (triangle, tri) in indices.iter().enumerate() {
+            if let Some(&vertex) = tri.iter().find(|&&v| v as usize >= positions.len()) {
+                return Err(MeshError::IndexOutOfRange {
+                    triangle,
+                    vertex,
+                    vertex_count: positions.len(),
+                });
+            }
+        }
+        let before = indices.len();
+        let indices: Vec<[u32; 3]> = indices
+            .into_iter()
+            .filter(|t| !is_degenerate(&positions, t))
+            .collect();
+        let dropped_degenerate = before - indices.len();
+        Ok(Mesh {
+            positions,
+            indices,
+            dropped_degenerate,
+        })
+    }
+
+    /// Number of zero-area triangles dropped by [`Mesh::new`]; readers report it as a warning.
+    pub fn dropped_degenerate(&self) -> usize {
+        self.dropped_degenerate
+    }
+
+    pub fn triangle_count(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// The three corners of triangle `i`.
+    pub fn triangle(&self, i: usize) -> [Vec3; 3] {
+        let [a, b, c] = self.indices[i];
+        [
+            self.positions[a as usize],
+            self.positions[b as usize],
+            self.positions[c as usize],
+        ]
+    }
+
+    /// Axis-aligned bounds `(min, max)`; `None` for a mesh without triangles.
+    pub fn bounds(&self) -> Option<(Vec3, Vec3)> {
+        let mut it = self
+            .indices
+            .iter()
+            .flatten()
+            .map(|&v| self.positions[v as usize]);
+        let first = it.next()?;
+        Some(it.fold((first, first), |(lo, hi), p| (lo.min(p), hi.max(p))))
+    }
+}
+
+fn is_degenerate(positions: &[Vec3], t: &[u32; 3]) -> bool {
+    let [a, b, c] = t.map(|v| positions[v as usize]);
+    let n = (b - a).cross(c - a);
+    !(n.length_squared() > 0.0) || !n.is_finite()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_meshes_are_errors_that_say_where() {
+        let p = vec![
+            Vec3::ZERO,
+            Vec3::new(1.0, 0.0, 0.0),
+            Vec3::new(0.0, 1.0, 0.0),
+        ];
+        let err = Mesh::new(p.clone(), vec![[0, 1, 3]]).unwrap_err();
+        assert_eq!(
+            err,
+            MeshError::IndexOutOfRange {
+                triangle: 0,
+                vertex: 3,
+                vertex_count: 3
+            }
+        );
+        let mut q = p.clone();
+        q[1].y = f32::NAN;
+        assert!(matches!(
+            Mesh::new(q, vec![[0, 1, 2]]),
+            Err(MeshError::NonFiniteVertex { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn degenerate_triangles_are_dropped_and_counted() {
+        let p = vec![
+            Vec3::ZERO,
+            Vec3::new(1.0, 0.0, 0.0),
+            Vec3::new(0.0, 1.0, 0.0),
+            Vec3::new(2.0, 0.0, 0.0),
+        ];
+        let m = Mesh::new(p, vec![[0, 1, 2], [0, 1, 3], [2, 2, 1]]).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert_eq!(m.dropped_degenerate(), 2);
+        assert_eq!(m.bounds(), Some((Vec3::ZERO, Vec3::new(1.0, 1.0, 0.0))));
+    }
+}
