@@ -50,8 +50,9 @@ done
 # ---- 3. multi-process suites under a real mpirun ------------------------------------------
 # Every example named mpitest_* in any crate is a multi-process test program: it checks its
 # results on every rank and exits non-zero on a mismatch. Each runs with 1, 2, 3 and 4 ranks.
-step "building the multi-process test programs (--features prism/mpi)"
-cargo build --workspace --examples --features prism/mpi
+step "building the prism command and the multi-process test programs (--features prism/mpi)"
+cargo build --workspace --bins --examples --features prism/mpi
+export PRISM_BIN="$ROOT/target/debug/prism"
 EXDIR="$ROOT/target/debug/examples"
 export EXDIR
 failed=0
