@@ -1,3 +1,86 @@
 //! `prism-comm`: the one crate of prism that talks to MPI.
 //!
-//! (Being built: see docs/architecture.md.)
+//! It gives the layers above a small, typed view of a parallel job:
+//!
+//! - [`init`] / [`Universe`]: MPI initialisation with an explicit, checked thread level, and
+//!   finalisation when the guard drops. A build without the `mpi` feature started by a
+//!   launcher with several processes refuses to run instead of running N copies.
+//! - [`Communicator`]: rank, size, barrier, abort; point-to-point messages of any serde type
+//!   (postcard-encoded, unknown size: probe then receive) with tags; non-blocking
+//!   [`SendRequest`]/[`RecvRequest`]; broadcast, gather, all-gather and in-place sums of `f64`
+//!   and `u64` slices (SKIRT's sumToAll / sumToRoot) of any length.
+//! - Process sets named as in MPI 4 Sessions ([`Universe::open`]): `mpi://WORLD`,
+//!   `mpi://SELF`, `prism://node`, `prism://node-leaders`; and [`Communicator::split`].
+//! - [`SharedArray`]: plain-old-data arrays with one copy per node (pshmem's MPIShared).
+//! - [`Lock`]: a first-come-first-served lock across processes (pshmem's MPILock).
+//!
+//! Without the `mpi` feature, or with it in a process not started by an MPI launcher, the
+//! world is one process: rank 0 of size 1, collectives are identities, messages to oneself go
+//! through an in-process queue, shared arrays are plain allocations. That is a real mode (the
+//! embedded default), not a mock.
+//!
+//! # Threads
+//! MPI is initialised `Funneled` by default: only the thread that called [`init`] may make
+//! communication calls. Communicators are `Send + Sync` so they can be stored anywhere, but
+//! worker threads should hand messages to the communication thread through channels.
+//! Waits never spin a core: they poll with non-blocking tests and back off.
+//!
+//! # Errors and hangs
+//! A rank that returns an error from `main` while the others wait for it in a collective
+//! leaves them hanging. On a fatal error call [`Communicator::abort`]; call
+//! [`Universe::abort_on_panic`] early so that a panic on any thread ends the whole job.
+//!
+//! # Example
+//! ```
+//! use prism_comm::{init, SharedArray, Source};
+//!
+//! let universe = init()?;
+//! let world = universe.world();
+//!
+//! // Every rank sends its rank to rank 0; rank 0 adds them up.
+//! world.send(0, 1, &(world.rank() as u64))?;
+//! if world.is_root() {
+//!     let mut total = 0;
+//!     for _ in 0..world.size() {
+//!         let (r, _status): (u64, _) = world.recv(Source::Any, 1)?;
+//!         total += r;
+//!     }
+//!     assert_eq!(total as usize, world.size() * (world.size() - 1) / 2);
+//! }
+//!
+//! // The same sum as a collective.
+//! let mut sum = [world.rank() as f64];
+//! world.sum_to_all_f64(&mut sum)?;
+//!
+//! // An array with one copy per node, filled by rank 0.
+//! let mut table = SharedArray::<u32>::new(&world, 4)?;
+//! let data = [1, 2, 3];
+//! table.set(1, world.is_root().then_some(&data[..]), 0)?;
+//! assert_eq!(&table[..], &[0, 1, 2, 3]);
+//! # Ok::<(), prism_comm::CommError>(())
+//! ```
+
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+mod backoff;
+mod comm;
+mod error;
+mod launcher;
+mod local;
+mod lock;
+#[cfg(feature = "mpi")]
+mod mpi_backend;
+mod pieces;
+mod request;
+mod shared;
+mod shm;
+mod universe;
+
+pub use bytemuck;
+
+pub use comm::{Communicator, Source, Status, TagSel};
+pub use error::{CommError, Result};
+pub use lock::{Lock, LockGuard};
+pub use request::{RecvRequest, SendRequest};
+pub use shared::SharedArray;
+pub use shm::SEGMENT_PREFIX;
+pub use universe::{init, init_with, ThreadLevel, Universe, NODE, NODE_LEADERS, SELF, WORLD};

@@ -1,0 +1,480 @@
+//! Node-shared arrays (pshmem's MPIShared): one copy of a plain-old-data array per node, read
+//! zero-copy by every rank of the node and written only by the collective [`SharedArray::set`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{fence, Ordering};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::pieces::{pieces, BYTE_PIECE};
+use crate::shm::{Handle, Segment};
+use crate::{CommError, Communicator, Result};
+
+/// Set to `name` to skip the nameless `/proc/<pid>/fd` route (for tests of the fallback).
+const ROUTE_VAR: &str = "PRISM_COMM_SHM_ROUTE";
+
+enum Storage<T> {
+    /// One rank on its node (or nothing to share): an ordinary zeroed allocation.
+    Plain(Vec<T>),
+    /// The node's one copy, mapped by every rank of the node.
+    Shm(Segment),
+}
+
+/// A zeroed array of `len` elements of `T` with one copy per node.
+///
+/// Every rank reads its node's copy through `Deref<Target = [T]>` without copying. Writes go
+/// through the collective [`SharedArray::set`], which replicates one rank's piece into every
+/// node's copy. On a node with several ranks the copy is a POSIX shared-memory segment whose
+/// name is removed as soon as it exists, so nothing is left in /dev/shm whatever way the job
+/// ends; with one rank per node it is a plain allocation.
+pub struct SharedArray<T> {
+    len: usize,
+    storage: Storage<T>,
+    comm: Communicator,
+    node: Communicator,
+    /// The node leaders (node rank 0), on leaders only.
+    leaders: Option<Communicator>,
+    /// For every rank of `comm`: the rank of its node's leader in `leaders`.
+    leader_of: Vec<usize>,
+    nodes: usize,
+    _elements: PhantomData<T>,
+}
+
+impl<T> fmt::Debug for SharedArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedArray")
+            .field("len", &self.len)
+            .field("type", &std::any::type_name::<T>())
+            .field("nodes", &self.nodes)
+            .field("node_shared", &matches!(self.storage, Storage::Shm(_)))
+            .finish()
+    }
+}
+
+/// What every rank tells the others when an array is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Member {
+    len: u64,
+    /// Rank in `comm` of this rank's node leader.
+    leader: u64,
+    node_rank: u64,
+    node_size: u64,
+}
+
+/// The header of a `set`, from the sending rank.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Header {
+    Piece { offset: u64, len: u64 },
+    Missing,
+}
+
+/// Checks that the members describe a partition of `comm` into nodes, each with one leader,
+/// and agree on the length. Returns the leaders' comm ranks in increasing order.
+fn check_members(members: &[Member]) -> std::result::Result<Vec<usize>, String> {
+    let len = members[0].len;
+    if let Some((r, m)) = members.iter().enumerate().find(|(_, m)| m.len != len) {
+        return Err(format!(
+            "rank {r} asked for {} elements, rank 0 for {len}",
+            m.len
+        ));
+    }
+    for (r, m) in members.iter().enumerate() {
+        let leader = usize::try_from(m.leader).unwrap_or(usize::MAX);
+        let Some(l) = members.get(leader) else {
+            return Err(format!(
+                "rank {r} names rank {leader} as its node leader, which does not exist"
+            ));
+        };
+        if l.leader != m.leader || l.node_rank != 0 {
+            return Err(format!(
+                "rank {r} names rank {leader} as its node leader, which is not one"
+            ));
+        }
+        if m.node_rank == 0 && leader != r {
+            return Err(format!(
+                "rank {r} has node rank 0 but names {leader} as leader"
+            ));
+        }
+    }
+    let mut leaders = Vec::new();
+    for (r, m) in members.iter().enumerate().filter(|(_, m)| m.node_rank == 0) {
+        let count = members.iter().filter(|o| o.leader == m.leader).count() as u64;
+        if count != m.node_size {
+            return Err(format!(
+                "the node led by rank {r} has {} ranks but {count} ranks name it: the node \
+                 communicator is not a partition of the array's communicator",
+                m.node_size
+            ));
+        }
+        leaders.push(r);
+    }
+    Ok(leaders)
+}
+
+impl<T: Pod> SharedArray<T> {
+    /// A zeroed array of `len` elements, one copy per node of `comm` (the nodes are the groups
+    /// of [`Communicator::split_shared`]). Collective over `comm`.
+    pub fn new(comm: &Communicator, len: usize) -> Result<Self> {
+        let node = comm.split_shared()?;
+        Self::with_node(comm, &node, len)
+    }
+
+    /// As [`SharedArray::new`], treating the ranks of `node` as one node. `node` must contain
+    /// this rank, and the `node` communicators of all ranks must partition `comm` (for tests:
+    /// "virtual nodes" made by splitting `comm` by colour). Ranks of one node must share
+    /// memory. Collective over `comm`; every rank returns the same error if the arguments
+    /// disagree or a rank fails to attach.
+    pub fn with_node(comm: &Communicator, node: &Communicator, len: usize) -> Result<Self> {
+        const OP: &str = "SharedArray::new";
+        let elem = std::mem::size_of::<T>();
+        let bytes = len.checked_mul(elem);
+        comm.agree(
+            OP,
+            match bytes {
+                Some(b) if b <= isize::MAX as usize => Ok(()),
+                _ => Err(format!(
+                    "{len} elements of {elem} bytes overflow the address space"
+                )),
+            },
+        )?;
+        let bytes = bytes.unwrap_or(0);
+
+        let leader = node.broadcast(0, node.is_root().then_some(comm.rank() as u64))?;
+        let me = Member {
+            len: len as u64,
+            leader,
+            node_rank: node.rank() as u64,
+            node_size: node.size() as u64,
+        };
+        let members: Vec<Member> = comm.all_gather(&me)?;
+        let leader_ranks =
+            check_members(&members).map_err(|message| CommError::InvalidArgument {
+                rank: comm.rank(),
+                op: OP,
+                message,
+            })?;
+        let leader_of = members
+            .iter()
+            .map(|m| {
+                leader_ranks
+                    .binary_search(&(m.leader as usize))
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Leaders ordered by comm rank, so a leader's rank in `leaders` is its index above.
+        let leaders = comm.split(node.is_root().then_some(0), comm.rank() as i32)?;
+
+        let storage = if bytes == 0 || node.size() == 1 {
+            Storage::Plain(bytemuck::allocation::zeroed_vec(len))
+        } else {
+            Storage::Shm(Self::node_segment(comm, node, bytes)?)
+        };
+        Ok(SharedArray {
+            len,
+            storage,
+            comm: comm.clone(),
+            node: node.clone(),
+            leaders,
+            leader_of,
+            nodes: leader_ranks.len(),
+            _elements: PhantomData,
+        })
+    }
+
+    /// The node's segment: its leader creates it, the others attach, and once every rank of
+    /// `comm` has attached the leader lets go of the name and descriptor.
+    fn node_segment(comm: &Communicator, node: &Communicator, bytes: usize) -> Result<Segment> {
+        const OP: &str = "SharedArray::new";
+        let by_name_only = std::env::var(ROUTE_VAR).is_ok_and(|v| v == "name");
+        let routes: &[bool] = if by_name_only {
+            &[true]
+        } else {
+            &[false, true]
+        };
+        let mut last_error = None;
+        for &keep_name in routes {
+            let mut local = Err(String::new());
+            let created = if node.is_root() {
+                match Segment::create(bytes, keep_name) {
+                    Ok((seg, handle)) => {
+                        local = Ok(seg);
+                        Some(handle)
+                    }
+                    Err(e) => {
+                        local = Err(format!("cannot create a segment of {bytes} bytes: {e}"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let handle: Option<Handle> = node.broadcast(0, node.is_root().then_some(created))?;
+            if !node.is_root() {
+                local = match &handle {
+                    Some(h) => Segment::attach(h, bytes)
+                        .map_err(|e| format!("cannot attach to the node's segment {h:?}: {e}")),
+                    None => Err("the node leader could not create the segment".to_string()),
+                };
+            }
+            let status = local.as_ref().map(|_| ()).map_err(String::clone);
+            match comm.agree(OP, status) {
+                Ok(()) => {
+                    let mut seg = local.map_err(|message| CommError::Shm {
+                        rank: comm.rank(),
+                        op: OP,
+                        message,
+                    })?;
+                    seg.attached();
+                    return Ok(seg);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or(CommError::Shm {
+            rank: comm.rank(),
+            op: OP,
+            message: "no route to shared memory".to_string(),
+        }))
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether this node's copy is shared memory (false for a plain allocation on a node with
+    /// one rank, or an empty array).
+    pub fn is_node_shared(&self) -> bool {
+        matches!(self.storage, Storage::Shm(_))
+    }
+
+    /// The number of nodes, hence of copies.
+    pub fn node_count(&self) -> usize {
+        self.nodes
+    }
+
+    /// The node's copy.
+    pub fn as_slice(&self) -> &[T] {
+        match &self.storage {
+            Storage::Plain(v) => v,
+            Storage::Shm(seg) => {
+                // SAFETY: the mapping is `len * size_of::<T>()` bytes long, page-aligned (so
+                // aligned for T) and lives as long as `self`. Other processes write it only
+                // inside `set`, which every rank of the node calls together, between
+                // barriers, and which takes `&mut self` here, so no write overlaps this
+                // borrow. Any bit pattern is a valid T (Pod).
+                let bytes = unsafe { std::slice::from_raw_parts(seg.as_ptr(), seg.len()) };
+                bytemuck::cast_slice(bytes)
+            }
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.storage {
+            Storage::Plain(v) => bytemuck::cast_slice_mut(v.as_mut_slice()),
+            Storage::Shm(seg) => {
+                // SAFETY: as in `as_slice`; `&mut self` and the barriers of `set` make this
+                // process the only writer of its node's copy while the slice lives.
+                unsafe { std::slice::from_raw_parts_mut(seg.as_mut_ptr(), seg.len()) }
+            }
+        }
+    }
+
+    /// Writes `data`, held by rank `from_rank` of the array's communicator, at element
+    /// `offset` of every node's copy. Collective: every rank calls it with the same
+    /// `from_rank`; only `from_rank` passes `Some(data)` (and its `offset` is the one used).
+    /// When it returns, every rank sees the new values. A missing piece or a piece past the
+    /// end is reported as an error on every rank.
+    pub fn set(&mut self, offset: usize, data: Option<&[T]>, from_rank: usize) -> Result<()> {
+        const OP: &str = "SharedArray::set";
+        let rank = self.comm.rank();
+        if from_rank >= self.comm.size() {
+            return Err(CommError::InvalidRank {
+                rank,
+                op: OP,
+                given: from_rank,
+                size: self.comm.size(),
+            });
+        }
+        let header = (rank == from_rank).then_some(match data {
+            Some(d) => Header::Piece {
+                offset: offset as u64,
+                len: d.len() as u64,
+            },
+            None => Header::Missing,
+        });
+        let (offset, count) = match self.comm.broadcast(from_rank, header)? {
+            Header::Missing => {
+                return Err(CommError::InvalidArgument {
+                    rank,
+                    op: OP,
+                    message: format!("rank {from_rank} passed no data"),
+                })
+            }
+            Header::Piece { offset, len } => (offset as usize, len as usize),
+        };
+        if offset.checked_add(count).is_none_or(|end| end > self.len) {
+            return Err(CommError::InvalidArgument {
+                rank,
+                op: OP,
+                message: format!(
+                    "rank {from_rank} writes {count} elements at offset {offset}, past the end \
+                     of an array of {}",
+                    self.len
+                ),
+            });
+        }
+        let elem = std::mem::size_of::<T>();
+        if count == 0 || elem == 0 {
+            return Ok(());
+        }
+        let range = offset * elem..(offset + count) * elem;
+
+        // Everyone on the node has stopped reading before the sender writes.
+        self.node_barrier();
+        if rank == from_rank {
+            if let Some(d) = data {
+                self.bytes_mut()[range.clone()].copy_from_slice(bytemuck::cast_slice(d));
+            }
+        }
+        // The sender's node leader sees the piece; every node is inside `set`.
+        self.node_barrier();
+        if self.nodes > 1 {
+            if let Some(leaders) = self.leaders.clone() {
+                let root = self.leader_of[from_rank];
+                let piece = &mut self.bytes_mut()[range];
+                for p in pieces(piece.len(), BYTE_PIECE) {
+                    leaders.broadcast_in_place(root, &mut piece[p])?;
+                }
+            }
+        }
+        // Every rank of every node sees the piece.
+        self.node_barrier();
+        Ok(())
+    }
+
+    fn node_barrier(&self) {
+        fence(Ordering::SeqCst);
+        self.node.barrier();
+        fence(Ordering::SeqCst);
+    }
+}
+
+impl<T: Pod> Deref for SharedArray<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> Communicator {
+        Communicator::local()
+    }
+
+    #[test]
+    fn one_process_array_is_plain() {
+        let w = world();
+        let mut a = SharedArray::<f64>::new(&w, 10).unwrap();
+        assert_eq!(a.len(), 10);
+        assert!(!a.is_empty() && !a.is_node_shared());
+        assert_eq!(a.node_count(), 1);
+        assert!(a.iter().all(|&x| x == 0.0));
+        a.set(3, Some(&[1.0, 2.0]), 0).unwrap();
+        assert_eq!(&a[2..6], &[0.0, 1.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn empty_array() {
+        let w = world();
+        let mut a = SharedArray::<u32>::new(&w, 0).unwrap();
+        assert!(a.is_empty());
+        assert_eq!(a.as_slice(), &[] as &[u32]);
+        a.set(0, Some(&[]), 0).unwrap();
+        assert!(a.set(0, Some(&[1]), 0).is_err());
+    }
+
+    #[test]
+    fn bad_sets_are_errors() {
+        let w = world();
+        let mut a = SharedArray::<u8>::new(&w, 4).unwrap();
+        let e = a.set(3, Some(&[1, 2]), 0).unwrap_err().to_string();
+        assert!(e.contains("past the end") && e.contains("offset 3"), "{e}");
+        assert!(a.set(usize::MAX, Some(&[1]), 0).is_err());
+        assert!(a
+            .set(0, None, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("no data"));
+        assert!(matches!(
+            a.set(0, Some(&[1]), 1),
+            Err(CommError::InvalidRank { .. })
+        ));
+        assert_eq!(a.as_slice(), &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn too_large_is_an_error_not_an_abort() {
+        let w = world();
+        assert!(SharedArray::<u64>::new(&w, usize::MAX / 4).is_err());
+    }
+
+    #[test]
+    fn more_than_2_pow_31_elements() {
+        let w = world();
+        let len = (1usize << 31) + 16;
+        let mut a = SharedArray::<u8>::new(&w, len).unwrap();
+        a.set(len - 2, Some(&[7, 8]), 0).unwrap();
+        assert_eq!(a[len - 1], 8);
+        assert_eq!(a[len - 3], 0);
+    }
+
+    #[test]
+    fn structs_of_plain_data() {
+        #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        #[repr(C)]
+        struct P {
+            x: f32,
+            id: u32,
+        }
+        let w = world();
+        let mut a = SharedArray::<P>::new(&w, 3).unwrap();
+        a.set(1, Some(&[P { x: 1.5, id: 9 }]), 0).unwrap();
+        assert_eq!(a[1], P { x: 1.5, id: 9 });
+    }
+
+    #[test]
+    fn members_must_partition_the_communicator() {
+        let m = |leader, node_rank, node_size| Member {
+            len: 5,
+            leader,
+            node_rank,
+            node_size,
+        };
+        // Two nodes: {0, 2} and {1, 3}.
+        let good = [m(0, 0, 2), m(1, 0, 2), m(0, 1, 2), m(1, 1, 2)];
+        assert_eq!(check_members(&good).unwrap(), vec![0, 1]);
+        let mut bad = good;
+        bad[3] = m(0, 1, 2);
+        assert!(check_members(&bad).unwrap_err().contains("not a partition"));
+        let mut bad = good;
+        bad[2].len = 6;
+        assert!(check_members(&bad)
+            .unwrap_err()
+            .contains("rank 2 asked for 6"));
+        let mut bad = good;
+        bad[3] = m(2, 1, 2);
+        assert!(check_members(&bad).unwrap_err().contains("not one"));
+    }
+}

@@ -1,0 +1,248 @@
+//! POSIX shared-memory segments that cannot outlive the processes mapping them.
+//!
+//! The creator opens a fresh `/dev/shm/prism-…` object and unlinks its name at once, before
+//! anyone else attaches: the other processes of the node open it through
+//! `/proc/<creator pid>/fd/<fd>`, which reaches the object without a name. Linux frees the
+//! memory when the last mapping goes, so nothing is left in /dev/shm after a normal exit, an
+//! error, a panic or any signal, even SIGKILL. Only when /proc is unusable (another PID
+//! namespace, hardened /proc) does the fallback keep the name until every process has attached
+//! (two barriers), which leaves a short window in which a killed creator leaks the segment.
+
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+
+use memmap2::{MmapMut, MmapOptions};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::{shm_open, shm_unlink};
+use nix::sys::stat::Mode;
+
+/// Every segment name starts with this, so tests and operators can find strays.
+pub const SEGMENT_PREFIX: &str = "prism-";
+
+/// How the other processes of a node reach the creator's segment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Handle {
+    /// Through `/proc/<pid>/fd/<fd>`; the name is already gone.
+    Proc {
+        /// Creator's process id.
+        pid: u32,
+        /// Creator's descriptor.
+        fd: i32,
+    },
+    /// Through the name, which the creator unlinks once everyone has attached.
+    Name(String),
+}
+
+/// A mapped segment.
+pub(crate) struct Segment {
+    map: MmapMut,
+    /// The creator keeps the object open until every process has attached.
+    file: Option<File>,
+    /// A name still to unlink (the fallback route), by the creator.
+    name: Option<String>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("bytes", &self.map.len())
+            .field("named", &self.name)
+            .finish()
+    }
+}
+
+fn random_name() -> String {
+    // RandomState is seeded from the OS per process; the pid separates processes anyway.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!(
+        "/{SEGMENT_PREFIX}{}-{:016x}",
+        std::process::id(),
+        h.finish()
+    )
+}
+
+fn map(file: &File, bytes: usize) -> io::Result<MmapMut> {
+    // SAFETY: the object is private to the processes of one SharedArray: nothing else knows
+    // its name (random, and unlinked at once on the default route). It is sized before
+    // mapping and never truncated, so no access can fault. Concurrent writes from other
+    // processes happen only inside SharedArray::set, between barriers, while no reference
+    // into the mapping is handed out.
+    unsafe { MmapOptions::new().len(bytes).map_mut(file) }
+}
+
+impl Segment {
+    /// Creates a zero-filled segment of `bytes` (> 0) bytes. With `keep_name` the name stays
+    /// until [`Segment::attached`] (the fallback route); otherwise it is unlinked at once.
+    pub(crate) fn create(bytes: usize, keep_name: bool) -> io::Result<(Segment, Handle)> {
+        let size = libc::off_t::try_from(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+        let (fd, name) = loop {
+            let name = random_name();
+            match shm_open(
+                name.as_str(),
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            ) {
+                Ok(fd) => break (fd, name),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        };
+        if !keep_name {
+            shm_unlink(name.as_str()).map_err(io::Error::from)?;
+        }
+        let cleanup = |e: io::Error| {
+            if keep_name {
+                let _ = shm_unlink(name.as_str());
+            }
+            e
+        };
+        let file = File::from(fd);
+        // ftruncate of a fresh object gives zeroed pages that cost nothing until touched.
+        nix::unistd::ftruncate(&file, size)
+            .map_err(io::Error::from)
+            .map_err(cleanup)?;
+        let map = map(&file, bytes).map_err(cleanup)?;
+        let handle = if keep_name {
+            Handle::Name(name.clone())
+        } else {
+            Handle::Proc {
+                pid: std::process::id(),
+                fd: std::os::fd::AsRawFd::as_raw_fd(&file),
+            }
+        };
+        Ok((
+            Segment {
+                map,
+                file: Some(file),
+                name: keep_name.then_some(name),
+            },
+            handle,
+        ))
+    }
+
+    /// Attaches to the segment of `bytes` bytes created elsewhere on this node.
+    pub(crate) fn attach(handle: &Handle, bytes: usize) -> io::Result<Segment> {
+        let file = match handle {
+            Handle::Proc { pid, fd } => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/{pid}/fd/{fd}"))?,
+            Handle::Name(name) => File::from(
+                shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty()).map_err(io::Error::from)?,
+            ),
+        };
+        let actual = file.metadata()?.len();
+        if actual != bytes as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("segment holds {actual} bytes, expected {bytes}"),
+            ));
+        }
+        let map = map(&file, bytes)?;
+        Ok(Segment {
+            map,
+            file: None,
+            name: None,
+        })
+    }
+
+    /// Called by every process once all have attached: the creator closes its descriptor
+    /// and, on the fallback route, unlinks the name.
+    pub(crate) fn attached(&mut self) {
+        self.file = None;
+        if let Some(name) = self.name.take() {
+            let _ = shm_unlink(name.as_str());
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.attached();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_read(keep_name: bool) {
+        let bytes = 3 * 4096 + 5;
+        let (mut a, handle) = Segment::create(bytes, keep_name).unwrap();
+        assert_eq!(matches!(handle, Handle::Name(_)), keep_name);
+        let mut b = Segment::attach(&handle, bytes).unwrap();
+        assert!(Segment::attach(&handle, bytes + 1).is_err());
+        // SAFETY: both mappings are private to this test and `bytes` long.
+        unsafe {
+            *a.as_mut_ptr().add(bytes - 1) = 42;
+            assert_eq!(*b.as_ptr().add(bytes - 1), 42);
+            *b.as_mut_ptr() = 7;
+            assert_eq!(*a.as_ptr(), 7);
+            assert_eq!(*a.as_ptr().add(4096), 0);
+        }
+        a.attached();
+        b.attached();
+        assert_eq!(a.len(), bytes);
+    }
+
+    #[test]
+    fn two_mappings_share_memory_through_proc() {
+        write_read(false);
+    }
+
+    #[test]
+    fn two_mappings_share_memory_through_the_name() {
+        write_read(true);
+    }
+
+    #[test]
+    fn nothing_is_left_in_dev_shm() {
+        let (seg, Handle::Proc { fd, .. }) = Segment::create(4096, false).unwrap() else {
+            panic!("the default route goes through /proc");
+        };
+        // Unlinked at once: the name is gone while the memory is still mapped.
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let target = target.to_string_lossy();
+        assert!(target.starts_with("/dev/shm/prism-"), "{target}");
+        assert!(target.ends_with(" (deleted)"), "{target}");
+        drop(seg);
+        let (mut seg, Handle::Name(name)) = Segment::create(4096, true).unwrap() else {
+            panic!("the fallback route gives a name");
+        };
+        assert!(std::path::Path::new(&format!("/dev/shm{name}")).exists());
+        seg.attached();
+        assert!(!std::path::Path::new(&format!("/dev/shm{name}")).exists());
+    }
+
+    #[test]
+    fn more_than_2_pow_31_bytes() {
+        let bytes = (1usize << 31) + 16;
+        let (mut seg, _) = Segment::create(bytes, false).unwrap();
+        // SAFETY: the mapping is `bytes` long; only the last page is touched.
+        unsafe {
+            *seg.as_mut_ptr().add(bytes - 1) = 9;
+            assert_eq!(*seg.as_ptr().add(bytes - 1), 9);
+        }
+    }
+}
