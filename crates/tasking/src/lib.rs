@@ -1,4 +1,95 @@
-//! `prism-tasking`: SKIRT-style parallel loops over threads, processes and both.
+//! `prism-tasking`: loops over independent tasks on whatever a run has — one thread, many
+//! threads, many MPI processes, or processes with threads — behind one interface (SKIRT's
+//! `Parallel` / `ParallelFactory`), plus the pieces such loops need: thread-local and atomic
+//! accumulators, random streams indexed by task, progress display, worker groups with
+//! restartable task states, and domain decomposition by orthogonal recursive bisection.
 //!
-//! (Being built: see docs/architecture.md.)
+//! It renders nothing and knows nothing of rendering: any simulation can embed it.
+//!
+//! # The model
+//! A [`ParallelFactory`] is built once from a communicator and a thread count. For a
+//! [`TaskMode`] it hands out a [`Parallel`], whose [`Parallel::call`] runs `body(first,
+//! count)` over chunks of consecutive indices covering `0..n`:
+//!
+//! * `Distributed`: every index once in all, shared by all threads of all processes;
+//! * `Duplicated`: every process runs every index;
+//! * `RootOnly`: only the root process runs them.
+//!
+//! Chunks are handed out dynamically with guided sizes (see [`chunk`]). Across processes the
+//! root's threads compute too while its calling thread serves chunk requests; the other
+//! processes prefetch chunks so their workers do not wait a round trip; nobody spins a core
+//! while waiting. MPI is used only through `prism-comm`, only from the calling thread.
+//!
+//! A failure or panic in any task on any thread of any process makes the call return
+//! [`ParallelError::Task`] on every process, naming the process, thread and chunk; the
+//! `Parallel` stays usable. Engines that compute results on workers and assemble them in one
+//! place use [`Parallel::call_collect`], which streams results to a callback on the root.
+//!
+//! # Reproducibility
+//! Draw random numbers from [`TaskRng`] keyed by the task index (never from a per-thread
+//! generator), and sum integers or per-task partial sums in task order: the results are then
+//! bit-identical for any number of threads and processes.
+//!
+//! # Example
+//! A Monte Carlo estimate of π, identical for every split of the work:
+//! ```
+//! use prism_tasking::{CallOptions, ParallelFactory, TaskMode, TaskRng, ThreadLocalAcc};
+//!
+//! let universe = prism_comm::init()?;
+//! let world = universe.world();
+//! let factory = ParallelFactory::new(&world, 2)?;
+//! let hits = ThreadLocalAcc::new(|| 0u64);
+//! let n = 100_000;
+//! factory.parallel(TaskMode::Distributed).call_with(
+//!     &CallOptions::new().progress("samples"),
+//!     n,
+//!     |first, count| {
+//!         let mut local = 0;
+//!         for i in first..first + count {
+//!             let mut rng = TaskRng::new(2024, i as u64);
+//!             let (x, y) = (rng.next_f64(), rng.next_f64());
+//!             local += u64::from(x * x + y * y < 1.0);
+//!         }
+//!         hits.with(|h| *h += local);
+//!     },
+//! )?;
+//! // Per-process totals, then the sum over processes.
+//! let mut total = [hits.merge(|a, b| *a += b).unwrap_or(0)];
+//! world.sum_to_all_u64(&mut total)?;
+//! let pi = 4.0 * total[0] as f64 / n as f64;
+//! assert!((pi - std::f64::consts::PI).abs() < 0.02);
+//!
+//! // Errors name where they happened, and the next call works.
+//! let parallel = factory.distributed();
+//! let err = parallel.call_each(10, |i| if i == 7 { Err("bad input") } else { Ok(()) });
+//! let failure = err.unwrap_err();
+//! assert_eq!(failure.task_failure().map(|f| f.rank), Some(0));
+//! assert!(failure.to_string().contains("bad input"));
+//! parallel.call_each(10, |_| ())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod accum;
+pub mod batch;
+pub mod chunk;
+pub mod error;
+pub mod factory;
+pub mod orb;
+pub mod parallel;
+pub mod progress;
+pub mod random;
+mod scheduler;
+mod worker;
+
 pub use prism_comm as comm;
+
+pub use accum::{atomic_f64_values, atomic_f64_vec, AtomicF64, ThreadLocalAcc};
+pub use batch::{Batch, BatchOptions, BatchReport, BatchTask, TaskState};
+pub use chunk::{ChunkCounter, ChunkPlan};
+pub use error::{ParallelError, TaskFailure, TaskOutcome};
+pub use factory::{ParallelFactory, TaskMode};
+pub use orb::{orb, orb_weighted, OrbError, Subdomain};
+pub use parallel::{CallOptions, Parallel, ParallelKind};
+pub use progress::{Progress, ProgressConfig, ProgressStyle};
+pub use random::{mix64, stream_key, TaskRng};
+pub use worker::current_worker;

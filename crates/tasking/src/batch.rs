@@ -1,0 +1,581 @@
+//! Worker groups (pshmem's `MPIBatch`): the processes are split into groups of `k`, and named
+//! tasks are handed to the groups dynamically — a group that finishes early takes the next
+//! open task. Every process of a group runs the group's task together (with the group's own
+//! communicator for collectives inside the task).
+//!
+//! # Task states
+//! Each task is `Open`, `Running`, `Done` or `Failed`. The table of states is one small file
+//! per run that group leaders read and rewrite under a cross-process [`prism_comm::Lock`]
+//! (a ticket lock in an MPI one-sided window, so no process has to answer requests while it
+//! computes). Where that file lives:
+//!
+//! * with [`BatchOptions::state_dir`], in `<dir>`, and every state change is mirrored to
+//!   `<dir>/<task>/state` (`OPEN`, `RUNNING`, `DONE`, `FAILED`; a failure's message goes to
+//!   `<dir>/<task>/failure`). Files are written to a temporary name and renamed, so a reader
+//!   never sees half a file. A rerun reads the `state` files: `DONE` tasks are skipped,
+//!   `FAILED` ones stay failed (unless [`BatchOptions::retry_failed`]), and `RUNNING` ones —
+//!   a run interrupted while they ran — are opened again. Across nodes, `<dir>` must be on a
+//!   filesystem all nodes share.
+//! * without it, in a private directory in node memory (`/dev/shm` where it exists), removed
+//!   at the end; this needs every process on one node, and refuses to run otherwise.
+
+use crate::error::panic_message;
+use prism_comm::{CommError, Communicator, Lock};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+const TABLE_FILE: &str = ".prism-batch-table";
+
+/// The state of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Not started (or started by a run that was interrupted).
+    Open,
+    /// A group is running it.
+    Running,
+    /// Finished successfully.
+    Done,
+    /// Its body failed or panicked.
+    Failed,
+}
+
+impl TaskState {
+    /// The word stored in state files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Open => "OPEN",
+            TaskState::Running => "RUNNING",
+            TaskState::Done => "DONE",
+            TaskState::Failed => "FAILED",
+        }
+    }
+
+    /// Parses a state file's word (surrounding whitespace ignored).
+    pub fn parse(s: &str) -> Option<TaskState> {
+        match s.trim() {
+            "OPEN" => Some(TaskState::Open),
+            "RUNNING" => Some(TaskState::Running),
+            "DONE" => Some(TaskState::Done),
+            "FAILED" => Some(TaskState::Failed),
+            _ => None,
+        }
+    }
+
+    fn to_byte(self) -> u8 {
+        match self {
+            TaskState::Open => b'O',
+            TaskState::Running => b'R',
+            TaskState::Done => b'D',
+            TaskState::Failed => b'F',
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<TaskState> {
+        match b {
+            b'O' => Some(TaskState::Open),
+            b'R' => Some(TaskState::Running),
+            b'D' => Some(TaskState::Done),
+            b'F' => Some(TaskState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Why a batch could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Invalid options or task names.
+    #[error("batch: {0}")]
+    Invalid(String),
+    /// A state file or directory could not be read or written.
+    #[error("batch: {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A state file held something other than a state word.
+    #[error("batch: {path}: not a task state: {content:?} (expected OPEN, RUNNING, DONE or FAILED)")]
+    BadState {
+        /// The file.
+        path: PathBuf,
+        /// What it held.
+        content: String,
+    },
+    /// Communication failed.
+    #[error("batch: {0}")]
+    Comm(#[from] CommError),
+}
+
+/// How to run a batch.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    group_size: usize,
+    state_dir: Option<PathBuf>,
+    retry_failed: bool,
+}
+
+impl BatchOptions {
+    /// Groups of `group_size` processes (the last group holds the remainder if the number of
+    /// processes is not a multiple).
+    pub fn new(group_size: usize) -> BatchOptions {
+        BatchOptions {
+            group_size,
+            state_dir: None,
+            retry_failed: false,
+        }
+    }
+
+    /// Mirrors task states to `<dir>/<task>/state` and resumes from them on a rerun.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> BatchOptions {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs tasks recorded as failed again (by default they stay failed).
+    pub fn retry_failed(mut self, retry: bool) -> BatchOptions {
+        self.retry_failed = retry;
+        self
+    }
+}
+
+/// A task handed to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTask {
+    /// Its index in the list of names.
+    pub index: usize,
+    /// Its name (the subdirectory of the state directory).
+    pub name: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// The state of every task at the end of the run (identical on every process).
+    pub states: Vec<TaskState>,
+    /// Tasks this process's group ran in this run, in the order it ran them.
+    pub ran_by_group: Vec<usize>,
+    /// Tasks found done at the start and skipped.
+    pub skipped_done: Vec<usize>,
+    /// Tasks found failed at the start and left failed.
+    pub kept_failed: Vec<usize>,
+    /// Failures of this run: (task index, message), in task order (identical everywhere).
+    pub failures: Vec<(usize, String)>,
+}
+
+/// A batch of named tasks over groups of processes.
+///
+/// ```
+/// use prism_tasking::batch::{Batch, BatchOptions, TaskState};
+/// let universe = prism_comm::init()?;
+/// let names: Vec<String> = (0..5).map(|i| format!("task_{i}")).collect();
+/// let mut batch = Batch::new(&universe.world(), names, BatchOptions::new(1))?;
+/// let report = batch.run(|task, _group| {
+///     if task.index == 3 { Err(format!("{} refused", task.name)) } else { Ok(()) }
+/// })?;
+/// assert_eq!(report.states[3], TaskState::Failed);
+/// assert_eq!(report.states.iter().filter(|s| **s == TaskState::Done).count(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Batch {
+    world: Communicator,
+    group: Communicator,
+    group_index: usize,
+    group_count: usize,
+    names: Vec<String>,
+    options: BatchOptions,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("tasks", &self.names.len())
+            .field("group", &self.group_index)
+            .field("groups", &self.group_count)
+            .finish()
+    }
+}
+
+/// Writes `content` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, content: &[u8], tag: usize) -> Result<(), BatchError> {
+    let io = |source| BatchError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp.{}.{tag}",
+        file_name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(content).map_err(io)?;
+    f.sync_data().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+fn check_names(names: &[String]) -> Result<(), BatchError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() || n == "." || n == ".." || n.contains('/') || n.contains('\0') || n.starts_with('.') {
+            return Err(BatchError::Invalid(format!(
+                "task {i} has name {n:?}: names must be non-empty, must not start with '.' and \
+                 must not contain '/' (they become directory names)"
+            )));
+        }
+        if !seen.insert(n) {
+            return Err(BatchError::Invalid(format!("task name {n:?} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+impl Batch {
+    /// Splits `world` into groups of `options.group_size` processes for the tasks `names`.
+    /// Collective over `world`.
+    pub fn new(world: &Communicator, names: Vec<String>, options: BatchOptions) -> Result<Batch, BatchError> {
+        let size = world.size();
+        if options.group_size == 0 || options.group_size > size {
+            return Err(BatchError::Invalid(format!(
+                "group size {} must be between 1 and the number of processes ({size})",
+                options.group_size
+            )));
+        }
+        check_names(&names)?;
+        let world = world.duplicate()?;
+        let group_index = world.rank() / options.group_size;
+        let group_count = size.div_ceil(options.group_size);
+        let group = world
+            .split(Some(group_index as u32), world.rank() as i32)?
+            .ok_or_else(|| BatchError::Invalid("split returned no group for a coloured rank".into()))?;
+        Ok(Batch {
+            world,
+            group,
+            group_index,
+            group_count,
+            names,
+            options,
+        })
+    }
+
+    /// The communicator of this process's group.
+    pub fn group(&self) -> &Communicator {
+        &self.group
+    }
+
+    /// Index of this process's group.
+    pub fn group_index(&self) -> usize {
+        self.group_index
+    }
+
+    /// Number of groups.
+    pub fn group_count(&self) -> usize {
+        self.group_count
+    }
+
+    /// Rank of this process within its group (0 is the group's leader).
+    pub fn group_rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    /// The task names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Reads the states recorded in `dir` for `names` (missing files count as `Open`).
+    pub fn read_states(dir: &Path, names: &[String]) -> Result<Vec<TaskState>, BatchError> {
+        names
+            .iter()
+            .map(|n| {
+                let path = dir.join(n).join("state");
+                match fs::read_to_string(&path) {
+                    Ok(s) => TaskState::parse(&s).ok_or(BatchError::BadState {
+                        path,
+                        content: s,
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TaskState::Open),
+                    Err(source) => Err(BatchError::Io { path, source }),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs every open task once: each group's leader claims the next open task, the whole
+    /// group runs `body(task, group_communicator)`, and the leader records `Done`, or `Failed`
+    /// if the body returned an error or panicked on any process of the group. Collective over
+    /// the world; returns when no task is left.
+    ///
+    /// The body may return `()` or `Result<(), E>` with `E: Display`.
+    pub fn run<F, O>(&mut self, body: F) -> Result<BatchReport, BatchError>
+    where
+        F: FnMut(&BatchTask, &Communicator) -> O,
+        O: crate::TaskOutcome,
+    {
+        let mut body = body;
+        let rank = self.world.rank();
+        let n = self.names.len();
+
+        // Where the table lives, agreed by everyone.
+        let (dir, private) = match &self.options.state_dir {
+            Some(d) => (d.clone(), false),
+            None => {
+                let node = self.world.split_shared()?;
+                if node.size() != self.world.size() {
+                    return Err(BatchError::Invalid(
+                        "a batch across several nodes needs a state directory on a shared \
+                         filesystem (BatchOptions::state_dir)"
+                            .into(),
+                    ));
+                }
+                let token = self.world.broadcast(0, (rank == 0).then(private_token))?;
+                let base = if Path::new("/dev/shm").is_dir() {
+                    PathBuf::from("/dev/shm")
+                } else {
+                    std::env::temp_dir()
+                };
+                (base.join(format!("prism-batch-{token}")), true)
+            }
+        };
+
+        // Rank 0 reads what earlier runs left and writes the starting table.
+        let start: Result<(Vec<TaskState>, Vec<usize>, Vec<usize>), String> = if rank == 0 {
+            self.prepare(&dir, private).map_err(|e| e.to_string())
+        } else {
+            Ok(Default::default())
+        };
+        let start = self.world.broadcast(0, (rank == 0).then_some(start))?;
+        let (_recorded, skipped_done, kept_failed) = start.map_err(BatchError::Invalid)?;
+
+        let lock = Lock::new(&self.world)?;
+        let table_path = dir.join(TABLE_FILE);
+        let mut ran = Vec::new();
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let mut outcome: Result<(), BatchError> = Ok(());
+        loop {
+            // The leader claims; the group learns the claim (or that none is left, or that
+            // the leader hit an I/O error, which ends this group's work).
+            let claim: Result<Option<usize>, String> = if self.group.rank() != 0 {
+                Ok(None)
+            } else if let Err(e) = &outcome {
+                Err(e.to_string())
+            } else {
+                self.claim(&lock, &table_path, &dir, private).map_err(|e| e.to_string())
+            };
+            let claim = self.group.broadcast(0, (self.group.rank() == 0).then_some(claim))?;
+            let index = match claim {
+                Ok(Some(i)) => i,
+                Ok(None) => break,
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = Err(BatchError::Invalid(format!("group {}: {e}", self.group_index)));
+                    }
+                    break;
+                }
+            };
+            let task = BatchTask {
+                index,
+                name: self.names[index].clone(),
+            };
+            let result = match catch_unwind(AssertUnwindSafe(|| body(&task, &self.group).into_result())) {
+                Ok(r) => r,
+                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            };
+            let mine = result.err().map(|m| format!("process {rank}: {m}"));
+            let all: Vec<Option<String>> = self.group.all_gather(&mine)?;
+            let failure = all.into_iter().flatten().next();
+            ran.push(index);
+            if self.group.rank() == 0 {
+                let state = if failure.is_some() {
+                    TaskState::Failed
+                } else {
+                    TaskState::Done
+                };
+                // An error here ends the group's work at the next claim (which tells the
+                // whole group), so no process of the group is left waiting.
+                if let Err(e) = self.record(&lock, &table_path, &dir, private, index, state, failure.as_deref()) {
+                    outcome = Err(e);
+                }
+                if let Some(m) = failure {
+                    failures.push((index, m));
+                }
+            }
+        }
+
+        // Everyone is past its last claim: the table is final.
+        let io_errors: Vec<Option<String>> = self
+            .world
+            .all_gather(&outcome.as_ref().err().map(|e| e.to_string()))?;
+        let final_table: Result<Vec<u8>, String> = if rank == 0 {
+            fs::read(&table_path).map_err(|e| format!("{}: {e}", table_path.display()))
+        } else {
+            Ok(Vec::new())
+        };
+        let final_table = self.world.broadcast(0, (rank == 0).then_some(final_table))?;
+        let mine = if self.group.rank() == 0 {
+            failures
+        } else {
+            Vec::new()
+        };
+        let mut failures: Vec<(usize, String)> =
+            self.world.all_gather(&mine)?.into_iter().flatten().collect();
+        failures.sort();
+        // Every rank is done with the lock (collective drop) and the table.
+        drop(lock);
+        self.world.barrier();
+        if private && rank == 0 {
+            // Best effort: the directory is in node memory and named for this run only.
+            let _ = fs::remove_dir_all(&dir);
+        }
+        if let Some(e) = io_errors.into_iter().flatten().next() {
+            return Err(BatchError::Invalid(e));
+        }
+        let table = final_table.map_err(BatchError::Invalid)?;
+        Ok(BatchReport {
+            states: decode_table(&table, n)?,
+            ran_by_group: ran,
+            skipped_done,
+            kept_failed,
+            failures,
+        })
+    }
+
+    /// Rank 0, before any claim: the starting table from the state files of earlier runs.
+    fn prepare(
+        &self,
+        dir: &Path,
+        private: bool,
+    ) -> Result<(Vec<TaskState>, Vec<usize>, Vec<usize>), BatchError> {
+        fs::create_dir_all(dir).map_err(|source| BatchError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let recorded = if private {
+            vec![TaskState::Open; self.names.len()]
+        } else {
+            Batch::read_states(dir, &self.names)?
+        };
+        let mut skipped_done = Vec::new();
+        let mut kept_failed = Vec::new();
+        let mut table = Vec::with_capacity(recorded.len());
+        for (i, &state) in recorded.iter().enumerate() {
+            let start = match state {
+                TaskState::Done => {
+                    skipped_done.push(i);
+                    TaskState::Done
+                }
+                TaskState::Failed if !self.options.retry_failed => {
+                    kept_failed.push(i);
+                    TaskState::Failed
+                }
+                // Running: the run that started it was interrupted.
+                _ => TaskState::Open,
+            };
+            if !private && start != state || !private && !dir.join(&self.names[i]).join("state").exists() {
+                self.mirror(dir, i, start, None)?;
+            }
+            table.push(start.to_byte());
+        }
+        write_atomic(&dir.join(TABLE_FILE), &table, self.world.rank())?;
+        Ok((recorded, skipped_done, kept_failed))
+    }
+
+    /// A group leader takes the first open task, under the lock.
+    fn claim(&self, lock: &Lock, table_path: &Path, dir: &Path, private: bool) -> Result<Option<usize>, BatchError> {
+        let _guard = lock.lock()?;
+        let mut table = read_table(table_path, self.names.len())?;
+        let Some(i) = table.iter().position(|&b| b == TaskState::Open.to_byte()) else {
+            return Ok(None);
+        };
+        table[i] = TaskState::Running.to_byte();
+        write_atomic(table_path, &table, self.world.rank())?;
+        if !private {
+            self.mirror(dir, i, TaskState::Running, None)?;
+        }
+        Ok(Some(i))
+    }
+
+    /// A group leader records the end of its task, under the lock.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        lock: &Lock,
+        table_path: &Path,
+        dir: &Path,
+        private: bool,
+        index: usize,
+        state: TaskState,
+        failure: Option<&str>,
+    ) -> Result<(), BatchError> {
+        let _guard = lock.lock()?;
+        let mut table = read_table(table_path, self.names.len())?;
+        table[index] = state.to_byte();
+        write_atomic(table_path, &table, self.world.rank())?;
+        if !private {
+            self.mirror(dir, index, state, failure)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `<dir>/<task>/state` (and the failure message, or removes a stale one).
+    fn mirror(&self, dir: &Path, index: usize, state: TaskState, failure: Option<&str>) -> Result<(), BatchError> {
+        let task_dir = dir.join(&self.names[index]);
+        fs::create_dir_all(&task_dir).map_err(|source| BatchError::Io {
+            path: task_dir.clone(),
+            source,
+        })?;
+        let failure_path = task_dir.join("failure");
+        match failure {
+            Some(m) => write_atomic(&failure_path, format!("{m}\n").as_bytes(), self.world.rank())?,
+            None if state != TaskState::Failed => {
+                let _ = fs::remove_file(&failure_path);
+            }
+            None => {}
+        }
+        write_atomic(
+            &task_dir.join("state"),
+            format!("{}\n", state.as_str()).as_bytes(),
+            self.world.rank(),
+        )
+    }
+}
+
+fn read_table(path: &Path, n: usize) -> Result<Vec<u8>, BatchError> {
+    let table = fs::read(path).map_err(|source| BatchError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_table(&table, n)?;
+    Ok(table)
+}
+
+fn decode_table(table: &[u8], n: usize) -> Result<Vec<TaskState>, BatchError> {
+    if table.len() != n {
+        return Err(BatchError::Invalid(format!(
+            "the state table holds {} tasks, expected {n} (was it changed by another batch?)",
+            table.len()
+        )));
+    }
+    table
+        .iter()
+        .map(|&b| {
+            TaskState::from_byte(b)
+                .ok_or_else(|| BatchError::Invalid(format!("the state table holds byte {b}")))
+        })
+        .collect()
+}
+
+/// A name for this run's private directory: unique per job (time, process id).
+fn private_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{:016x}",
+        crate::random::stream_key(nanos, &[u64::from(std::process::id())])
+    )
+}

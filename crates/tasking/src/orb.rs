@@ -1,0 +1,308 @@
+//! Domain decomposition by orthogonal recursive bisection (ORB), as in Yade's `mpy`.
+//!
+//! A point set is cut into `N` subdomains, any `N >= 1`: the set's bounding box is bisected
+//! across its longest axis at the (weighted) median, the lower part going to `floor(N/2)`
+//! subdomains and the upper to `ceil(N/2)` with a share of the points proportional to the
+//! number of subdomains, and each part is cut again the same way. Without weights every
+//! subdomain gets `floor(len/N)` or `ceil(len/N)` points.
+
+use std::cmp::Ordering;
+
+/// Why a decomposition was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OrbError {
+    /// Zero subdomains were asked for.
+    #[error("ORB needs at least one subdomain, got 0")]
+    NoParts,
+    /// A coordinate was NaN or infinite.
+    #[error("ORB point {index} has a non-finite coordinate on axis {axis}")]
+    NonFinite {
+        /// Index of the offending point.
+        index: usize,
+        /// Axis of the offending coordinate.
+        axis: usize,
+    },
+    /// A weight was negative, NaN or infinite, or the weights' count did not match.
+    #[error("ORB weights invalid: {0}")]
+    BadWeights(String),
+}
+
+/// One subdomain: the points it holds and the box of cut planes around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subdomain<const D: usize> {
+    /// Indices into the input point slice, in increasing order.
+    pub indices: Vec<usize>,
+    /// Lower corner of the subdomain's region (`-inf` on sides that were never cut).
+    pub lo: [f64; D],
+    /// Upper corner of the subdomain's region (`+inf` on sides that were never cut).
+    pub hi: [f64; D],
+}
+
+impl<const D: usize> Subdomain<D> {
+    /// True if `p` lies in the subdomain's region (lower bounds inclusive, upper exclusive).
+    /// Points exactly on a cut plane may be assigned to either side by the median split.
+    pub fn region_contains(&self, p: &[f64; D]) -> bool {
+        (0..D).all(|a| p[a] >= self.lo[a] && p[a] < self.hi[a])
+    }
+}
+
+/// Splits `points` into `parts` subdomains of equal counts (differing by at most one).
+///
+/// ```
+/// use prism_tasking::orb::orb;
+/// let points: Vec<[f64; 3]> = (0..100).map(|i| [i as f64, (i % 7) as f64, 0.0]).collect();
+/// let parts = orb(&points, 6).unwrap();
+/// assert_eq!(parts.len(), 6);
+/// assert!(parts.iter().all(|p| p.indices.len() == 16 || p.indices.len() == 17));
+/// ```
+pub fn orb<const D: usize>(
+    points: &[[f64; D]],
+    parts: usize,
+) -> Result<Vec<Subdomain<D>>, OrbError> {
+    decompose(points, None, parts)
+}
+
+/// Splits `points` into `parts` subdomains of about equal total weight (a point's weight
+/// being e.g. its expected cost). Each cut falls at the weighted median; a subdomain may end
+/// up empty if a few points carry most of the weight.
+pub fn orb_weighted<const D: usize>(
+    points: &[[f64; D]],
+    weights: &[f64],
+    parts: usize,
+) -> Result<Vec<Subdomain<D>>, OrbError> {
+    if weights.len() != points.len() {
+        return Err(OrbError::BadWeights(format!(
+            "{} weights for {} points",
+            weights.len(),
+            points.len()
+        )));
+    }
+    if let Some(i) = weights.iter().position(|w| !w.is_finite() || *w < 0.0) {
+        return Err(OrbError::BadWeights(format!(
+            "weight {i} is {} (must be finite and >= 0)",
+            weights[i]
+        )));
+    }
+    decompose(points, Some(weights), parts)
+}
+
+/// The subdomain of every point (`assignment[i]` = subdomain holding point `i`).
+pub fn assignment<const D: usize>(subdomains: &[Subdomain<D>], num_points: usize) -> Vec<usize> {
+    let mut out = vec![usize::MAX; num_points];
+    for (s, sub) in subdomains.iter().enumerate() {
+        for &i in &sub.indices {
+            out[i] = s;
+        }
+    }
+    out
+}
+
+fn decompose<const D: usize>(
+    points: &[[f64; D]],
+    weights: Option<&[f64]>,
+    parts: usize,
+) -> Result<Vec<Subdomain<D>>, OrbError> {
+    if parts == 0 {
+        return Err(OrbError::NoParts);
+    }
+    for (index, p) in points.iter().enumerate() {
+        if let Some(axis) = p.iter().position(|c| !c.is_finite()) {
+            return Err(OrbError::NonFinite { index, axis });
+        }
+    }
+    let mut indices: Vec<usize> = (0..points.len()).collect();
+    let mut out = Vec::with_capacity(parts);
+    let region = ([f64::NEG_INFINITY; D], [f64::INFINITY; D]);
+    split(points, weights, &mut indices, parts, region, &mut out);
+    for sub in &mut out {
+        sub.indices.sort_unstable();
+    }
+    Ok(out)
+}
+
+fn split<const D: usize>(
+    points: &[[f64; D]],
+    weights: Option<&[f64]>,
+    idx: &mut [usize],
+    parts: usize,
+    region: ([f64; D], [f64; D]),
+    out: &mut Vec<Subdomain<D>>,
+) {
+    if parts == 1 {
+        out.push(Subdomain {
+            indices: idx.to_vec(),
+            lo: region.0,
+            hi: region.1,
+        });
+        return;
+    }
+    let left_parts = parts / 2;
+    let axis = longest_axis(points, idx);
+    let by_axis = |a: &usize, b: &usize| {
+        points[*a][axis]
+            .total_cmp(&points[*b][axis])
+            .then(a.cmp(b))
+    };
+    let left_len = match weights {
+        None => {
+            // Sizes q+1 for the first r parts, q for the rest: the left parts take their
+            // exact share, so every final count is floor or ceil of len/parts.
+            let (q, r) = (idx.len() / parts, idx.len() % parts);
+            left_parts * q + r.min(left_parts)
+        }
+        Some(w) => {
+            idx.sort_unstable_by(by_axis);
+            let total: f64 = idx.iter().map(|&i| w[i]).sum();
+            let target = total * left_parts as f64 / parts as f64;
+            let mut acc = 0.0;
+            let mut k = 0;
+            // Take points while that brings the left sum closer to its target.
+            while k < idx.len() && (acc + w[idx[k]] - target).abs() <= (acc - target).abs() {
+                acc += w[idx[k]];
+                k += 1;
+            }
+            k
+        }
+    };
+    if left_len > 0 && left_len < idx.len() {
+        idx.select_nth_unstable_by(left_len, by_axis);
+    }
+    let cut = if left_len == 0 || left_len == idx.len() {
+        // Nothing on one side: cut at the edge of the points so regions stay disjoint.
+        if left_len == 0 {
+            idx.iter()
+                .map(|&i| points[i][axis])
+                .fold(f64::INFINITY, f64::min)
+        } else {
+            idx.iter()
+                .map(|&i| points[i][axis])
+                .fold(f64::NEG_INFINITY, f64::max)
+        }
+    } else {
+        // The plane between the largest lower and the smallest upper coordinate.
+        let below = idx[..left_len]
+            .iter()
+            .map(|&i| points[i][axis])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let above = points[idx[left_len]][axis];
+        0.5 * (below + above)
+    };
+    let cut = cut.clamp(region.0[axis], region.1[axis]);
+    let (left, right) = idx.split_at_mut(left_len);
+    let mut left_region = region;
+    left_region.1[axis] = cut;
+    let mut right_region = region;
+    right_region.0[axis] = cut;
+    split(points, weights, left, left_parts, left_region, out);
+    split(points, weights, right, parts - left_parts, right_region, out);
+}
+
+/// The axis along which the points' bounding box is longest (the lowest such axis on ties).
+fn longest_axis<const D: usize>(points: &[[f64; D]], idx: &[usize]) -> usize {
+    let mut lo = [f64::INFINITY; D];
+    let mut hi = [f64::NEG_INFINITY; D];
+    for &i in idx {
+        for a in 0..D {
+            lo[a] = lo[a].min(points[i][a]);
+            hi[a] = hi[a].max(points[i][a]);
+        }
+    }
+    (0..D)
+        .max_by(|&a, &b| {
+            (hi[a] - lo[a])
+                .partial_cmp(&(hi[b] - lo[b]))
+                .unwrap_or(Ordering::Equal)
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskRng;
+
+    fn cloud(n: usize, seed: u64) -> Vec<[f64; 3]> {
+        (0..n as u64)
+            .map(|i| {
+                let mut r = TaskRng::new(seed, i);
+                [r.next_f64() * 4.0, r.next_f64(), r.next_f64() * 2.0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_counts_for_one_to_nine_parts() {
+        for len in [0, 1, 5, 17, 1000, 1001] {
+            let pts = cloud(len, len as u64);
+            for n in 1..=9 {
+                let subs = orb(&pts, n).unwrap();
+                assert_eq!(subs.len(), n);
+                let counts: Vec<usize> = subs.iter().map(|s| s.indices.len()).collect();
+                let (lo, hi) = (len / n, len.div_ceil(n));
+                assert!(
+                    counts.iter().all(|&c| c == lo || c == hi),
+                    "len {len} n {n}: {counts:?}"
+                );
+                // Every point in exactly one subdomain, and inside that subdomain's region.
+                let assign = assignment(&subs, len);
+                assert!(assign.iter().all(|&s| s < n));
+                assert_eq!(counts.iter().sum::<usize>(), len);
+                for (i, p) in pts.iter().enumerate() {
+                    let s = &subs[assign[i]];
+                    assert!((0..3).all(|a| p[a] >= s.lo[a] && p[a] <= s.hi[a]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_cut_is_across_the_longest_axis() {
+        // x spans 4, y 1, z 2: two parts are split at the median of x.
+        let pts = cloud(1000, 3);
+        let subs = orb(&pts, 2).unwrap();
+        assert!(subs[0].hi[0].is_finite() && subs[0].hi[1].is_infinite());
+        let cut = subs[0].hi[0];
+        assert!(subs[0].indices.iter().all(|&i| pts[i][0] <= cut));
+        assert!(subs[1].indices.iter().all(|&i| pts[i][0] >= cut));
+        assert!((cut - 2.0).abs() < 0.3, "median of U(0,4) near 2, got {cut}");
+    }
+
+    #[test]
+    fn weighted_split_balances_weight() {
+        let pts: Vec<[f64; 1]> = (0..100).map(|i| [i as f64]).collect();
+        // Weight grows with x: the cut for 2 parts lies well above the middle.
+        let w: Vec<f64> = (0..100).map(|i| (i + 1) as f64).collect();
+        let subs = orb_weighted(&pts, &w, 2).unwrap();
+        let sum = |s: &Subdomain<1>| s.indices.iter().map(|&i| w[i]).sum::<f64>();
+        let (a, b) = (sum(&subs[0]), sum(&subs[1]));
+        assert!((a - b).abs() <= 100.0, "{a} vs {b}");
+        assert!(subs[0].indices.len() > 60);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert_eq!(orb::<2>(&[[0.0, 1.0]], 0), Err(OrbError::NoParts));
+        assert_eq!(
+            orb(&[[0.0, 1.0], [f64::NAN, 0.0]], 2),
+            Err(OrbError::NonFinite { index: 1, axis: 0 })
+        );
+        assert!(matches!(
+            orb_weighted(&[[0.0]], &[-1.0], 1),
+            Err(OrbError::BadWeights(_))
+        ));
+        assert!(matches!(
+            orb_weighted(&[[0.0]], &[], 1),
+            Err(OrbError::BadWeights(_))
+        ));
+    }
+
+    #[test]
+    fn identical_points_still_split_evenly() {
+        let pts = vec![[1.0, 1.0]; 10];
+        let subs = orb(&pts, 3).unwrap();
+        let counts: Vec<usize> = subs.iter().map(|s| s.indices.len()).collect();
+        assert_eq!(counts.iter().sum::<usize>(), 10);
+        assert!(counts.iter().all(|&c| c == 3 || c == 4));
+    }
+}

@@ -1,0 +1,451 @@
+//! `Parallel`: one loop over `n` independent tasks, run serially, on a pool of threads, across
+//! processes, or across processes with threads — behind one interface.
+//!
+//! The caller hands [`Parallel::call`] a body `body(first, count)` that handles the
+//! consecutive task indices `first..first + count` (a *chunk*). Chunks are handed out
+//! dynamically: a worker that finishes early takes more. Which implementation runs is decided
+//! by the [`crate::ParallelFactory`] from the task mode and the resources of the run.
+
+use crate::chunk::{ChunkCounter, ChunkPlan};
+use crate::error::{panic_message, ParallelError, TaskFailure, TaskOutcome};
+use crate::progress::{Progress, ProgressConfig};
+use crate::scheduler;
+use crate::worker::{current_worker, run_chunk, worker_loop, Body, Event, WorkerMark};
+use prism_comm::Communicator;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which implementation a [`Parallel`] is (SKIRT's subclasses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParallelKind {
+    /// Does nothing: the tasks belong to other processes (RootOnly off the root).
+    Null,
+    /// One thread, the caller's.
+    Serial,
+    /// A persistent pool of threads in this process.
+    MultiThread,
+    /// One worker thread in each of several processes, chunks served by the root.
+    MultiProcess,
+    /// Several worker threads in each of several processes, chunks served by the root.
+    MultiHybrid,
+}
+
+/// Per-call options: an explicit chunk size and a progress label.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    chunk_size: Option<usize>,
+    progress: Option<String>,
+}
+
+impl CallOptions {
+    /// Automatic chunk sizes, no progress display.
+    pub fn new() -> CallOptions {
+        CallOptions::default()
+    }
+
+    /// Every chunk holds `size` indices (the last may hold fewer). Zero is refused by `call`.
+    pub fn chunk_size(mut self, size: usize) -> CallOptions {
+        self.chunk_size = Some(size);
+        self
+    }
+
+    /// Shows progress on the root process under this label (see [`crate::progress`]).
+    pub fn progress(mut self, label: impl Into<String>) -> CallOptions {
+        self.progress = Some(label.into());
+        self
+    }
+
+    /// The explicit chunk size, if any.
+    pub fn explicit_chunk_size(&self) -> Option<usize> {
+        self.chunk_size
+    }
+
+    /// The progress label, if any.
+    pub fn progress_label(&self) -> Option<&str> {
+        self.progress.as_deref()
+    }
+}
+
+pub(crate) enum Imp {
+    Null,
+    Serial,
+    MultiThread(Arc<rayon::ThreadPool>),
+    Distributed {
+        comm: Communicator,
+        pool: Arc<rayon::ThreadPool>,
+        /// Worker threads summed over all processes.
+        total_workers: usize,
+    },
+}
+
+/// Runs loops over independent tasks on the resources it was given. Obtain one from
+/// [`crate::ParallelFactory::parallel`].
+///
+/// All calls must come from the thread that created the factory's communicator (with MPI, the
+/// thread that initialised MPI), and with `Distributed` on several processes every process
+/// must make the same sequence of calls. A call made from inside a task body is refused.
+pub struct Parallel {
+    kind: ParallelKind,
+    imp: Imp,
+    rank: usize,
+    threads: usize,
+    show_progress: bool,
+    progress: ProgressConfig,
+    seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Parallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parallel")
+            .field("kind", &self.kind)
+            .field("rank", &self.rank)
+            .field("threads", &self.threads)
+            .field("workers", &self.workers())
+            .finish()
+    }
+}
+
+impl Parallel {
+    pub(crate) fn new(
+        kind: ParallelKind,
+        imp: Imp,
+        rank: usize,
+        show_progress: bool,
+        progress: ProgressConfig,
+    ) -> Parallel {
+        let threads = match &imp {
+            Imp::Null => 0,
+            Imp::Serial => 1,
+            Imp::MultiThread(pool) | Imp::Distributed { pool, .. } => pool.current_num_threads(),
+        };
+        Parallel {
+            kind,
+            imp,
+            rank,
+            threads,
+            show_progress,
+            progress,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Which implementation this is.
+    pub fn kind(&self) -> ParallelKind {
+        self.kind
+    }
+
+    /// Worker threads in this process (0 for `Null`).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Workers sharing one call's tasks: threads summed over the processes taking part
+    /// (0 for `Null`).
+    pub fn workers(&self) -> usize {
+        match &self.imp {
+            Imp::Distributed { total_workers, .. } => *total_workers,
+            _ => self.threads,
+        }
+    }
+
+    /// The chunk plan a call of `n` tasks with these options would use.
+    pub fn chunk_plan(&self, n: usize, options: &CallOptions) -> Result<ChunkPlan, ParallelError> {
+        let workers = self.workers().max(1);
+        match options.chunk_size {
+            Some(0) => Err(ParallelError::Invalid(
+                "explicit chunk size is 0; it must be at least 1".to_string(),
+            )),
+            Some(size) => Ok(ChunkPlan::fixed(n, workers, size)),
+            None => Ok(ChunkPlan::auto(n, workers)),
+        }
+    }
+
+    /// The size of the first chunks of a call of `n` tasks (automatic sizes).
+    pub fn chunk_size(&self, n: usize) -> usize {
+        ChunkPlan::auto(n, self.workers().max(1)).base_size()
+    }
+
+    /// Runs `body(first, count)` over chunks covering `0..n` (how often each index runs
+    /// depends on the task mode: once in all for Distributed, once per process for
+    /// Duplicated, once on the root for RootOnly, never for `Null`).
+    ///
+    /// The body may return `()` or `Result<(), E>` with `E: Display`. A failure or panic in
+    /// any chunk, on any thread of any process, makes the call return
+    /// [`ParallelError::Task`] on every process; the other workers stop at their next chunk.
+    pub fn call<F, O>(&self, n: usize, body: F) -> Result<(), ParallelError>
+    where
+        F: Fn(usize, usize) -> O + Sync,
+        O: TaskOutcome,
+    {
+        self.call_with(&CallOptions::default(), n, body)
+    }
+
+    /// [`Parallel::call`] with options (chunk size, progress).
+    pub fn call_with<F, O>(
+        &self,
+        options: &CallOptions,
+        n: usize,
+        body: F,
+    ) -> Result<(), ParallelError>
+    where
+        F: Fn(usize, usize) -> O + Sync,
+        O: TaskOutcome,
+    {
+        let body = |first: usize, count: usize, _: &mut Vec<()>| body(first, count).into_result();
+        self.run(options, n, &body, &mut |()| {})
+    }
+
+    /// Runs `body(i)` for every task index, one at a time (chunking still applies).
+    pub fn call_each<F, O>(&self, n: usize, body: F) -> Result<(), ParallelError>
+    where
+        F: Fn(usize) -> O + Sync,
+        O: TaskOutcome,
+    {
+        self.call_each_with(&CallOptions::default(), n, body)
+    }
+
+    /// [`Parallel::call_each`] with options.
+    pub fn call_each_with<F, O>(
+        &self,
+        options: &CallOptions,
+        n: usize,
+        body: F,
+    ) -> Result<(), ParallelError>
+    where
+        F: Fn(usize) -> O + Sync,
+        O: TaskOutcome,
+    {
+        self.call_with(options, n, |first, count| {
+            for i in first..first + count {
+                body(i).into_result()?;
+            }
+            Ok::<(), String>(())
+        })
+    }
+
+    /// Runs `body(first, count, results)` over the tasks and streams what the body pushes
+    /// into `results` to `on_result`, which runs on the calling thread of the process that
+    /// collects: the root for Distributed (results of every process are shipped to it in
+    /// batches, piggybacked on chunk requests), every process for Duplicated, the root for
+    /// RootOnly.
+    ///
+    /// This is the building block for engines that compute results on workers and assemble
+    /// them in one place (e.g. image tiles): results are handed over chunk by chunk while the
+    /// call runs, so memory stays bounded by the chunks in flight. `on_result` sees the
+    /// results of one chunk in the order they were pushed; chunks arrive in completion order.
+    /// A panic in `on_result` is reported like a task failure (thread index = number of
+    /// worker threads, i.e. the coordinating thread).
+    pub fn call_collect<R, F, O, C>(
+        &self,
+        options: &CallOptions,
+        n: usize,
+        body: F,
+        mut on_result: C,
+    ) -> Result<(), ParallelError>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        F: Fn(usize, usize, &mut Vec<R>) -> O + Sync,
+        O: TaskOutcome,
+        C: FnMut(R),
+    {
+        let body = |first: usize, count: usize, out: &mut Vec<R>| body(first, count, out).into_result();
+        self.run(options, n, &body, &mut on_result)
+    }
+
+    fn run<R>(
+        &self,
+        options: &CallOptions,
+        n: usize,
+        body: &Body<'_, R>,
+        on_result: &mut dyn FnMut(R),
+    ) -> Result<(), ParallelError>
+    where
+        R: Serialize + DeserializeOwned + Send,
+    {
+        if let Some(w) = current_worker() {
+            return Err(ParallelError::Invalid(format!(
+                "a parallel call was made from inside a task body (worker thread {w}); nested \
+                 calls are not supported: run the inner loop serially"
+            )));
+        }
+        let plan = self.chunk_plan(n, options)?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut coord = Coordinator::new(
+            self.rank,
+            self.threads,
+            on_result,
+            options
+                .progress
+                .as_deref()
+                .filter(|_| self.show_progress)
+                .map(|label| Progress::start(&self.progress, label, n as u64)),
+        );
+        match &self.imp {
+            Imp::Null => return Ok(()),
+            Imp::Serial => run_serial(self.rank, plan, body, &mut coord),
+            Imp::MultiThread(pool) => run_threads(pool, self.rank, plan, body, &mut coord),
+            Imp::Distributed { comm, pool, .. } => {
+                scheduler::run_distributed(comm, pool, seq, plan, body, &mut coord);
+            }
+        }
+        coord.finish()
+    }
+}
+
+/// The coordinating thread's side of a call: receives finished chunks, forwards results,
+/// counts progress and keeps the first failure.
+pub(crate) struct Coordinator<'a, R> {
+    pub(crate) rank: usize,
+    /// Index reported for failures of the coordinating thread itself (= worker threads).
+    pub(crate) own_thread: usize,
+    on_result: &'a mut dyn FnMut(R),
+    handler_failed: bool,
+    progress: Option<Progress>,
+    done: u64,
+    pub(crate) failure: Option<TaskFailure>,
+}
+
+impl<'a, R> Coordinator<'a, R> {
+    pub(crate) fn new(
+        rank: usize,
+        own_thread: usize,
+        on_result: &'a mut dyn FnMut(R),
+        progress: Option<Progress>,
+    ) -> Self {
+        Coordinator {
+            rank,
+            own_thread,
+            on_result,
+            handler_failed: false,
+            progress,
+            done: 0,
+            failure: None,
+        }
+    }
+
+    /// Records a failure; the first one is the call's error. Returns true if it was the first.
+    pub(crate) fn fail(&mut self, failure: TaskFailure) -> bool {
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Counts `count` finished tasks and hands their results to the caller's handler. Returns
+    /// true if the handler panicked (a new failure).
+    pub(crate) fn chunk_done(&mut self, first: usize, count: usize, results: Vec<R>) -> bool {
+        self.add_progress(count as u64);
+        if self.handler_failed || results.is_empty() {
+            return false;
+        }
+        let handler = &mut *self.on_result;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            for r in results {
+                handler(r);
+            }
+        }));
+        match outcome {
+            Ok(()) => false,
+            Err(payload) => {
+                self.handler_failed = true;
+                let failure = TaskFailure {
+                    rank: self.rank,
+                    thread: self.own_thread,
+                    first,
+                    count,
+                    panicked: true,
+                    message: format!("result handler: {}", panic_message(payload.as_ref())),
+                };
+                self.fail(failure)
+            }
+        }
+    }
+
+    /// Hands over results that arrived without a chunk (from another process).
+    pub(crate) fn results(&mut self, results: Vec<R>) -> bool {
+        self.chunk_done(0, 0, results)
+    }
+
+    pub(crate) fn add_progress(&mut self, units: u64) {
+        self.done += units;
+        if let Some(p) = self.progress.as_mut() {
+            p.set(self.done);
+        }
+    }
+
+    /// Ends the progress display and turns the first failure into the call's result.
+    pub(crate) fn finish(mut self) -> Result<(), ParallelError> {
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+        match self.failure.take() {
+            Some(f) => Err(ParallelError::Task(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn run_serial<R>(rank: usize, plan: ChunkPlan, body: &Body<'_, R>, coord: &mut Coordinator<'_, R>) {
+    let _mark = WorkerMark::set(0);
+    let mut results = Vec::new();
+    for (first, count) in plan.chunks() {
+        match run_chunk(body, rank, 0, first, count, &mut results) {
+            Ok(()) => {
+                if coord.chunk_done(first, count, std::mem::take(&mut results)) {
+                    return;
+                }
+            }
+            Err(failure) => {
+                coord.fail(failure);
+                return;
+            }
+        }
+    }
+}
+
+/// The pool's threads pull chunks from one atomic counter; the calling thread coordinates.
+fn run_threads<R: Send>(
+    pool: &rayon::ThreadPool,
+    rank: usize,
+    plan: ChunkPlan,
+    body: &Body<'_, R>,
+    coord: &mut Coordinator<'_, R>,
+) {
+    let threads = pool.current_num_threads();
+    let counter = ChunkCounter::new(plan);
+    let stop = AtomicBool::new(false);
+    // Bounded: workers wait rather than pile up results faster than the handler takes them.
+    let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
+    let next = || counter.next_chunk();
+    pool.in_place_scope(|scope| {
+        let (next, stop, tx) = (&next, &stop, &tx);
+        scope.spawn_broadcast(move |_, ctx| {
+            worker_loop(rank, ctx.index(), next, stop, body, tx);
+        });
+        let mut exited = 0;
+        while exited < threads {
+            let Ok(event) = rx.recv() else { break };
+            match event {
+                Event::Done {
+                    first,
+                    count,
+                    results,
+                } => {
+                    if coord.chunk_done(first, count, results) {
+                        stop.store(true, Ordering::Release);
+                    }
+                }
+                Event::Failed(failure) => {
+                    coord.fail(failure);
+                    counter.exhaust();
+                }
+                Event::Exited => exited += 1,
+            }
+        }
+    });
+}

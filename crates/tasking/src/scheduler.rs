@@ -1,0 +1,461 @@
+//! The cross-process dynamic scheduler behind `MultiProcess` and `MultiHybrid`.
+//!
+//! Reused by every Distributed call on several processes, including
+//! [`crate::Parallel::call_collect`], which the render engines build on. The protocol:
+//!
+//! * **Root.** Its worker threads pull chunks from a local [`ChunkCounter`]. Its calling
+//!   thread is the communication thread: it answers the other ranks' chunk requests from the
+//!   *same* counter, hands their results and progress to the [`Coordinator`], and waits
+//!   (polling MPI, blocking on its workers' event channel with a timeout that backs off from
+//!   microseconds to a millisecond) so it never spins a core.
+//! * **Other ranks.** The calling thread keeps `threads + PREFETCH` chunks assigned to the
+//!   rank (running, queued or requested), so a worker finishing a chunk finds the next one
+//!   already there instead of waiting a round trip. Progress and results ride on the chunk
+//!   requests; results also go up on their own when no request is due.
+//! * **Termination.** A request made after the counter ran out is answered with no chunks and
+//!   `exhausted`. A rank whose workers have all left and whose requests are all answered sends
+//!   `finished`, then waits for `End`. The root sends `End` (carrying the call's outcome) to
+//!   every rank once its own workers are done and every rank has finished: then no message of
+//!   the call is left in flight, and the next call starts clean. Every message also carries
+//!   the call's sequence number, checked on receipt.
+//! * **Errors.** A failing worker stops its own process's workers at once and reports; a
+//!   failure on another rank travels up with the next message. The root keeps the first
+//!   failure, exhausts the counter, answers later requests with nothing and sends `Abort` to
+//!   the ranks still running (which stop at their next chunk). `End` carries the failure, so
+//!   every process returns the same error naming rank, thread and chunk.
+//!
+//! A communication error (which would leave the other ranks waiting forever) aborts the job
+//! with a message: a hang is the one outcome that must not happen.
+
+use crate::chunk::{ChunkCounter, ChunkPlan};
+use crate::error::TaskFailure;
+use crate::parallel::Coordinator;
+use crate::worker::{worker_loop, Body, Event};
+use prism_comm::{Communicator, Source};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Tag of messages to the root (requests, results, progress, failures, finished).
+const TAG_UP: i32 = 101;
+/// Tag of messages from the root (chunks, abort, end).
+const TAG_DOWN: i32 = 102;
+/// Chunks a non-root rank keeps assigned beyond one per worker thread.
+const PREFETCH: usize = 1;
+/// Longest wait between two polls of the network.
+const MAX_BACKOFF: Duration = Duration::from_millis(1);
+/// First sleep after the polls without one.
+const FIRST_BACKOFF: Duration = Duration::from_micros(2);
+/// Polls that only yield before the first sleep.
+const SPIN_POLLS: u32 = 8;
+
+/// A message from a rank to the root.
+#[derive(Debug, Serialize, Deserialize)]
+struct Up<R> {
+    seq: u64,
+    /// Chunks wanted (0: none, this message only carries news).
+    want: usize,
+    /// Tasks finished since the previous message.
+    done: u64,
+    results: Vec<R>,
+    failure: Option<TaskFailure>,
+    /// Last message of the call from this rank.
+    finished: bool,
+}
+
+/// A message from the root to a rank.
+#[derive(Debug, Serialize, Deserialize)]
+enum Down {
+    /// The answer to one request: up to `want` chunks; `exhausted` when no more will come.
+    Chunks {
+        seq: u64,
+        chunks: Vec<(usize, usize)>,
+        exhausted: bool,
+    },
+    /// Stop at the next chunk: a task failed somewhere.
+    Abort { seq: u64 },
+    /// The call is over everywhere, with this outcome.
+    End {
+        seq: u64,
+        failure: Option<TaskFailure>,
+    },
+}
+
+/// Sleeps between polls: a few yields, then microseconds doubling up to a millisecond.
+struct Backoff {
+    polls: u32,
+    sleep: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            polls: 0,
+            sleep: FIRST_BACKOFF,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.polls = 0;
+        self.sleep = FIRST_BACKOFF;
+    }
+
+    /// How long to wait now (zero: just yield).
+    fn next(&mut self) -> Duration {
+        if self.polls < SPIN_POLLS {
+            self.polls += 1;
+            return Duration::ZERO;
+        }
+        let d = self.sleep;
+        self.sleep = (self.sleep * 2).min(MAX_BACKOFF);
+        d
+    }
+}
+
+/// Waits for a worker event for at most the backoff's next interval.
+fn wait_event<R>(rx: &crossbeam_channel::Receiver<Event<R>>, backoff: &mut Backoff) -> Option<Event<R>> {
+    let d = backoff.next();
+    if d.is_zero() {
+        std::thread::yield_now();
+        rx.try_recv().ok()
+    } else {
+        rx.recv_timeout(d).ok()
+    }
+}
+
+/// Ends the job after a communication failure: the protocol cannot recover, and returning
+/// would leave the other ranks waiting for messages that never come.
+fn fatal(comm: &Communicator, what: &str, err: impl std::fmt::Display) -> ! {
+    eprintln!(
+        "prism-tasking: rank {}: {what}: {err}; aborting the job (the other ranks could not \
+         otherwise finish this parallel call)",
+        comm.rank()
+    );
+    comm.abort(70)
+}
+
+/// Runs one Distributed call on all ranks of `comm` (every rank must call it with the same
+/// plan). Results and progress reach `coord` on the root; on the other ranks `coord` receives
+/// the call's outcome only.
+pub(crate) fn run_distributed<R>(
+    comm: &Communicator,
+    pool: &rayon::ThreadPool,
+    seq: u64,
+    plan: ChunkPlan,
+    body: &Body<'_, R>,
+    coord: &mut Coordinator<'_, R>,
+) where
+    R: Serialize + DeserializeOwned + Send,
+{
+    if comm.is_root() {
+        root(comm, pool, seq, plan, body, coord);
+    } else {
+        non_root(comm, pool, seq, body, coord);
+    }
+}
+
+fn root<R>(
+    comm: &Communicator,
+    pool: &rayon::ThreadPool,
+    seq: u64,
+    plan: ChunkPlan,
+    body: &Body<'_, R>,
+    coord: &mut Coordinator<'_, R>,
+) where
+    R: Serialize + DeserializeOwned + Send,
+{
+    let threads = pool.current_num_threads();
+    let size = comm.size();
+    let counter = ChunkCounter::new(plan);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
+    let next = || counter.next_chunk();
+    pool.in_place_scope(|scope| {
+        let (next_ref, stop_ref, tx_ref) = (&next, &stop, &tx);
+        let rank = comm.rank();
+        scope.spawn_broadcast(move |_, ctx| {
+            worker_loop(rank, ctx.index(), next_ref, stop_ref, body, tx_ref);
+        });
+
+        let mut exited = 0;
+        let mut finished = vec![false; size];
+        finished[0] = true;
+        let mut remaining = size - 1;
+        let mut abort_sent = false;
+        let mut backoff = Backoff::new();
+        let mut pending: Option<Event<R>> = None;
+
+        while exited < threads || remaining > 0 {
+            let mut active = false;
+
+            // Local workers: finished chunks, failures, exits.
+            while let Some(event) = pending.take().or_else(|| rx.try_recv().ok()) {
+                active = true;
+                match event {
+                    Event::Done {
+                        first,
+                        count,
+                        results,
+                    } => {
+                        if coord.chunk_done(first, count, results) {
+                            stop.store(true, Ordering::Release);
+                            counter.exhaust();
+                        }
+                    }
+                    Event::Failed(failure) => {
+                        coord.fail(failure);
+                        counter.exhaust();
+                    }
+                    Event::Exited => exited += 1,
+                }
+            }
+
+            // Other ranks: requests, news, failures, finished.
+            loop {
+                let got = comm.try_recv::<Up<R>>(Source::Any, TAG_UP);
+                let (up, status) = match got {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => fatal(comm, "receiving a chunk request", e),
+                };
+                active = true;
+                let from = status.source;
+                if up.seq != seq {
+                    fatal(
+                        comm,
+                        "scheduler protocol",
+                        format!("message of call {} from rank {from} during call {seq}", up.seq),
+                    );
+                }
+                coord.add_progress(up.done);
+                if coord.results(up.results) {
+                    stop.store(true, Ordering::Release);
+                    counter.exhaust();
+                }
+                if let Some(failure) = up.failure {
+                    coord.fail(failure);
+                    stop.store(true, Ordering::Release);
+                    counter.exhaust();
+                }
+                if up.want > 0 {
+                    let mut chunks = Vec::with_capacity(up.want);
+                    if !stop.load(Ordering::Acquire) {
+                        while chunks.len() < up.want {
+                            match counter.next_chunk() {
+                                Some(c) => chunks.push(c),
+                                None => break,
+                            }
+                        }
+                    }
+                    let exhausted = chunks.len() < up.want;
+                    let reply = Down::Chunks {
+                        seq,
+                        chunks,
+                        exhausted,
+                    };
+                    if let Err(e) = comm.send(from, TAG_DOWN, &reply) {
+                        fatal(comm, "sending chunks", e);
+                    }
+                }
+                if up.finished && !finished[from] {
+                    finished[from] = true;
+                    remaining -= 1;
+                }
+            }
+
+            if coord.failure.is_some() && !abort_sent {
+                abort_sent = true;
+                stop.store(true, Ordering::Release);
+                counter.exhaust();
+                for (r, &done) in finished.iter().enumerate() {
+                    if !done {
+                        if let Err(e) = comm.send(r, TAG_DOWN, &Down::Abort { seq }) {
+                            fatal(comm, "sending abort", e);
+                        }
+                    }
+                }
+            }
+
+            if active {
+                backoff.reset();
+            } else if exited < threads || remaining > 0 {
+                pending = wait_event(&rx, &mut backoff);
+            }
+        }
+    });
+
+    let end = Down::End {
+        seq,
+        failure: coord.failure.clone(),
+    };
+    for r in 1..size {
+        if let Err(e) = comm.send(r, TAG_DOWN, &end) {
+            fatal(comm, "sending the end of the call", e);
+        }
+    }
+}
+
+fn non_root<R>(
+    comm: &Communicator,
+    pool: &rayon::ThreadPool,
+    seq: u64,
+    body: &Body<'_, R>,
+    coord: &mut Coordinator<'_, R>,
+) where
+    R: Serialize + DeserializeOwned + Send,
+{
+    let threads = pool.current_num_threads();
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
+    let (chunk_tx, chunk_rx) = crossbeam_channel::unbounded::<(usize, usize)>();
+    let next = || chunk_rx.recv().ok();
+    let rank = comm.rank();
+    let send_up = |up: &Up<R>| {
+        if let Err(e) = comm.send(0, TAG_UP, up) {
+            fatal(comm, "sending to the root", e);
+        }
+    };
+
+    let end_failure = pool.in_place_scope(|scope| {
+        let (next_ref, stop_ref, tx_ref) = (&next, &stop, &tx);
+        scope.spawn_broadcast(move |_, ctx| {
+            worker_loop(rank, ctx.index(), next_ref, stop_ref, body, tx_ref);
+        });
+
+        let mut chunk_tx = Some(chunk_tx);
+        let mut exited = 0;
+        // Chunks received and not yet finished, and chunks asked for and not yet answered.
+        let mut assigned = 0usize;
+        let mut wants: VecDeque<usize> = VecDeque::new();
+        let mut asked = 0usize;
+        let mut exhausted = false;
+        let mut done_units = 0u64;
+        let mut results: Vec<R> = Vec::new();
+        let mut failure: Option<TaskFailure> = None;
+        let mut finished_sent = false;
+        let mut backoff = Backoff::new();
+        let mut pending: Option<Event<R>> = None;
+
+        loop {
+            let mut active = false;
+
+            while let Some(event) = pending.take().or_else(|| rx.try_recv().ok()) {
+                active = true;
+                match event {
+                    Event::Done {
+                        count,
+                        results: r,
+                        ..
+                    } => {
+                        assigned = assigned.saturating_sub(1);
+                        done_units += count as u64;
+                        results.extend(r);
+                    }
+                    Event::Failed(f) => {
+                        assigned = assigned.saturating_sub(1);
+                        failure = Some(f);
+                    }
+                    Event::Exited => exited += 1,
+                }
+            }
+
+            loop {
+                let got = comm.try_recv::<Down>(0usize, TAG_DOWN);
+                let down = match got {
+                    Ok(Some((d, _))) => d,
+                    Ok(None) => break,
+                    Err(e) => fatal(comm, "receiving from the root", e),
+                };
+                active = true;
+                match down {
+                    Down::Chunks {
+                        seq: s,
+                        chunks,
+                        exhausted: ex,
+                    } if s == seq => {
+                        let want = wants.pop_front().unwrap_or(0);
+                        asked = asked.saturating_sub(want);
+                        exhausted |= ex;
+                        match chunk_tx.as_ref() {
+                            Some(ctx) if !stop.load(Ordering::Acquire) => {
+                                for c in chunks {
+                                    assigned += 1;
+                                    // Workers hold the receiver until they exit, which
+                                    // needs this sender closed first: the send succeeds.
+                                    let _ = ctx.send(c);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Down::Abort { seq: s } if s == seq => {
+                        stop.store(true, Ordering::Release);
+                    }
+                    Down::End { seq: s, failure: f } if s == seq && finished_sent => {
+                        return f;
+                    }
+                    other => fatal(
+                        comm,
+                        "scheduler protocol",
+                        format!("unexpected {other:?} in call {seq}"),
+                    ),
+                }
+            }
+
+            if finished_sent {
+                if !active {
+                    pending = wait_event(&rx, &mut backoff);
+                }
+                continue;
+            }
+
+            // Past the end of the chunks, or stopping: no chunk will be queued any more, so
+            // closing the queue lets idle workers leave.
+            if (exhausted || stop.load(Ordering::Acquire)) && chunk_tx.is_some() {
+                chunk_tx = None;
+            }
+
+            let stopping = stop.load(Ordering::Acquire) || failure.is_some();
+            let mut up = Up {
+                seq,
+                want: 0,
+                done: 0,
+                results: Vec::new(),
+                failure: failure.take(),
+                finished: false,
+            };
+            if !stopping && !exhausted {
+                let target = threads + PREFETCH;
+                if assigned + asked < target {
+                    up.want = target - assigned - asked;
+                }
+            }
+            if exited == threads && wants.is_empty() {
+                up.finished = true;
+            }
+            if up.want > 0 || up.failure.is_some() || up.finished || !results.is_empty() {
+                up.done = std::mem::take(&mut done_units);
+                up.results = std::mem::take(&mut results);
+                if up.want > 0 {
+                    wants.push_back(up.want);
+                    asked += up.want;
+                }
+                finished_sent = up.finished;
+                send_up(&up);
+                active = true;
+            }
+
+            if active {
+                backoff.reset();
+            } else {
+                pending = wait_event(&rx, &mut backoff);
+            }
+        }
+    });
+
+    if let Some(f) = end_failure {
+        coord.fail(f);
+    }
+}

@@ -1,0 +1,119 @@
+//! What every worker thread does, whatever the implementation: take a chunk, run the body on
+//! it with panics caught, report the chunk (its count and results) or the failure to the
+//! coordinating thread, and stop at the next chunk once anyone has failed.
+
+use crate::error::{panic_message, TaskFailure};
+use crossbeam_channel::Sender;
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The type-erased chunk body: `(first, count, results)`; an `Err` carries the message.
+pub(crate) type Body<'a, R> = dyn Fn(usize, usize, &mut Vec<R>) -> Result<(), String> + Sync + 'a;
+
+/// What a worker tells its coordinating thread.
+pub(crate) enum Event<R> {
+    /// A chunk finished; its results are handed over.
+    Done {
+        first: usize,
+        count: usize,
+        results: Vec<R>,
+    },
+    /// A chunk failed; the worker stops.
+    Failed(TaskFailure),
+    /// The worker found no more chunks (or was stopped) and has left its loop.
+    Exited,
+}
+
+thread_local! {
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the worker thread running the caller, inside a parallel call; `None` outside.
+///
+/// Serial calls run on the calling thread, which reports worker 0 for their duration.
+pub fn current_worker() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
+
+/// Marks the current thread as worker `index` until dropped (restoring the previous mark, so
+/// the serial implementation can run on a thread that is not otherwise a worker).
+pub(crate) struct WorkerMark {
+    previous: Option<usize>,
+}
+
+impl WorkerMark {
+    pub(crate) fn set(index: usize) -> WorkerMark {
+        let previous = WORKER.with(|w| w.replace(Some(index)));
+        WorkerMark { previous }
+    }
+}
+
+impl Drop for WorkerMark {
+    fn drop(&mut self) {
+        WORKER.with(|w| w.set(self.previous));
+    }
+}
+
+/// Runs `body` on one chunk with panics caught; the failure names this rank and thread.
+pub(crate) fn run_chunk<R>(
+    body: &Body<'_, R>,
+    rank: usize,
+    thread: usize,
+    first: usize,
+    count: usize,
+    results: &mut Vec<R>,
+) -> Result<(), TaskFailure> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| body(first, count, results)));
+    let (panicked, message) = match outcome {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(message)) => (false, message),
+        Err(payload) => (true, panic_message(payload.as_ref())),
+    };
+    Err(TaskFailure {
+        rank,
+        thread,
+        first,
+        count,
+        panicked,
+        message,
+    })
+}
+
+/// The loop of worker `thread`: chunks come from `next` until it returns `None` or `stop` is
+/// set. A failure sets `stop` at once (so this process's other workers stop at their next
+/// chunk without waiting for the coordinator) and is reported.
+pub(crate) fn worker_loop<R>(
+    rank: usize,
+    thread: usize,
+    next: &dyn Fn() -> Option<(usize, usize)>,
+    stop: &AtomicBool,
+    body: &Body<'_, R>,
+    events: &Sender<Event<R>>,
+) {
+    let _mark = WorkerMark::set(thread);
+    while !stop.load(Ordering::Acquire) {
+        let Some((first, count)) = next() else { break };
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let mut results = Vec::new();
+        match run_chunk(body, rank, thread, first, count, &mut results) {
+            Ok(()) => {
+                // The coordinator outlives every worker, so the channel is open; if it were
+                // not there would be nobody left to tell.
+                let _ = events.send(Event::Done {
+                    first,
+                    count,
+                    results,
+                });
+            }
+            Err(failure) => {
+                stop.store(true, Ordering::Release);
+                let _ = events.send(Event::Failed(failure));
+                break;
+            }
+        }
+    }
+    let _ = events.send(Event::Exited);
+}
