@@ -1,0 +1,68 @@
+//! The engine contract (Raysect's `RenderEngine`): `run(tasks, render, update)`.
+
+use crate::error::Result;
+use crate::options::Options;
+use crate::stats::RunStats;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Display;
+
+/// Runs a list of independent tasks on workers and hands their results to one consumer.
+///
+/// - `render(&task)` runs on the workers, any number at once, each task exactly once.
+/// - `update(result)` runs on the root process only, on the thread that called `run`, once per
+///   task, as results arrive and in no particular order (a result that must be placed should
+///   carry its task's identity, or use [`Engine::run_indexed`]).
+/// - Tasks and results are any serde types: the multi-process engines send results (never
+///   tasks) between processes.
+///
+/// **Every process calls `run` with the same task list** (as every rank builds the same scene
+/// and the same tiles, Raysect's SPMD model). Only task indices travel; the engine checks at the
+/// start of each run that every process holds the same number of tasks with the same encoding
+/// (a hash) and fails with [`crate::EngineError::TaskListMismatch`] otherwise. A list that only
+/// the root can make is shared first with the communicator's `broadcast`.
+///
+/// On success every process returns `Ok` after the whole run has completed; if `render` or
+/// `update` fails or panics anywhere, every process returns the same error, which names the
+/// process, the thread and the task.
+pub trait Engine {
+    /// Render workers in all processes.
+    fn worker_count(&self) -> usize;
+
+    /// True on the process where `update` runs.
+    fn is_root(&self) -> bool;
+
+    /// This process's rank (0 for the single-process engines).
+    fn rank(&self) -> usize {
+        0
+    }
+
+    /// Processes taking part in a run.
+    fn processes(&self) -> usize {
+        1
+    }
+
+    /// The engine's scheduling and batching settings.
+    fn options(&self) -> &Options;
+
+    /// Like [`Engine::run`], with `update` also given the task's index, and the tasks borrowed.
+    fn run_indexed<T, R, E, F, U>(&self, tasks: &[T], render: F, update: U) -> Result<RunStats>
+    where
+        T: Serialize + Sync,
+        R: Serialize + DeserializeOwned + Send,
+        E: Display,
+        F: Fn(&T) -> std::result::Result<R, E> + Sync,
+        U: FnMut(usize, R) -> std::result::Result<(), E>;
+
+    /// Renders every task and applies every result on the root. See the trait's description.
+    fn run<T, R, E, F, U>(&self, tasks: Vec<T>, render: F, mut update: U) -> Result<RunStats>
+    where
+        T: Serialize + Sync,
+        R: Serialize + DeserializeOwned + Send,
+        E: Display,
+        F: Fn(&T) -> std::result::Result<R, E> + Sync,
+        U: FnMut(R) -> std::result::Result<(), E>,
+    {
+        self.run_indexed(&tasks, render, |_, r| update(r))
+    }
+}

@@ -1,0 +1,311 @@
+//! The side of a multi-process run on every process but the root.
+//!
+//! Render threads encode their results (so encoding runs in parallel) into a bounded outbox;
+//! the main thread packs them into batches, sends a batch when it is full (by count or bytes),
+//! old enough, or the last, and asks for chunks on the same messages so that
+//! [`crate::Options::prefetch_chunks`] chunks wait ahead of the threads. At most
+//! [`crate::Options::batches_in_flight`] batches are unanswered; past that the main thread
+//! stops taking results from the outbox, the outbox fills, and the render threads wait before
+//! their next task: memory stays bounded whatever the root is doing.
+
+use crate::cluster::{fatal, Cluster};
+use crate::error::{EngineError, Result};
+use crate::options::Schedule;
+use crate::outbox::{Msg, Outbox};
+use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::stats::{ProcessStats, RunStats};
+use crate::threads::APPLY_SLICE;
+use crate::worker::{Crew, Source};
+use prism_comm::{Communicator, SendRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A process's state for one run.
+struct Member<'a> {
+    comm: &'a Communicator,
+    seq: u64,
+    sends: Vec<SendRequest>,
+    stats: ProcessStats,
+}
+
+impl Member<'_> {
+    fn send(&mut self, msg: &Up, what: &str) {
+        let t0 = Instant::now();
+        let bytes = encoded_size(msg);
+        match self.comm.isend(0, TAG_UP, msg) {
+            Ok(req) => self.sends.push(req),
+            Err(e) => fatal(self.comm, what, e),
+        }
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += bytes;
+        self.stats.comm_time += t0.elapsed();
+    }
+
+    fn receive(&mut self) -> Option<Down> {
+        let t0 = Instant::now();
+        let got = self.comm.try_recv::<Down>(0usize, TAG_DOWN);
+        self.stats.comm_time += t0.elapsed();
+        match got {
+            Ok(Some((down, status))) => {
+                self.stats.messages_received += 1;
+                self.stats.bytes_received += status.bytes as u64;
+                if down.seq() != self.seq {
+                    fatal(
+                        self.comm,
+                        "engine protocol",
+                        format!("message of run {} during run {}", down.seq(), self.seq),
+                    );
+                }
+                Some(down)
+            }
+            Ok(None) => None,
+            Err(e) => fatal(self.comm, "receiving from the root", e),
+        }
+    }
+
+    fn prune_sends(&mut self) {
+        let t0 = Instant::now();
+        self.sends.retain_mut(|r| !r.test());
+        self.stats.comm_time += t0.elapsed();
+    }
+}
+
+/// Runs a non-root process's side; returns the run's outcome as the root sent it.
+pub(crate) fn run<T, R, E, F>(
+    cl: &Cluster,
+    seq: u64,
+    start: Instant,
+    stats: ProcessStats,
+    tasks: &[T],
+    render: &F,
+) -> Result<RunStats>
+where
+    T: Serialize + Sync,
+    R: Serialize + DeserializeOwned + Send,
+    E: Display,
+    F: Fn(&T) -> std::result::Result<R, E> + Sync,
+{
+    let comm = &cl.comm;
+    let rank = comm.rank();
+    let threads = cl.threads;
+    let opts = &cl.options;
+    let dynamic = opts.schedule == Schedule::Dynamic;
+    let outbox = Outbox::<Vec<u8>>::new(opts.outbox_results, opts.outbox_bytes);
+    let stop = AtomicBool::new(false);
+    let (chunk_tx, chunk_rx) = crossbeam_channel::unbounded::<(usize, usize)>();
+    let convert = |i: usize, r: R| {
+        postcard::to_stdvec(&(i as u64))
+            .and_then(|head| postcard::to_extend(&r, head))
+            .map(|bytes| {
+                let len = bytes.len();
+                (bytes, len)
+            })
+            .map_err(|e| EngineError::Codec {
+                rank,
+                task: Some(i),
+                what: "encoded".to_string(),
+                message: e.to_string(),
+            })
+    };
+    let crew = Crew {
+        tasks,
+        render,
+        convert: &convert,
+        outbox: &outbox,
+        stop: &stop,
+        rank,
+    };
+    let mut me = Member {
+        comm,
+        seq,
+        sends: Vec::new(),
+        stats,
+    };
+    // Chunks to keep assigned beyond the running ones.
+    let target = opts.prefetch_chunks.max(threads);
+
+    let outcome = std::thread::scope(|s| {
+        for thread in 0..threads {
+            let source = if dynamic {
+                Source::Queue(chunk_rx.clone())
+            } else {
+                Source::Static {
+                    worker: cl.first_worker + thread,
+                    workers: cl.workers,
+                }
+            };
+            let crew = &crew;
+            s.spawn(move || crew.run(thread, source));
+        }
+        drop(chunk_rx);
+        let mut chunk_tx = dynamic.then_some(chunk_tx);
+        let mut batch: Vec<u8> = Vec::new();
+        let mut batch_count = 0u32;
+        let mut batch_since = Instant::now();
+        // Chunks asked for by each unanswered batch, oldest first.
+        let mut in_flight: VecDeque<u32> = VecDeque::new();
+        let mut asked = 0usize;
+        let mut exhausted = !dynamic;
+        // Set on abort or local failure: no more requests, results are dropped.
+        let mut stopping = false;
+        let mut local_finished = 0;
+        let mut finished_sent = false;
+        let mut backoff = Backoff::new();
+
+        loop {
+            let mut active = false;
+
+            while let Some(down) = me.receive() {
+                active = true;
+                match down {
+                    Down::Chunks {
+                        chunks,
+                        exhausted: ex,
+                        ..
+                    } => {
+                        let want = in_flight.pop_front().unwrap_or(0) as usize;
+                        asked = asked.saturating_sub(want);
+                        exhausted |= ex;
+                        if let (Some(tx), false) = (&chunk_tx, stopping) {
+                            for (first, count) in chunks {
+                                // The threads hold the receiver until this sender is gone.
+                                let _ = tx.send((first as usize, count as usize));
+                            }
+                        }
+                    }
+                    Down::Abort { .. } => {
+                        stopping = true;
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    Down::End { outcome, .. } => {
+                        if !finished_sent {
+                            fatal(comm, "engine protocol", "the run ended before this process finished");
+                        }
+                        return outcome;
+                    }
+                }
+            }
+
+            // Take results while the batch has room (all of them when stopping: dropped).
+            let full = |count: u32, bytes: usize| {
+                count as usize >= opts.batch_results || bytes >= opts.batch_bytes
+            };
+            while stopping || !full(batch_count, batch.len()) {
+                let room = if stopping {
+                    APPLY_SLICE
+                } else {
+                    (opts.batch_results - batch_count as usize).min(APPLY_SLICE)
+                };
+                let msgs = outbox.pop_batch(room, Duration::ZERO);
+                if msgs.is_empty() {
+                    break;
+                }
+                active = true;
+                for m in msgs {
+                    match m {
+                        Msg::Result(_, bytes) if !stopping => {
+                            if batch_count == 0 {
+                                batch_since = Instant::now();
+                            }
+                            batch.extend_from_slice(&bytes);
+                            batch_count += 1;
+                        }
+                        Msg::Result(..) => {}
+                        Msg::Failed(error) => {
+                            if !stopping {
+                                me.send(&Up::Failed { seq, error }, "reporting a failure");
+                            }
+                            stopping = true;
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        Msg::Finished {
+                            rendered,
+                            render_time,
+                        } => {
+                            local_finished += 1;
+                            me.stats.rendered += rendered;
+                            me.stats.render_time += render_time;
+                        }
+                    }
+                }
+            }
+            if stopping {
+                batch.clear();
+                batch_count = 0;
+            }
+            // No chunk will be queued any more: closing the queue lets idle threads leave.
+            if exhausted || stopping {
+                chunk_tx = None;
+            }
+
+            if !finished_sent && in_flight.len() < opts.batches_in_flight {
+                let queued = chunk_tx.as_ref().map_or(0, |tx| tx.len());
+                let want = if exhausted || stopping {
+                    0
+                } else {
+                    target.saturating_sub(queued + asked)
+                };
+                let due = batch_count > 0
+                    && (full(batch_count, batch.len())
+                        || local_finished == threads
+                        || batch_since.elapsed() >= opts.batch_delay);
+                if want > 0 || due {
+                    let up = Up::Batch {
+                        seq,
+                        count: batch_count,
+                        results: std::mem::take(&mut batch),
+                        want: want as u32,
+                    };
+                    me.send(&up, "sending results");
+                    batch_count = 0;
+                    in_flight.push_back(want as u32);
+                    asked += want;
+                    active = true;
+                }
+            }
+
+            if !finished_sent && local_finished == threads && in_flight.is_empty() && batch_count == 0
+            {
+                me.stats.wall = start.elapsed();
+                me.stats.peak_outbox_results = outbox.peak_items();
+                let up = Up::Finished {
+                    seq,
+                    stats: me.stats.clone(),
+                };
+                me.send(&up, "finishing");
+                finished_sent = true;
+                active = true;
+            }
+            me.prune_sends();
+
+            if active {
+                backoff.reset();
+            } else {
+                let wait = backoff.next();
+                if wait.is_zero() {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(wait.min(opts.batch_delay));
+                }
+            }
+        }
+    });
+    let t0 = Instant::now();
+    me.sends.clear();
+    me.stats.comm_time += t0.elapsed();
+    if let Some(e) = outcome {
+        return Err(e);
+    }
+    me.stats.wall = start.elapsed();
+    Ok(RunStats {
+        tasks: tasks.len(),
+        workers: cl.workers,
+        processes: comm.size(),
+        local: me.stats,
+        all: Vec::new(),
+    })
+}

@@ -1,0 +1,115 @@
+//! How tasks are scheduled and how results are batched and bounded.
+
+use crate::error::{EngineError, Result};
+use std::time::Duration;
+
+/// How tasks are assigned to workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// Workers take chunks of consecutive tasks from one shared counter as they become free
+    /// (chunks shrink towards the end of the list, see `prism_tasking::ChunkPlan`); processes
+    /// other than the root keep chunks requested ahead so their threads never wait for a
+    /// round trip. Uneven task costs balance out.
+    #[default]
+    Dynamic,
+    /// Worker `w` of `W` renders tasks `w, w + W, w + 2W, ...` (Raysect PR #442's split,
+    /// extended to threads). No scheduling messages at all; kept for comparison.
+    StaticRoundRobin,
+}
+
+/// Tuning of an engine: scheduling, batching of results and the bounds on results in flight.
+///
+/// The defaults suit tasks that take between microseconds and seconds and results from a few
+/// bytes to a few hundred kilobytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Dynamic or static assignment of tasks.
+    pub schedule: Schedule,
+    /// Tasks per chunk under [`Schedule::Dynamic`]; `None` chooses guided sizes (about eight
+    /// chunks per worker, shrinking at the end).
+    pub chunk_size: Option<usize>,
+    /// A process other than the root sends its results when this many are ready ...
+    pub batch_results: usize,
+    /// ... or when they hold this many encoded bytes ...
+    pub batch_bytes: usize,
+    /// ... or when the oldest has waited this long, so that `update` sees results as they come.
+    pub batch_delay: Duration,
+    /// Results a process may hold between its render threads and its main thread. A render
+    /// thread whose result does not fit waits before it takes another task (back-pressure).
+    pub outbox_results: usize,
+    /// Encoded bytes a process other than the root may hold there (a single result larger
+    /// than this is still let through alone, so the run cannot stall on it).
+    pub outbox_bytes: usize,
+    /// Batches a process may have sent that the root has not answered yet.
+    pub batches_in_flight: usize,
+    /// Chunks a process other than the root keeps queued ahead of its render threads.
+    pub prefetch_chunks: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            schedule: Schedule::Dynamic,
+            chunk_size: None,
+            batch_results: 64,
+            batch_bytes: 256 * 1024,
+            batch_delay: Duration::from_millis(20),
+            outbox_results: 256,
+            outbox_bytes: 32 * 1024 * 1024,
+            batches_in_flight: 2,
+            prefetch_chunks: 2,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults with another schedule.
+    pub fn with_schedule(schedule: Schedule) -> Options {
+        Options {
+            schedule,
+            ..Options::default()
+        }
+    }
+
+    /// Rejects settings under which a run could not make progress.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("chunk_size", self.chunk_size.unwrap_or(1)),
+            ("batch_results", self.batch_results),
+            ("batch_bytes", self.batch_bytes),
+            ("outbox_results", self.outbox_results),
+            ("outbox_bytes", self.outbox_bytes),
+            ("batches_in_flight", self.batches_in_flight),
+            ("prefetch_chunks", self.prefetch_chunks),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(EngineError::Invalid(format!(
+                    "Options::{name} must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zeros_are_named() {
+        Options::default().validate().unwrap();
+        let bad = Options {
+            batches_in_flight: 0,
+            ..Options::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("batches_in_flight"), "{e}");
+        let bad = Options {
+            chunk_size: Some(0),
+            ..Options::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("chunk_size"));
+    }
+}

@@ -1,0 +1,214 @@
+//! The messages of a multi-process run and the pieces both sides share.
+//!
+//! One run, on a communicator of its own (so no other traffic can match):
+//!
+//! * **Start.** Every process contributes `(number of tasks, fingerprint of the tasks)` to an
+//!   all-gather; a process whose list differs from the root's makes every process fail with
+//!   the same [`EngineError::TaskListMismatch`].
+//! * **Up** (to the root). [`Up::Batch`] carries finished results, concatenated postcard
+//!   encodings of `(task index, result)`, and asks for `want` more chunks; the root answers
+//!   every batch with exactly one [`Down::Chunks`], which is how a process bounds the batches
+//!   it has in flight. [`Up::Failed`] reports a failure. [`Up::Finished`] is a process's last
+//!   message: its threads have ended and every batch it sent has been answered.
+//! * **Down** (from the root). [`Down::Abort`] tells a process to stop at its next task;
+//!   [`Down::End`] carries the run's outcome and is the last message of the run. The root
+//!   sends it once its own threads are done and every process has finished, so nothing of the
+//!   run is left in flight when `run` returns anywhere.
+
+use crate::error::EngineError;
+use crate::stats::ProcessStats;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Tag of messages to the root.
+pub(crate) const TAG_UP: i32 = 201;
+/// Tag of messages from the root.
+pub(crate) const TAG_DOWN: i32 = 202;
+
+/// A message to the root. `seq` numbers the runs of one engine, checked on receipt.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Up {
+    Batch {
+        seq: u64,
+        /// Results in `results`.
+        count: u32,
+        /// `count` postcard encodings of `(u64 task index, result)`, back to back.
+        #[serde(with = "serde_bytes")]
+        results: Vec<u8>,
+        /// Chunks wanted.
+        want: u32,
+    },
+    Failed {
+        seq: u64,
+        error: EngineError,
+    },
+    Finished {
+        seq: u64,
+        stats: ProcessStats,
+    },
+}
+
+/// A message from the root.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Down {
+    /// The answer to one batch: up to `want` chunks `(first, count)`; `exhausted` when no more
+    /// will come.
+    Chunks {
+        seq: u64,
+        chunks: Vec<(u64, u64)>,
+        exhausted: bool,
+    },
+    Abort {
+        seq: u64,
+    },
+    End {
+        seq: u64,
+        outcome: Option<EngineError>,
+    },
+}
+
+impl Up {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Up::Batch { seq, .. } | Up::Failed { seq, .. } | Up::Finished { seq, .. } => *seq,
+        }
+    }
+}
+
+impl Down {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Down::Chunks { seq, .. } | Down::Abort { seq } | Down::End { seq, .. } => *seq,
+        }
+    }
+}
+
+/// The size of a message's encoding, for the traffic counters.
+pub(crate) fn encoded_size<T: Serialize>(value: &T) -> u64 {
+    postcard::experimental::serialized_size(value).map_or(0, |n| n as u64)
+}
+
+/// A postcard output that hashes the encoding (FNV-1a, 64 bits) instead of storing it.
+struct Fnv(u64);
+
+impl postcard::ser_flavors::Flavor for Fnv {
+    type Output = u64;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<u64> {
+        Ok(self.0)
+    }
+}
+
+/// A hash of the postcard encoding of `tasks`, equal on every process for equal lists.
+pub(crate) fn fingerprint<T: Serialize>(tasks: &[T]) -> Result<u64, String> {
+    postcard::serialize_with_flavor(tasks, Fnv(0xcbf2_9ce4_8422_2325)).map_err(|e| e.to_string())
+}
+
+/// The root's check of every process's `(tasks, fingerprint)`: the first process that
+/// differs from the root, as an error every process returns alike.
+pub(crate) fn check_lists(lists: &[(u64, u64)]) -> Result<(), EngineError> {
+    let root = lists.first().copied().unwrap_or_default();
+    match lists.iter().enumerate().find(|(_, l)| **l != root) {
+        None => Ok(()),
+        Some((rank, &(tasks, fingerprint))) => Err(EngineError::TaskListMismatch {
+            rank,
+            tasks: tasks as usize,
+            fingerprint,
+            root_tasks: root.0 as usize,
+            root_fingerprint: root.1,
+        }),
+    }
+}
+
+/// Sleeps between polls of the network: a few yields, then microseconds doubling up to a
+/// millisecond, so a process waiting on others never spins a core its threads need.
+pub(crate) struct Backoff {
+    polls: u32,
+    sleep: Duration,
+}
+
+impl Backoff {
+    const YIELDS: u32 = 8;
+    const FIRST: Duration = Duration::from_micros(2);
+    const LAST: Duration = Duration::from_millis(1);
+
+    pub(crate) fn new() -> Self {
+        Backoff {
+            polls: 0,
+            sleep: Self::FIRST,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+
+    /// How long to wait now (zero: just yield).
+    pub(crate) fn next(&mut self) -> Duration {
+        if self.polls < Self::YIELDS {
+            self.polls += 1;
+            return Duration::ZERO;
+        }
+        let d = self.sleep;
+        self.sleep = (self.sleep * 2).min(Self::LAST);
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_lists_apart() {
+        let a = fingerprint(&[1u32, 2, 3]).unwrap();
+        assert_eq!(a, fingerprint(&[1u32, 2, 3]).unwrap());
+        assert_ne!(a, fingerprint(&[1u32, 3, 2]).unwrap());
+        assert_ne!(a, fingerprint(&[1u32, 2]).unwrap());
+        assert_ne!(
+            fingerprint(&["ab".to_string()]).unwrap(),
+            fingerprint(&["ba".to_string()]).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_first_differing_process_is_named() {
+        assert!(check_lists(&[(3, 7), (3, 7)]).is_ok());
+        let e = check_lists(&[(3, 7), (3, 7), (4, 9), (2, 1)]).unwrap_err();
+        assert_eq!(e.rank(), Some(2));
+        assert!(e.to_string().contains("4 tasks"), "{e}");
+    }
+
+    #[test]
+    fn backoff_yields_then_grows_to_a_millisecond() {
+        let mut b = Backoff::new();
+        for _ in 0..Backoff::YIELDS {
+            assert_eq!(b.next(), Duration::ZERO);
+        }
+        assert_eq!(b.next(), Backoff::FIRST);
+        for _ in 0..20 {
+            b.next();
+        }
+        assert_eq!(b.next(), Backoff::LAST);
+        b.reset();
+        assert_eq!(b.next(), Duration::ZERO);
+    }
+
+    #[test]
+    fn message_sizes_count_the_payload() {
+        let up = Up::Batch {
+            seq: 1,
+            count: 2,
+            results: vec![0; 1000],
+            want: 1,
+        };
+        let n = encoded_size(&up);
+        assert_eq!(n as usize, postcard::to_stdvec(&up).unwrap().len());
+        assert!((1000..1020).contains(&n));
+    }
+}

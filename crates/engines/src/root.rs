@@ -1,0 +1,364 @@
+//! The root's side of a multi-process run.
+//!
+//! Its render threads take chunks from the counter; its main thread, in one loop that never
+//! blocks: applies its threads' results with `update` (a slice at a time), answers the other
+//! processes' batches (chunks first, then their results into `update`), and otherwise waits on
+//! its threads' outbox with a timeout that backs off to a millisecond, so a result of its own
+//! is applied at once and the network is still polled.
+
+use crate::apply::Applier;
+use crate::cluster::{fatal, Cluster};
+use crate::error::{EngineError, Result};
+use crate::options::Schedule;
+use crate::outbox::{Msg, Outbox};
+use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::stats::{ProcessStats, RunStats};
+use crate::threads::{chunk_plan, APPLY_SLICE};
+use crate::worker::{Crew, Source};
+use prism_comm::{Communicator, SendRequest, Source as From};
+use prism_tasking::ChunkCounter;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The root's bookkeeping for one run.
+struct Root<'a, U> {
+    comm: &'a Communicator,
+    seq: u64,
+    dynamic: bool,
+    applier: Applier<U>,
+    /// The first failure anywhere: the run's outcome.
+    failure: Option<EngineError>,
+    /// Results applied, from every process.
+    received: usize,
+    /// Which processes have sent their last message.
+    finished: Vec<bool>,
+    remaining: usize,
+    /// Every process's counters, from its last message.
+    all: Vec<Option<ProcessStats>>,
+    abort_sent: bool,
+    local_finished: usize,
+    sends: Vec<SendRequest>,
+    stats: ProcessStats,
+}
+
+impl<U> Root<'_, U> {
+    fn fail(&mut self, e: EngineError) {
+        if self.failure.is_none() {
+            self.failure = Some(e);
+        }
+    }
+
+    fn send(&mut self, dest: usize, msg: &Down, what: &str) {
+        let t0 = Instant::now();
+        let bytes = encoded_size(msg);
+        match self.comm.isend(dest, TAG_DOWN, msg) {
+            Ok(req) => self.sends.push(req),
+            Err(e) => fatal(self.comm, what, e),
+        }
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += bytes;
+        self.stats.comm_time += t0.elapsed();
+    }
+
+    /// A message from this process's render threads.
+    fn local<R, E>(&mut self, msg: Msg<R>)
+    where
+        U: FnMut(usize, R) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        match msg {
+            Msg::Result(i, r) => {
+                if self.failure.is_none() {
+                    match self.applier.apply(i, r) {
+                        Ok(()) => self.received += 1,
+                        Err(e) => self.fail(e),
+                    }
+                }
+            }
+            Msg::Failed(e) => self.fail(e),
+            Msg::Finished {
+                rendered,
+                render_time,
+            } => {
+                self.local_finished += 1;
+                self.stats.rendered += rendered;
+                self.stats.render_time += render_time;
+            }
+        }
+    }
+
+    /// Handles the messages other processes have sent; returns whether there were any.
+    fn serve<R, E>(&mut self, counter: &ChunkCounter) -> bool
+    where
+        R: DeserializeOwned,
+        U: FnMut(usize, R) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        let mut any = false;
+        // Bounded so that a stream of batches cannot starve this process's own results.
+        for _ in 0..2 * self.comm.size() {
+            let t0 = Instant::now();
+            let got = self.comm.try_recv::<Up>(From::Any, TAG_UP);
+            self.stats.comm_time += t0.elapsed();
+            let (up, status) = match got {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => fatal(self.comm, "receiving from a process", e),
+            };
+            any = true;
+            self.stats.messages_received += 1;
+            self.stats.bytes_received += status.bytes as u64;
+            let from = status.source;
+            if up.seq() != self.seq {
+                fatal(
+                    self.comm,
+                    "engine protocol",
+                    format!(
+                        "message of run {} from process {from} during run {}",
+                        up.seq(),
+                        self.seq
+                    ),
+                );
+            }
+            match up {
+                Up::Batch {
+                    count,
+                    results,
+                    want,
+                    ..
+                } => {
+                    // Chunks first: the sender's threads should not wait for our `update`.
+                    let mut chunks = Vec::new();
+                    if self.dynamic && self.failure.is_none() {
+                        while chunks.len() < want as usize {
+                            match counter.next_chunk() {
+                                Some((f, c)) => chunks.push((f as u64, c as u64)),
+                                None => break,
+                            }
+                        }
+                    }
+                    let exhausted = !self.dynamic
+                        || self.failure.is_some()
+                        || counter.handed_out() >= counter.plan().len();
+                    let reply = Down::Chunks {
+                        seq: self.seq,
+                        chunks,
+                        exhausted,
+                    };
+                    self.send(from, &reply, "answering a batch");
+                    self.apply_batch::<R, E>(from, count, &results);
+                }
+                Up::Failed { error, .. } => self.fail(error),
+                Up::Finished { stats, .. } => {
+                    if !self.finished[from] {
+                        self.finished[from] = true;
+                        self.remaining -= 1;
+                    }
+                    self.all[from] = Some(stats);
+                }
+            }
+        }
+        any
+    }
+
+    /// Decodes the results of a batch from process `from` and applies them.
+    fn apply_batch<R, E>(&mut self, from: usize, count: u32, mut bytes: &[u8])
+    where
+        R: DeserializeOwned,
+        U: FnMut(usize, R) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        for _ in 0..count {
+            if self.failure.is_some() {
+                return;
+            }
+            let t0 = Instant::now();
+            let decoded = postcard::take_from_bytes::<u64>(bytes).and_then(|(i, rest)| {
+                postcard::take_from_bytes::<R>(rest).map(|(r, rest)| (i as usize, r, rest))
+            });
+            self.stats.comm_time += t0.elapsed();
+            match decoded {
+                Ok((i, r, rest)) => {
+                    bytes = rest;
+                    match self.applier.apply(i, r) {
+                        Ok(()) => self.received += 1,
+                        Err(e) => self.fail(e),
+                    }
+                }
+                Err(e) => {
+                    let task = postcard::take_from_bytes::<u64>(bytes)
+                        .ok()
+                        .map(|(i, _)| i as usize);
+                    self.fail(EngineError::Codec {
+                        rank: from,
+                        task,
+                        what: "decoded".to_string(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn prune_sends(&mut self) {
+        let t0 = Instant::now();
+        self.sends.retain_mut(|r| !r.test());
+        self.stats.comm_time += t0.elapsed();
+    }
+}
+
+/// Runs the root's side; returns when every process has finished.
+pub(crate) fn run<T, R, E, F, U>(
+    cl: &Cluster,
+    seq: u64,
+    start: Instant,
+    stats: ProcessStats,
+    tasks: &[T],
+    render: &F,
+    update: U,
+) -> Result<RunStats>
+where
+    T: Serialize + Sync,
+    R: Serialize + DeserializeOwned + Send,
+    E: Display,
+    F: Fn(&T) -> std::result::Result<R, E> + Sync,
+    U: FnMut(usize, R) -> std::result::Result<(), E>,
+{
+    let comm = &cl.comm;
+    let size = comm.size();
+    let threads = cl.threads;
+    let n = tasks.len();
+    let dynamic = cl.options.schedule == Schedule::Dynamic;
+    let counter = ChunkCounter::new(chunk_plan(n, cl.workers, &cl.options));
+    // The root's results are applied in this process: no encoding, bounded by count only.
+    let outbox = Outbox::<R>::new(cl.options.outbox_results, usize::MAX);
+    let stop = AtomicBool::new(false);
+    let convert = |_: usize, r: R| Ok((r, 0));
+    let crew = Crew {
+        tasks,
+        render,
+        convert: &convert,
+        outbox: &outbox,
+        stop: &stop,
+        rank: comm.rank(),
+    };
+    let mut root = Root {
+        comm,
+        seq,
+        dynamic,
+        applier: Applier::new(update, comm.rank()),
+        failure: None,
+        received: 0,
+        // The root itself sends no "finished" message.
+        finished: (0..size).map(|r| r == 0).collect(),
+        remaining: size - 1,
+        all: vec![None; size],
+        abort_sent: false,
+        local_finished: 0,
+        sends: Vec::new(),
+        stats,
+    };
+
+    std::thread::scope(|s| {
+        for thread in 0..threads {
+            let source = if dynamic {
+                Source::Counter(&counter)
+            } else {
+                Source::Static {
+                    worker: cl.first_worker + thread,
+                    workers: cl.workers,
+                }
+            };
+            let crew = &crew;
+            s.spawn(move || crew.run(thread, source));
+        }
+        let mut backoff = Backoff::new();
+        let mut carry: Vec<Msg<R>> = Vec::new();
+        loop {
+            let mut active = false;
+            let msgs = if carry.is_empty() {
+                outbox.pop_batch(APPLY_SLICE, Duration::ZERO)
+            } else {
+                std::mem::take(&mut carry)
+            };
+            for m in msgs {
+                active = true;
+                root.local(m);
+            }
+            active |= root.serve::<R, E>(&counter);
+
+            if root.failure.is_some() && !root.abort_sent {
+                root.abort_sent = true;
+                stop.store(true, Ordering::Relaxed);
+                counter.exhaust();
+                // Threads waiting on a full outbox are released; their results are dropped.
+                outbox.close();
+                for r in 1..size {
+                    if !root.finished[r] {
+                        root.send(r, &Down::Abort { seq }, "sending abort");
+                    }
+                }
+            }
+            root.prune_sends();
+
+            let local_done = root.local_finished == threads || root.failure.is_some();
+            if local_done && root.remaining == 0 {
+                break;
+            }
+            if active {
+                backoff.reset();
+            } else {
+                let wait = backoff.next();
+                if wait.is_zero() {
+                    std::thread::yield_now();
+                } else if root.failure.is_none() && root.local_finished < threads {
+                    carry = outbox.pop_batch(APPLY_SLICE, wait);
+                } else {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        outbox.close();
+    });
+
+    if root.failure.is_none() && root.received != n {
+        root.failure = Some(EngineError::Comm {
+            rank: comm.rank(),
+            op: "collecting results".to_string(),
+            message: format!("only {} of {n} results arrived", root.received),
+        });
+    }
+    let outcome = root.failure.take();
+    let end = Down::End {
+        seq,
+        outcome: outcome.clone(),
+    };
+    for r in 1..size {
+        root.send(r, &end, "sending the end of the run");
+    }
+    let t0 = Instant::now();
+    // Dropping a request waits for it: nothing of this run stays in flight.
+    root.sends.clear();
+    root.stats.comm_time += t0.elapsed();
+    if let Some(e) = outcome {
+        return Err(e);
+    }
+
+    let mut stats = root.stats;
+    stats.wall = start.elapsed();
+    stats.update_time = root.applier.time;
+    stats.peak_outbox_results = outbox.peak_items();
+    let mut all: Vec<ProcessStats> = root.all.into_iter().map(Option::unwrap_or_default).collect();
+    all[0] = stats.clone();
+    Ok(RunStats {
+        tasks: n,
+        workers: cl.workers,
+        processes: size,
+        local: stats,
+        all,
+    })
+}

@@ -1,0 +1,120 @@
+//! What a run cost: times, tasks and traffic, per process and (on the root) for every process.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Counters of one process for one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// Rank of the process.
+    pub rank: usize,
+    /// Render threads it ran.
+    pub threads: usize,
+    /// Tasks it rendered.
+    pub rendered: usize,
+    /// Wall-clock time of its `run` call.
+    pub wall: Duration,
+    /// Time its render threads spent in `render`, summed over threads.
+    pub render_time: Duration,
+    /// Time its main thread spent in `update` (root only).
+    pub update_time: Duration,
+    /// Time its main thread spent communicating: message calls, encoding and decoding of
+    /// batches, collectives of the run's start and end. Waiting with nothing to do is not
+    /// counted.
+    pub comm_time: Duration,
+    /// Messages it sent.
+    pub messages_sent: u64,
+    /// Payload bytes it sent.
+    pub bytes_sent: u64,
+    /// Messages it received.
+    pub messages_received: u64,
+    /// Payload bytes it received.
+    pub bytes_received: u64,
+    /// Largest number of results held at once between its render threads and main thread.
+    pub peak_outbox_results: usize,
+}
+
+/// The outcome of a successful run on one process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Tasks in the run (on every process).
+    pub tasks: usize,
+    /// Render workers in all processes.
+    pub workers: usize,
+    /// Processes in the run.
+    pub processes: usize,
+    /// This process's counters.
+    pub local: ProcessStats,
+    /// Every process's counters, in rank order, on the root; empty elsewhere.
+    pub all: Vec<ProcessStats>,
+}
+
+impl RunStats {
+    /// Wall-clock time of this process's run.
+    pub fn wall(&self) -> Duration {
+        self.local.wall
+    }
+
+    /// Communication time as a fraction of wall time, summed over every process (on the
+    /// root), or for this process alone (elsewhere). 0 for an empty run.
+    pub fn comm_fraction(&self) -> f64 {
+        let procs: &[ProcessStats] = if self.all.is_empty() {
+            std::slice::from_ref(&self.local)
+        } else {
+            &self.all
+        };
+        let comm: f64 = procs.iter().map(|p| p.comm_time.as_secs_f64()).sum();
+        let wall: f64 = procs.iter().map(|p| p.wall.as_secs_f64()).sum();
+        if wall > 0.0 {
+            comm / wall
+        } else {
+            0.0
+        }
+    }
+
+    /// Messages sent by every process (root) or by this one (elsewhere).
+    pub fn messages_sent(&self) -> u64 {
+        if self.all.is_empty() {
+            self.local.messages_sent
+        } else {
+            self.all.iter().map(|p| p.messages_sent).sum()
+        }
+    }
+
+    /// Bytes sent by every process (root) or by this one (elsewhere).
+    pub fn bytes_sent(&self) -> u64 {
+        if self.all.is_empty() {
+            self.local.bytes_sent
+        } else {
+            self.all.iter().map(|p| p.bytes_sent).sum()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_and_sums_over_processes() {
+        let p = |rank, comm_ms, msgs| ProcessStats {
+            rank,
+            wall: Duration::from_millis(100),
+            comm_time: Duration::from_millis(comm_ms),
+            messages_sent: msgs,
+            bytes_sent: msgs * 10,
+            ..ProcessStats::default()
+        };
+        let mut s = RunStats {
+            local: p(0, 2, 3),
+            ..RunStats::default()
+        };
+        assert!((s.comm_fraction() - 0.02).abs() < 1e-12);
+        assert_eq!(s.messages_sent(), 3);
+        s.all = vec![p(0, 2, 3), p(1, 6, 5)];
+        assert!((s.comm_fraction() - 0.04).abs() < 1e-12);
+        assert_eq!(s.messages_sent(), 8);
+        assert_eq!(s.bytes_sent(), 80);
+        assert_eq!(RunStats::default().comm_fraction(), 0.0);
+    }
+}

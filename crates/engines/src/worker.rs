@@ -1,0 +1,199 @@
+//! Render threads: take tasks from a source, call `render`, hand results to the main thread.
+//!
+//! Render threads never communicate with other processes (MPI is funneled through the main
+//! thread); they only touch the task list, the scheduling source and the outbox.
+
+use crate::error::{panic_message, EngineError};
+use crate::outbox::{Msg, Outbox};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use prism_tasking::ChunkCounter;
+use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a render thread waiting for chunks from its main thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(5);
+
+/// Where a render thread gets its tasks.
+pub(crate) enum Source<'a> {
+    /// Chunks `(first, count)` from a counter shared with the other threads (and, on the root
+    /// of a multi-process run, with the main thread serving other processes).
+    Counter(&'a ChunkCounter),
+    /// Chunks the main thread received from the root.
+    Queue(Receiver<(usize, usize)>),
+    /// Static round-robin: tasks `worker, worker + workers, ...`.
+    Static { worker: usize, workers: usize },
+}
+
+impl Source<'_> {
+    /// The next chunk of task indices, or `None` when there is no more work (or `stop` is set).
+    fn next(&mut self, n: usize, stop: &AtomicBool, cursor: &mut usize) -> Option<Chunk> {
+        match self {
+            Source::Counter(c) => c.next_chunk().map(|(first, count)| Chunk {
+                next: first,
+                end: first + count,
+                step: 1,
+            }),
+            Source::Queue(rx) => loop {
+                match rx.recv_timeout(STOP_POLL) {
+                    Ok((first, count)) => {
+                        return Some(Chunk {
+                            next: first,
+                            end: first + count,
+                            step: 1,
+                        })
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                    Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => {
+                        return None
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            },
+            Source::Static { worker, workers } => {
+                // One "chunk" holding all of this worker's tasks.
+                if *cursor > 0 {
+                    return None;
+                }
+                *cursor = 1;
+                Some(Chunk {
+                    next: *worker,
+                    end: n,
+                    step: (*workers).max(1),
+                })
+            }
+        }
+    }
+}
+
+/// Task indices `next, next + step, ...` below `end`.
+struct Chunk {
+    next: usize,
+    end: usize,
+    step: usize,
+}
+
+impl Iterator for Chunk {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.next >= self.end {
+            return None;
+        }
+        let i = self.next;
+        self.next += self.step;
+        Some(i)
+    }
+}
+
+/// Everything a render thread shares with its siblings.
+pub(crate) struct Crew<'a, T, F, C, P> {
+    pub tasks: &'a [T],
+    pub render: &'a F,
+    /// Turns a result into what travels to the main thread, with its size in bytes.
+    pub convert: &'a C,
+    pub outbox: &'a Outbox<P>,
+    /// Set by anyone who wants the run to stop: render threads stop before their next task.
+    pub stop: &'a AtomicBool,
+    pub rank: usize,
+}
+
+impl<T, F, C, P> Crew<'_, T, F, C, P> {
+    /// The body of render thread `thread`: runs until the source is exhausted, the stop flag is
+    /// set or a task fails. Always ends with a `Finished` message.
+    pub(crate) fn run<R, E>(&self, thread: usize, mut source: Source<'_>)
+    where
+        F: Fn(&T) -> Result<R, E> + Sync,
+        E: Display,
+        C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
+    {
+        let mut rendered = 0usize;
+        let mut render_time = Duration::ZERO;
+        let mut cursor = 0;
+        'chunks: while let Some(chunk) = source.next(self.tasks.len(), self.stop, &mut cursor) {
+            for i in chunk {
+                if self.stop.load(Ordering::Relaxed) {
+                    break 'chunks;
+                }
+                let t0 = Instant::now();
+                let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
+                render_time += t0.elapsed();
+                let failure = match outcome {
+                    Ok(Ok(r)) => match (self.convert)(i, r) {
+                        Ok((payload, bytes)) => {
+                            rendered += 1;
+                            if self
+                                .outbox
+                                .push(Msg::Result(i, payload), bytes, false)
+                                .is_err()
+                            {
+                                break 'chunks; // the run ended early
+                            }
+                            continue;
+                        }
+                        Err(e) => e,
+                    },
+                    Ok(Err(e)) => EngineError::Render {
+                        rank: self.rank,
+                        thread,
+                        task: i,
+                        panicked: false,
+                        message: e.to_string(),
+                    },
+                    Err(payload) => EngineError::Render {
+                        rank: self.rank,
+                        thread,
+                        task: i,
+                        panicked: true,
+                        message: panic_message(&*payload),
+                    },
+                };
+                self.stop.store(true, Ordering::Relaxed);
+                let _ = self.outbox.push(Msg::Failed(failure), 0, true);
+                break 'chunks;
+            }
+        }
+        let _ = self.outbox.push(
+            Msg::Finished {
+                rendered,
+                render_time,
+            },
+            0,
+            true,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_chunks_stride_over_workers() {
+        let stop = AtomicBool::new(false);
+        let mut s = Source::Static {
+            worker: 1,
+            workers: 3,
+        };
+        let mut cursor = 0;
+        let got: Vec<usize> = s.next(10, &stop, &mut cursor).unwrap().collect();
+        assert_eq!(got, vec![1, 4, 7]);
+        assert!(s.next(10, &stop, &mut cursor).is_none());
+    }
+
+    #[test]
+    fn queue_source_ends_on_disconnect_or_stop() {
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        tx.send((4, 2)).unwrap();
+        drop(tx);
+        let mut s = Source::Queue(rx);
+        let mut c = 0;
+        assert_eq!(s.next(10, &stop, &mut c).unwrap().collect::<Vec<_>>(), [4, 5]);
+        assert!(s.next(10, &stop, &mut c).is_none());
+
+        let (_tx, rx) = crossbeam_channel::unbounded::<(usize, usize)>();
+        stop.store(true, Ordering::Relaxed);
+        assert!(Source::Queue(rx).next(10, &stop, &mut c).is_none());
+    }
+}
