@@ -1,8 +1,14 @@
-use clap::{Parser, Subcommand};
+//! The `prism` command: render scenes on any engine, describe the run, benchmark.
+
+mod cli;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// prism: hybrid parallel computing and reproducible ray-traced rendering.
 #[derive(Parser)]
-#[command(name = "prism", version, about)]
+#[command(name = "prism", version, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -10,16 +16,130 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print process sets, ranks, nodes and threads.
+    /// Render a scene (the built-in Cornell box by default) with any engine.
+    Render(RenderArgs),
+    /// Print process sets, ranks per node, threads per rank and the engine `auto` picks.
     Info,
+    /// Benchmarks: the ray-tracing kernel, and the scaling study.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
-fn main() {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// Threads in one process, or hybrid when launched with several processes.
+    Auto,
+    Serial,
+    Threads,
+    Mpi,
+    Hybrid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleKind {
+    /// Tasks handed out on demand: a worker that finishes early takes more.
+    Dynamic,
+    /// Tasks dealt round-robin before the run (Raysect PR #442's split), for comparison.
+    Static,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RenderArgs {
+    /// `cornell` (built in), a scene `.toml`, or a mesh file (`.obj`, `.ply`, `.stl`).
+    #[arg(default_value = "cornell")]
+    pub scene: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub engine: EngineKind,
+    /// Threads per process (default: the cores available to this process, shared among the
+    /// ranks of its node).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value_t = 512)]
+    pub width: u32,
+    #[arg(long, default_value_t = 512)]
+    pub height: u32,
+    /// Samples per pixel in each pass.
+    #[arg(long, default_value_t = 16)]
+    pub spp: u32,
+    /// Passes at most: a full first pass, then adaptive passes until converged.
+    #[arg(long, default_value_t = 8)]
+    pub passes: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// PNG output (sRGB, tone-mapped); rewritten after every pass.
+    #[arg(long, default_value = "cornell.png")]
+    pub out: PathBuf,
+    /// OpenEXR output (linear radiance).
+    #[arg(long)]
+    pub exr: Option<PathBuf>,
+    /// The per-pixel standard error as a PNG image.
+    #[arg(long)]
+    pub error_image: Option<PathBuf>,
+    /// Tile edge in pixels: the unit of work.
+    #[arg(long, default_value_t = 16)]
+    pub tile: u32,
+    #[arg(long, value_enum, default_value = "dynamic")]
+    pub schedule: ScheduleKind,
+    /// Adaptive sampling: fraction of pixels re-sampled each pass (by normalised error).
+    #[arg(long, default_value_t = 0.2)]
+    pub fraction: f64,
+    /// Adaptive sampling: a pixel gets at least max_samples / ratio samples.
+    #[arg(long, default_value_t = 10.0)]
+    pub ratio: f64,
+    /// Adaptive sampling: every pixel gets at least this many samples.
+    #[arg(long, default_value_t = 0)]
+    pub min_samples: u64,
+    /// Adaptive sampling: stop re-sampling pixels whose normalised standard error is below this.
+    #[arg(long, default_value_t = 0.0)]
+    pub cutoff: f64,
+    /// Maximum path depth.
+    #[arg(long, default_value_t = 8)]
+    pub max_depth: u32,
+    /// Use (or create) a scene cache: the built BVH, memory-mapped on the next run.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// No progress bar or per-pass lines; errors and the summary line still print.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write the run's measurements (time, rays, communication, memory) as JSON.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+    /// Testing aid: make this rank's first task fail, to check that a failure ends the run.
+    #[arg(long, hide = true)]
+    pub fail_on_rank: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Build time and single-thread Mrays/s of the BVH kernel on a mesh file.
+    Trace {
+        #[arg(long)]
+        mesh: PathBuf,
+        /// Rays per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        rays: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Every engine on every process × thread layout; writes docs/performance.md.
+    Scaling(cli::bench::ScalingArgs),
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Info => {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            println!("threads per rank: {threads}");
+    let result = match cli.command {
+        Command::Render(args) => cli::render::run(&args),
+        Command::Info => cli::info::run(),
+        Command::Bench(BenchCommand::Trace { mesh, rays, seed }) => {
+            cli::bench::trace(&mesh, rays, seed)
+        }
+        Command::Bench(BenchCommand::Scaling(args)) => cli::bench::scaling(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("prism: error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,329 @@
+//! `prism bench trace` (the kernel on a mesh file) and `prism bench scaling` (every engine on
+//! every layout, written into docs/performance.md).
+
+use crate::cli::scaling::{self, Row};
+use crate::cli::{msg, CliError};
+use clap::Args;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub fn trace(mesh: &Path, rays: usize, seed: u64) -> Result<(), CliError> {
+    if rays == 0 {
+        return Err(msg("--rays must be at least 1"));
+    }
+    let (mesh, warnings) = prism::tracer::io::load_mesh_with_report(mesh)?;
+    for w in warnings {
+        eprintln!("prism: warning: {w}");
+    }
+    let report = prism::tracer::bench::trace_benchmark(&mesh, rays, seed);
+    println!("{report}");
+    Ok(())
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ScalingArgs {
+    /// The scene every configuration renders.
+    #[arg(long, default_value = "cornell")]
+    pub scene: String,
+    #[arg(long, default_value_t = 256)]
+    pub width: u32,
+    #[arg(long, default_value_t = 256)]
+    pub height: u32,
+    #[arg(long, default_value_t = 16)]
+    pub spp: u32,
+    #[arg(long, default_value_t = 2)]
+    pub passes: usize,
+    /// Runs of each configuration (interleaved); the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Triangles of the procedural mesh used for the memory-per-node measurement (0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub memory_triangles: usize,
+    /// The markdown file the table and plot are written into.
+    #[arg(long, default_value = "docs/performance.md")]
+    pub out: PathBuf,
+}
+
+const BEGIN: &str = "<!-- prism bench scaling: begin -->";
+const END: &str = "<!-- prism bench scaling: end -->";
+
+pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
+    if args.repeats == 0 || args.width == 0 || args.height == 0 {
+        return Err(msg("--repeats, --width and --height must be at least 1"));
+    }
+    let exe = std::env::current_exe()?;
+    let mpi = cfg!(feature = "mpi") && which("mpirun");
+    if !mpi {
+        eprintln!("prism: note: no MPI in this build (or no mpirun): measuring threads only");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let work = std::env::temp_dir().join(format!("prism-scaling-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let render_args: Vec<String> = vec![
+        args.scene.clone(),
+        "--width".into(),
+        args.width.to_string(),
+        "--height".into(),
+        args.height.to_string(),
+        "--spp".into(),
+        args.spp.to_string(),
+        "--passes".into(),
+        args.passes.to_string(),
+        "--seed".into(),
+        "1".into(),
+    ];
+    let mut log = |line: &str| {
+        eprintln!("{line}");
+        let _ = std::io::stderr().flush();
+    };
+    let configs = scaling::configs(mpi);
+    let rows = scaling::measure(&exe, &configs, &render_args, args.repeats, &work, &mut log)
+        .map_err(CliError::Msg)?;
+
+    // The uneven scene: most of the image is empty, the cost sits in one corner band.
+    let uneven_args = uneven_scene(&work, args)?;
+    let uneven_configs: Vec<_> = configs
+        .iter()
+        .filter(|c| c.processes * c.threads == 2 && c.engine != "hybrid")
+        .cloned()
+        .collect();
+    let uneven = scaling::measure(&exe, &uneven_configs, &uneven_args, args.repeats, &work, &mut log)
+        .map_err(CliError::Msg)?;
+
+    let memory = if mpi && args.memory_triangles > 0 {
+        Some(memory_per_node(&exe, &work, args.memory_triangles, &mut log)?)
+    } else {
+        None
+    };
+
+    let mut block = String::new();
+    block.push_str(&format!(
+        "Measured by `prism bench scaling` on {} ({} cores), {}: scene `{}`, {}×{} pixels, \
+         {} spp × {} passes, medians of {} interleaved runs. Parallel efficiency is the speed-up \
+         over `serial 1×1` divided by the cores used (at most {cores}).\n\n",
+        hostname(),
+        cores,
+        today(),
+        args.scene,
+        args.width,
+        args.height,
+        args.spp,
+        args.passes,
+        args.repeats
+    ));
+    block.push_str(&scaling::table(&rows, cores));
+    let svg_path = args
+        .out
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("scaling.svg");
+    std::fs::write(&svg_path, scaling::svg(&rows, cores))?;
+    block.push_str("\n![Mrays/s by engine and layout](scaling.svg)\n\n");
+    block.push_str("Uneven scene (cost concentrated in a band of the image):\n\n");
+    block.push_str(&scaling::table(&uneven, cores));
+    block.push_str("\nGoals, as ratios from the same run:\n\n");
+    block.push_str(&goals(&rows, &uneven));
+    if let Some(m) = &memory {
+        block.push_str(&format!(
+            "\nMemory with a {}-triangle mesh (summed PSS from /proc/<pid>/smaps_rollup over the \
+             ranks, read after the scene was built): 1 rank {:.1} MiB, 4 ranks {:.1} MiB, \
+             ratio {:.2} (goal ≤ 1.3).\n",
+            args.memory_triangles,
+            m.0 as f64 / 1048576.0,
+            m.1 as f64 / 1048576.0,
+            m.1 as f64 / m.0 as f64
+        ));
+    }
+    scaling::replace_block(&args.out, BEGIN, END, &block)?;
+    println!("{block}");
+    println!("written to {} and {}", args.out.display(), svg_path.display());
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn find<'a>(rows: &'a [Row], engine: &str, p: usize, t: usize, schedule: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.config.engine == engine
+            && r.config.processes == p
+            && r.config.threads == t
+            && r.config.schedule == schedule
+    })
+}
+
+fn goals(rows: &[Row], uneven: &[Row]) -> String {
+    let mut s = String::new();
+    let mut line = |name: &str, value: Option<f64>, goal: &str, ok: fn(f64) -> bool| {
+        match value {
+            Some(v) => s.push_str(&format!(
+                "- {name}: {v:.3} (goal {goal}) — {}\n",
+                if ok(v) { "met" } else { "not met" }
+            )),
+            None => s.push_str(&format!("- {name}: not measured in this build\n")),
+        }
+    };
+    let t = |r: Option<&Row>| r.map(|r| r.seconds);
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    line(
+        "hybrid 1×2 time / threads 1×2 time",
+        ratio(t(find(rows, "hybrid", 1, 2, "dynamic")), t(find(rows, "threads", 1, 2, "dynamic"))),
+        "≤ 1.03",
+        |v| v <= 1.03,
+    );
+    line(
+        "parallel efficiency of mpi 2×1 against serial 1×1",
+        ratio(t(find(rows, "serial", 1, 1, "dynamic")), t(find(rows, "mpi", 2, 1, "dynamic")))
+            .map(|x| x / 2.0),
+        "≥ 0.95",
+        |v| v >= 0.95,
+    );
+    line(
+        "communication share of mpi 2×1",
+        find(rows, "mpi", 2, 1, "dynamic").map(|r| r.comm_fraction),
+        "< 0.02",
+        |v| v < 0.02,
+    );
+    line(
+        "uneven scene, threads 1×2: static time / dynamic time",
+        ratio(t(find(uneven, "threads", 1, 2, "static")), t(find(uneven, "threads", 1, 2, "dynamic"))),
+        "> 1",
+        |v| v > 1.0,
+    );
+    line(
+        "uneven scene, mpi 2×1: static time / dynamic time",
+        ratio(t(find(uneven, "mpi", 2, 1, "static")), t(find(uneven, "mpi", 2, 1, "dynamic"))),
+        "> 1",
+        |v| v > 1.0,
+    );
+    s
+}
+
+/// A scene file whose cost is uneven across the image: a dense glass-and-mirror cluster in one
+/// band, empty space elsewhere.
+fn uneven_scene(work: &Path, args: &ScalingArgs) -> Result<Vec<String>, CliError> {
+    let path = work.join("uneven.toml");
+    std::fs::write(&path, UNEVEN_SCENE)?;
+    Ok(vec![
+        path.display().to_string(),
+        "--width".into(),
+        args.width.to_string(),
+        "--height".into(),
+        args.height.to_string(),
+        "--spp".into(),
+        args.spp.to_string(),
+        "--passes".into(),
+        "1".into(),
+        "--seed".into(),
+        "1".into(),
+    ])
+}
+
+const UNEVEN_SCENE: &str = include_str!("uneven.toml");
+
+/// Summed PSS of 1 rank and of 4 ranks rendering a mesh of `triangles` triangles.
+fn memory_per_node(
+    exe: &Path,
+    work: &Path,
+    triangles: usize,
+    log: &mut dyn FnMut(&str),
+) -> Result<(u64, u64), CliError> {
+    let mesh = work.join("memory-mesh.ply");
+    write_procedural_ply(&mesh, triangles)?;
+    let args: Vec<String> = vec![
+        mesh.display().to_string(),
+        "--width".into(),
+        "32".into(),
+        "--height".into(),
+        "32".into(),
+        "--spp".into(),
+        "1".into(),
+        "--passes".into(),
+        "1".into(),
+    ];
+    let mut pss = Vec::new();
+    for p in [1usize, 4] {
+        let cfg = scaling::Config {
+            engine: "mpi",
+            processes: p,
+            threads: 1,
+            schedule: "dynamic",
+        };
+        let s = scaling::run_one(exe, &cfg, &args, work).map_err(CliError::Msg)?;
+        log(&format!(
+            "memory: {p} rank(s), summed PSS {:.1} MiB",
+            s.pss_bytes_total as f64 / 1048576.0
+        ));
+        pss.push(s.pss_bytes_total);
+    }
+    Ok((pss[0], pss[1]))
+}
+
+/// A binary little-endian PLY of a bumpy sphere with about `triangles` triangles.
+pub fn write_procedural_ply(path: &Path, triangles: usize) -> Result<(), CliError> {
+    let rings = ((triangles as f64 / 2.0).sqrt() as usize).max(4);
+    let segments = rings.max(4);
+    let mut vertices = Vec::with_capacity((rings + 1) * segments);
+    for i in 0..=rings {
+        let theta = std::f64::consts::PI * i as f64 / rings as f64;
+        for j in 0..segments {
+            let phi = 2.0 * std::f64::consts::PI * j as f64 / segments as f64;
+            let r = 1.0 + 0.05 * (7.0 * theta).sin() * (11.0 * phi).cos();
+            vertices.push([
+                (r * theta.sin() * phi.cos()) as f32,
+                (r * theta.cos()) as f32,
+                (r * theta.sin() * phi.sin()) as f32,
+            ]);
+        }
+    }
+    let mut faces = Vec::with_capacity(rings * segments * 2);
+    for i in 0..rings {
+        for j in 0..segments {
+            let a = (i * segments + j) as u32;
+            let b = (i * segments + (j + 1) % segments) as u32;
+            let c = a + segments as u32;
+            let d = b + segments as u32;
+            faces.push([a, c, b]);
+            faces.push([b, c, d]);
+        }
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write!(
+        out,
+        "ply\nformat binary_little_endian 1.0\nelement vertex {}\nproperty float x\n\
+         property float y\nproperty float z\nelement face {}\n\
+         property list uchar int vertex_indices\nend_header\n",
+        vertices.len(),
+        faces.len()
+    )?;
+    for v in &vertices {
+        for c in v {
+            out.write_all(&c.to_le_bytes())?;
+        }
+    }
+    for f in &faces {
+        out.write_all(&[3u8])?;
+        for i in f {
+            out.write_all(&(*i as i32).to_le_bytes())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "this machine".into())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}

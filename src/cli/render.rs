@@ -1,0 +1,289 @@
+//! `prism render`: a scene on any engine, pass after pass, into PNG (and EXR) files.
+
+use crate::cli::layout::Layout;
+use crate::cli::stats::{own_pss_bytes, RunStats};
+use crate::cli::{msg, CliError};
+use crate::{EngineKind, RenderArgs, ScheduleKind};
+use indicatif::{ProgressBar, ProgressStyle};
+use prism::engines::{AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Schedule, SerialEngine};
+use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
+use prism::tracer::integrator::RenderSettings;
+use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
+use prism::tracer::{AdaptiveSampler, Film, Scene};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+/// Checks everything that needs no MPI, so that a bad argument fails the same way on every
+/// rank before any communication.
+fn validate(args: &RenderArgs) -> Result<(), CliError> {
+    let positive = [
+        ("--width", args.width as u64),
+        ("--height", args.height as u64),
+        ("--spp", args.spp as u64),
+        ("--passes", args.passes as u64),
+        ("--tile", args.tile as u64),
+    ];
+    for (name, v) in positive {
+        if v == 0 {
+            return Err(msg(format!("{name} must be at least 1")));
+        }
+    }
+    if args.threads == Some(0) {
+        return Err(msg("--threads must be at least 1"));
+    }
+    if (args.width as u64) * (args.height as u64) > 1 << 31 {
+        return Err(msg(format!(
+            "--width {} × --height {} is too large (at most 2^31 pixels)",
+            args.width, args.height
+        )));
+    }
+    sampler(args).validate()?;
+    if matches!(args.engine, EngineKind::Mpi | EngineKind::Hybrid) && !cfg!(feature = "mpi") {
+        return Err(msg(format!(
+            "--engine {} needs MPI, but this prism was built without it: rebuild with \
+             `cargo build --release --features mpi` and launch with mpirun",
+            engine_name(args.engine)
+        )));
+    }
+    if args.scene != "cornell" && !Path::new(&args.scene).exists() {
+        return Err(msg(format!(
+            "scene '{}' not found: give `cornell`, a scene .toml, or a mesh file (.obj, .ply, .stl)",
+            args.scene
+        )));
+    }
+    Ok(())
+}
+
+fn engine_name(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Auto => "auto",
+        EngineKind::Serial => "serial",
+        EngineKind::Threads => "threads",
+        EngineKind::Mpi => "mpi",
+        EngineKind::Hybrid => "hybrid",
+    }
+}
+
+fn sampler(args: &RenderArgs) -> AdaptiveSampler {
+    AdaptiveSampler {
+        fraction: args.fraction,
+        ratio: args.ratio,
+        min_samples: args.min_samples,
+        cutoff: args.cutoff,
+    }
+}
+
+fn make_engine(
+    args: &RenderArgs,
+    layout: &Layout,
+    world: &prism::comm::Communicator,
+) -> Result<(AnyEngine, usize), CliError> {
+    let kind = match args.engine {
+        EngineKind::Auto => match layout.auto_engine() {
+            "threads" => EngineKind::Threads,
+            "hybrid" => EngineKind::Hybrid,
+            _ => EngineKind::Mpi,
+        },
+        k => k,
+    };
+    let schedule = match args.schedule {
+        ScheduleKind::Dynamic => Schedule::Dynamic,
+        ScheduleKind::Static => Schedule::StaticRoundRobin,
+    };
+    let threads = args.threads.unwrap_or(layout.threads_per_rank);
+    if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
+        return Err(msg(format!(
+            "--engine {} runs in one process, but this job has {} processes: use --engine mpi \
+             or hybrid, or launch without mpirun",
+            engine_name(kind),
+            world.size()
+        )));
+    }
+    Ok(match kind {
+        EngineKind::Serial => (SerialEngine::new().into(), 1),
+        EngineKind::Threads => (
+            MultiThreadEngine::new(threads)
+                .with_schedule(schedule)
+                .into(),
+            threads,
+        ),
+        EngineKind::Mpi => (MpiEngine::new(world)?.with_schedule(schedule).into(), 1),
+        _ => (
+            HybridEngine::new(world, threads)?
+                .with_schedule(schedule)
+                .into(),
+            threads,
+        ),
+    })
+}
+
+/// The root's scene: the built-in Cornell box, or a file (through the cache when asked).
+fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
+    if args.scene == "cornell" {
+        return Ok(prism::tracer::cornell::cornell_box());
+    }
+    let path = Path::new(&args.scene);
+    let aspect = args.width as f32 / args.height as f32;
+    let description = prism::tracer::scene_file::read_scene_description(path, aspect)
+        .map_err(|e| e.to_string())?;
+    for w in &description.warnings {
+        eprintln!("prism: warning: {w}");
+    }
+    let cached = match &args.cache {
+        Some(cache) if cache.exists() => Some(
+            prism::tracer::geometry::Geometry::load_cache(cache).map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let geometry = match cached {
+        Some(g) => g,
+        None => {
+            let g = prism::tracer::geometry::Geometry::build(
+                description.meshes.clone(),
+                description.instances.clone(),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(cache) = &args.cache {
+                g.write_cache(cache).map_err(|e| e.to_string())?;
+            }
+            g
+        }
+    };
+    Scene::new(geometry, description.materials, description.camera)
+        .and_then(|s| s.with_background(description.background))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn run(args: &RenderArgs) -> Result<(), CliError> {
+    validate(args)?;
+    let universe = prism::comm::init()?;
+    universe.abort_on_panic();
+    let world = universe.world();
+    let layout = Layout::discover(&universe)?;
+    let (engine, threads) = make_engine(args, &layout, &world)?;
+    let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Msg)?;
+
+    // Memory after the scene is in place: every rank reads its own PSS at the same moment.
+    world.barrier();
+    let pss_total: u64 = world
+        .gather(0, &own_pss_bytes())?
+        .map_or(0, |v| v.iter().sum());
+
+    let root = world.is_root();
+    let show_bar = root && !args.quiet && std::io::stderr().is_terminal();
+    let bar = show_bar.then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} tiles {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let settings = ObserveSettings {
+        width: args.width,
+        height: args.height,
+        tile: args.tile,
+        samples_per_pass: args.spp,
+        max_passes: args.passes,
+        seed: args.seed,
+        sampler: sampler(args),
+        render: RenderSettings {
+            max_depth: args.max_depth,
+            ..RenderSettings::default()
+        },
+    };
+    let start = Instant::now();
+    let mut rays_so_far = 0u64;
+    let mut on_result = |rays: u64| {
+        rays_so_far += rays;
+        if let Some(b) = &bar {
+            b.inc(1);
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            b.set_message(format!("{:.2} Mrays/s", rays_so_far as f64 / secs / 1e6));
+        }
+    };
+    let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
+        write_outputs(args, film)?;
+        if let Some(b) = &bar {
+            b.set_position(0);
+        } else if !args.quiet {
+            eprintln!(
+                "pass {}: {} tiles, {} pixels, {} rays in {:.2} s ({:.2} Mrays/s)",
+                pass.pass + 1,
+                pass.tasks,
+                pass.pixels,
+                pass.rays,
+                pass.wall.as_secs_f64(),
+                pass.rays as f64 / pass.wall.as_secs_f64().max(1e-9) / 1e6
+            );
+        }
+        Ok(())
+    };
+    if let Some(b) = &bar {
+        b.set_prefix("rendering");
+        b.set_length(u64::from(args.width.div_ceil(args.tile) * args.height.div_ceil(args.tile)));
+    }
+    let (film, report) = observe(
+        &engine,
+        &world,
+        &scene,
+        &settings,
+        Hooks {
+            after_pass: &mut after_pass,
+            on_result: &mut on_result,
+            fail_on_rank: args.fail_on_rank,
+        },
+    )
+    .map_err(CliError::Msg)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(film) = film {
+        let secs = report.wall.as_secs_f64().max(1e-9);
+        println!(
+            "rendered {}x{} in {} passes: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
+            film.width(),
+            film.height(),
+            report.passes.len(),
+            report.rays,
+            secs,
+            report.rays as f64 / secs / 1e6,
+            engine.name(),
+            world.size(),
+            threads,
+            args.out.display()
+        );
+        if let Some(path) = &args.stats_json {
+            let stats = RunStats {
+                engine: engine.name().to_string(),
+                schedule: format!("{:?}", args.schedule).to_lowercase(),
+                processes: world.size(),
+                threads,
+                width: args.width,
+                height: args.height,
+                passes: report.passes.len(),
+                wall_seconds: secs,
+                comm_seconds: report.comm.as_secs_f64(),
+                rays: report.rays,
+                rays_per_second: report.rays as f64 / secs,
+                pss_bytes_total: pss_total,
+            };
+            let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;
+            std::fs::write(path, text)
+                .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {
+    write_png(film, &args.out, ToneMap::default()).map_err(|e| e.to_string())?;
+    if let Some(exr) = &args.exr {
+        write_exr(film, exr).map_err(|e| e.to_string())?;
+    }
+    if let Some(err) = &args.error_image {
+        write_error_png(film, err).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! What one `prism render` run measured, written with `--stats-json` for the scaling study.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunStats {
+    pub engine: String,
+    pub schedule: String,
+    pub processes: usize,
+    pub threads: usize,
+    pub width: u32,
+    pub height: u32,
+    pub passes: usize,
+    /// Wall time of the render loop on the root (scene setup excluded).
+    pub wall_seconds: f64,
+    /// Time the root's engine spent in communication (sends, receives, waits).
+    pub comm_seconds: f64,
+    pub rays: u64,
+    pub rays_per_second: f64,
+    /// Proportional set size summed over every rank, read after the scene was built.
+    pub pss_bytes_total: u64,
+}
+
+impl RunStats {
+    pub fn comm_fraction(&self) -> f64 {
+        if self.wall_seconds > 0.0 {
+            self.comm_seconds / self.wall_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// This process's proportional set size in bytes (`Pss:` of /proc/self/smaps_rollup), or 0
+/// where the kernel does not provide it. Shared pages count once in total across processes.
+pub fn own_pss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|t| parse_pss_kib(&t))
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn parse_pss_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pss_is_read_from_smaps_rollup_format() {
+        let t = "00400000-7fff [rollup]\nRss:  2048 kB\nPss:  1536 kB\nPss_Anon: 12 kB\n";
+        assert_eq!(parse_pss_kib(t), Some(1536));
+        assert_eq!(parse_pss_kib("Rss: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_pss_on_linux() {
+        if std::path::Path::new("/proc/self/smaps_rollup").exists() {
+            assert!(own_pss_bytes() > 0);
+        }
+    }
+}

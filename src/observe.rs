@@ -1,0 +1,162 @@
+//! The observe loop: render a scene's tile tasks on any engine, pass after pass.
+//!
+//! A full first pass samples every pixel; each later pass samples only the pixels the adaptive
+//! sampler picks from the film so far, until it picks none (converged) or the pass limit is
+//! reached. Only the root holds the film; it makes the choice and broadcasts it, so every rank
+//! builds the same task list for the next pass (the engines' SPMD contract).
+//!
+//! Every pixel is sampled by exactly one tile per pass, with random numbers keyed by (seed,
+//! pixel, pass, sample), so the film — and the image files — are bit-identical whichever
+//! engine, schedule, process count or thread count rendered them.
+
+use prism_comm::Communicator;
+use prism_engines::Engine;
+use prism_tracer::integrator::{render_tile, RenderSettings};
+use prism_tracer::{pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene};
+use std::time::{Duration, Instant};
+
+/// What to render and how.
+#[derive(Clone, Debug)]
+pub struct ObserveSettings {
+    pub width: u32,
+    pub height: u32,
+    /// Tile edge in pixels.
+    pub tile: u32,
+    /// Samples per selected pixel in each pass.
+    pub samples_per_pass: u32,
+    /// Passes at most (the first is full).
+    pub max_passes: usize,
+    pub seed: u64,
+    pub sampler: AdaptiveSampler,
+    pub render: RenderSettings,
+}
+
+/// What one pass did; handed to the root's callback after the pass.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    pub pass: usize,
+    pub tasks: usize,
+    pub pixels: usize,
+    pub rays: u64,
+    pub wall: Duration,
+    /// Communication time on the root's engine (sends, receives, encoding), this pass.
+    pub comm: Duration,
+}
+
+/// Callbacks of the root, and a testing aid.
+pub struct Hooks<'a> {
+    /// Called on the root after every pass (write images, print a line); an error from it
+    /// ends the run on every rank.
+    pub after_pass: &'a mut dyn FnMut(&Film, &PassReport) -> Result<(), String>,
+    /// Called on the root for every tile result as it arrives, with its ray count
+    /// (progress bars).
+    pub on_result: &'a mut dyn FnMut(u64),
+    /// Make every task rendered on this rank fail: checks that a failure ends the run.
+    pub fail_on_rank: Option<usize>,
+}
+
+/// The whole run, on every rank (film and totals are the root's).
+#[derive(Debug, Default)]
+pub struct ObserveReport {
+    pub passes: Vec<PassReport>,
+    pub rays: u64,
+    pub wall: Duration,
+    pub comm: Duration,
+}
+
+/// Renders `scene` pass after pass on `engine`. Collective: every rank of `comm` calls it with
+/// the same settings. Returns the film on the root and `None` elsewhere.
+pub fn observe<E: Engine>(
+    engine: &E,
+    comm: &Communicator,
+    scene: &Scene,
+    settings: &ObserveSettings,
+    hooks: Hooks<'_>,
+) -> Result<(Option<Film>, ObserveReport), String> {
+    let Hooks {
+        after_pass,
+        on_result,
+        fail_on_rank,
+    } = hooks;
+    settings.sampler.validate().map_err(|e| e.to_string())?;
+    let mut film = if comm.is_root() {
+        Some(Film::new(settings.width, settings.height).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut report = ObserveReport::default();
+    let start = Instant::now();
+    let rank = comm.rank();
+    for pass in 0..settings.max_passes {
+        let selection: Option<PixelSelection> = if pass == 0 {
+            None
+        } else {
+            // The root decides; `Some(None)` means converged.
+            let choice = film.as_ref().map(|f| settings.sampler.select(f));
+            match comm.broadcast(0, choice).map_err(|e| e.to_string())? {
+                Some(sel) => Some(sel),
+                None => break,
+            }
+        };
+        let spec = PassSpec {
+            index: pass as u32,
+            samples_per_pixel: settings.samples_per_pass,
+            seed: settings.seed,
+        };
+        let tasks = pass_tasks(
+            settings.width,
+            settings.height,
+            settings.tile,
+            &spec,
+            selection.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let pass_start = Instant::now();
+        let mut rays = 0u64;
+        let mut pass_error: Option<String> = None;
+        let stats = engine
+            .run_indexed(
+                &tasks,
+                |task| {
+                    if fail_on_rank == Some(rank) {
+                        return Err(format!("injected failure (--fail-on-rank {rank})"));
+                    }
+                    Ok(render_tile(scene, &settings.render, task))
+                },
+                |_, result| {
+                    rays += result.ray_count;
+                    on_result(result.ray_count);
+                    match film.as_mut() {
+                        Some(f) => f.merge(&result).map_err(|e| e.to_string()),
+                        None => Err("update ran on a rank without the film".to_string()),
+                    }
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let pass_report = PassReport {
+            pass,
+            tasks: tasks.len(),
+            pixels: tasks.iter().map(|t| t.pixel_count()).sum(),
+            rays,
+            wall: pass_start.elapsed(),
+            comm: stats.local.comm_time,
+        };
+        report.rays += rays;
+        report.comm += pass_report.comm;
+        if let Some(f) = film.as_ref() {
+            if let Err(e) = after_pass(f, &pass_report) {
+                pass_error = Some(e);
+            }
+        }
+        report.passes.push(pass_report);
+        // A failure on the root's side (say, an unwritable output file) must stop every rank.
+        let failed = comm
+            .broadcast(0, comm.is_root().then(|| pass_error.clone()))
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    report.wall = start.elapsed();
+    Ok((film, report))
+}
