@@ -1,0 +1,1062 @@
+//! Scene files: a TOML description of camera, materials, meshes (files or built-in shapes),
+//! instances with transforms and area lights, turned into a [`Scene`].
+//!
+//! Every table refuses unknown keys, and every error names the scene file, the line and the
+//! key's path (`instances[2].transform.scale`), so a typo is found at once. Mesh file paths
+//! are relative to the scene file. A mesh file can also be rendered on its own: [`load_scene`]
+//! frames it with a default camera and light.
+//!
+//! The format, by example (see `crates/tracer/scenes/example.toml` for a complete scene):
+//!
+//! ```toml
+//! background = [0.02, 0.02, 0.03]      # optional radiance of rays that leave the scene
+//!
+//! [camera]
+//! position = [0, 1.5, 5]
+//! look_at = [0, 0.5, 0]
+//! up = [0, 1, 0]                        # optional, default +y
+//! vfov_degrees = 40
+//!
+//! [[materials]]
+//! name = "white"
+//! type = "lambertian"                   # lambertian | emissive | mirror | dielectric
+//! albedo = [0.75, 0.75, 0.75]           # emissive: radiance, mirror: reflectance, dielectric: ior
+//!
+//! [[meshes]]
+//! name = "ball"
+//! shape = "sphere"                      # quad | box | sphere (unit size), or file = "x.obj"
+//! subdivisions = 3                      # sphere only (icosphere level, 0-7, default 3)
+//!
+//! [[instances]]
+//! mesh = "ball"
+//! material = "white"
+//! transform = { scale = 0.5, rotate = [{ axis = [0, 1, 0], degrees = 30 }], translate = [0, 0.5, 0] }
+//! # or transform = { matrix = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]] }
+//!
+//! [[lights]]                            # an emissive parallelogram, lit on both sides
+//! corner = [-0.5, 3, -0.5]
+//! edge_a = [1, 0, 0]
+//! edge_b = [0, 0, 1]
+//! radiance = [12, 12, 12]
+//! ```
+//!
+//! Transforms apply scale first, then the rotations in order, then the translation.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use prism_tracer::scene_file::scene_from_toml_str;
+//! let text = r#"
+//!     [camera]
+//!     position = [0, 0, 5]
+//!     look_at = [0, 0, 0]
+//!     vfov_degrees = 40
+//!     [[materials]]
+//!     name = "grey"
+//!     type = "lambertian"
+//!     albedo = [0.5, 0.5, 0.5]
+//!     [[meshes]]
+//!     name = "cube"
+//!     shape = "box"
+//!     [[instances]]
+//!     mesh = "cube"
+//!     material = "grey"
+//!     [[lights]]
+//!     corner = [-1, 2, -1]
+//!     edge_a = [2, 0, 0]
+//!     edge_b = [0, 0, 2]
+//!     radiance = [5, 5, 5]
+//! "#;
+//! let scene = scene_from_toml_str(text, std::path::Path::new("."))?;
+//! assert_eq!(scene.light_count(), 2);
+//!
+//! let typo = text.replace("albedo", "albdeo");
+//! let Err(err) = scene_from_toml_str(&typo, std::path::Path::new(".")) else {
+//!     panic!("a misspelt key must be refused");
+//! };
+//! assert!(err.to_string().contains("materials[0]"), "{err}");
+//! assert!(err.to_string().contains("albdeo"), "{err}");
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::camera::Camera;
+use crate::geometry::{Geometry, Instance};
+use crate::io::{self, LoadError, MeshFormat};
+use crate::material::Material;
+use crate::math::{Rgb, Transform, Vec3};
+use crate::mesh::Mesh;
+use crate::scene::Scene;
+use rayon::prelude::*;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use toml::Spanned;
+
+/// A scene file that could not be turned into a scene. `Display` is one line starting with the
+/// scene file's path, then the line and key path where known.
+#[derive(Debug, Error)]
+pub enum SceneFileError {
+    #[error("{}: cannot read: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "{}: not a scene: expected a .toml scene file or a .obj, .ply or .stl mesh",
+        path.display()
+    )]
+    UnsupportedFile { path: PathBuf },
+    /// Bad TOML, an unknown or missing key, a wrong type or an invalid value.
+    #[error("{}: {}{}{message}", path.display(), at_line(*line), keyed(key))]
+    Invalid {
+        path: PathBuf,
+        /// Where the problem is: `instances[2].transform.scale`; empty for the whole file.
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A mesh file named by the scene could not be read.
+    #[error("{}: {}{}{source}", path.display(), at_line(*line), keyed(key))]
+    Mesh {
+        path: PathBuf,
+        key: String,
+        line: Option<usize>,
+        source: Box<LoadError>,
+    },
+    /// The acceleration structure or the scene refused the description.
+    #[error("{}: {message}", path.display())]
+    Build { path: PathBuf, message: String },
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+fn keyed(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+/// Everything a scene file describes, before the acceleration structure is built. Useful to
+/// inspect or adjust a scene (or to build it more than once).
+#[derive(Clone, Debug)]
+pub struct SceneDescription {
+    pub camera: Camera,
+    pub materials: Vec<Material>,
+    pub meshes: Vec<Mesh>,
+    pub instances: Vec<Instance>,
+    pub background: Rgb,
+    /// Non-fatal findings (dropped degenerate triangles, unused meshes, ...), each naming
+    /// the file it concerns.
+    pub warnings: Vec<String>,
+}
+
+impl SceneDescription {
+    /// Builds the acceleration structure and the scene; `origin` names the source in errors.
+    pub fn build(self, origin: &Path) -> Result<Scene, SceneFileError> {
+        let build = |e: &dyn fmt::Display| SceneFileError::Build {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        };
+        let geometry = Geometry::build(self.meshes, self.instances).map_err(|e| build(&e))?;
+        Scene::new(geometry, self.materials, self.camera)
+            .and_then(|s| s.with_background(self.background))
+            .map_err(|e| build(&e))
+    }
+}
+
+/// Loads a scene: a `.toml` scene file, or a `.obj`/`.ply`/`.stl` mesh framed for an image of
+/// the given aspect ratio (width / height) by a default camera and area light, with a neutral
+/// grey Lambertian material and no ground. Warnings are printed to stderr; see
+/// [`load_scene_with_report`] to receive them instead.
+pub fn load_scene(path: &Path, aspect_ratio: f32) -> Result<Scene, SceneFileError> {
+    let (scene, warnings) = load_scene_with_report(path, aspect_ratio)?;
+    io::print_warnings(&warnings);
+    Ok(scene)
+}
+
+/// [`load_scene`], returning the warnings instead of printing them.
+pub fn load_scene_with_report(
+    path: &Path,
+    aspect_ratio: f32,
+) -> Result<(Scene, Vec<String>), SceneFileError> {
+    let mut description = read_scene_description(path, aspect_ratio)?;
+    let warnings = std::mem::take(&mut description.warnings);
+    Ok((description.build(path)?, warnings))
+}
+
+/// Reads a scene file or frames a mesh file (see [`load_scene`]) without building it.
+pub fn read_scene_description(
+    path: &Path,
+    aspect_ratio: f32,
+) -> Result<SceneDescription, SceneFileError> {
+    let is_toml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if is_toml {
+        let text = std::fs::read_to_string(path).map_err(|e| SceneFileError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        parse_scene_description(&text, base, path)
+    } else if MeshFormat::from_path(path).is_some() {
+        let (mesh, warnings) =
+            io::load_mesh_with_report(path).map_err(|source| SceneFileError::Mesh {
+                path: path.to_path_buf(),
+                key: "mesh".into(),
+                line: None,
+                source: Box::new(source),
+            })?;
+        let mut d = mesh_scene_description(mesh, aspect_ratio).map_err(|message| {
+            SceneFileError::Invalid {
+                path: path.to_path_buf(),
+                key: "aspect_ratio".into(),
+                line: None,
+                message,
+            }
+        })?;
+        d.warnings = warnings;
+        Ok(d)
+    } else {
+        Err(SceneFileError::UnsupportedFile {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Parses scene TOML held in memory; mesh files are found relative to `base_dir`. Errors name
+/// the text as `<string>`.
+pub fn scene_from_toml_str(text: &str, base_dir: &Path) -> Result<Scene, SceneFileError> {
+    let origin = Path::new("<string>");
+    let mut description = parse_scene_description(text, base_dir, origin)?;
+    io::print_warnings(&std::mem::take(&mut description.warnings));
+    description.build(origin)
+}
+
+/// Parses scene TOML into a [`SceneDescription`]: mesh files are read relative to `base_dir`,
+/// and `origin` (usually the scene file's path) names the text in errors.
+pub fn parse_scene_description(
+    text: &str,
+    base_dir: &Path,
+    origin: &Path,
+) -> Result<SceneDescription, SceneFileError> {
+    let file = parse_toml(text, origin)?;
+    Resolver {
+        text,
+        origin,
+        base_dir,
+    }
+    .resolve(file)
+}
+
+/// A scene for a single mesh: a grey Lambertian surface seen from the front, above and to
+/// the right (y up) at a distance that fits its bounding sphere into the image, lit by a
+/// square area light above it, with a faint background so unlit sides keep their outline.
+/// Errors if `aspect_ratio` is not a positive finite number or the mesh is empty.
+pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDescription, String> {
+    if !(aspect_ratio.is_finite() && aspect_ratio > 0.0) {
+        return Err(format!(
+            "aspect ratio {aspect_ratio} must be a positive number"
+        ));
+    }
+    let (lo, hi) = mesh
+        .bounds()
+        .ok_or_else(|| "the mesh has no triangles".to_string())?;
+    let center = (lo + hi) * 0.5;
+    let radius = ((hi - lo).length() * 0.5).max(1e-6 * center.abs().max_component().max(1.0));
+    let vfov_degrees = 40.0f32;
+    let half_v = (vfov_degrees * 0.5).to_radians();
+    let half_h = (half_v.tan() * aspect_ratio).atan();
+    let half = half_v.min(half_h);
+    let distance = 1.1 * radius / half.sin();
+    let view_dir = Vec3::new(0.45, 0.35, 1.0).normalize();
+    let camera = Camera {
+        position: center + view_dir * distance,
+        look_at: center,
+        up: Vec3::new(0.0, 1.0, 0.0),
+        vfov_degrees,
+    };
+    let side = 1.5 * radius;
+    let corner = center + Vec3::new(-0.5 * side, 2.0 * radius, -0.5 * side + 0.5 * radius);
+    let light = parallelogram(corner, Vec3::new(side, 0.0, 0.0), Vec3::new(0.0, 0.0, side))
+        .ok_or_else(|| "the mesh is too large or too small to light".to_string())?;
+    let instance = |mesh: u32, material: u32| Instance {
+        mesh,
+        material,
+        transform: Transform::IDENTITY,
+    };
+    Ok(SceneDescription {
+        camera,
+        materials: vec![
+            Material::Lambertian {
+                albedo: Rgb::splat(0.75),
+            },
+            Material::Emissive {
+                radiance: Rgb::splat(4.0),
+            },
+        ],
+        meshes: vec![mesh, light],
+        instances: vec![instance(0, 0), instance(1, 1)],
+        background: Rgb::splat(0.05),
+        warnings: Vec::new(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file's structure, as serde reads it.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SceneToml {
+    camera: Spanned<CameraToml>,
+    #[serde(default)]
+    background: Option<Spanned<[f32; 3]>>,
+    #[serde(default)]
+    materials: Vec<Spanned<MaterialToml>>,
+    #[serde(default)]
+    meshes: Vec<Spanned<MeshToml>>,
+    #[serde(default)]
+    instances: Vec<Spanned<InstanceToml>>,
+    #[serde(default)]
+    lights: Vec<Spanned<LightToml>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraToml {
+    position: [f32; 3],
+    look_at: [f32; 3],
+    #[serde(default = "default_up")]
+    up: [f32; 3],
+    vfov_degrees: f32,
+}
+
+fn default_up() -> [f32; 3] {
+    [0.0, 1.0, 0.0]
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum MaterialKind {
+    Lambertian,
+    Emissive,
+    Mirror,
+    Dielectric,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaterialToml {
+    name: String,
+    #[serde(rename = "type")]
+    kind: MaterialKind,
+    albedo: Option<[f32; 3]>,
+    radiance: Option<[f32; 3]>,
+    reflectance: Option<[f32; 3]>,
+    ior: Option<f32>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum ShapeKind {
+    Quad,
+    Box,
+    Sphere,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshToml {
+    name: String,
+    file: Option<Spanned<String>>,
+    shape: Option<ShapeKind>,
+    subdivisions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstanceToml {
+    mesh: String,
+    material: String,
+    #[serde(default)]
+    transform: TransformToml,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformToml {
+    scale: Option<Scale>,
+    rotate: Option<Vec<RotationToml>>,
+    translate: Option<[f32; 3]>,
+    matrix: Option<[[f32; 4]; 3]>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotationToml {
+    axis: [f32; 3],
+    degrees: f32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LightToml {
+    corner: [f32; 3],
+    edge_a: [f32; 3],
+    edge_b: [f32; 3],
+    radiance: [f32; 3],
+}
+
+/// `scale = 2` or `scale = [1, 2, 1]`. Read with a visitor rather than an untagged enum, so
+/// that errors inside keep their key path and line.
+#[derive(Debug)]
+struct Scale([f32; 3]);
+
+impl<'de> Deserialize<'de> for Scale {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scale, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scale;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or an array of 3 numbers")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scale, E> {
+                Ok(Scale([v as f32; 3]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scale, E> {
+                Ok(Scale([v as f32; 3]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scale, E> {
+                Ok(Scale([v as f32; 3]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scale, A::Error> {
+                let mut s = [0.0f32; 3];
+                for (i, slot) in s.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(4, &self));
+                }
+                Ok(Scale(s))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Deserializes with the key path of any error, then renders it as one line with its line.
+fn parse_toml(text: &str, origin: &Path) -> Result<SceneToml, SceneFileError> {
+    let invalid = |key: String, span: Option<std::ops::Range<usize>>, message: &str| {
+        SceneFileError::Invalid {
+            path: origin.to_path_buf(),
+            key,
+            line: span.map(|s| line_of(text, s.start)),
+            message: message.trim().replace('\n', " "),
+        }
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| invalid(String::new(), e.span(), e.message()))?;
+    // The path of an unknown key ends with the key itself: `instances[1].transform.sclae`.
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| invalid(key_path(e.path()), e.inner().span(), e.inner().message()))
+}
+
+/// `instances[2].transform.scale`, leaving out the hidden fields `toml::Spanned` reads through.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if key.starts_with("$__") {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the file's structure to a scene description: names resolved, values checked.
+
+struct Resolver<'a> {
+    text: &'a str,
+    origin: &'a Path,
+    base_dir: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn err<T>(
+        &self,
+        key: impl Into<String>,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, SceneFileError> {
+        Err(SceneFileError::Invalid {
+            path: self.origin.to_path_buf(),
+            key: key.into(),
+            line: Some(line_of(self.text, span.start)),
+            message: message.into(),
+        })
+    }
+
+    fn resolve(&self, file: SceneToml) -> Result<SceneDescription, SceneFileError> {
+        let mut warnings = Vec::new();
+        let camera = self.camera(&file.camera)?;
+        let background = match &file.background {
+            Some(b) => {
+                let v = Vec3::from_array(*b.get_ref());
+                if !(v.is_finite() && v.max(Rgb::ZERO) == v) {
+                    return self.err(
+                        "background",
+                        b.span(),
+                        "radiance must be finite and >= 0 per channel",
+                    );
+                }
+                v
+            }
+            None => Rgb::ZERO,
+        };
+
+        let mut materials = Vec::new();
+        let mut material_index = HashMap::new();
+        for (i, m) in file.materials.iter().enumerate() {
+            let key = format!("materials[{i}]");
+            let material = self.material(&key, m)?;
+            let name = &m.get_ref().name;
+            if let Some(first) = material_index.insert(name.clone(), materials.len()) {
+                return self.err(
+                    format!("{key}.name"),
+                    m.span(),
+                    format!("duplicate material name `{name}` (also materials[{first}])"),
+                );
+            }
+            materials.push(material);
+        }
+
+        let mut mesh_index = HashMap::new();
+        for (i, m) in file.meshes.iter().enumerate() {
+            let name = &m.get_ref().name;
+            if let Some(first) = mesh_index.insert(name.clone(), i) {
+                return self.err(
+                    format!("meshes[{i}].name"),
+                    m.span(),
+                    format!("duplicate mesh name `{name}` (also meshes[{first}])"),
+                );
+            }
+        }
+
+        // Resolve instances first, so only meshes in use are loaded.
+        let mut used = vec![false; file.meshes.len()];
+        let mut instances = Vec::new();
+        for (i, inst) in file.instances.iter().enumerate() {
+            let key = format!("instances[{i}]");
+            let span = inst.span();
+            let def = inst.get_ref();
+            let Some(&mesh) = mesh_index.get(&def.mesh) else {
+                return self.err(
+                    format!("{key}.mesh"),
+                    span,
+                    format!(
+                        "no mesh named `{}` (meshes: {})",
+                        def.mesh,
+                        names(file.meshes.iter().map(|m| &m.get_ref().name))
+                    ),
+                );
+            };
+            let Some(&material) = material_index.get(&def.material) else {
+                return self.err(
+                    format!("{key}.material"),
+                    span,
+                    format!(
+                        "no material named `{}` (materials: {})",
+                        def.material,
+                        names(file.materials.iter().map(|m| &m.get_ref().name))
+                    ),
+                );
+            };
+            let transform = self.transform(&format!("{key}.transform"), span, &def.transform)?;
+            used[mesh] = true;
+            instances.push((mesh, material as u32, transform));
+        }
+
+        let loaded: Vec<Option<(Mesh, Vec<String>)>> = file
+            .meshes
+            .par_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if used[i] {
+                    self.mesh(i, m).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let mut meshes = Vec::new();
+        let mut new_index = vec![u32::MAX; loaded.len()];
+        for (i, entry) in loaded.into_iter().enumerate() {
+            match entry {
+                Some((mesh, w)) => {
+                    warnings.extend(w);
+                    new_index[i] = meshes.len() as u32;
+                    meshes.push(mesh);
+                }
+                None => warnings.push(format!(
+                    "{}: meshes[{i}] (`{}`) is not used by any instance",
+                    self.origin.display(),
+                    file.meshes[i].get_ref().name
+                )),
+            }
+        }
+        let mut instances: Vec<Instance> = instances
+            .into_iter()
+            .map(|(mesh, material, transform)| Instance {
+                mesh: new_index[mesh],
+                material,
+                transform,
+            })
+            .collect();
+
+        for (i, l) in file.lights.iter().enumerate() {
+            let key = format!("lights[{i}]");
+            let d = l.get_ref();
+            let radiance = Vec3::from_array(d.radiance);
+            let material = Material::Emissive { radiance };
+            if let Err(reason) = material.validate() {
+                return self.err(format!("{key}.radiance"), l.span(), reason);
+            }
+            let Some(quad) = parallelogram(
+                Vec3::from_array(d.corner),
+                Vec3::from_array(d.edge_a),
+                Vec3::from_array(d.edge_b),
+            ) else {
+                return self.err(
+                    key,
+                    l.span(),
+                    "corner, edge_a and edge_b must be finite, and the edges non-zero and not \
+                     parallel",
+                );
+            };
+            instances.push(Instance {
+                mesh: meshes.len() as u32,
+                material: materials.len() as u32,
+                transform: Transform::IDENTITY,
+            });
+            meshes.push(quad);
+            materials.push(material);
+        }
+
+        if instances.is_empty() {
+            return self.err(
+                "instances",
+                0..0,
+                "the scene has no instances and no lights: nothing to render",
+            );
+        }
+        let lit = instances
+            .iter()
+            .any(|i| materials[i.material as usize].emission().max_component() > 0.0);
+        if !lit && background.max_component() <= 0.0 {
+            warnings.push(format!(
+                "{}: no light (no emissive instance, no [[lights]], black background): the \
+                 image will be black",
+                self.origin.display()
+            ));
+        }
+        Ok(SceneDescription {
+            camera,
+            materials,
+            meshes,
+            instances,
+            background,
+            warnings,
+        })
+    }
+
+    fn camera(&self, c: &Spanned<CameraToml>) -> Result<Camera, SceneFileError> {
+        let d = c.get_ref();
+        let camera = Camera {
+            position: Vec3::from_array(d.position),
+            look_at: Vec3::from_array(d.look_at),
+            up: Vec3::from_array(d.up),
+            vfov_degrees: d.vfov_degrees,
+        };
+        if let Err(reason) = camera.validate() {
+            return self.err("camera", c.span(), reason);
+        }
+        Ok(camera)
+    }
+
+    fn material(&self, key: &str, m: &Spanned<MaterialToml>) -> Result<Material, SceneFileError> {
+        let d = m.get_ref();
+        let span = m.span();
+        let (wanted, material) = match d.kind {
+            MaterialKind::Lambertian => (
+                "albedo",
+                d.albedo.map(|a| Material::Lambertian {
+                    albedo: Vec3::from_array(a),
+                }),
+            ),
+            MaterialKind::Emissive => (
+                "radiance",
+                d.radiance.map(|r| Material::Emissive {
+                    radiance: Vec3::from_array(r),
+                }),
+            ),
+            MaterialKind::Mirror => (
+                "reflectance",
+                d.reflectance.map(|r| Material::Mirror {
+                    reflectance: Vec3::from_array(r),
+                }),
+            ),
+            MaterialKind::Dielectric => ("ior", d.ior.map(|ior| Material::Dielectric { ior })),
+        };
+        let given = [
+            ("albedo", d.albedo.is_some()),
+            ("radiance", d.radiance.is_some()),
+            ("reflectance", d.reflectance.is_some()),
+            ("ior", d.ior.is_some()),
+        ];
+        let type_name = format!("{:?}", d.kind).to_lowercase();
+        if let Some((extra, _)) = given.iter().find(|(k, g)| *g && *k != wanted) {
+            return self.err(
+                format!("{key}.{extra}"),
+                span,
+                format!("not a parameter of type = \"{type_name}\" (it takes `{wanted}`)"),
+            );
+        }
+        let Some(material) = material else {
+            return self.err(
+                format!("{key}.{wanted}"),
+                span,
+                format!("missing field `{wanted}` (required by type = \"{type_name}\")"),
+            );
+        };
+        if let Err(reason) = material.validate() {
+            return self.err(format!("{key}.{wanted}"), span, reason);
+        }
+        Ok(material)
+    }
+
+    fn transform(
+        &self,
+        key: &str,
+        span: std::ops::Range<usize>,
+        t: &TransformToml,
+    ) -> Result<Transform, SceneFileError> {
+        if let Some(m) = &t.matrix {
+            if t.scale.is_some() || t.rotate.is_some() || t.translate.is_some() {
+                return self.err(
+                    format!("{key}.matrix"),
+                    span,
+                    "give either `matrix` or scale/rotate/translate, not both",
+                );
+            }
+            return Transform::from_rows(*m).map_or_else(
+                || {
+                    self.err(
+                        format!("{key}.matrix"),
+                        span.clone(),
+                        "singular or not finite",
+                    )
+                },
+                Ok,
+            );
+        }
+        let mut out = Transform::IDENTITY;
+        if let Some(Scale(s)) = &t.scale {
+            let Some(scale) = Transform::scale(Vec3::from_array(*s)) else {
+                return self.err(
+                    format!("{key}.scale"),
+                    span,
+                    format!("{s:?}: every factor must be finite and non-zero"),
+                );
+            };
+            out = scale;
+        }
+        for (j, r) in t.rotate.iter().flatten().enumerate() {
+            let axis = Vec3::from_array(r.axis);
+            let rotation = Transform::rotate(axis, r.degrees)
+                .filter(|_| axis.is_finite() && r.degrees.is_finite());
+            let Some(rotation) = rotation else {
+                return self.err(
+                    format!("{key}.rotate[{j}]"),
+                    span,
+                    "the axis must be finite and non-zero, the angle finite",
+                );
+            };
+            out = rotation.then_after(&out);
+        }
+        if let Some(tr) = t.translate {
+            let v = Vec3::from_array(tr);
+            if !v.is_finite() {
+                return self.err(format!("{key}.translate"), span, "must be finite");
+            }
+            out = Transform::translate(v).then_after(&out);
+        }
+        Ok(out)
+    }
+
+    fn mesh(&self, i: usize, m: &Spanned<MeshToml>) -> Result<(Mesh, Vec<String>), SceneFileError> {
+        let key = format!("meshes[{i}]");
+        let span = m.span();
+        let d = m.get_ref();
+        match (&d.file, d.shape) {
+            (Some(_), Some(_)) => self.err(key, span, "give either `file` or `shape`, not both"),
+            (None, None) => self.err(key, span, "missing field `file` or `shape`"),
+            (Some(file), None) => {
+                if d.subdivisions.is_some() {
+                    return self.err(
+                        format!("{key}.subdivisions"),
+                        span,
+                        "only for shape = \"sphere\"",
+                    );
+                }
+                let path = self.base_dir.join(file.get_ref());
+                io::load_mesh_with_report(&path).map_err(|source| SceneFileError::Mesh {
+                    path: self.origin.to_path_buf(),
+                    key: format!("{key}.file"),
+                    line: Some(line_of(self.text, file.span().start)),
+                    source: Box::new(source),
+                })
+            }
+            (None, Some(shape)) => {
+                let mesh = match (shape, d.subdivisions) {
+                    (ShapeKind::Sphere, s) => {
+                        let s = s.unwrap_or(3);
+                        if s > shapes::MAX_SPHERE_SUBDIVISIONS {
+                            return self.err(
+                                format!("{key}.subdivisions"),
+                                span,
+                                format!(
+                                    "{s} is too fine; at most {}",
+                                    shapes::MAX_SPHERE_SUBDIVISIONS
+                                ),
+                            );
+                        }
+                        shapes::sphere(s)
+                    }
+                    (_, Some(_)) => {
+                        return self.err(
+                            format!("{key}.subdivisions"),
+                            span,
+                            "only for shape = \"sphere\"",
+                        )
+                    }
+                    (ShapeKind::Quad, None) => shapes::quad(),
+                    (ShapeKind::Box, None) => shapes::unit_box(),
+                };
+                Ok((mesh, Vec::new()))
+            }
+        }
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The parallelogram `corner + s * a + t * b` for s, t in [0, 1], facing `a x b`; `None` if
+/// it is degenerate or not finite.
+fn parallelogram(corner: Vec3, a: Vec3, b: Vec3) -> Option<Mesh> {
+    let positions = vec![corner, corner + a, corner + a + b, corner + b];
+    let mesh = Mesh::new(positions, vec![[0, 1, 2], [0, 2, 3]]).ok()?;
+    (mesh.triangle_count() == 2).then_some(mesh)
+}
+
+/// Built-in unit shapes for scene files, each closed (except the quad) with outward-facing
+/// winding (`(b - a) x (c - a)` points out).
+pub mod shapes {
+    use crate::math::Vec3;
+    use crate::mesh::Mesh;
+    use std::collections::HashMap;
+
+    /// Icosphere levels beyond this are refused (level 7 is 327 680 triangles).
+    pub const MAX_SPHERE_SUBDIVISIONS: u32 = 7;
+
+    /// The unit square `[-0.5, 0.5]²` in the y = 0 plane, facing +y.
+    pub fn quad() -> Mesh {
+        let p = [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]
+            .map(|[x, z]| Vec3::new(x, 0.0, z))
+            .to_vec();
+        build(p, vec![[0, 2, 1], [0, 3, 2]])
+    }
+
+    /// The cube `[-0.5, 0.5]³`: 8 shared corners, 12 triangles.
+    pub fn unit_box() -> Mesh {
+        let p = (0..8)
+            .map(|i| {
+                let c = |bit: u32| if i & bit != 0 { 0.5 } else { -0.5 };
+                Vec3::new(c(1), c(2), c(4))
+            })
+            .collect();
+        // Corner i has x from bit 0, y from bit 1, z from bit 2.
+        let faces = [
+            [0, 4, 6, 2], // -x
+            [1, 3, 7, 5], // +x
+            [0, 1, 5, 4], // -y
+            [2, 6, 7, 3], // +y
+            [0, 2, 3, 1], // -z
+            [4, 5, 7, 6], // +z
+        ];
+        let indices = faces
+            .iter()
+            .flat_map(|&[a, b, c, d]| [[a, b, c], [a, c, d]])
+            .collect();
+        build(p, indices)
+    }
+
+    /// A unit sphere (radius 1, centred at the origin) tessellated as an icosphere: the
+    /// icosahedron with each triangle split into four `subdivisions` times (20 × 4^s
+    /// triangles). Capped at [`MAX_SPHERE_SUBDIVISIONS`].
+    pub fn sphere(subdivisions: u32) -> Mesh {
+        let t = (1.0 + 5.0f32.sqrt()) / 2.0;
+        let mut p: Vec<Vec3> = [
+            [-1.0, t, 0.0],
+            [1.0, t, 0.0],
+            [-1.0, -t, 0.0],
+            [1.0, -t, 0.0],
+            [0.0, -1.0, t],
+            [0.0, 1.0, t],
+            [0.0, -1.0, -t],
+            [0.0, 1.0, -t],
+            [t, 0.0, -1.0],
+            [t, 0.0, 1.0],
+            [-t, 0.0, -1.0],
+            [-t, 0.0, 1.0],
+        ]
+        .iter()
+        .map(|&v| Vec3::from_array(v).normalize())
+        .collect();
+        let mut tris: Vec<[u32; 3]> = vec![
+            [0, 11, 5],
+            [0, 5, 1],
+            [0, 1, 7],
+            [0, 7, 10],
+            [0, 10, 11],
+            [1, 5, 9],
+            [5, 11, 4],
+            [11, 10, 2],
+            [10, 7, 6],
+            [7, 1, 8],
+            [3, 9, 4],
+            [3, 4, 2],
+            [3, 2, 6],
+            [3, 6, 8],
+            [3, 8, 9],
+            [4, 9, 5],
+            [2, 4, 11],
+            [6, 2, 10],
+            [8, 6, 7],
+            [9, 8, 1],
+        ];
+        for _ in 0..subdivisions.min(MAX_SPHERE_SUBDIVISIONS) {
+            // Each edge's midpoint is made once, so neighbours share it: the mesh stays closed.
+            let mut midpoints: HashMap<(u32, u32), u32> = HashMap::new();
+            let mut mid = |a: u32, b: u32, p: &mut Vec<Vec3>| {
+                *midpoints.entry((a.min(b), a.max(b))).or_insert_with(|| {
+                    p.push(((p[a as usize] + p[b as usize]) * 0.5).normalize());
+                    (p.len() - 1) as u32
+                })
+            };
+            let mut next = Vec::with_capacity(tris.len() * 4);
+            for &[a, b, c] in &tris {
+                let ab = mid(a, b, &mut p);
+                let bc = mid(b, c, &mut p);
+                let ca = mid(c, a, &mut p);
+                next.extend([[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]);
+            }
+            tris = next;
+        }
+        build(p, tris)
+    }
+
+    fn build(positions: Vec<Vec3>, indices: Vec<[u32; 3]>) -> Mesh {
+        // Fixed, finite data with indices in range: validation cannot fail.
+        Mesh::new(positions, indices).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outward(mesh: &Mesh) -> bool {
+        (0..mesh.triangle_count()).all(|i| {
+            let [a, b, c] = mesh.triangle(i);
+            (b - a).cross(c - a).dot(a + b + c) > 0.0
+        })
+    }
+
+    /// Every edge is shared by exactly two triangles, in opposite directions.
+    fn closed(mesh: &Mesh) -> bool {
+        let mut edges = HashMap::new();
+        for t in &mesh.indices {
+            for k in 0..3 {
+                *edges.entry((t[k], t[(k + 1) % 3])).or_insert(0) += 1;
+            }
+        }
+        edges
+            .iter()
+            .all(|(&(a, b), &n)| n == 1 && edges.get(&(b, a)) == Some(&1))
+    }
+
+    #[test]
+    fn shapes_are_closed_and_face_outwards() {
+        let b = shapes::unit_box();
+        assert_eq!(b.triangle_count(), 12);
+        assert!(outward(&b) && closed(&b));
+        for s in 0..3 {
+            let m = shapes::sphere(s);
+            assert_eq!(m.triangle_count(), 20 * 4usize.pow(s));
+            assert!(outward(&m) && closed(&m));
+            assert!(m.positions.iter().all(|p| (p.length() - 1.0).abs() < 1e-5));
+        }
+        let q = shapes::quad();
+        let [a, b, c] = q.triangle(1);
+        assert!((b - a).cross(c - a).y > 0.0);
+        let [a, b, c] = q.triangle(0);
+        assert!((b - a).cross(c - a).y > 0.0);
+    }
+
+    #[test]
+    fn key_paths_skip_spanned_internals() {
+        let e = parse_toml(
+            "[camera]\nposition = [0, 0, 1]\nlook_at = [0, 0, 0]\nvfov_degrees = 40\n\
+             [[instances]]\nmesh = \"a\"\nmaterial = \"b\"\ntransform = { scale = [1, 2] }\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("s.toml: line 8: instances[0].transform.scale: "),
+            "{text}"
+        );
+    }
+}
