@@ -251,12 +251,24 @@ impl Communicator {
 
     /// Sends `value` to rank `dest` with `tag` (0 up to at least 32767). Returns once the
     /// buffer may be reused; waits by polling, not spinning.
+    ///
+    /// A send to this rank itself returns at once (the message waits for the matching receive),
+    /// so `send` to oneself then `recv` works with any number of ranks.
     pub fn send<T: Serialize + ?Sized>(&self, dest: usize, tag: i32, value: &T) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Backend::Mpi(m) = &self.inner.backend {
+            if dest == self.rank() {
+                self.check_tag("send", tag)?;
+                return m.send_to_self(tag, self.encode("send", value)?);
+            }
+        }
         self.isend(dest, tag, value)?.wait();
         Ok(())
     }
 
-    /// Starts sending `value` to `dest`; the request owns the encoded bytes.
+    /// Starts sending `value` to `dest`; the request owns the encoded bytes. With MPI, waiting
+    /// on a send to oneself before receiving it may wait forever (as in MPI itself): receive
+    /// first, or use [`Communicator::send`], which handles that case.
     pub fn isend<T: Serialize + ?Sized>(
         &self,
         dest: usize,

@@ -167,10 +167,9 @@ impl<T: Pod> SharedArray<T> {
         // Leaders ordered by comm rank, so a leader's rank in `leaders` is its index above.
         let leaders = comm.split(node.is_root().then_some(0), comm.rank() as i32)?;
 
-        let storage = if bytes == 0 || node.size() == 1 {
-            Storage::Plain(bytemuck::allocation::zeroed_vec(len))
-        } else {
-            Storage::Shm(Self::node_segment(comm, node, bytes)?)
+        let storage = match Self::node_segment(comm, node, bytes)? {
+            Some(seg) => Storage::Shm(seg),
+            None => Storage::Plain(bytemuck::allocation::zeroed_vec(len)),
         };
         Ok(SharedArray {
             len,
@@ -184,10 +183,19 @@ impl<T: Pod> SharedArray<T> {
         })
     }
 
-    /// The node's segment: its leader creates it, the others attach, and once every rank of
-    /// `comm` has attached the leader lets go of the name and descriptor.
-    fn node_segment(comm: &Communicator, node: &Communicator, bytes: usize) -> Result<Segment> {
+    /// The node's segment (`None` where a plain allocation serves: an empty array or a node
+    /// of one rank). The leader creates it, the others attach, and once every rank of `comm`
+    /// has attached the leader lets go of the name and descriptor. Every rank of `comm` takes
+    /// part in each attempt, so all agree on success or on the error.
+    fn node_segment(
+        comm: &Communicator,
+        node: &Communicator,
+        bytes: usize,
+    ) -> Result<Option<Segment>> {
         const OP: &str = "SharedArray::new";
+        if bytes == 0 {
+            return Ok(None);
+        }
         let by_name_only = std::env::var(ROUTE_VAR).is_ok_and(|v| v == "name");
         let routes: &[bool] = if by_name_only {
             &[true]
@@ -196,29 +204,11 @@ impl<T: Pod> SharedArray<T> {
         };
         let mut last_error = None;
         for &keep_name in routes {
-            let mut local = Err(String::new());
-            let created = if node.is_root() {
-                match Segment::create(bytes, keep_name) {
-                    Ok((seg, handle)) => {
-                        local = Ok(seg);
-                        Some(handle)
-                    }
-                    Err(e) => {
-                        local = Err(format!("cannot create a segment of {bytes} bytes: {e}"));
-                        None
-                    }
-                }
+            let local: std::result::Result<Option<Segment>, String> = if node.size() == 1 {
+                Ok(None)
             } else {
-                None
+                Self::create_or_attach(node, bytes, keep_name)?
             };
-            let handle: Option<Handle> = node.broadcast(0, node.is_root().then_some(created))?;
-            if !node.is_root() {
-                local = match &handle {
-                    Some(h) => Segment::attach(h, bytes)
-                        .map_err(|e| format!("cannot attach to the node's segment {h:?}: {e}")),
-                    None => Err("the node leader could not create the segment".to_string()),
-                };
-            }
             let status = local.as_ref().map(|_| ()).map_err(String::clone);
             match comm.agree(OP, status) {
                 Ok(()) => {
@@ -227,7 +217,9 @@ impl<T: Pod> SharedArray<T> {
                         op: OP,
                         message,
                     })?;
-                    seg.attached();
+                    if let Some(seg) = &mut seg {
+                        seg.attached();
+                    }
                     return Ok(seg);
                 }
                 Err(e) => last_error = Some(e),
@@ -238,6 +230,41 @@ impl<T: Pod> SharedArray<T> {
             op: OP,
             message: "no route to shared memory".to_string(),
         }))
+    }
+
+    /// One attempt on a node of several ranks: the outer error is a failed collective, the
+    /// inner one this rank's failure to create or attach.
+    #[allow(clippy::type_complexity)]
+    fn create_or_attach(
+        node: &Communicator,
+        bytes: usize,
+        keep_name: bool,
+    ) -> Result<std::result::Result<Option<Segment>, String>> {
+        let mut local = Err(String::new());
+        let created = if node.is_root() {
+            match Segment::create(bytes, keep_name) {
+                Ok((seg, handle)) => {
+                    local = Ok(Some(seg));
+                    Some(handle)
+                }
+                Err(e) => {
+                    local = Err(format!("cannot create a segment of {bytes} bytes: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let handle: Option<Handle> = node.broadcast(0, node.is_root().then_some(created))?;
+        if !node.is_root() {
+            local = match &handle {
+                Some(h) => Segment::attach(h, bytes)
+                    .map(Some)
+                    .map_err(|e| format!("cannot attach to the node's segment {h:?}: {e}")),
+                None => Err("the node leader could not create the segment".to_string()),
+            };
+        }
+        Ok(local)
     }
 
     /// The number of elements.

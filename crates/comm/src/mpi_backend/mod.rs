@@ -226,6 +226,8 @@ pub(crate) struct MpiComm {
     owned: bool,
     rank: usize,
     size: usize,
+    /// Sends to this rank itself, completed when the rank receives them (see `send_to_self`).
+    self_sends: Mutex<Vec<PendingSend>>,
 }
 
 // SAFETY: the handle is opaque and only passed to MPI. Every method that calls MPI first
@@ -237,6 +239,17 @@ unsafe impl Sync for MpiComm {}
 
 impl Drop for MpiComm {
     fn drop(&mut self) {
+        let pending = std::mem::take(
+            self.self_sends
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for mut p in pending {
+            if finalized() || !on_mpi_thread() || !p.test() {
+                // Never received: MPI may still read the buffer, so it must not be freed.
+                std::mem::forget(std::mem::take(&mut p.bytes));
+            }
+        }
         if !self.owned || finalized() {
             return;
         }
@@ -326,6 +339,7 @@ impl MpiComm {
             owned,
             rank: rank as usize,
             size: size as usize,
+            self_sends: Mutex::new(Vec::new()),
         };
         for code in codes {
             check(comm.rank, "MPI_Comm_rank/size", code)?;
@@ -428,6 +442,40 @@ impl MpiComm {
             bytes,
             comm: Some(comm),
         }))
+    }
+
+    /// A send to this rank itself: started, and kept here until received, so that a blocking
+    /// `send` to oneself followed by a `recv` works as in the one-process world instead of
+    /// waiting forever for a receive that comes after it.
+    pub(crate) fn send_to_self(&self, tag: i32, bytes: Vec<u8>) -> Result<()> {
+        self.guard("send")?;
+        let n = count(self.rank, "send", bytes.len())?;
+        let mut req = null_request();
+        // SAFETY: as in `isend`: the buffer moves into the PendingSend kept in `self_sends`
+        // until MPI reports completion (or is leaked in Drop if never received).
+        let code = unsafe {
+            ffi::MPI_Isend(
+                bytes.as_ptr().cast::<c_void>(),
+                n,
+                byte_type(),
+                self.rank as c_int,
+                tag,
+                self.raw,
+                &mut req,
+            )
+        };
+        check(self.rank, "MPI_Isend", code)?;
+        let mut list = self
+            .self_sends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.retain_mut(|p| !p.test());
+        list.push(PendingSend {
+            req,
+            bytes,
+            comm: None,
+        });
+        Ok(())
     }
 
     pub(crate) fn try_probe(&self, source: Source, tag: TagSel) -> Result<Option<Status>> {
