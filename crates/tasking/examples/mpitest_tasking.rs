@@ -1,0 +1,195 @@
+//! Multi-process test of `Parallel` (run by CI under `mpirun -n 1..4`): every cell of the
+//! factory table with 1-3 threads, coverage of each mode (per-index counters summed over the
+//! processes), zero tasks and fewer tasks than workers, a task failing and panicking on a
+//! non-root rank (every rank gets the error, the next call works), results streamed to the
+//! root, progress counted across processes, and random streams independent of the split.
+//! Exits non-zero on any rank where something mismatched.
+
+use prism_comm::Communicator;
+use prism_tasking::{
+    CallOptions, ParallelFactory, ParallelKind, ProgressConfig, TaskMode, TaskRng,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+fn fail(world: &Communicator, what: String) -> ! {
+    eprintln!("mpitest_tasking: rank {}: FAILED: {what}", world.rank());
+    world.abort(1)
+}
+
+macro_rules! check {
+    ($world:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            fail($world, format!($($fmt)+));
+        }
+    };
+}
+
+fn expected_kind(mode: TaskMode, size: usize, rank: usize, threads: usize) -> ParallelKind {
+    let local = if threads > 1 {
+        ParallelKind::MultiThread
+    } else {
+        ParallelKind::Serial
+    };
+    match mode {
+        TaskMode::Distributed if size > 1 && threads > 1 => ParallelKind::MultiHybrid,
+        TaskMode::Distributed if size > 1 => ParallelKind::MultiProcess,
+        TaskMode::RootOnly if rank != 0 => ParallelKind::Null,
+        _ => local,
+    }
+}
+
+fn main() {
+    let universe = match prism_comm::init() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("mpitest_tasking: init failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size());
+
+    for threads in 1..=3usize {
+        let factory = match ParallelFactory::new(&world, threads) {
+            Ok(f) => f.with_progress(ProgressConfig::quiet()),
+            Err(e) => fail(&world, format!("factory with {threads} threads: {e}")),
+        };
+        check!(&world, factory.total_workers() == threads * size, "total workers {}", factory.total_workers());
+
+        for mode in [TaskMode::Distributed, TaskMode::Duplicated, TaskMode::RootOnly] {
+            let p = factory.parallel(mode);
+            let want = expected_kind(mode, size, rank, threads);
+            check!(&world, p.kind() == want, "{mode:?} with {threads} threads: {:?}, expected {want:?}", p.kind());
+
+            for n in [0usize, 1, 2, 3, 7, 1000] {
+                for chunk in [None, Some(1), Some(64)] {
+                    let hits: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+                    let opts = match chunk {
+                        Some(c) => CallOptions::new().chunk_size(c),
+                        None => CallOptions::new(),
+                    };
+                    let r = p.call_with(&opts, n, |first, count| {
+                        for h in &hits[first..first + count] {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    check!(&world, r.is_ok(), "{mode:?} n={n}: {r:?}");
+                    let local: Vec<u64> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+                    let mut total = local.clone();
+                    if let Err(e) = world.sum_to_all_u64(&mut total) {
+                        fail(&world, format!("sum_to_all: {e}"));
+                    }
+                    let (want_local, want_total) = match mode {
+                        TaskMode::Distributed => (None, 1),
+                        TaskMode::Duplicated => (Some(1), size as u64),
+                        TaskMode::RootOnly => (Some(u64::from(rank == 0)), 1),
+                    };
+                    check!(&world, total.iter().all(|&t| t == want_total),
+                        "{mode:?} {threads} threads n={n} chunk={chunk:?}: totals {:?}", &total[..total.len().min(20)]);
+                    if let Some(w) = want_local {
+                        check!(&world, local.iter().all(|&l| l == w),
+                            "{mode:?} {threads} threads n={n}: local counts {:?}", &local[..local.len().min(20)]);
+                    }
+                }
+            }
+        }
+
+        // A failure on a non-root rank (the root itself when alone): every rank gets it.
+        let culprit = size - 1;
+        let p = factory.distributed();
+        for panics in [false, true] {
+            let r = p.call_with(&CallOptions::new().chunk_size(1), 300, |first, _| {
+                std::thread::sleep(Duration::from_micros(300));
+                if rank == culprit {
+                    if panics {
+                        panic!("deliberate panic in task {first}");
+                    }
+                    return Err(format!("deliberate error in task {first}"));
+                }
+                Ok(())
+            });
+            let Err(err) = r else {
+                fail(&world, format!("{threads} threads: the failing call returned Ok"));
+            };
+            let Some(f) = err.task_failure() else {
+                fail(&world, format!("not a task failure: {err}"));
+            };
+            check!(&world, f.rank == culprit && f.thread < threads && f.count == 1 && f.panicked == panics,
+                "failure {f:?} (culprit {culprit}, {threads} threads)");
+            check!(&world, f.message.contains("deliberate") && f.message.contains(&f.first.to_string()),
+                "failure message {:?}", f.message);
+            let text = err.to_string();
+            check!(&world, text.contains(&format!("process {culprit}")), "error text {text}");
+
+            // The next call works and covers everything once.
+            let hits: Vec<AtomicU64> = (0..500).map(|_| AtomicU64::new(0)).collect();
+            let r = p.call_each(500, |i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            check!(&world, r.is_ok(), "call after a failure: {r:?}");
+            let mut total: Vec<u64> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+            world.sum_to_all_u64(&mut total).unwrap_or_else(|e| fail(&world, e.to_string()));
+            check!(&world, total.iter().all(|&t| t == 1), "coverage after a failure");
+        }
+
+        // Results streamed to the root, once each; nothing reaches the others.
+        let mut got = vec![0u32; 2000];
+        let mut received = 0usize;
+        let r = p.call_collect(
+            &CallOptions::new(),
+            2000,
+            |first, count, out: &mut Vec<(u32, u64)>| {
+                for i in first..first + count {
+                    out.push((i as u32, TaskRng::new(5, i as u64).next_u64()));
+                }
+            },
+            |(i, v)| {
+                received += 1;
+                if v == TaskRng::new(5, u64::from(i)).next_u64() {
+                    got[i as usize] += 1;
+                }
+            },
+        );
+        check!(&world, r.is_ok(), "call_collect: {r:?}");
+        if rank == 0 {
+            check!(&world, got.iter().all(|&g| g == 1), "root did not get every result once");
+        } else {
+            check!(&world, received == 0, "rank {rank} got {received} results");
+        }
+
+        // Progress counted across processes, shown on the root only.
+        let (cfg, lines) = ProgressConfig::capture(Duration::ZERO);
+        let factory = factory.with_progress(cfg);
+        let r = factory
+            .distributed()
+            .call_with(&CallOptions::new().progress("work"), 3000, |_, _| ());
+        check!(&world, r.is_ok(), "progress call: {r:?}");
+        let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+        if rank == 0 {
+            let last = lines.last().cloned().unwrap_or_default();
+            check!(&world, last.starts_with("work: 3000/3000 done"), "progress lines {lines:?}");
+        } else {
+            check!(&world, lines.is_empty(), "non-root showed progress {lines:?}");
+        }
+
+        // Random streams: an integer tally identical to the serial one.
+        let tally = AtomicU64::new(0);
+        let r = factory.distributed().call(4000, |first, count| {
+            let s: u64 = (first..first + count)
+                .map(|i| TaskRng::new(11, i as u64).next_u64() >> 20)
+                .sum();
+            tally.fetch_add(s, Ordering::Relaxed);
+        });
+        check!(&world, r.is_ok(), "tally call: {r:?}");
+        let mut t = [tally.load(Ordering::Relaxed)];
+        world.sum_to_all_u64(&mut t).unwrap_or_else(|e| fail(&world, e.to_string()));
+        let serial: u64 = (0..4000u64).map(|i| TaskRng::new(11, i).next_u64() >> 20).sum();
+        check!(&world, t[0] == serial, "tally {} vs serial {serial}", t[0]);
+    }
+
+    world.barrier();
+    if rank == 0 {
+        println!("mpitest_tasking: {size} processes: all checks passed");
+    }
+}

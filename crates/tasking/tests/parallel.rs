@@ -1,0 +1,280 @@
+//! One-process behaviour of every Parallel implementation: coverage, modes, chunk sizes,
+//! errors, results, progress and reproducibility.
+
+use prism_tasking::{
+    current_worker, CallOptions, ParallelError, ParallelFactory, ParallelKind, ProgressConfig,
+    TaskMode, TaskRng, ThreadLocalAcc,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+fn counters(n: usize) -> Vec<AtomicUsize> {
+    (0..n).map(|_| AtomicUsize::new(0)).collect()
+}
+
+fn factory(threads: usize) -> ParallelFactory {
+    ParallelFactory::single_process(threads)
+        .unwrap()
+        .with_progress(ProgressConfig::quiet())
+}
+
+#[test]
+fn every_mode_covers_each_index_once_for_one_to_three_threads() {
+    for threads in 1..=3 {
+        let f = factory(threads);
+        for mode in [TaskMode::Distributed, TaskMode::Duplicated, TaskMode::RootOnly] {
+            // Zero tasks, fewer tasks than workers, and many.
+            for n in [0, 1, 2, 5, 1000, 4321] {
+                let hits = counters(n);
+                f.parallel(mode)
+                    .call(n, |first, count| {
+                        for h in &hits[first..first + count] {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                    .unwrap();
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "{threads} threads, {mode:?}, n = {n}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn explicit_chunk_sizes_are_respected_and_zero_is_refused() {
+    let f = factory(2);
+    let p = f.distributed();
+    let sizes = Mutex::new(Vec::new());
+    p.call_with(&CallOptions::new().chunk_size(7), 50, |first, count| {
+        sizes.lock().unwrap().push((first, count));
+    })
+    .unwrap();
+    let mut sizes = sizes.into_inner().unwrap();
+    sizes.sort();
+    let expect: Vec<(usize, usize)> = (0..50).step_by(7).map(|f| (f, 7.min(50 - f))).collect();
+    assert_eq!(sizes, expect);
+    let err = p
+        .call_with(&CallOptions::new().chunk_size(0), 10, |_, _| ())
+        .unwrap_err();
+    assert!(matches!(err, ParallelError::Invalid(_)), "{err}");
+    assert!(p.chunk_size(1600) >= 1 && p.chunk_size(1600) <= 100);
+}
+
+#[test]
+fn a_failing_task_is_reported_with_thread_and_chunk_and_the_next_call_works() {
+    for threads in 1..=3 {
+        let f = factory(threads);
+        let p = f.distributed();
+        let err = p
+            .call_with(&CallOptions::new().chunk_size(10), 100, |first, count| {
+                if (first..first + count).contains(&42) {
+                    Err(format!("index 42 is cursed ({first}+{count})"))
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        let failure = err.task_failure().expect("a task failure").clone();
+        assert_eq!((failure.rank, failure.first, failure.count), (0, 40, 10));
+        assert!(failure.thread < threads);
+        assert!(!failure.panicked);
+        let text = err.to_string();
+        assert!(text.contains("40..50") && text.contains("process 0") && text.contains("cursed"), "{text}");
+
+        let err = p
+            .call_each(100, |i| {
+                if i == 99 {
+                    panic!("boom at {i}");
+                }
+            })
+            .unwrap_err();
+        let failure = err.task_failure().unwrap();
+        assert!(failure.panicked && failure.message.contains("boom at 99"), "{err}");
+
+        // Still usable.
+        let hits = counters(300);
+        p.call_each(300, |i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+}
+
+#[test]
+fn other_workers_stop_at_their_next_chunk_after_a_failure() {
+    let f = factory(3);
+    let ran = AtomicUsize::new(0);
+    let err = f
+        .distributed()
+        .call_with(&CallOptions::new().chunk_size(1), 2000, |first, _| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            if first == 0 {
+                return Err("first chunk fails");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(err.task_failure().unwrap().first, 0);
+    // Without stopping all 2000 would run (about 1 s); the others stop within a chunk each.
+    assert!(ran.load(Ordering::Relaxed) < 50, "{} chunks ran", ran.load(Ordering::Relaxed));
+}
+
+#[test]
+fn nested_calls_are_refused_with_an_error() {
+    let f = factory(2);
+    let p = f.distributed();
+    let inner_err = Mutex::new(None);
+    p.call(4, |_, _| {
+        if let Err(e) = p.call(3, |_, _| ()) {
+            *inner_err.lock().unwrap() = Some(e.to_string());
+        }
+    })
+    .unwrap();
+    let msg = inner_err.into_inner().unwrap().expect("inner call refused");
+    assert!(msg.contains("nested"), "{msg}");
+}
+
+#[test]
+fn workers_know_their_index() {
+    for threads in 1..=3 {
+        let f = factory(threads);
+        let seen = Mutex::new(std::collections::BTreeSet::new());
+        f.distributed()
+            .call_with(&CallOptions::new().chunk_size(1), 64, |_, _| {
+                let w = current_worker().expect("inside a worker");
+                assert!(w < threads);
+                seen.lock().unwrap().insert(w);
+                std::thread::sleep(Duration::from_micros(200));
+            })
+            .unwrap();
+        assert!(!seen.into_inner().unwrap().is_empty());
+    }
+    assert_eq!(current_worker(), None);
+}
+
+#[test]
+fn collected_results_reach_the_caller_once_each() {
+    for threads in 1..=3 {
+        let f = factory(threads);
+        let mut got = vec![0u32; 777];
+        f.distributed()
+            .call_collect(
+                &CallOptions::new(),
+                777,
+                |first, count, out: &mut Vec<(usize, u64)>| {
+                    for i in first..first + count {
+                        out.push((i, (i as u64) * 3));
+                    }
+                },
+                |(i, v)| {
+                    assert_eq!(v, i as u64 * 3);
+                    got[i] += 1;
+                },
+            )
+            .unwrap();
+        assert!(got.iter().all(|&g| g == 1));
+
+        let err = f
+            .distributed()
+            .call_collect(
+                &CallOptions::new(),
+                50,
+                |first, _count, out: &mut Vec<usize>| out.push(first),
+                |r| {
+                    if r > 0 {
+                        panic!("handler refuses {r}");
+                    }
+                },
+            )
+            .unwrap_err();
+        let failure = err.task_failure().unwrap();
+        assert_eq!(failure.thread, f.threads(), "the coordinating thread");
+        assert!(failure.message.contains("result handler"), "{err}");
+    }
+}
+
+#[test]
+fn progress_counts_every_task_across_threads() {
+    for threads in 1..=3 {
+        let (cfg, lines) = ProgressConfig::capture(Duration::ZERO);
+        let f = ParallelFactory::single_process(threads)
+            .unwrap()
+            .with_progress(cfg);
+        f.distributed()
+            .call_with(&CallOptions::new().progress("cells"), 5000, |_, _| ())
+            .unwrap();
+        // Without a label nothing is shown.
+        f.distributed().call(5000, |_, _| ()).unwrap();
+        let lines = lines.lock().unwrap().clone();
+        let last = lines.last().expect("a summary line");
+        assert!(last.starts_with("cells: 5000/5000 done"), "{lines:?}");
+        assert!(lines.iter().all(|l| l.starts_with("cells")), "{lines:?}");
+    }
+}
+
+#[test]
+fn random_streams_make_results_independent_of_the_split() {
+    let run = |threads: usize, chunk: Option<usize>| {
+        let f = factory(threads);
+        let per_task = (0..1000).map(|_| Mutex::new(0.0f64)).collect::<Vec<_>>();
+        let opts = match chunk {
+            Some(c) => CallOptions::new().chunk_size(c),
+            None => CallOptions::new(),
+        };
+        f.distributed()
+            .call_with(&opts, 1000, |first, count| {
+                for i in first..first + count {
+                    let mut rng = TaskRng::new(77, i as u64);
+                    let s: f64 = (0..10).map(|_| rng.next_f64()).sum();
+                    *per_task[i].lock().unwrap() = s;
+                }
+            })
+            .unwrap();
+        // Partial sums added in task order: bit-identical whatever the split.
+        per_task
+            .into_iter()
+            .map(|m| m.into_inner().unwrap())
+            .fold(0.0f64, |a, b| a + b)
+            .to_bits()
+    };
+    let reference = run(1, None);
+    assert_eq!(run(2, None), reference);
+    assert_eq!(run(3, Some(1)), reference);
+    assert_eq!(run(3, Some(333)), reference);
+}
+
+#[test]
+fn thread_local_tallies_merge_to_the_exact_total() {
+    let f = factory(3);
+    let acc = ThreadLocalAcc::new(|| vec![0u64; 3]);
+    f.distributed()
+        .call(3000, |first, count| {
+            acc.with(|a| {
+                for i in first..first + count {
+                    a[i % 3] += i as u64;
+                }
+            })
+        })
+        .unwrap();
+    let merged = acc
+        .merge(|a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x += y))
+        .unwrap();
+    let expect: Vec<u64> = (0..3u64)
+        .map(|r| (0..3000u64).filter(|i| i % 3 == r).sum())
+        .collect();
+    assert_eq!(merged, expect);
+}
+
+#[test]
+fn the_factory_table_in_one_process() {
+    let f = factory(1);
+    assert_eq!(f.parallel(TaskMode::RootOnly).kind(), ParallelKind::Serial);
+    let f = factory(2);
+    assert_eq!(f.parallel(TaskMode::Duplicated).kind(), ParallelKind::MultiThread);
+    assert_eq!(f.parallel(TaskMode::Duplicated).workers(), 2);
+}
