@@ -31,7 +31,9 @@ fn parcel(from: usize) -> Parcel {
         from,
         label: format!("parcel from {from}"),
         values: (0..from * 3 + 1).map(|i| i as f64 * -0.25).collect(),
-        nested: from.is_multiple_of(2).then_some((from as u8, -(from as i64) * 1_000_000_007)),
+        nested: from
+            .is_multiple_of(2)
+            .then_some((from as u8, -(from as i64) * 1_000_000_007)),
     }
 }
 

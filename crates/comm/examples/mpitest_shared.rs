@@ -201,17 +201,26 @@ fn run(w: &Communicator) -> Res {
 
     // More than 2^31 elements: untouched pages cost nothing.
     let len = (1usize << 31) + 16;
-    let mut big = SharedArray::<u8>::with_node(w, &node, len)?;
-    let tail = [1u8, 2, 3, (r % 256) as u8];
-    big.set(len - 4, (r == last).then_some(&tail[..]), last)?;
-    let want = [1u8, 2, 3, (last % 256) as u8];
-    ensure!(w, big[len - 4..] == want, "tail {:?}", &big[len - 4..]);
-    ensure!(
-        w,
-        big[len - 5] == 0 && big[0] == 0,
-        "untouched elements changed"
-    );
-    drop(big);
+    for (what, on) in [("real node", None), ("virtual nodes", Some(&node))] {
+        let mut big = match on {
+            None => SharedArray::<u8>::new(w, len)?,
+            Some(node) => SharedArray::<u8>::with_node(w, node, len)?,
+        };
+        let tail = [1u8, 2, 3, (r % 256) as u8];
+        big.set(len - 4, (r == last).then_some(&tail[..]), last)?;
+        let want = [1u8, 2, 3, (last % 256) as u8];
+        ensure!(
+            w,
+            big[len - 4..] == want,
+            "{what}: tail {:?}",
+            &big[len - 4..]
+        );
+        ensure!(
+            w,
+            big[len - 5] == 0 && big[0] == 0,
+            "{what}: untouched elements changed"
+        );
+    }
 
     drop((a, v, z));
     w.barrier();

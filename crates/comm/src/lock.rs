@@ -46,10 +46,12 @@ impl std::fmt::Debug for Lock {
     }
 }
 
-/// Holds a [`Lock`]; releases it when dropped.
+/// Holds a [`Lock`]; releases it when dropped. Not `Send`: with MPI the release is an MPI
+/// call, which must happen on the thread that took the lock.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for LockGuard<'_> {
@@ -86,7 +88,10 @@ impl Lock {
             #[cfg(feature = "mpi")]
             Kind::Mpi(w) => w.acquire()?,
         }
-        Ok(LockGuard { lock: self })
+        Ok(LockGuard {
+            lock: self,
+            _not_send: std::marker::PhantomData,
+        })
     }
 
     fn release(&self) {
@@ -161,6 +166,12 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn lock_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Lock>();
     }
 
     fn lock_next(lock: &Lock) -> u64 {

@@ -36,6 +36,9 @@ impl SendRequest {
     }
 
     /// Whether the send has completed (its buffer is free). Never blocks.
+    ///
+    /// # Panics
+    /// With MPI, on a thread other than the one that initialised MPI.
     pub fn test(&mut self) -> bool {
         match &mut self.state {
             SendState::Done => true,
@@ -51,7 +54,9 @@ impl SendRequest {
         }
     }
 
-    /// Waits (polling with backoff) until the send has completed.
+    /// Waits (polling with backoff) until the send has completed. With MPI, on a thread that
+    /// may not call MPI, it returns at once and leaks the buffer (MPI may still read it); so
+    /// does dropping the request there.
     pub fn wait(mut self) {
         self.finish();
     }

@@ -482,6 +482,13 @@ mod tests {
     }
 
     #[test]
+    fn arrays_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SharedArray<f64>>();
+        check::<Communicator>();
+    }
+
+    #[test]
     fn members_must_partition_the_communicator() {
         let m = |leader, node_rank, node_size| Member {
             len: 5,
