@@ -84,6 +84,20 @@ impl Segment {
     pub(crate) fn create(bytes: usize, keep_name: bool) -> io::Result<(Segment, Handle)> {
         let size = libc::off_t::try_from(bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+        // Pages of a tmpfs file are only allocated when touched; touching one past the file
+        // system's capacity kills the process with SIGBUS. Refuse up front instead.
+        if let Ok(fs) = nix::sys::statvfs::statvfs("/dev/shm") {
+            let free = u128::from(fs.blocks_available()) * u128::from(fs.fragment_size());
+            if bytes as u128 > free {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "{bytes} bytes requested but /dev/shm has {free} bytes free (in a \
+                         container, raise it with e.g. docker run --shm-size)"
+                    ),
+                ));
+            }
+        }
         let (fd, name) = loop {
             let name = random_name();
             match shm_open(
@@ -233,6 +247,12 @@ mod tests {
         assert!(std::path::Path::new(&format!("/dev/shm{name}")).exists());
         seg.attached();
         assert!(!std::path::Path::new(&format!("/dev/shm{name}")).exists());
+    }
+
+    #[test]
+    fn larger_than_dev_shm_is_an_error() {
+        let e = Segment::create(usize::MAX / 4, false).unwrap_err();
+        assert!(e.to_string().contains("/dev/shm"), "{e}");
     }
 
     #[test]
