@@ -338,7 +338,7 @@ impl Batch {
                 } else {
                     std::env::temp_dir()
                 };
-                (base.join(format!("prism-batch-{token}")), true)
+                (base.join(format!("tasking-batch-{token}")), true)
             }
         };
 
