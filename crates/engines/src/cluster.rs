@@ -91,7 +91,7 @@ impl Cluster {
         let local = ProcessStats {
             rank,
             threads: self.threads,
-            comm_time: start.elapsed(),
+            sync_time: start.elapsed(),
             ..ProcessStats::default()
         };
         if self.comm.is_root() {

@@ -183,7 +183,11 @@ where
                     }
                     Down::End { outcome, .. } => {
                         if !finished_sent {
-                            fatal(comm, "engine protocol", "the run ended before this process finished");
+                            fatal(
+                                comm,
+                                "engine protocol",
+                                "the run ended before this process finished",
+                            );
                         }
                         return outcome;
                     }
@@ -268,7 +272,10 @@ where
                 }
             }
 
-            if !finished_sent && local_finished == threads && in_flight.is_empty() && batch_count == 0
+            if !finished_sent
+                && local_finished == threads
+                && in_flight.is_empty()
+                && batch_count == 0
             {
                 me.stats.wall = start.elapsed();
                 me.stats.peak_outbox_results = outbox.peak_items();

@@ -58,7 +58,9 @@ pub struct NodeShared<T: Pod = u8> {
     nodes: usize,
 }
 
-fn run_builder<T, B: BuildOutput<T>>(build: impl FnOnce() -> B) -> std::result::Result<Vec<T>, String> {
+fn run_builder<T, B: BuildOutput<T>>(
+    build: impl FnOnce() -> B,
+) -> std::result::Result<Vec<T>, String> {
     match catch_unwind(AssertUnwindSafe(build)) {
         Ok(out) => out.into_data(),
         Err(payload) => Err(format!("panicked: {}", panic_message(&*payload))),
@@ -263,7 +265,11 @@ fn agree<T: Pod>(
         .enumerate()
         .find_map(|(r, m)| m.as_ref().map(|m| (r, m)))
     {
-        return Err(EngineError::comm(r, "NodeShared: setting up the node's copy", m));
+        return Err(EngineError::comm(
+            r,
+            "NodeShared: setting up the node's copy",
+            m,
+        ));
     }
     local.map_err(|m| EngineError::comm(rank, "NodeShared", m))
 }
@@ -297,7 +303,10 @@ mod tests {
         let w = world();
         let shared = NodeShared::<f64>::build_once(&w, 0, || vec![1.5f64, -2.0]).unwrap();
         assert_eq!(&shared[..], &[1.5, -2.0]);
-        assert_eq!(shared.bytes(), bytemuck::cast_slice::<f64, u8>(&[1.5, -2.0]));
+        assert_eq!(
+            shared.bytes(),
+            bytemuck::cast_slice::<f64, u8>(&[1.5, -2.0])
+        );
     }
 
     #[test]

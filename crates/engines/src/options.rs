@@ -110,6 +110,10 @@ mod tests {
             chunk_size: Some(0),
             ..Options::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("chunk_size"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("chunk_size"));
     }
 }

@@ -89,7 +89,10 @@ impl<P> Outbox<P> {
             && (s.items.len() + s.lent >= self.max_items
                 || s.bytes + s.lent_bytes + bytes > self.max_bytes)
         {
-            s = self.not_full.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s = self
+                .not_full
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         if s.closed {
             return Err(msg);

@@ -352,7 +352,11 @@ where
     stats.wall = start.elapsed();
     stats.update_time = root.applier.time;
     stats.peak_outbox_results = outbox.peak_items();
-    let mut all: Vec<ProcessStats> = root.all.into_iter().map(Option::unwrap_or_default).collect();
+    let mut all: Vec<ProcessStats> = root
+        .all
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
     all[0] = stats.clone();
     Ok(RunStats {
         tasks: n,

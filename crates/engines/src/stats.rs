@@ -19,9 +19,12 @@ pub struct ProcessStats {
     /// Time its main thread spent in `update` (root only).
     pub update_time: Duration,
     /// Time its main thread spent communicating: message calls, encoding and decoding of
-    /// batches, collectives of the run's start and end. Waiting with nothing to do is not
-    /// counted.
+    /// batches, completing sends at the end. Waiting with nothing to do is not counted, nor
+    /// is the opening collective (see `sync_time`).
     pub comm_time: Duration,
+    /// Time in the run's opening collective (every process compares task lists), which is
+    /// mostly waiting for the last process to arrive: a measure of skew between processes.
+    pub sync_time: Duration,
     /// Messages it sent.
     pub messages_sent: u64,
     /// Payload bytes it sent.

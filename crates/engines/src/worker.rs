@@ -45,9 +45,7 @@ impl Source<'_> {
                         })
                     }
                     Err(RecvTimeoutError::Disconnected) => return None,
-                    Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => {
-                        return None
-                    }
+                    Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => return None,
                     Err(RecvTimeoutError::Timeout) => {}
                 }
             },
@@ -189,7 +187,10 @@ mod tests {
         drop(tx);
         let mut s = Source::Queue(rx);
         let mut c = 0;
-        assert_eq!(s.next(10, &stop, &mut c).unwrap().collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            s.next(10, &stop, &mut c).unwrap().collect::<Vec<_>>(),
+            [4, 5]
+        );
         assert!(s.next(10, &stop, &mut c).is_none());
 
         let (_tx, rx) = crossbeam_channel::unbounded::<(usize, usize)>();

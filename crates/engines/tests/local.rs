@@ -61,7 +61,10 @@ fn every_engine() -> Vec<(String, AnyEngine)> {
         }
         v.push((
             format!("mpi {schedule:?}"),
-            MpiEngine::new(&world()).unwrap().with_schedule(schedule).into(),
+            MpiEngine::new(&world())
+                .unwrap()
+                .with_schedule(schedule)
+                .into(),
         ));
         v.push((
             format!("hybrid(3) {schedule:?}"),
@@ -100,7 +103,11 @@ fn every_engine_gives_the_serial_results() {
     for (name, engine) in every_engine() {
         assert_eq!(collect(&engine, &tasks), reference, "{name}");
         // Reusable: a second run on the same engine gives the same.
-        assert_eq!(collect(&engine, &tasks[..17]), reference[..17], "{name} again");
+        assert_eq!(
+            collect(&engine, &tasks[..17]),
+            reference[..17],
+            "{name} again"
+        );
     }
 }
 
@@ -108,7 +115,9 @@ fn every_engine_gives_the_serial_results() {
 fn empty_and_single_task_lists() {
     for (name, engine) in every_engine() {
         let stats = engine
-            .run(Vec::<Tile>::new(), shade, |_| Err("no result expected".to_string()))
+            .run(Vec::<Tile>::new(), shade, |_| {
+                Err("no result expected".to_string())
+            })
             .unwrap();
         assert_eq!(stats.tasks, 0, "{name}");
         assert_eq!(collect(&engine, &tiles(1)).len(), 1, "{name}");
@@ -193,7 +202,11 @@ fn a_failing_render_names_its_task_and_the_engine_stays_usable() {
             other => panic!("{name}: {other:?}"),
         }
         assert!(err.to_string().contains("task 123"), "{name}: {err}");
-        assert_eq!(collect(&engine, &tasks).len(), 200, "{name} after a failure");
+        assert_eq!(
+            collect(&engine, &tasks).len(),
+            200,
+            "{name} after a failure"
+        );
     }
 }
 
@@ -250,10 +263,21 @@ fn a_failing_update_names_its_task_and_stops_the_run() {
             })
             .unwrap_err();
         assert!(
-            matches!(&panicked, EngineError::Update { task: 3, panicked: true, .. }),
+            matches!(
+                &panicked,
+                EngineError::Update {
+                    task: 3,
+                    panicked: true,
+                    ..
+                }
+            ),
             "{name}: {panicked:?}"
         );
-        assert_eq!(collect(&engine, &tiles(30)).len(), 30, "{name} after a failure");
+        assert_eq!(
+            collect(&engine, &tiles(30)).len(),
+            30,
+            "{name} after a failure"
+        );
     }
 }
 
@@ -320,7 +344,11 @@ fn back_pressure_bounds_results_in_flight() {
             "{}: {worst} results in flight",
             engine.name()
         );
-        assert!(worst >= OUTBOX, "{}: the bound was never reached ({worst})", engine.name());
+        assert!(
+            worst >= OUTBOX,
+            "{}: the bound was never reached ({worst})",
+            engine.name()
+        );
         assert!(stats.local.peak_outbox_results <= OUTBOX);
     }
 }
@@ -370,7 +398,12 @@ fn owners(engine: &impl Engine, n: usize, slow: usize) -> Vec<ThreadId> {
             |_, _| Ok(()),
         )
         .unwrap();
-    owner.into_inner().unwrap().into_iter().map(Option::unwrap).collect()
+    owner
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
 }
 
 #[test]
@@ -380,7 +413,11 @@ fn static_round_robin_assigns_task_i_to_worker_i_mod_w() {
         let o = owners(&engine, 30, 0);
         for i in 0..30 {
             for j in 0..30 {
-                assert_eq!(o[i] == o[j], i % threads == j % threads, "tasks {i} and {j}");
+                assert_eq!(
+                    o[i] == o[j],
+                    i % threads == j % threads,
+                    "tasks {i} and {j}"
+                );
             }
         }
     }
@@ -402,7 +439,10 @@ fn dynamic_scheduling_balances_an_uneven_load() {
         ..Options::default()
     });
     let slow_thread_tasks = per_thread(&dynamic);
-    assert!(slow_thread_tasks < n / 4, "the slow thread still ran {slow_thread_tasks} tasks");
+    assert!(
+        slow_thread_tasks < n / 4,
+        "the slow thread still ran {slow_thread_tasks} tasks"
+    );
 }
 
 #[test]

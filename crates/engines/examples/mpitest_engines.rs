@@ -1,0 +1,380 @@
+//! Multi-process test of the engines (run by CI under `mpirun -n 1..4`).
+//!
+//! For `MpiEngine` and `HybridEngine` (2 threads, and uneven thread counts), dynamic and
+//! static, with default and with tiny batches (so batching, prefetch and back-pressure across
+//! processes are exercised): every task's result reaches `update` on the root exactly once and
+//! equals the serial result; a task type that is not a render; a render error and a render
+//! panic on a non-root process and an update error on the root end the run with the same
+//! error on every process,
+//! and the engine works again afterwards; different task lists are refused everywhere.
+//! Exits non-zero on any process where something mismatched.
+
+use prism_comm::Communicator;
+use prism_engines::{
+    AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, Options, Schedule, SerialEngine,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn fail(world: &Communicator, what: String) -> ! {
+    eprintln!("mpitest_engines: process {}: FAILED: {what}", world.rank());
+    world.abort(1)
+}
+
+macro_rules! check {
+    ($world:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            fail($world, format!($($fmt)+));
+        }
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tile {
+    id: usize,
+    spp: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TileResult {
+    id: usize,
+    radiance: Vec<f64>,
+}
+
+fn tiles(n: usize) -> Vec<Tile> {
+    (0..n)
+        .map(|id| Tile {
+            id,
+            spp: 1 + (id % 5) as u32,
+        })
+        .collect()
+}
+
+/// Uneven, deterministic work; a short sleep so every process gets a share under
+/// oversubscription.
+fn shade(t: &Tile) -> Result<TileResult, String> {
+    if t.id.is_multiple_of(16) {
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let radiance = (0..t.spp * 3)
+        .map(|k| ((t.id as f64) * 0.37 + f64::from(k)).cos())
+        .collect();
+    Ok(TileResult { id: t.id, radiance })
+}
+
+fn engines(world: &Communicator) -> Vec<(String, AnyEngine)> {
+    let tiny = Options {
+        batch_results: 3,
+        batch_bytes: 200,
+        outbox_results: 2,
+        outbox_bytes: 300,
+        batches_in_flight: 1,
+        prefetch_chunks: 1,
+        chunk_size: Some(2),
+        ..Options::default()
+    };
+    let uneven = if world.rank() == 0 { 1 } else { 2 };
+    let mut v: Vec<(String, AnyEngine)> = Vec::new();
+    for schedule in [Schedule::Dynamic, Schedule::StaticRoundRobin] {
+        let mk = |r: Result<AnyEngine, EngineError>| {
+            r.unwrap_or_else(|e| fail(world, format!("making an engine: {e}")))
+        };
+        v.push((
+            format!("mpi {schedule:?}"),
+            mk(MpiEngine::new(world).map(|e| e.with_schedule(schedule).into())),
+        ));
+        v.push((
+            format!("hybrid(2) {schedule:?}"),
+            mk(HybridEngine::new(world, 2).map(|e| e.with_schedule(schedule).into())),
+        ));
+        v.push((
+            format!("hybrid(2) {schedule:?} tiny batches"),
+            mk(HybridEngine::new(world, 2).map(|e| {
+                e.with_options(Options {
+                    schedule,
+                    ..tiny.clone()
+                })
+                .into()
+            })),
+        ));
+        v.push((
+            format!("hybrid(uneven) {schedule:?}"),
+            mk(HybridEngine::new(world, uneven).map(|e| e.with_schedule(schedule).into())),
+        ));
+    }
+    v
+}
+
+fn main() {
+    let universe = match prism_comm::init() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("mpitest_engines: init failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size());
+    // The panics below are expected: keep their messages out of the log.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("NaN in tile") {
+            default_hook(info);
+        }
+    }));
+    let n = 203;
+    let tasks = tiles(n);
+
+    let mut reference: Vec<Option<TileResult>> = vec![None; n];
+    SerialEngine::new()
+        .run(tasks.clone(), shade, |r: TileResult| {
+            let id = r.id;
+            reference[id] = Some(r);
+            Ok(())
+        })
+        .unwrap_or_else(|e| fail(&world, format!("serial: {e}")));
+
+    for (name, engine) in engines(&world) {
+        check!(&world, engine.processes() == size, "{name}: processes");
+        check!(&world, engine.is_root() == (rank == 0), "{name}: is_root");
+
+        // 1. Every result once, equal to the serial one.
+        for round in 0..2 {
+            let mut seen = vec![0u32; n];
+            let mut wrong = Vec::new();
+            let stats = engine
+                .run_indexed(&tasks, shade, |i, r: TileResult| {
+                    seen[i] += 1;
+                    if Some(&r) != reference[i].as_ref() || r.id != i {
+                        wrong.push(i);
+                    }
+                    Ok(())
+                })
+                .unwrap_or_else(|e| fail(&world, format!("{name}: run {round}: {e}")));
+            if rank == 0 {
+                let bad: Vec<usize> = (0..n).filter(|&i| seen[i] != 1).collect();
+                check!(
+                    &world,
+                    bad.is_empty(),
+                    "{name}: tasks not seen exactly once: {bad:?}"
+                );
+                check!(
+                    &world,
+                    wrong.is_empty(),
+                    "{name}: results differ from serial: {wrong:?}"
+                );
+                check!(
+                    &world,
+                    stats.all.len() == size,
+                    "{name}: stats of {} processes",
+                    stats.all.len()
+                );
+                let rendered: usize = stats.all.iter().map(|p| p.rendered).sum();
+                check!(&world, rendered == n, "{name}: {rendered} rendered in all");
+                if size > 1 {
+                    check!(
+                        &world,
+                        stats.messages_sent() > 0,
+                        "{name}: no messages counted"
+                    );
+                }
+                if round == 0 {
+                    let per: Vec<usize> = stats.all.iter().map(|p| p.rendered).collect();
+                    println!(
+                        "{name}: rendered per process {per:?}, {} messages, {} bytes, comm {:.2}%",
+                        stats.messages_sent(),
+                        stats.bytes_sent(),
+                        100.0 * stats.comm_fraction()
+                    );
+                }
+            } else {
+                check!(
+                    &world,
+                    seen.iter().all(|&s| s == 0),
+                    "{name}: update ran off the root"
+                );
+            }
+            check!(&world, stats.tasks == n, "{name}: stats.tasks");
+            check!(
+                &world,
+                stats.workers == engine.worker_count(),
+                "{name}: workers"
+            );
+        }
+
+        // 2. A task type that is not a render: strings in, lengths out, summed on the root.
+        let words: Vec<String> = (0..57).map(|i| "ab".repeat(i % 9)).collect();
+        let mut total = 0usize;
+        let mut count = 0usize;
+        engine
+            .run(
+                words.clone(),
+                |w: &String| Ok::<_, String>(w.len()),
+                |len| {
+                    total += len;
+                    count += 1;
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| fail(&world, format!("{name}: words: {e}")));
+        if rank == 0 {
+            let expect: usize = words.iter().map(String::len).sum();
+            check!(
+                &world,
+                (total, count) == (expect, 57),
+                "{name}: words gave {total} in {count}"
+            );
+        }
+
+        // 3. A render error on a non-root process (the last one; the root if alone).
+        let bad_rank = size - 1;
+        let failed_task = std::sync::Mutex::new(None);
+        let r = engine.run(
+            tasks.clone(),
+            |t: &Tile| {
+                if rank == bad_rank {
+                    let mut f = failed_task.lock().unwrap();
+                    if f.is_none() || *f == Some(t.id) {
+                        *f = Some(t.id);
+                        return Err(format!("broken tile {}", t.id));
+                    }
+                }
+                shade(t)
+            },
+            |_| Ok(()),
+        );
+        match r {
+            Err(EngineError::Render {
+                rank: r,
+                task,
+                message,
+                ..
+            }) => {
+                check!(
+                    &world,
+                    r == bad_rank,
+                    "{name}: render error names process {r}, not {bad_rank}"
+                );
+                check!(
+                    &world,
+                    message == format!("broken tile {task}"),
+                    "{name}: message {message:?}"
+                );
+                if rank == bad_rank {
+                    let mine = *failed_task.lock().unwrap();
+                    check!(
+                        &world,
+                        mine == Some(task),
+                        "{name}: error names task {task}, failed {mine:?}"
+                    );
+                }
+            }
+            other => fail(&world, format!("{name}: render failure gave {other:?}")),
+        }
+
+        // 3b. A panic there is reported the same way (not a crash, not a hang).
+        let panicked_task = std::sync::Mutex::new(None);
+        let r = engine.run(
+            tasks.clone(),
+            |t: &Tile| {
+                if rank == bad_rank {
+                    let mut p = panicked_task.lock().unwrap_or_else(|e| e.into_inner());
+                    if p.is_none() {
+                        *p = Some(t.id);
+                        drop(p);
+                        panic!("NaN in tile {}", t.id);
+                    }
+                }
+                shade(t)
+            },
+            |_| Ok(()),
+        );
+        check!(
+            &world,
+            matches!(&r, Err(EngineError::Render { rank: r, panicked: true, task, message, .. })
+                if *r == bad_rank && *message == format!("NaN in tile {task}")),
+            "{name}: render panic gave {r:?}"
+        );
+        if rank == bad_rank {
+            let mine = *panicked_task.lock().unwrap_or_else(|e| e.into_inner());
+            check!(
+                &world,
+                r.as_ref().err().and_then(EngineError::task) == mine,
+                "{name}: panic in {mine:?}, error {r:?}"
+            );
+        }
+
+        // 4. An update error on the root: every process gets it.
+        let r = engine.run(tasks.clone(), shade, |t: TileResult| {
+            if t.id == 77 {
+                Err("cannot write tile 77".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        check!(
+            &world,
+            matches!(
+                &r,
+                Err(EngineError::Update {
+                    rank: 0,
+                    task: 77,
+                    ..
+                })
+            ),
+            "{name}: update failure gave {r:?}"
+        );
+
+        // 5. Still usable.
+        let mut seen = 0;
+        engine
+            .run(tasks.clone(), shade, |_| {
+                seen += 1;
+                Ok(())
+            })
+            .unwrap_or_else(|e| fail(&world, format!("{name}: run after failures: {e}")));
+        check!(
+            &world,
+            rank != 0 || seen == n,
+            "{name}: {seen} results after failures"
+        );
+    }
+
+    // 6. Different task lists are refused on every process.
+    if size > 1 {
+        let engine = MpiEngine::new(&world).unwrap_or_else(|e| fail(&world, e.to_string()));
+        let mine = if rank == 1 { tiles(n - 1) } else { tiles(n) };
+        let r = engine.run(mine, shade, |_| Ok(()));
+        check!(
+            &world,
+            matches!(&r, Err(EngineError::TaskListMismatch { rank: 1, .. })),
+            "mismatched lists gave {r:?}"
+        );
+    }
+
+    // 7. The engines' results combine like the serial ones, whatever the split (order-free
+    //    check of the whole run via a map on the root).
+    let engine = HybridEngine::new(&world, 2).unwrap_or_else(|e| fail(&world, e.to_string()));
+    let mut by_id = BTreeMap::new();
+    engine
+        .run(tasks.clone(), shade, |r: TileResult| {
+            by_id.insert(r.id, r.radiance.iter().sum::<f64>());
+            Ok(())
+        })
+        .unwrap_or_else(|e| fail(&world, e.to_string()));
+    if rank == 0 {
+        check!(&world, by_id.len() == n, "map has {}", by_id.len());
+        for (id, sum) in &by_id {
+            let want: f64 = reference[*id]
+                .as_ref()
+                .map_or(0.0, |r| r.radiance.iter().sum());
+            check!(&world, *sum == want, "tile {id}: {sum} != {want}");
+        }
+    }
+
+    world.barrier();
+    if rank == 0 {
+        println!("mpitest_engines: {size} processes: all checks passed");
+    }
+}
