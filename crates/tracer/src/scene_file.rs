@@ -123,6 +123,9 @@ pub enum SceneFileError {
         line: Option<usize>,
         source: Box<LoadError>,
     },
+    /// The mesh file given to [`load_scene`] in place of a scene file could not be read.
+    #[error(transparent)]
+    MeshFile(Box<LoadError>),
     /// The acceleration structure or the scene refused the description.
     #[error("{}: {message}", path.display())]
     Build { path: PathBuf, message: String },
@@ -206,12 +209,7 @@ pub fn read_scene_description(
         parse_scene_description(&text, base, path)
     } else if MeshFormat::from_path(path).is_some() {
         let (mesh, warnings) =
-            io::load_mesh_with_report(path).map_err(|source| SceneFileError::Mesh {
-                path: path.to_path_buf(),
-                key: "mesh".into(),
-                line: None,
-                source: Box::new(source),
-            })?;
+            io::load_mesh_with_report(path).map_err(|e| SceneFileError::MeshFile(Box::new(e)))?;
         let mut d = mesh_scene_description(mesh, aspect_ratio).map_err(|message| {
             SceneFileError::Invalid {
                 path: path.to_path_buf(),
