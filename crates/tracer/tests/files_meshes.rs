@@ -89,6 +89,18 @@ fn the_cube_is_the_same_mesh_in_every_format() {
     }
 }
 
+#[test]
+fn windows_line_endings_read_the_same() {
+    let reference = canonical(&load_mesh(&data("cube.obj")).unwrap());
+    for name in ["cube.obj", "cube_ascii.ply", "cube_ascii.stl"] {
+        let text = std::fs::read_to_string(data(name)).unwrap();
+        let crlf = text.replace('\n', "\r\n");
+        let format = MeshFormat::from_path(Path::new(name)).unwrap();
+        let (mesh, _) = parse_mesh(Path::new(name), format, crlf.as_bytes()).unwrap();
+        assert_eq!(canonical(&mesh), reference, "{name}");
+    }
+}
+
 struct Dir(tempfile::TempDir);
 
 impl Dir {
