@@ -2,10 +2,28 @@
 //!
 //! (Being built: see docs/architecture.md.)
 
+pub mod camera;
+pub mod film;
 pub mod io;
+pub mod material;
 pub mod math;
 pub mod mesh;
+pub mod output;
+pub mod rng;
+pub mod sampler;
+pub mod stats;
+pub mod tile;
 
+pub use camera::{Camera, CameraFrame};
+pub use film::{Film, FilmError};
 pub use io::{load_mesh, LoadError};
+pub use material::Material;
 pub use math::{Ray, Rgb, Transform, Vec3};
 pub use mesh::{Mesh, MeshError};
+pub use output::{write_error_exr, write_error_png, write_exr, write_png, OutputError, ToneMap};
+pub use rng::SampleRng;
+pub use sampler::{AdaptiveSampler, PixelSelection, SamplerError};
+pub use stats::PixelStats;
+pub use tile::{
+    pass_tasks, PassSpec, PixelMask, TileError, TileId, TileRect, TileResult, TileTask,
+};

@@ -192,7 +192,7 @@ impl Ray {
         self.origin.is_finite()
             && self.dir.is_finite()
             && self.dir.length_squared() > 0.0
-            && !(self.tmin > self.tmax)
+            && self.tmin <= self.tmax
             && !self.tmin.is_nan()
             && !self.tmax.is_nan()
     }

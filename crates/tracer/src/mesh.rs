@@ -100,7 +100,7 @@ impl Mesh {
 fn is_degenerate(positions: &[Vec3], t: &[u32; 3]) -> bool {
     let [a, b, c] = t.map(|v| positions[v as usize]);
     let n = (b - a).cross(c - a);
-    !(n.length_squared() > 0.0) || !n.is_finite()
+    !n.is_finite() || n.length_squared() <= 0.0
 }
 
 #[cfg(test)]

@@ -1,0 +1,235 @@
+//! The film: per-pixel statistics of every sample taken so far.
+
+use crate::math::Rgb;
+use crate::stats::PixelStats;
+use crate::tile::{TileError, TileId, TileResult};
+use thiserror::Error;
+
+/// A tile result that cannot be merged into a film. The film is left unchanged.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum FilmError {
+    #[error("a film of {width}x{height} pixels: both sides must be at least 1 and the area at most 2^32")]
+    Size { width: u32, height: u32 },
+    #[error("tile result {id:?}: {source}")]
+    Tile {
+        id: TileId,
+        #[source]
+        source: TileError,
+    },
+    #[error("tile result {id:?}: pixel ({x}, {y}) already has pass {merged} merged; passes must be merged in increasing order, each once")]
+    PassOrder {
+        id: TileId,
+        x: u32,
+        y: u32,
+        merged: u32,
+    },
+}
+
+/// Per-pixel statistics ([`PixelStats`]: mean, variance and count per channel) of an image,
+/// Raysect's `StatsArray` for RGB.
+///
+/// Tile results merge in with the pooled combine. Each pixel takes at most one update per pass,
+/// in increasing pass order, which [`merge`](Film::merge) enforces: since a pixel belongs to
+/// exactly one tile of a pass, the film is bit-identical whatever order the tiles of a pass
+/// arrive in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Film {
+    width: u32,
+    height: u32,
+    pixels: Vec<PixelStats>,
+    /// One more than the last pass merged into each pixel (0: none yet).
+    next_pass: Vec<u32>,
+    ray_count: u64,
+}
+
+impl Film {
+    /// An empty film of `width` x `height` pixels.
+    pub fn new(width: u32, height: u32) -> Result<Film, FilmError> {
+        let n = u64::from(width) * u64::from(height);
+        if n == 0 || n > u64::from(u32::MAX) {
+            return Err(FilmError::Size { width, height });
+        }
+        Ok(Film {
+            width,
+            height,
+            pixels: vec![PixelStats::default(); n as usize],
+            next_pass: vec![0; n as usize],
+            ray_count: 0,
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// All pixels, row-major from the top-left corner.
+    pub fn pixels(&self) -> &[PixelStats] {
+        &self.pixels
+    }
+
+    /// The statistics of pixel `(x, y)`; `None` outside the film.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<&PixelStats> {
+        (x < self.width && y < self.height)
+            .then(|| &self.pixels[y as usize * self.width as usize + x as usize])
+    }
+
+    /// Rays traced for all merged results (a sum of integers, so order-independent).
+    pub fn ray_count(&self) -> u64 {
+        self.ray_count
+    }
+
+    /// Samples taken over all pixels.
+    pub fn sample_count(&self) -> u64 {
+        self.pixels.iter().map(|p| p.count).sum()
+    }
+
+    /// Per-pixel mean radiance, row-major.
+    pub fn mean_image(&self) -> Vec<Rgb> {
+        self.pixels.iter().map(PixelStats::mean_rgb).collect()
+    }
+
+    /// Per-pixel standard error of the mean, row-major.
+    pub fn error_image(&self) -> Vec<Rgb> {
+        self.pixels.iter().map(PixelStats::error_rgb).collect()
+    }
+
+    /// True if every pixel's statistics have the same bits as `other`'s (and the ray counts
+    /// agree): the check for reproducible renders.
+    pub fn bit_identical(&self, other: &Film) -> bool {
+        self.width == other.width
+            && self.height == other.height
+            && self.ray_count == other.ray_count
+            && self
+                .pixels
+                .iter()
+                .zip(&other.pixels)
+                .all(|(a, b)| a.bit_identical(b))
+    }
+
+    /// Folds a tile result into its pixels.
+    ///
+    /// Errors, leaving the film unchanged, if the result does not fit the film, is internally
+    /// inconsistent, or would update a pixel out of pass order (a pass merged twice, or an
+    /// earlier pass after a later one).
+    pub fn merge(&mut self, result: &TileResult) -> Result<(), FilmError> {
+        let id = result.id;
+        let tile_err = |source| FilmError::Tile { id, source };
+        let rect = result.rect;
+        rect.check_inside(self.width, self.height)
+            .map_err(tile_err)?;
+        result.pixels.check(&rect).map_err(tile_err)?;
+        let n = rect.pixel_count();
+        let expected = result.pixels.count(n);
+        if result.stats.len() != expected {
+            return Err(tile_err(TileError::StatsCount {
+                rect,
+                expected,
+                found: result.stats.len(),
+            }));
+        }
+        let index = |i: usize| {
+            let (x, y) = rect.pixel(i);
+            (x, y, y as usize * self.width as usize + x as usize)
+        };
+        for i in result.pixels.selected(n) {
+            let (x, y, k) = index(i);
+            if self.next_pass[k] > id.pass {
+                return Err(FilmError::PassOrder {
+                    id,
+                    x,
+                    y,
+                    merged: self.next_pass[k] - 1,
+                });
+            }
+        }
+        for (i, stats) in result.pixels.selected(n).zip(&result.stats) {
+            let (_, _, k) = index(i);
+            self.pixels[k].merge(stats);
+            self.next_pass[k] = id.pass.saturating_add(1);
+        }
+        self.ray_count += result.ray_count;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tile::{PixelMask, TileRect};
+
+    fn result(pass: u32, rect: TileRect, pixels: PixelMask, value: f64) -> TileResult {
+        let n = pixels.count(rect.pixel_count());
+        let mut s = PixelStats::default();
+        s.add_sample([value; 3]);
+        s.add_sample([value * 2.0; 3]);
+        TileResult {
+            id: TileId { pass, tile: 0 },
+            rect,
+            pixels,
+            stats: vec![s; n],
+            ray_count: 5,
+        }
+    }
+
+    const RECT: TileRect = TileRect {
+        x: 1,
+        y: 1,
+        width: 2,
+        height: 2,
+    };
+
+    #[test]
+    fn merges_only_the_selected_pixels_of_the_tile() {
+        let mut film = Film::new(4, 3).unwrap();
+        film.merge(&result(0, RECT, PixelMask::Bits(vec![0b1001]), 1.0))
+            .unwrap();
+        assert_eq!(film.pixel(1, 1).unwrap().count, 2);
+        assert_eq!(film.pixel(2, 1).unwrap().count, 0);
+        assert_eq!(film.pixel(1, 2).unwrap().count, 0);
+        assert_eq!(film.pixel(2, 2).unwrap().count, 2);
+        assert_eq!(film.pixel(2, 2).unwrap().mean, [1.5; 3]);
+        assert_eq!(film.sample_count(), 4);
+        assert_eq!(film.ray_count(), 5);
+        assert!(film.pixel(4, 0).is_none());
+    }
+
+    #[test]
+    fn bad_results_are_refused_and_leave_the_film_unchanged() {
+        let mut film = Film::new(4, 3).unwrap();
+        film.merge(&result(1, RECT, PixelMask::All, 1.0)).unwrap();
+        let before = film.clone();
+        // Same pass again, and an earlier pass after a later one.
+        for pass in [1, 0] {
+            let err = film
+                .merge(&result(pass, RECT, PixelMask::All, 1.0))
+                .unwrap_err();
+            assert!(
+                matches!(err, FilmError::PassOrder { merged: 1, .. }),
+                "{err}"
+            );
+        }
+        let outside = TileRect { x: 3, ..RECT };
+        assert!(matches!(
+            film.merge(&result(2, outside, PixelMask::All, 1.0)),
+            Err(FilmError::Tile {
+                source: TileError::OutsideImage { .. },
+                ..
+            })
+        ));
+        let mut short = result(2, RECT, PixelMask::All, 1.0);
+        short.stats.pop();
+        let err = film.merge(&short).unwrap_err();
+        assert!(
+            err.to_string().contains("3 pixel statistics for 4"),
+            "{err}"
+        );
+        assert!(film.bit_identical(&before));
+        // A later pass is fine.
+        film.merge(&result(2, RECT, PixelMask::All, 1.0)).unwrap();
+        assert_eq!(film.pixel(1, 1).unwrap().count, 4);
+        assert!(Film::new(0, 5).is_err());
+    }
+}

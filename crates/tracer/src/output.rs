@@ -1,0 +1,213 @@
+//! Image output: tone-mapped sRGB PNG, linear OpenEXR, and the per-pixel standard error.
+
+use crate::film::Film;
+use crate::math::Rgb;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// An image that could not be written; names the file.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write PNG {}: {source}", path.display())]
+    Png {
+        path: PathBuf,
+        #[source]
+        source: png::EncodingError,
+    },
+    #[error("cannot write OpenEXR {}: {source}", path.display())]
+    Exr {
+        path: PathBuf,
+        #[source]
+        source: exr::error::Error,
+    },
+}
+
+/// How linear radiance becomes display values (before the sRGB curve).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ToneMap {
+    /// Scale by `exposure`, clip at 1.
+    Clamp { exposure: f32 },
+    /// Scale by `exposure`, then compress luminance `L` to `L / (1 + L)` keeping the hue
+    /// (Reinhard et al. 2002): nothing clips, highlights roll off.
+    Reinhard { exposure: f32 },
+}
+
+impl Default for ToneMap {
+    fn default() -> Self {
+        ToneMap::Clamp { exposure: 1.0 }
+    }
+}
+
+impl ToneMap {
+    /// The display value in [0, 1] per channel; non-finite or negative input shows as black.
+    pub fn apply(&self, c: Rgb) -> Rgb {
+        let c = if c.is_finite() {
+            c.max(Rgb::ZERO)
+        } else {
+            Rgb::ZERO
+        };
+        let mapped = match *self {
+            ToneMap::Clamp { exposure } => c * exposure,
+            ToneMap::Reinhard { exposure } => {
+                let c = c * exposure;
+                let l = c.luminance();
+                if l > 0.0 {
+                    c * (1.0 / (1.0 + l))
+                } else {
+                    c
+                }
+            }
+        };
+        mapped.min(Rgb::ONE).max(Rgb::ZERO)
+    }
+}
+
+/// The sRGB transfer curve of a linear value in [0, 1], quantised to 8 bits.
+pub fn srgb8(v: f32) -> u8 {
+    let v = if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let s = if v <= 0.003_130_8 {
+        12.92 * v
+    } else {
+        1.055 * v.powf(1.0 / 2.4) - 0.055
+    };
+    (s * 255.0 + 0.5) as u8
+}
+
+/// Row-major RGB8 sRGB bytes of a linear image.
+pub fn to_srgb8(image: &[Rgb], tone: ToneMap) -> Vec<u8> {
+    image
+        .iter()
+        .flat_map(|&c| {
+            let m = tone.apply(c);
+            [srgb8(m.x), srgb8(m.y), srgb8(m.z)]
+        })
+        .collect()
+}
+
+fn write_png_bytes(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    data: &[u8],
+) -> Result<(), OutputError> {
+    let file = File::create(path).map_err(|source| OutputError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let png_err = |source| OutputError::Png {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+    let mut writer = encoder.write_header().map_err(png_err)?;
+    writer.write_image_data(data).map_err(png_err)?;
+    writer.finish().map_err(png_err)
+}
+
+/// Writes the film's mean radiance as an 8-bit sRGB PNG after `tone` mapping.
+pub fn write_png(film: &Film, path: &Path, tone: ToneMap) -> Result<(), OutputError> {
+    let bytes = to_srgb8(&film.mean_image(), tone);
+    write_png_bytes(
+        path,
+        film.width(),
+        film.height(),
+        png::ColorType::Rgb,
+        &bytes,
+    )
+}
+
+fn write_exr_image(path: &Path, width: u32, image: &[Rgb]) -> Result<(), OutputError> {
+    let w = width as usize;
+    let h = image.len() / w.max(1);
+    exr::prelude::write_rgb_file(path, w, h, |x, y| {
+        let c = image[y * w + x];
+        (c.x, c.y, c.z)
+    })
+    .map_err(|source| OutputError::Exr {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes the film's mean radiance, linear and unclipped, as a 32-bit float OpenEXR.
+pub fn write_exr(film: &Film, path: &Path) -> Result<(), OutputError> {
+    write_exr_image(path, film.width(), &film.mean_image())
+}
+
+/// Writes the per-pixel standard error of the mean (per channel, in radiance units) as a
+/// 32-bit float OpenEXR.
+pub fn write_error_exr(film: &Film, path: &Path) -> Result<(), OutputError> {
+    write_exr_image(path, film.width(), &film.error_image())
+}
+
+/// Writes the per-pixel normalised standard error (the quantity the adaptive sampler
+/// thresholds) as a grey-scale PNG, linear from black at 0 to white at the 99th percentile
+/// of the film's values (so a few outliers do not darken the rest). Returns the value shown
+/// as white.
+pub fn write_error_png(film: &Film, path: &Path) -> Result<f64, OutputError> {
+    let errors: Vec<f64> = film.pixels().iter().map(|p| p.normalised_error()).collect();
+    let mut sorted = errors.clone();
+    sorted.sort_by(f64::total_cmp);
+    let white = sorted
+        .get(((sorted.len() - 1) as f64 * 0.99) as usize)
+        .copied()
+        .filter(|w| *w > 0.0 && w.is_finite())
+        .unwrap_or(1.0);
+    let bytes: Vec<u8> = errors.iter().map(|&e| srgb8((e / white) as f32)).collect();
+    write_png_bytes(
+        path,
+        film.width(),
+        film.height(),
+        png::ColorType::Grayscale,
+        &bytes,
+    )?;
+    Ok(white)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srgb_curve_and_tone_maps() {
+        assert_eq!(srgb8(0.0), 0);
+        assert_eq!(srgb8(1.0), 255);
+        assert_eq!(srgb8(0.5), 188); // 0.7354 * 255
+        assert_eq!(srgb8(f32::NAN), 0);
+        let clamp = ToneMap::Clamp { exposure: 2.0 };
+        assert_eq!(
+            clamp.apply(Rgb::new(0.25, 1.0, -1.0)),
+            Rgb::new(0.5, 1.0, 0.0)
+        );
+        let r = ToneMap::Reinhard { exposure: 1.0 };
+        let big = r.apply(Rgb::splat(1000.0));
+        assert!(big.x < 1.0 && big.x > 0.99);
+        assert_eq!(r.apply(Rgb::splat(f32::INFINITY)), Rgb::ZERO);
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let film = Film::new(2, 2).unwrap();
+        let path = Path::new("/nonexistent-dir/out.png");
+        let e = write_png(&film, path, ToneMap::default()).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-dir/out.png"), "{e}");
+        let e = write_exr(&film, Path::new("/nonexistent-dir/out.exr")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-dir/out.exr"), "{e}");
+    }
+}
