@@ -85,19 +85,19 @@ pub fn fresnel_dielectric(cos_i: f32, eta_i: f32, eta_t: f32) -> (f32, f32) {
 }
 
 /// Mirror direction of `d` about the normal `n`.
-pub(crate) fn reflect(d: Vec3, n: Vec3) -> Vec3 {
+pub fn reflect(d: Vec3, n: Vec3) -> Vec3 {
     d - n * (2.0 * d.dot(n))
 }
 
 /// Refracted direction of unit `d` through an interface with unit normal `n` on the incident
 /// side (`d . n < 0`), relative index `eta = eta_i / eta_t`, and the cosines from
 /// [`fresnel_dielectric`] (Snell's law in vector form).
-pub(crate) fn refract(d: Vec3, n: Vec3, eta: f32, cos_i: f32, cos_t: f32) -> Vec3 {
+pub fn refract(d: Vec3, n: Vec3, eta: f32, cos_i: f32, cos_t: f32) -> Vec3 {
     (d * eta + n * (eta * cos_i - cos_t)).normalize()
 }
 
 /// Orthonormal basis around the unit vector `n` (Duff et al. 2017, branchless).
-pub(crate) fn basis(n: Vec3) -> (Vec3, Vec3) {
+pub fn basis(n: Vec3) -> (Vec3, Vec3) {
     let sign = 1.0f32.copysign(n.z);
     let a = -1.0 / (sign + n.z);
     let b = n.x * n.y * a;
@@ -109,7 +109,7 @@ pub(crate) fn basis(n: Vec3) -> (Vec3, Vec3) {
 
 /// Cosine-weighted direction in the hemisphere around unit `n`, and its cosine with `n`
 /// (the density is `cos / pi`).
-pub(crate) fn sample_cosine(n: Vec3, u1: f32, u2: f32) -> (Vec3, f32) {
+pub fn sample_cosine(n: Vec3, u1: f32, u2: f32) -> (Vec3, f32) {
     let r = u1.sqrt();
     let phi = 2.0 * PI * u2;
     let (s, c) = phi.sin_cos();
