@@ -28,14 +28,18 @@ fn overhead(c: &mut Criterion) {
             let total = AtomicU64::new(0);
             parallel
                 .call(N_TRIVIAL, |first, count| {
-                    let s = (first..first + count).fold(0u64, |a, i| a.wrapping_add(mix64(i as u64)));
+                    let s =
+                        (first..first + count).fold(0u64, |a, i| a.wrapping_add(mix64(i as u64)));
                     total.fetch_add(s, Ordering::Relaxed);
                 })
                 .expect("no task fails");
             black_box(total.load(Ordering::Relaxed))
         })
     });
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool");
     g.bench_function("rayon_par_iter_2_threads", |b| {
         b.iter(|| {
             let s = pool.install(|| {

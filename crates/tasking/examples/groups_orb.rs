@@ -37,7 +37,8 @@ struct Settings {
     seed: u64,
 }
 
-const USAGE: &str = "usage: groups_orb --dir DIR [--particles N] [--subdomains S] [--group-size K] \
+const USAGE: &str =
+    "usage: groups_orb --dir DIR [--particles N] [--subdomains S] [--group-size K] \
                      [--fail-task T] [--crash-task T] [--retry] [--seed S]";
 
 fn parse_args() -> Result<Settings, String> {
@@ -60,7 +61,9 @@ fn parse_args() -> Result<Settings, String> {
             continue;
         }
         let mut value = |what: &str| -> Result<String, String> {
-            it.next().cloned().ok_or_else(|| format!("{a} needs {what}"))
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs {what}"))
         };
         let number = |v: String, what: &str| -> Result<usize, String> {
             v.parse().map_err(|_| format!("{a} {v:?}: expected {what}"))
@@ -126,14 +129,20 @@ fn main() {
         })
         .collect();
     let subdomains = orb(&points, s.subdomains).unwrap_or_else(|e| die(&world, e.to_string()));
-    let names: Vec<String> = (0..s.subdomains).map(|i| format!("subdomain_{i:02}")).collect();
+    let names: Vec<String> = (0..s.subdomains)
+        .map(|i| format!("subdomain_{i:02}"))
+        .collect();
 
     let options = BatchOptions::new(s.group_size)
         .state_dir(&s.dir)
         .retry_failed(s.retry);
-    let mut batch = Batch::new(&world, names.clone(), options).unwrap_or_else(|e| die(&world, e.to_string()));
+    let mut batch =
+        Batch::new(&world, names.clone(), options).unwrap_or_else(|e| die(&world, e.to_string()));
     if world.is_root() {
-        let counts: Vec<String> = subdomains.iter().map(|d| d.indices.len().to_string()).collect();
+        let counts: Vec<String> = subdomains
+            .iter()
+            .map(|d| d.indices.len().to_string())
+            .collect();
         println!(
             "# {} particles in {} subdomains (counts {}), {} group(s) of {}",
             s.particles,
@@ -158,7 +167,10 @@ fn main() {
             let (gr, gs) = (group.rank(), group.size());
             let lo = members.len() * gr / gs;
             let hi = members.len() * (gr + 1) / gs;
-            let mine: Vec<f64> = members[lo..hi].iter().map(|&i| energy_of(&points, members, i)).collect();
+            let mine: Vec<f64> = members[lo..hi]
+                .iter()
+                .map(|&i| energy_of(&points, members, i))
+                .collect();
             let all: Vec<Vec<f64>> = group.all_gather(&mine).map_err(|e| e.to_string())?;
             if gr == 0 {
                 // In particle order, whatever the group size: the same bits every time.
@@ -189,8 +201,12 @@ fn main() {
             let mut total = 0.0f64;
             for n in &names {
                 let path = s.dir.join(n).join("result");
-                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| die(&world, format!("{}: {e}", path.display())));
-                let e: f64 = text.trim().parse().unwrap_or_else(|_| die(&world, format!("{}: not a number", path.display())));
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| die(&world, format!("{}: {e}", path.display())));
+                let e: f64 = text
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| die(&world, format!("{}: not a number", path.display())));
                 total += e;
             }
             println!("total energy {total:.17e}");

@@ -34,7 +34,8 @@ struct Settings {
     seed: u64,
 }
 
-const USAGE: &str = "usage: mcrt_slab [--threads N] [--photons N] [--tau X] [--albedo A] [--seed S]";
+const USAGE: &str =
+    "usage: mcrt_slab [--threads N] [--photons N] [--tau X] [--albedo A] [--seed S]";
 
 fn parse_args() -> Result<Settings, String> {
     let mut s = Settings {
@@ -48,7 +49,11 @@ fn parse_args() -> Result<Settings, String> {
         let bad = |what: &str| format!("{key} {value:?}: expected {what}");
         match key {
             "threads" => s.threads = value.parse().map_err(|_| bad("a thread count"))?,
-            "photons" => s.photons = value.parse().map_err(|_| bad("a number of photon packets"))?,
+            "photons" => {
+                s.photons = value
+                    .parse()
+                    .map_err(|_| bad("a number of photon packets"))?
+            }
             "tau" => s.tau = value.parse().map_err(|_| bad("an optical depth"))?,
             "albedo" => s.albedo = value.parse().map_err(|_| bad("an albedo in [0, 1]"))?,
             "seed" => s.seed = value.parse().map_err(|_| bad("an unsigned integer seed"))?,
@@ -104,7 +109,12 @@ impl Tally {
     }
 
     fn to_vec(&self) -> Vec<u64> {
-        let mut v = vec![self.transmitted, self.reflected, self.absorbed, self.scatterings];
+        let mut v = vec![
+            self.transmitted,
+            self.reflected,
+            self.absorbed,
+            self.scatterings,
+        ];
         v.extend_from_slice(&self.absorbed_at);
         v
     }
@@ -190,10 +200,7 @@ fn main() {
         eprintln!("mcrt_slab: {e}");
         world.abort(1);
     }
-    let mut local = tallies
-        .merge(|a, b| a.add(&b))
-        .unwrap_or_default()
-        .to_vec();
+    let mut local = tallies.merge(|a, b| a.add(&b)).unwrap_or_default().to_vec();
     if let Err(e) = world.sum_to_all_u64(&mut local) {
         eprintln!("mcrt_slab: {e}");
         world.abort(1);
@@ -202,7 +209,13 @@ fn main() {
 
     if world.is_root() {
         let n = settings.photons as f64;
-        let frac = |k: u64| if settings.photons == 0 { 0.0 } else { k as f64 / n };
+        let frac = |k: u64| {
+            if settings.photons == 0 {
+                0.0
+            } else {
+                k as f64 / n
+            }
+        };
         println!(
             "# mcrt_slab: {} packets, tau {}, albedo {}, seed {}, {} process(es) x {} thread(s) ({:?})",
             settings.photons,
@@ -213,9 +226,21 @@ fn main() {
             factory.threads(),
             parallel.kind()
         );
-        println!("transmitted {} fraction {:.17e}", total.transmitted, frac(total.transmitted));
-        println!("reflected {} fraction {:.17e}", total.reflected, frac(total.reflected));
-        println!("absorbed {} fraction {:.17e}", total.absorbed, frac(total.absorbed));
+        println!(
+            "transmitted {} fraction {:.17e}",
+            total.transmitted,
+            frac(total.transmitted)
+        );
+        println!(
+            "reflected {} fraction {:.17e}",
+            total.reflected,
+            frac(total.reflected)
+        );
+        println!(
+            "absorbed {} fraction {:.17e}",
+            total.absorbed,
+            frac(total.absorbed)
+        );
         println!("scatterings {}", total.scatterings);
         let profile: Vec<String> = total.absorbed_at.iter().map(u64::to_string).collect();
         println!("absorption profile {}", profile.join(" "));

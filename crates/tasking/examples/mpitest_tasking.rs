@@ -39,7 +39,24 @@ fn expected_kind(mode: TaskMode, size: usize, rank: usize, threads: usize) -> Pa
     }
 }
 
+/// Deliberate panics are expected here: report them in one line instead of a backtrace.
+fn quiet_deliberate_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !msg.starts_with("deliberate") {
+            default(info);
+        }
+    }));
+}
+
 fn main() {
+    quiet_deliberate_panics();
     let universe = match prism_comm::init() {
         Ok(u) => u,
         Err(e) => {
@@ -55,12 +72,26 @@ fn main() {
             Ok(f) => f.with_progress(ProgressConfig::quiet()),
             Err(e) => fail(&world, format!("factory with {threads} threads: {e}")),
         };
-        check!(&world, factory.total_workers() == threads * size, "total workers {}", factory.total_workers());
+        check!(
+            &world,
+            factory.total_workers() == threads * size,
+            "total workers {}",
+            factory.total_workers()
+        );
 
-        for mode in [TaskMode::Distributed, TaskMode::Duplicated, TaskMode::RootOnly] {
+        for mode in [
+            TaskMode::Distributed,
+            TaskMode::Duplicated,
+            TaskMode::RootOnly,
+        ] {
             let p = factory.parallel(mode);
             let want = expected_kind(mode, size, rank, threads);
-            check!(&world, p.kind() == want, "{mode:?} with {threads} threads: {:?}, expected {want:?}", p.kind());
+            check!(
+                &world,
+                p.kind() == want,
+                "{mode:?} with {threads} threads: {:?}, expected {want:?}",
+                p.kind()
+            );
 
             for n in [0usize, 1, 2, 3, 7, 1000] {
                 for chunk in [None, Some(1), Some(64)] {
@@ -85,11 +116,19 @@ fn main() {
                         TaskMode::Duplicated => (Some(1), size as u64),
                         TaskMode::RootOnly => (Some(u64::from(rank == 0)), 1),
                     };
-                    check!(&world, total.iter().all(|&t| t == want_total),
-                        "{mode:?} {threads} threads n={n} chunk={chunk:?}: totals {:?}", &total[..total.len().min(20)]);
+                    check!(
+                        &world,
+                        total.iter().all(|&t| t == want_total),
+                        "{mode:?} {threads} threads n={n} chunk={chunk:?}: totals {:?}",
+                        &total[..total.len().min(20)]
+                    );
                     if let Some(w) = want_local {
-                        check!(&world, local.iter().all(|&l| l == w),
-                            "{mode:?} {threads} threads n={n}: local counts {:?}", &local[..local.len().min(20)]);
+                        check!(
+                            &world,
+                            local.iter().all(|&l| l == w),
+                            "{mode:?} {threads} threads n={n}: local counts {:?}",
+                            &local[..local.len().min(20)]
+                        );
                     }
                 }
             }
@@ -110,17 +149,31 @@ fn main() {
                 Ok(())
             });
             let Err(err) = r else {
-                fail(&world, format!("{threads} threads: the failing call returned Ok"));
+                fail(
+                    &world,
+                    format!("{threads} threads: the failing call returned Ok"),
+                );
             };
             let Some(f) = err.task_failure() else {
                 fail(&world, format!("not a task failure: {err}"));
             };
-            check!(&world, f.rank == culprit && f.thread < threads && f.count == 1 && f.panicked == panics,
-                "failure {f:?} (culprit {culprit}, {threads} threads)");
-            check!(&world, f.message.contains("deliberate") && f.message.contains(&f.first.to_string()),
-                "failure message {:?}", f.message);
+            check!(
+                &world,
+                f.rank == culprit && f.thread < threads && f.count == 1 && f.panicked == panics,
+                "failure {f:?} (culprit {culprit}, {threads} threads)"
+            );
+            check!(
+                &world,
+                f.message.contains("deliberate") && f.message.contains(&f.first.to_string()),
+                "failure message {:?}",
+                f.message
+            );
             let text = err.to_string();
-            check!(&world, text.contains(&format!("process {culprit}")), "error text {text}");
+            check!(
+                &world,
+                text.contains(&format!("process {culprit}")),
+                "error text {text}"
+            );
 
             // The next call works and covers everything once.
             let hits: Vec<AtomicU64> = (0..500).map(|_| AtomicU64::new(0)).collect();
@@ -129,8 +182,14 @@ fn main() {
             });
             check!(&world, r.is_ok(), "call after a failure: {r:?}");
             let mut total: Vec<u64> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
-            world.sum_to_all_u64(&mut total).unwrap_or_else(|e| fail(&world, e.to_string()));
-            check!(&world, total.iter().all(|&t| t == 1), "coverage after a failure");
+            world
+                .sum_to_all_u64(&mut total)
+                .unwrap_or_else(|e| fail(&world, e.to_string()));
+            check!(
+                &world,
+                total.iter().all(|&t| t == 1),
+                "coverage after a failure"
+            );
         }
 
         // Results streamed to the root, once each; nothing reaches the others.
@@ -153,7 +212,11 @@ fn main() {
         );
         check!(&world, r.is_ok(), "call_collect: {r:?}");
         if rank == 0 {
-            check!(&world, got.iter().all(|&g| g == 1), "root did not get every result once");
+            check!(
+                &world,
+                got.iter().all(|&g| g == 1),
+                "root did not get every result once"
+            );
         } else {
             check!(&world, received == 0, "rank {rank} got {received} results");
         }
@@ -161,16 +224,25 @@ fn main() {
         // Progress counted across processes, shown on the root only.
         let (cfg, lines) = ProgressConfig::capture(Duration::ZERO);
         let factory = factory.with_progress(cfg);
-        let r = factory
-            .distributed()
-            .call_with(&CallOptions::new().progress("work"), 3000, |_, _| ());
+        let r =
+            factory
+                .distributed()
+                .call_with(&CallOptions::new().progress("work"), 3000, |_, _| ());
         check!(&world, r.is_ok(), "progress call: {r:?}");
         let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
         if rank == 0 {
             let last = lines.last().cloned().unwrap_or_default();
-            check!(&world, last.starts_with("work: 3000/3000 done"), "progress lines {lines:?}");
+            check!(
+                &world,
+                last.starts_with("work: 3000/3000 done"),
+                "progress lines {lines:?}"
+            );
         } else {
-            check!(&world, lines.is_empty(), "non-root showed progress {lines:?}");
+            check!(
+                &world,
+                lines.is_empty(),
+                "non-root showed progress {lines:?}"
+            );
         }
 
         // Random streams: an integer tally identical to the serial one.
@@ -183,8 +255,12 @@ fn main() {
         });
         check!(&world, r.is_ok(), "tally call: {r:?}");
         let mut t = [tally.load(Ordering::Relaxed)];
-        world.sum_to_all_u64(&mut t).unwrap_or_else(|e| fail(&world, e.to_string()));
-        let serial: u64 = (0..4000u64).map(|i| TaskRng::new(11, i).next_u64() >> 20).sum();
+        world
+            .sum_to_all_u64(&mut t)
+            .unwrap_or_else(|e| fail(&world, e.to_string()));
+        let serial: u64 = (0..4000u64)
+            .map(|i| TaskRng::new(11, i).next_u64() >> 20)
+            .sum();
         check!(&world, t[0] == serial, "tally {} vs serial {serial}", t[0]);
     }
 

@@ -99,7 +99,9 @@ pub enum BatchError {
         source: std::io::Error,
     },
     /// A state file held something other than a state word.
-    #[error("batch: {path}: not a task state: {content:?} (expected OPEN, RUNNING, DONE or FAILED)")]
+    #[error(
+        "batch: {path}: not a task state: {content:?} (expected OPEN, RUNNING, DONE or FAILED)"
+    )]
     BadState {
         /// The file.
         path: PathBuf,
@@ -167,6 +169,13 @@ pub struct BatchReport {
     pub failures: Vec<(usize, String)>,
 }
 
+/// What rank 0 found at the start of a run, told to everyone.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StartState {
+    skipped_done: Vec<usize>,
+    kept_failed: Vec<usize>,
+}
+
 /// A batch of named tasks over groups of processes.
 ///
 /// ```
@@ -221,14 +230,22 @@ fn write_atomic(path: &Path, content: &[u8], tag: usize) -> Result<(), BatchErro
 fn check_names(names: &[String]) -> Result<(), BatchError> {
     let mut seen = std::collections::HashSet::new();
     for (i, n) in names.iter().enumerate() {
-        if n.is_empty() || n == "." || n == ".." || n.contains('/') || n.contains('\0') || n.starts_with('.') {
+        if n.is_empty()
+            || n == "."
+            || n == ".."
+            || n.contains('/')
+            || n.contains('\0')
+            || n.starts_with('.')
+        {
             return Err(BatchError::Invalid(format!(
                 "task {i} has name {n:?}: names must be non-empty, must not start with '.' and \
                  must not contain '/' (they become directory names)"
             )));
         }
         if !seen.insert(n) {
-            return Err(BatchError::Invalid(format!("task name {n:?} appears twice")));
+            return Err(BatchError::Invalid(format!(
+                "task name {n:?} appears twice"
+            )));
         }
     }
     Ok(())
@@ -237,7 +254,11 @@ fn check_names(names: &[String]) -> Result<(), BatchError> {
 impl Batch {
     /// Splits `world` into groups of `options.group_size` processes for the tasks `names`.
     /// Collective over `world`.
-    pub fn new(world: &Communicator, names: Vec<String>, options: BatchOptions) -> Result<Batch, BatchError> {
+    pub fn new(
+        world: &Communicator,
+        names: Vec<String>,
+        options: BatchOptions,
+    ) -> Result<Batch, BatchError> {
         let size = world.size();
         if options.group_size == 0 || options.group_size > size {
             return Err(BatchError::Invalid(format!(
@@ -251,7 +272,9 @@ impl Batch {
         let group_count = size.div_ceil(options.group_size);
         let group = world
             .split(Some(group_index as u32), world.rank() as i32)?
-            .ok_or_else(|| BatchError::Invalid("split returned no group for a coloured rank".into()))?;
+            .ok_or_else(|| {
+                BatchError::Invalid("split returned no group for a coloured rank".into())
+            })?;
         Ok(Batch {
             world,
             group,
@@ -294,10 +317,7 @@ impl Batch {
             .map(|n| {
                 let path = dir.join(n).join("state");
                 match fs::read_to_string(&path) {
-                    Ok(s) => TaskState::parse(&s).ok_or(BatchError::BadState {
-                        path,
-                        content: s,
-                    }),
+                    Ok(s) => TaskState::parse(&s).ok_or(BatchError::BadState { path, content: s }),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TaskState::Open),
                     Err(source) => Err(BatchError::Io { path, source }),
                 }
@@ -343,13 +363,16 @@ impl Batch {
         };
 
         // Rank 0 reads what earlier runs left and writes the starting table.
-        let start: Result<(Vec<TaskState>, Vec<usize>, Vec<usize>), String> = if rank == 0 {
+        let start: Result<StartState, String> = if rank == 0 {
             self.prepare(&dir, private).map_err(|e| e.to_string())
         } else {
-            Ok(Default::default())
+            Ok(StartState::default())
         };
         let start = self.world.broadcast(0, (rank == 0).then_some(start))?;
-        let (_recorded, skipped_done, kept_failed) = start.map_err(BatchError::Invalid)?;
+        let StartState {
+            skipped_done,
+            kept_failed,
+        } = start.map_err(BatchError::Invalid)?;
 
         let lock = Lock::new(&self.world)?;
         let table_path = dir.join(TABLE_FILE);
@@ -364,15 +387,21 @@ impl Batch {
             } else if let Err(e) = &outcome {
                 Err(e.to_string())
             } else {
-                self.claim(&lock, &table_path, &dir, private).map_err(|e| e.to_string())
+                self.claim(&lock, &table_path, &dir, private)
+                    .map_err(|e| e.to_string())
             };
-            let claim = self.group.broadcast(0, (self.group.rank() == 0).then_some(claim))?;
+            let claim = self
+                .group
+                .broadcast(0, (self.group.rank() == 0).then_some(claim))?;
             let index = match claim {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(e) => {
                     if outcome.is_ok() {
-                        outcome = Err(BatchError::Invalid(format!("group {}: {e}", self.group_index)));
+                        outcome = Err(BatchError::Invalid(format!(
+                            "group {}: {e}",
+                            self.group_index
+                        )));
                     }
                     break;
                 }
@@ -381,10 +410,11 @@ impl Batch {
                 index,
                 name: self.names[index].clone(),
             };
-            let result = match catch_unwind(AssertUnwindSafe(|| body(&task, &self.group).into_result())) {
-                Ok(r) => r,
-                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
-            };
+            let result =
+                match catch_unwind(AssertUnwindSafe(|| body(&task, &self.group).into_result())) {
+                    Ok(r) => r,
+                    Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+                };
             let mine = result.err().map(|m| format!("process {rank}: {m}"));
             let all: Vec<Option<String>> = self.group.all_gather(&mine)?;
             let failure = all.into_iter().flatten().next();
@@ -397,7 +427,15 @@ impl Batch {
                 };
                 // An error here ends the group's work at the next claim (which tells the
                 // whole group), so no process of the group is left waiting.
-                if let Err(e) = self.record(&lock, &table_path, &dir, private, index, state, failure.as_deref()) {
+                if let Err(e) = self.record(
+                    &lock,
+                    &table_path,
+                    &dir,
+                    private,
+                    index,
+                    state,
+                    failure.as_deref(),
+                ) {
                     outcome = Err(e);
                 }
                 if let Some(m) = failure {
@@ -415,14 +453,20 @@ impl Batch {
         } else {
             Ok(Vec::new())
         };
-        let final_table = self.world.broadcast(0, (rank == 0).then_some(final_table))?;
+        let final_table = self
+            .world
+            .broadcast(0, (rank == 0).then_some(final_table))?;
         let mine = if self.group.rank() == 0 {
             failures
         } else {
             Vec::new()
         };
-        let mut failures: Vec<(usize, String)> =
-            self.world.all_gather(&mine)?.into_iter().flatten().collect();
+        let mut failures: Vec<(usize, String)> = self
+            .world
+            .all_gather(&mine)?
+            .into_iter()
+            .flatten()
+            .collect();
         failures.sort();
         // Every rank is done with the lock (collective drop) and the table.
         drop(lock);
@@ -445,11 +489,7 @@ impl Batch {
     }
 
     /// Rank 0, before any claim: the starting table from the state files of earlier runs.
-    fn prepare(
-        &self,
-        dir: &Path,
-        private: bool,
-    ) -> Result<(Vec<TaskState>, Vec<usize>, Vec<usize>), BatchError> {
+    fn prepare(&self, dir: &Path, private: bool) -> Result<StartState, BatchError> {
         fs::create_dir_all(dir).map_err(|source| BatchError::Io {
             path: dir.to_path_buf(),
             source,
@@ -475,17 +515,27 @@ impl Batch {
                 // Running: the run that started it was interrupted.
                 _ => TaskState::Open,
             };
-            if !private && start != state || !private && !dir.join(&self.names[i]).join("state").exists() {
+            let file_missing = || !dir.join(&self.names[i]).join("state").exists();
+            if !private && (start != state || file_missing()) {
                 self.mirror(dir, i, start, None)?;
             }
             table.push(start.to_byte());
         }
         write_atomic(&dir.join(TABLE_FILE), &table, self.world.rank())?;
-        Ok((recorded, skipped_done, kept_failed))
+        Ok(StartState {
+            skipped_done,
+            kept_failed,
+        })
     }
 
     /// A group leader takes the first open task, under the lock.
-    fn claim(&self, lock: &Lock, table_path: &Path, dir: &Path, private: bool) -> Result<Option<usize>, BatchError> {
+    fn claim(
+        &self,
+        lock: &Lock,
+        table_path: &Path,
+        dir: &Path,
+        private: bool,
+    ) -> Result<Option<usize>, BatchError> {
         let _guard = lock.lock()?;
         let mut table = read_table(table_path, self.names.len())?;
         let Some(i) = table.iter().position(|&b| b == TaskState::Open.to_byte()) else {
@@ -522,7 +572,13 @@ impl Batch {
     }
 
     /// Writes `<dir>/<task>/state` (and the failure message, or removes a stale one).
-    fn mirror(&self, dir: &Path, index: usize, state: TaskState, failure: Option<&str>) -> Result<(), BatchError> {
+    fn mirror(
+        &self,
+        dir: &Path,
+        index: usize,
+        state: TaskState,
+        failure: Option<&str>,
+    ) -> Result<(), BatchError> {
         let task_dir = dir.join(&self.names[index]);
         fs::create_dir_all(&task_dir).map_err(|source| BatchError::Io {
             path: task_dir.clone(),
@@ -530,7 +586,11 @@ impl Batch {
         })?;
         let failure_path = task_dir.join("failure");
         match failure {
-            Some(m) => write_atomic(&failure_path, format!("{m}\n").as_bytes(), self.world.rank())?,
+            Some(m) => write_atomic(
+                &failure_path,
+                format!("{m}\n").as_bytes(),
+                self.world.rank(),
+            )?,
             None if state != TaskState::Failed => {
                 let _ = fs::remove_file(&failure_path);
             }

@@ -194,7 +194,11 @@ mod tests {
         let sizes: Vec<usize> = plan.chunks().map(|c| c.1).collect();
         assert_eq!(sizes[0], 1_000_000 / 32);
         // The body takes 3/4 of the range in base-size chunks (24 of them), the tail shrinks.
-        assert!(sizes.len() >= 32 && sizes.len() <= 80, "{} chunks", sizes.len());
+        assert!(
+            sizes.len() >= 32 && sizes.len() <= 80,
+            "{} chunks",
+            sizes.len()
+        );
         assert!(sizes.windows(2).all(|w| w[1] <= w[0]), "sizes never grow");
         assert!(*sizes.last().unwrap() <= plan.base_size() / 8 + 1);
     }
@@ -202,7 +206,10 @@ mod tests {
     #[test]
     fn fixed_sizes_are_equal() {
         let plan = ChunkPlan::fixed(10, 3, 4);
-        assert_eq!(plan.chunks().collect::<Vec<_>>(), vec![(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(
+            plan.chunks().collect::<Vec<_>>(),
+            vec![(0, 4), (4, 4), (8, 2)]
+        );
     }
 
     #[test]

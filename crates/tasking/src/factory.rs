@@ -234,12 +234,19 @@ mod tests {
     fn one_process_table() {
         let f1 = ParallelFactory::single_process(1).unwrap();
         let f3 = ParallelFactory::single_process(3).unwrap();
-        for mode in [TaskMode::Distributed, TaskMode::Duplicated, TaskMode::RootOnly] {
+        for mode in [
+            TaskMode::Distributed,
+            TaskMode::Duplicated,
+            TaskMode::RootOnly,
+        ] {
             assert_eq!(f1.parallel(mode).kind(), ParallelKind::Serial);
             assert_eq!(f3.parallel(mode).kind(), ParallelKind::MultiThread);
             assert_eq!(f3.parallel(mode).threads(), 3);
         }
-        assert!(Arc::ptr_eq(&f3.distributed(), &f3.root_only()), "children are reused");
+        assert!(
+            Arc::ptr_eq(&f3.distributed(), &f3.root_only()),
+            "children are reused"
+        );
         assert_eq!(f3.total_workers(), 3);
         assert!(ParallelFactory::single_process(0).unwrap().threads() >= 1);
     }

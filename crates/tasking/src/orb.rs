@@ -138,11 +138,8 @@ fn split<const D: usize>(
     }
     let left_parts = parts / 2;
     let axis = longest_axis(points, idx);
-    let by_axis = |a: &usize, b: &usize| {
-        points[*a][axis]
-            .total_cmp(&points[*b][axis])
-            .then(a.cmp(b))
-    };
+    let by_axis =
+        |a: &usize, b: &usize| points[*a][axis].total_cmp(&points[*b][axis]).then(a.cmp(b));
     let left_len = match weights {
         None => {
             // Sizes q+1 for the first r parts, q for the rest: the left parts take their
@@ -194,7 +191,14 @@ fn split<const D: usize>(
     let mut right_region = region;
     right_region.0[axis] = cut;
     split(points, weights, left, left_parts, left_region, out);
-    split(points, weights, right, parts - left_parts, right_region, out);
+    split(
+        points,
+        weights,
+        right,
+        parts - left_parts,
+        right_region,
+        out,
+    );
 }
 
 /// The axis along which the points' bounding box is longest (the lowest such axis on ties).
@@ -265,7 +269,10 @@ mod tests {
         let cut = subs[0].hi[0];
         assert!(subs[0].indices.iter().all(|&i| pts[i][0] <= cut));
         assert!(subs[1].indices.iter().all(|&i| pts[i][0] >= cut));
-        assert!((cut - 2.0).abs() < 0.3, "median of U(0,4) near 2, got {cut}");
+        assert!(
+            (cut - 2.0).abs() < 0.3,
+            "median of U(0,4) near 2, got {cut}"
+        );
     }
 
     #[test]

@@ -251,7 +251,8 @@ impl Parallel {
         O: TaskOutcome,
         C: FnMut(R),
     {
-        let body = |first: usize, count: usize, out: &mut Vec<R>| body(first, count, out).into_result();
+        let body =
+            |first: usize, count: usize, out: &mut Vec<R>| body(first, count, out).into_result();
         self.run(options, n, &body, &mut on_result)
     }
 

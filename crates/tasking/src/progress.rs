@@ -146,7 +146,8 @@ impl Progress {
             ProgressStyle::Quiet => Mode::Quiet,
             ProgressStyle::Bar => {
                 let bar = indicatif::ProgressBar::new(total);
-                let template = "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}";
+                let template =
+                    "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}";
                 if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                     bar.set_style(style);
                 }
@@ -257,8 +258,14 @@ mod tests {
         p.finish();
         let lines = buf.lock().unwrap().clone();
         assert!(lines[0].starts_with("photons: 25.0% (50/200)"), "{lines:?}");
-        assert!(lines[1].starts_with("photons: 50.0% (100/200)"), "{lines:?}");
-        assert!(lines.last().unwrap().starts_with("photons: 200/200 done in"));
+        assert!(
+            lines[1].starts_with("photons: 50.0% (100/200)"),
+            "{lines:?}"
+        );
+        assert!(lines
+            .last()
+            .unwrap()
+            .starts_with("photons: 200/200 done in"));
         assert_eq!(lines.len(), 3, "no periodic line at 100%: {lines:?}");
     }
 

@@ -157,7 +157,10 @@ mod tests {
         let n = 20_000;
         let xs: Vec<f64> = (0..n).map(|i| TaskRng::new(7, i).next_f64()).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let cov: f64 = xs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum::<f64>()
+        let cov: f64 = xs
+            .windows(2)
+            .map(|w| (w[0] - mean) * (w[1] - mean))
+            .sum::<f64>()
             / (n - 1) as f64;
         let var: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         assert!((cov / var).abs() < 0.03, "lag-1 correlation {}", cov / var);

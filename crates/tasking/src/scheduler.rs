@@ -115,7 +115,10 @@ impl Backoff {
 }
 
 /// Waits for a worker event for at most the backoff's next interval.
-fn wait_event<R>(rx: &crossbeam_channel::Receiver<Event<R>>, backoff: &mut Backoff) -> Option<Event<R>> {
+fn wait_event<R>(
+    rx: &crossbeam_channel::Receiver<Event<R>>,
+    backoff: &mut Backoff,
+) -> Option<Event<R>> {
     let d = backoff.next();
     if d.is_zero() {
         std::thread::yield_now();
@@ -226,7 +229,10 @@ fn root<R>(
                     fatal(
                         comm,
                         "scheduler protocol",
-                        format!("message of call {} from rank {from} during call {seq}", up.seq),
+                        format!(
+                            "message of call {} from rank {from} during call {seq}",
+                            up.seq
+                        ),
                     );
                 }
                 coord.add_progress(up.done);
@@ -345,9 +351,7 @@ fn non_root<R>(
                 active = true;
                 match event {
                     Event::Done {
-                        count,
-                        results: r,
-                        ..
+                        count, results: r, ..
                     } => {
                         assigned = assigned.saturating_sub(1);
                         done_units += count as u64;

@@ -23,7 +23,11 @@ fn factory(threads: usize) -> ParallelFactory {
 fn every_mode_covers_each_index_once_for_one_to_three_threads() {
     for threads in 1..=3 {
         let f = factory(threads);
-        for mode in [TaskMode::Distributed, TaskMode::Duplicated, TaskMode::RootOnly] {
+        for mode in [
+            TaskMode::Distributed,
+            TaskMode::Duplicated,
+            TaskMode::RootOnly,
+        ] {
             // Zero tasks, fewer tasks than workers, and many.
             for n in [0, 1, 2, 5, 1000, 4321] {
                 let hits = counters(n);
@@ -82,7 +86,10 @@ fn a_failing_task_is_reported_with_thread_and_chunk_and_the_next_call_works() {
         assert!(failure.thread < threads);
         assert!(!failure.panicked);
         let text = err.to_string();
-        assert!(text.contains("40..50") && text.contains("process 0") && text.contains("cursed"), "{text}");
+        assert!(
+            text.contains("40..50") && text.contains("process 0") && text.contains("cursed"),
+            "{text}"
+        );
 
         let err = p
             .call_each(100, |i| {
@@ -92,7 +99,10 @@ fn a_failing_task_is_reported_with_thread_and_chunk_and_the_next_call_works() {
             })
             .unwrap_err();
         let failure = err.task_failure().unwrap();
-        assert!(failure.panicked && failure.message.contains("boom at 99"), "{err}");
+        assert!(
+            failure.panicked && failure.message.contains("boom at 99"),
+            "{err}"
+        );
 
         // Still usable.
         let hits = counters(300);
@@ -121,7 +131,11 @@ fn other_workers_stop_at_their_next_chunk_after_a_failure() {
         .unwrap_err();
     assert_eq!(err.task_failure().unwrap().first, 0);
     // Without stopping all 2000 would run (about 1 s); the others stop within a chunk each.
-    assert!(ran.load(Ordering::Relaxed) < 50, "{} chunks ran", ran.load(Ordering::Relaxed));
+    assert!(
+        ran.load(Ordering::Relaxed) < 50,
+        "{} chunks ran",
+        ran.load(Ordering::Relaxed)
+    );
 }
 
 #[test]
@@ -228,10 +242,9 @@ fn random_streams_make_results_independent_of_the_split() {
         };
         f.distributed()
             .call_with(&opts, 1000, |first, count| {
-                for i in first..first + count {
+                for (i, slot) in per_task.iter().enumerate().skip(first).take(count) {
                     let mut rng = TaskRng::new(77, i as u64);
-                    let s: f64 = (0..10).map(|_| rng.next_f64()).sum();
-                    *per_task[i].lock().unwrap() = s;
+                    *slot.lock().unwrap() = (0..10).map(|_| rng.next_f64()).sum();
                 }
             })
             .unwrap();
@@ -275,6 +288,9 @@ fn the_factory_table_in_one_process() {
     let f = factory(1);
     assert_eq!(f.parallel(TaskMode::RootOnly).kind(), ParallelKind::Serial);
     let f = factory(2);
-    assert_eq!(f.parallel(TaskMode::Duplicated).kind(), ParallelKind::MultiThread);
+    assert_eq!(
+        f.parallel(TaskMode::Duplicated).kind(),
+        ParallelKind::MultiThread
+    );
     assert_eq!(f.parallel(TaskMode::Duplicated).workers(), 2);
 }
