@@ -133,16 +133,30 @@ pub fn write_png(film: &Film, path: &Path, tone: ToneMap) -> Result<(), OutputEr
 }
 
 fn write_exr_image(path: &Path, width: u32, image: &[Rgb]) -> Result<(), OutputError> {
+    use exr::prelude::{
+        Blocks, Compression, Encoding, Image, LineOrder, SpecificChannels, Vec2, WritableImage,
+    };
     let w = width as usize;
     let h = image.len() / w.max(1);
-    exr::prelude::write_rgb_file(path, w, h, |x, y| {
-        let c = image[y * w + x];
+    let channels = SpecificChannels::rgb(|Vec2(x, y)| {
+        let c: Rgb = image[y * w + x];
         (c.x, c.y, c.z)
-    })
-    .map_err(|source| OutputError::Exr {
-        path: path.to_path_buf(),
-        source,
-    })
+    });
+    // Lines in increasing order, compressed on one thread: the same film always gives the same
+    // bytes (the crate's default lets blocks land in the order parallel workers finish).
+    let encoding = Encoding {
+        compression: Compression::ZIP16,
+        blocks: Blocks::ScanLines,
+        line_order: LineOrder::Increasing,
+    };
+    Image::from_encoded_channels((w, h), encoding, channels)
+        .write()
+        .non_parallel()
+        .to_file(path)
+        .map_err(|source| OutputError::Exr {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes the film's mean radiance, linear and unclipped, as a 32-bit float OpenEXR.
@@ -199,6 +213,84 @@ mod tests {
         let big = r.apply(Rgb::splat(1000.0));
         assert!(big.x < 1.0 && big.x > 0.99);
         assert_eq!(r.apply(Rgb::splat(f32::INFINITY)), Rgb::ZERO);
+    }
+
+    fn test_film() -> Film {
+        use crate::stats::PixelStats;
+        use crate::tile::{PixelMask, TileId, TileRect, TileResult};
+        let (w, h) = (5u32, 3u32);
+        let stats = (0..w * h)
+            .map(|i| {
+                let mut s = PixelStats::default();
+                let v = f64::from(i) * 0.37;
+                s.add_sample([v, 2.0 * v, 0.1]);
+                s.add_sample([v * 1.5, v, 0.3]);
+                s
+            })
+            .collect();
+        let mut film = Film::new(w, h).unwrap();
+        film.merge(&TileResult {
+            id: TileId { pass: 0, tile: 0 },
+            rect: TileRect {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            },
+            pixels: PixelMask::All,
+            stats,
+            ray_count: 0,
+        })
+        .unwrap();
+        film
+    }
+
+    #[test]
+    fn files_round_trip_and_are_byte_stable() {
+        let film = test_film();
+        let dir = tempfile::tempdir().unwrap();
+        let exr_a = dir.path().join("a.exr");
+        let exr_b = dir.path().join("b.exr");
+        write_exr(&film, &exr_a).unwrap();
+        write_exr(&film, &exr_b).unwrap();
+        assert_eq!(
+            std::fs::read(&exr_a).unwrap(),
+            std::fs::read(&exr_b).unwrap()
+        );
+        // Linear f32 values come back exactly.
+        let (w, h) = (film.width() as usize, film.height() as usize);
+        let read = exr::prelude::read_first_rgba_layer_from_file(
+            &exr_a,
+            |size, _| vec![[0f32; 3]; size.0 * size.1],
+            move |px: &mut Vec<[f32; 3]>, pos, (r, g, b, _a): (f32, f32, f32, f32)| {
+                px[pos.1 * w + pos.0] = [r, g, b];
+            },
+        )
+        .unwrap();
+        let pixels = read.layer_data.channel_data.pixels;
+        assert_eq!(pixels.len(), w * h);
+        for (got, want) in pixels.iter().zip(film.mean_image()) {
+            assert_eq!(*got, want.to_array());
+        }
+        let err_path = dir.path().join("err.exr");
+        write_error_exr(&film, &err_path).unwrap();
+        assert!(std::fs::metadata(&err_path).unwrap().len() > 0);
+
+        let png_path = dir.path().join("a.png");
+        write_png(&film, &png_path, ToneMap::default()).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(File::open(&png_path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (film.width(), film.height()));
+        assert_eq!(
+            &buf[..info.buffer_size()],
+            &to_srgb8(&film.mean_image(), ToneMap::default())[..]
+        );
+
+        let grey = dir.path().join("err.png");
+        let white = write_error_png(&film, &grey).unwrap();
+        assert!(white > 0.0 && white.is_finite());
     }
 
     #[test]
