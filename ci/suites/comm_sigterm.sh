@@ -70,4 +70,9 @@ for sig in TERM INT; do
   [ "$rc" -ne 0 ] || fail "the job exited with 0 after SIG$sig to one rank"
   check_clean "SIG$sig to one rank" "$before"
 done
+# 4. The fallback route (the name kept until every rank has attached) also works and cleans up.
+before=$(count)
+PRISM_COMM_SHM_ROUTE=name timeout 120 $MPIRUN -x PRISM_COMM_SHM_ROUTE -n 3 "$EXDIR/mpitest_shared" >"$LOG" 2>&1 \
+  || fail "mpitest_shared through named segments failed"
+check_clean "the named-segment route" "$before"
 echo "comm_sigterm: all passed"
