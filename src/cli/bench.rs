@@ -87,11 +87,23 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         .filter(|c| c.processes * c.threads == 2 && c.engine != "hybrid")
         .cloned()
         .collect();
-    let uneven = scaling::measure(&exe, &uneven_configs, &uneven_args, args.repeats, &work, &mut log)
-        .map_err(CliError::Msg)?;
+    let uneven = scaling::measure(
+        &exe,
+        &uneven_configs,
+        &uneven_args,
+        args.repeats,
+        &work,
+        &mut log,
+    )
+    .map_err(CliError::Msg)?;
 
     let memory = if mpi && args.memory_triangles > 0 {
-        Some(memory_per_node(&exe, &work, args.memory_triangles, &mut log)?)
+        Some(memory_per_node(
+            &exe,
+            &work,
+            args.memory_triangles,
+            &mut log,
+        )?)
     } else {
         None
     };
@@ -136,7 +148,11 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     }
     scaling::replace_block(&args.out, BEGIN, END, &block)?;
     println!("{block}");
-    println!("written to {} and {}", args.out.display(), svg_path.display());
+    println!(
+        "written to {} and {}",
+        args.out.display(),
+        svg_path.display()
+    );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -152,27 +168,31 @@ fn find<'a>(rows: &'a [Row], engine: &str, p: usize, t: usize, schedule: &str) -
 
 fn goals(rows: &[Row], uneven: &[Row]) -> String {
     let mut s = String::new();
-    let mut line = |name: &str, value: Option<f64>, goal: &str, ok: fn(f64) -> bool| {
-        match value {
-            Some(v) => s.push_str(&format!(
-                "- {name}: {v:.3} (goal {goal}) — {}\n",
-                if ok(v) { "met" } else { "not met" }
-            )),
-            None => s.push_str(&format!("- {name}: not measured in this build\n")),
-        }
+    let mut line = |name: &str, value: Option<f64>, goal: &str, ok: fn(f64) -> bool| match value {
+        Some(v) => s.push_str(&format!(
+            "- {name}: {v:.3} (goal {goal}) — {}\n",
+            if ok(v) { "met" } else { "not met" }
+        )),
+        None => s.push_str(&format!("- {name}: not measured in this build\n")),
     };
     let t = |r: Option<&Row>| r.map(|r| r.seconds);
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     line(
         "hybrid 1×2 time / threads 1×2 time",
-        ratio(t(find(rows, "hybrid", 1, 2, "dynamic")), t(find(rows, "threads", 1, 2, "dynamic"))),
+        ratio(
+            t(find(rows, "hybrid", 1, 2, "dynamic")),
+            t(find(rows, "threads", 1, 2, "dynamic")),
+        ),
         "≤ 1.03",
         |v| v <= 1.03,
     );
     line(
         "parallel efficiency of mpi 2×1 against serial 1×1",
-        ratio(t(find(rows, "serial", 1, 1, "dynamic")), t(find(rows, "mpi", 2, 1, "dynamic")))
-            .map(|x| x / 2.0),
+        ratio(
+            t(find(rows, "serial", 1, 1, "dynamic")),
+            t(find(rows, "mpi", 2, 1, "dynamic")),
+        )
+        .map(|x| x / 2.0),
         "≥ 0.95",
         |v| v >= 0.95,
     );
@@ -184,13 +204,19 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
     );
     line(
         "uneven scene, threads 1×2: static time / dynamic time",
-        ratio(t(find(uneven, "threads", 1, 2, "static")), t(find(uneven, "threads", 1, 2, "dynamic"))),
+        ratio(
+            t(find(uneven, "threads", 1, 2, "static")),
+            t(find(uneven, "threads", 1, 2, "dynamic")),
+        ),
         "> 1",
         |v| v > 1.0,
     );
     line(
         "uneven scene, mpi 2×1: static time / dynamic time",
-        ratio(t(find(uneven, "mpi", 2, 1, "static")), t(find(uneven, "mpi", 2, 1, "dynamic"))),
+        ratio(
+            t(find(uneven, "mpi", 2, 1, "static")),
+            t(find(uneven, "mpi", 2, 1, "dynamic")),
+        ),
         "> 1",
         |v| v > 1.0,
     );
@@ -310,7 +336,8 @@ pub fn write_procedural_ply(path: &Path, triangles: usize) -> Result<(), CliErro
 }
 
 fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
 fn hostname() -> String {

@@ -5,7 +5,9 @@ use crate::cli::stats::{own_pss_bytes, RunStats};
 use crate::cli::{msg, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism::engines::{AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Schedule, SerialEngine};
+use prism::engines::{
+    AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Schedule, SerialEngine,
+};
 use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
@@ -131,9 +133,9 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
         eprintln!("prism: warning: {w}");
     }
     let cached = match &args.cache {
-        Some(cache) if cache.exists() => Some(
-            prism::tracer::geometry::Geometry::load_cache(cache).map_err(|e| e.to_string())?,
-        ),
+        Some(cache) if cache.exists() => {
+            Some(prism::tracer::geometry::Geometry::load_cache(cache).map_err(|e| e.to_string())?)
+        }
         _ => None,
     };
     let geometry = match cached {
@@ -222,7 +224,9 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     };
     if let Some(b) = &bar {
         b.set_prefix("rendering");
-        b.set_length(u64::from(args.width.div_ceil(args.tile) * args.height.div_ceil(args.tile)));
+        b.set_length(u64::from(
+            args.width.div_ceil(args.tile) * args.height.div_ceil(args.tile),
+        ));
     }
     let (film, report) = observe(
         &engine,

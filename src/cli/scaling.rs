@@ -26,7 +26,11 @@ impl Config {
             self.engine,
             self.processes,
             self.threads,
-            if self.schedule == "static" { " static" } else { "" }
+            if self.schedule == "static" {
+                " static"
+            } else {
+                ""
+            }
         )
     }
     pub fn oversubscribed(&self, cores: usize) -> bool {
@@ -84,7 +88,13 @@ pub fn run_one(
     };
     cmd.arg("render")
         .args(render_args)
-        .args(["--engine", cfg.engine, "--schedule", cfg.schedule, "--quiet"])
+        .args([
+            "--engine",
+            cfg.engine,
+            "--schedule",
+            cfg.schedule,
+            "--quiet",
+        ])
         .args(["--threads", &cfg.threads.to_string()])
         .arg("--out")
         .arg(work.join("scaling.png"))
@@ -101,8 +111,13 @@ pub fn run_one(
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let text = std::fs::read_to_string(&stats_path)
-        .map_err(|e| format!("{}: no statistics at {}: {e}", cfg.label(), stats_path.display()))?;
+    let text = std::fs::read_to_string(&stats_path).map_err(|e| {
+        format!(
+            "{}: no statistics at {}: {e}",
+            cfg.label(),
+            stats_path.display()
+        )
+    })?;
     serde_json::from_str(&text).map_err(|e| format!("{}: bad statistics: {e}", cfg.label()))
 }
 
@@ -225,7 +240,11 @@ pub fn svg(rows: &[Row], cores: usize) -> String {
             "mpi" => "#228833",
             _ => "#cc6677",
         };
-        let opacity = if r.config.oversubscribed(cores) { 0.45 } else { 1.0 };
+        let opacity = if r.config.oversubscribed(cores) {
+            0.45
+        } else {
+            1.0
+        };
         let _ = writeln!(
             s,
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\
@@ -283,10 +302,22 @@ mod tests {
 
     #[test]
     fn efficiency_is_speedup_over_workers_and_oversubscription_is_marked() {
-        let rows = [row("serial", 1, 1, 2.0), row("mpi", 2, 1, 1.25), row("mpi", 4, 1, 1.0)];
+        let rows = [
+            row("serial", 1, 1, 2.0),
+            row("mpi", 2, 1, 1.25),
+            row("mpi", 4, 1, 1.0),
+        ];
         let t = table(&rows, 2);
-        assert!(t.contains("| mpi | 2 × 1 | dynamic | 1.250 | 0.800 | 1.60 | 0.80 | 1.00 % |  |"), "{t}");
-        assert!(t.contains("| mpi | 4 × 1 | dynamic | 1.000 | 1.000 | 2.00 | 1.00 | 1.00 % | oversubscribed |"), "{t}");
+        assert!(
+            t.contains("| mpi | 2 × 1 | dynamic | 1.250 | 0.800 | 1.60 | 0.80 | 1.00 % |  |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| mpi | 4 × 1 | dynamic | 1.000 | 1.000 | 2.00 | 1.00 | 1.00 % | oversubscribed |"
+            ),
+            "{t}"
+        );
         let s = svg(&rows, 2);
         assert_eq!(s.matches("<rect x=").count(), 3);
     }
