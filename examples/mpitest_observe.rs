@@ -1,0 +1,131 @@
+//! Multi-process test of the observe loop: the built-in Cornell box rendered with the MPI and
+//! Hybrid engines (dynamic and static schedules), with the scene shared once per node, must
+//! give a film bit-identical to a serial render done on the root alone.
+//!
+//! Run: `mpirun -n 3 target/debug/examples/mpitest_observe` (any rank count; one process
+//! without MPI). Exits non-zero on a mismatch.
+
+use prism::engines::{AnyEngine, HybridEngine, MpiEngine, Schedule, SerialEngine};
+use prism::observe::{observe, Hooks, ObserveSettings};
+use prism::tracer::{cornell::cornell_box, integrator::RenderSettings, AdaptiveSampler, Film};
+use std::process::ExitCode;
+
+fn settings() -> ObserveSettings {
+    ObserveSettings {
+        width: 24,
+        height: 20,
+        tile: 8,
+        samples_per_pass: 2,
+        max_passes: 3,
+        seed: 11,
+        sampler: AdaptiveSampler {
+            fraction: 0.3,
+            ..AdaptiveSampler::default()
+        },
+        render: RenderSettings::default(),
+    }
+}
+
+fn render(
+    engine: &AnyEngine,
+    world: &prism::comm::Communicator,
+    scene: &prism::tracer::Scene,
+) -> Result<Option<Film>, String> {
+    let mut passes = 0;
+    let (film, report) = observe(
+        engine,
+        world,
+        scene,
+        &settings(),
+        Hooks {
+            after_pass: &mut |_, _| {
+                passes += 1;
+                Ok(())
+            },
+            on_result: &mut |_| {},
+            fail_on_rank: None,
+        },
+    )?;
+    if world.is_root() && (report.passes.len() != passes || passes < 2) {
+        return Err(format!(
+            "{} passes reported, after_pass called {passes} times",
+            report.passes.len()
+        ));
+    }
+    Ok(film)
+}
+
+fn main() -> ExitCode {
+    let universe = prism::comm::init().expect("init");
+    universe.abort_on_panic();
+    let world = universe.world();
+    let rank = world.rank();
+    let scene = match prism::share_scene(&world, || Ok(cornell_box())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rank {rank}: share_scene failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The reference: the root alone, serial, on its own unshared scene. Splitting is
+    // collective, so every rank takes part; only the root gets a communicator.
+    let alone = world.split(world.is_root().then_some(0), 0);
+    let reference = match alone {
+        Ok(Some(me)) => Some(render(&SerialEngine::new().into(), &me, &cornell_box())),
+        Ok(None) => None,
+        Err(e) => Some(Err(format!("split: {e}"))),
+    };
+    let mut failures = Vec::new();
+    let reference = match reference {
+        Some(Ok(Some(f))) => Some(f),
+        Some(Ok(None)) => {
+            failures.push("the reference render returned no film".to_string());
+            None
+        }
+        Some(Err(e)) => {
+            failures.push(format!("reference render failed: {e}"));
+            None
+        }
+        None => None,
+    };
+    let engines: Vec<(&str, AnyEngine)> = vec![
+        (
+            "mpi dynamic",
+            MpiEngine::new(&world).expect("mpi engine").into(),
+        ),
+        (
+            "mpi static",
+            MpiEngine::new(&world)
+                .expect("mpi engine")
+                .with_schedule(Schedule::StaticRoundRobin)
+                .into(),
+        ),
+        (
+            "hybrid 2 threads",
+            HybridEngine::new(&world, 2).expect("hybrid engine").into(),
+        ),
+    ];
+    for (name, engine) in &engines {
+        match render(engine, &world, &scene) {
+            Ok(Some(film)) => {
+                if let Some(r) = &reference {
+                    if !film.bit_identical(r) {
+                        failures.push(format!("{name}: film differs from the serial reference"));
+                    }
+                }
+            }
+            Ok(None) if !world.is_root() => {}
+            Ok(None) => failures.push(format!("{name}: the root got no film")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        println!("rank {rank}/{}: observe ok", world.size());
+        ExitCode::SUCCESS
+    } else {
+        for f in failures {
+            eprintln!("rank {rank}: FAIL: {f}");
+        }
+        ExitCode::FAILURE
+    }
+}
