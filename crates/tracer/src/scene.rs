@@ -1,0 +1,166 @@
+//! A renderable scene: geometry, materials, camera, and the lights derived from them.
+
+use crate::camera::Camera;
+use crate::geometry::Geometry;
+use crate::material::Material;
+use crate::math::{Rgb, Vec3};
+use thiserror::Error;
+
+/// A scene that cannot be rendered; says which instance, material or setting is wrong.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum SceneError {
+    #[error("instance {instance} uses material {material}, but the scene has {count} materials")]
+    MissingMaterial {
+        instance: usize,
+        material: u32,
+        count: usize,
+    },
+    #[error("material {index}: {reason}")]
+    InvalidMaterial { index: usize, reason: String },
+    #[error("{0}")]
+    InvalidCamera(String),
+    #[error("background radiance {0:?} must be finite and >= 0 per channel")]
+    InvalidBackground([f32; 3]),
+}
+
+/// An emissive world-space triangle.
+#[derive(Clone, Copy, Debug)]
+struct LightTriangle {
+    a: Vec3,
+    ab: Vec3,
+    ac: Vec3,
+    normal: Vec3,
+    radiance: Rgb,
+}
+
+/// A point sampled on a light.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LightSample {
+    pub point: Vec3,
+    pub normal: Vec3,
+    pub radiance: Rgb,
+}
+
+/// Geometry, materials and camera, plus the list of emissive triangles for light sampling.
+///
+/// Build with [`Scene::new`]; the light list is derived there, so change geometry or materials
+/// through a new `Scene`, not by editing the fields.
+pub struct Scene {
+    pub geometry: Geometry,
+    pub materials: Vec<Material>,
+    pub camera: Camera,
+    background: Rgb,
+    lights: Vec<LightTriangle>,
+    /// Running sums of light triangle areas (f64: many small lights must not vanish).
+    light_cdf: Vec<f64>,
+    light_area: f64,
+}
+
+impl Scene {
+    /// Checks that every instance's material exists and every material and the camera are
+    /// valid, and lists the emissive triangles (those of instances whose material is
+    /// [`Material::Emissive`] with non-zero radiance) for next-event estimation, each to be
+    /// chosen in proportion to its area.
+    pub fn new(
+        geometry: Geometry,
+        materials: Vec<Material>,
+        camera: Camera,
+    ) -> Result<Scene, SceneError> {
+        camera.validate().map_err(SceneError::InvalidCamera)?;
+        for (index, m) in materials.iter().enumerate() {
+            m.validate()
+                .map_err(|reason| SceneError::InvalidMaterial { index, reason })?;
+        }
+        let mut lights = Vec::new();
+        for (i, inst) in geometry.instances().iter().enumerate() {
+            let Some(material) = materials.get(inst.material as usize) else {
+                return Err(SceneError::MissingMaterial {
+                    instance: i,
+                    material: inst.material,
+                    count: materials.len(),
+                });
+            };
+            let radiance = material.emission();
+            if radiance.max_component() <= 0.0 {
+                continue;
+            }
+            for prim in 0..geometry.mesh_triangle_count(inst.mesh) {
+                let [a, b, c] = geometry.world_triangle(i as u32, prim as u32);
+                let n = (b - a).cross(c - a);
+                if n.length() > 0.0 && n.is_finite() {
+                    lights.push(LightTriangle {
+                        a,
+                        ab: b - a,
+                        ac: c - a,
+                        normal: n.normalize(),
+                        radiance,
+                    });
+                }
+            }
+        }
+        let mut total = 0.0f64;
+        let light_cdf = lights
+            .iter()
+            .map(|l| {
+                total += 0.5 * f64::from(l.ab.cross(l.ac).length());
+                total
+            })
+            .collect();
+        Ok(Scene {
+            geometry,
+            materials,
+            camera,
+            background: Rgb::ZERO,
+            lights,
+            light_cdf,
+            light_area: total,
+        })
+    }
+
+    /// Sets a uniform environment radiance seen by rays that leave the scene (default black).
+    /// It is not sampled directly, so it suits soft fill light and furnace tests, not a sky
+    /// with a sun.
+    pub fn with_background(mut self, radiance: Rgb) -> Result<Scene, SceneError> {
+        if !(radiance.is_finite() && radiance.max(Rgb::ZERO) == radiance) {
+            return Err(SceneError::InvalidBackground(radiance.to_array()));
+        }
+        self.background = radiance;
+        Ok(self)
+    }
+
+    pub fn background(&self) -> Rgb {
+        self.background
+    }
+
+    /// Number of emissive triangles sampled as lights.
+    pub fn light_count(&self) -> usize {
+        self.lights.len()
+    }
+
+    /// Total area of the emissive triangles.
+    pub fn light_area(&self) -> f64 {
+        self.light_area
+    }
+
+    /// A point on the lights, uniform in area (density `1 / light_area` per unit area);
+    /// `None` without lights.
+    pub(crate) fn sample_light(&self, u_pick: f64, u1: f32, u2: f32) -> Option<LightSample> {
+        if self.lights.is_empty() || self.light_area <= 0.0 {
+            return None;
+        }
+        let target = u_pick * self.light_area;
+        let i = self
+            .light_cdf
+            .partition_point(|&c| c <= target)
+            .min(self.lights.len() - 1);
+        let l = &self.lights[i];
+        // Uniform on the triangle by the square-root warp.
+        let s = u1.sqrt();
+        let (b1, b2) = (s * (1.0 - u2), s * u2);
+        Some(LightSample {
+            point: l.a + l.ab * b1 + l.ac * b2,
+            normal: l.normal,
+            radiance: l.radiance,
+        })
+    }
+}
