@@ -55,13 +55,19 @@ fn main() {
             );
             // Generous: the machine may be oversubscribed and tick accounting is coarse.
             if frac > 0.35 {
-                eprintln!("mpitest_idle_cpu: rank {rank}: FAILED: waiting used {:.0}% of a core", 100.0 * frac);
+                eprintln!(
+                    "mpitest_idle_cpu: rank {rank}: FAILED: waiting used {:.0}% of a core",
+                    100.0 * frac
+                );
                 world.abort(1);
             }
         }
     }
     world.barrier();
     if rank == 0 {
-        println!("mpitest_idle_cpu: {} processes: all checks passed", world.size());
+        println!(
+            "mpitest_idle_cpu: {} processes: all checks passed",
+            world.size()
+        );
     }
 }

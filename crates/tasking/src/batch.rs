@@ -639,3 +639,112 @@ fn private_token() -> String {
         crate::random::stream_key(nanos, &[u64::from(std::process::id())])
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> Communicator {
+        prism_comm::init().unwrap().world()
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("t{i}")).collect()
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "prism-tasking-batch-test-{tag}-{}",
+            private_token()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn bad_options_and_names_are_errors() {
+        let w = world();
+        let e = Batch::new(&w, names(2), BatchOptions::new(0)).unwrap_err();
+        assert!(e.to_string().contains("group size 0"), "{e}");
+        let e = Batch::new(&w, names(2), BatchOptions::new(2)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("between 1 and the number of processes (1)"),
+            "{e}"
+        );
+        for bad in ["", "a/b", "..", ".hidden"] {
+            let e = Batch::new(&w, vec![bad.to_string()], BatchOptions::new(1)).unwrap_err();
+            assert!(matches!(e, BatchError::Invalid(_)), "{bad:?}: {e}");
+        }
+        let e = Batch::new(&w, vec!["x".into(), "x".into()], BatchOptions::new(1)).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn rerun_skips_done_keeps_failed_and_reopens_interrupted() {
+        let w = world();
+        let dir = temp_dir("rerun");
+        let opts = || BatchOptions::new(1).state_dir(&dir);
+        let mut b = Batch::new(&w, names(5), opts()).unwrap();
+        let r = b
+            .run(|t, _| {
+                if t.index == 1 {
+                    panic!("task one explodes");
+                }
+            })
+            .unwrap();
+        assert_eq!(r.ran_by_group, vec![0, 1, 2, 3, 4]);
+        assert_eq!(r.states[1], TaskState::Failed);
+        assert_eq!(r.failures.len(), 1);
+        assert!(
+            r.failures[0].1.contains("task one explodes"),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(Batch::read_states(&dir, &names(5)).unwrap(), r.states);
+        let failure_file = fs::read_to_string(dir.join("t1").join("failure")).unwrap();
+        assert!(failure_file.contains("explodes"));
+
+        // t3 was running when the run was interrupted.
+        fs::write(dir.join("t3").join("state"), "RUNNING\n").unwrap();
+        let mut b = Batch::new(&w, names(5), opts()).unwrap();
+        let r = b.run(|_, _| ()).unwrap();
+        assert_eq!(r.ran_by_group, vec![3]);
+        assert_eq!(r.skipped_done, vec![0, 2, 4]);
+        assert_eq!(r.kept_failed, vec![1]);
+        assert_eq!(r.states[1], TaskState::Failed);
+
+        let mut b = Batch::new(&w, names(5), opts().retry_failed(true)).unwrap();
+        let r = b.run(|_, _| Ok::<(), String>(())).unwrap();
+        assert_eq!(r.ran_by_group, vec![1]);
+        assert!(r.states.iter().all(|s| *s == TaskState::Done));
+        assert!(!dir.join("t1").join("failure").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_reported() {
+        let w = world();
+        let dir = temp_dir("corrupt");
+        fs::create_dir_all(dir.join("t0")).unwrap();
+        fs::write(dir.join("t0").join("state"), "HALF-DONE").unwrap();
+        let mut b = Batch::new(&w, names(1), BatchOptions::new(1).state_dir(&dir)).unwrap();
+        let e = b.run(|_, _| ()).unwrap_err();
+        assert!(e.to_string().contains("HALF-DONE"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn states_round_trip_through_words() {
+        for s in [
+            TaskState::Open,
+            TaskState::Running,
+            TaskState::Done,
+            TaskState::Failed,
+        ] {
+            assert_eq!(TaskState::parse(&format!("{}\n", s.as_str())), Some(s));
+            assert_eq!(TaskState::from_byte(s.to_byte()), Some(s));
+        }
+        assert_eq!(TaskState::parse("done"), None);
+    }
+}

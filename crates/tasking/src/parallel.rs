@@ -10,13 +10,17 @@ use crate::chunk::{ChunkCounter, ChunkPlan};
 use crate::error::{panic_message, ParallelError, TaskFailure, TaskOutcome};
 use crate::progress::{Progress, ProgressConfig};
 use crate::scheduler;
-use crate::worker::{current_worker, run_chunk, worker_loop, Body, Event, WorkerMark};
+use crate::worker::{current_worker, run_chunk, worker_loop, Body, Event, Shared, WorkerMark};
 use prism_comm::Communicator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a coordinating thread with nothing else to do refreshes a progress display.
+pub(crate) const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
 /// Which implementation a [`Parallel`] is (SKIRT's subclasses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -305,7 +309,8 @@ pub(crate) struct Coordinator<'a, R> {
     on_result: &'a mut dyn FnMut(R),
     handler_failed: bool,
     progress: Option<Progress>,
-    done: u64,
+    local_done: u64,
+    remote_done: u64,
     pub(crate) failure: Option<TaskFailure>,
 }
 
@@ -322,7 +327,8 @@ impl<'a, R> Coordinator<'a, R> {
             on_result,
             handler_failed: false,
             progress,
-            done: 0,
+            local_done: 0,
+            remote_done: 0,
             failure: None,
         }
     }
@@ -337,10 +343,9 @@ impl<'a, R> Coordinator<'a, R> {
         }
     }
 
-    /// Counts `count` finished tasks and hands their results to the caller's handler. Returns
-    /// true if the handler panicked (a new failure).
+    /// Hands the results of a finished chunk to the caller's handler. Returns true if the
+    /// handler panicked (a new failure).
     pub(crate) fn chunk_done(&mut self, first: usize, count: usize, results: Vec<R>) -> bool {
-        self.add_progress(count as u64);
         if self.handler_failed || results.is_empty() {
             return false;
         }
@@ -372,10 +377,26 @@ impl<'a, R> Coordinator<'a, R> {
         self.chunk_done(0, 0, results)
     }
 
-    pub(crate) fn add_progress(&mut self, units: u64) {
-        self.done += units;
+    /// Whether a progress display is running (worth waking up for).
+    pub(crate) fn shows_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
+    /// Counts tasks finished on other processes.
+    pub(crate) fn add_remote_progress(&mut self, units: u64) {
+        self.remote_done += units;
+        self.show_progress();
+    }
+
+    /// Sets the number of tasks finished by this process's workers.
+    pub(crate) fn set_local_progress(&mut self, units: u64) {
+        self.local_done = units;
+        self.show_progress();
+    }
+
+    fn show_progress(&mut self) {
         if let Some(p) = self.progress.as_mut() {
-            p.set(self.done);
+            p.set(self.local_done + self.remote_done);
         }
     }
 
@@ -397,6 +418,7 @@ fn run_serial<R>(rank: usize, plan: ChunkPlan, body: &Body<'_, R>, coord: &mut C
     for (first, count) in plan.chunks() {
         match run_chunk(body, rank, 0, first, count, &mut results) {
             Ok(()) => {
+                coord.set_local_progress((first + count) as u64);
                 if coord.chunk_done(first, count, std::mem::take(&mut results)) {
                     return;
                 }
@@ -420,33 +442,58 @@ fn run_threads<R: Send>(
     let threads = pool.current_num_threads();
     let counter = ChunkCounter::new(plan);
     let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
     // Bounded: workers wait rather than pile up results faster than the handler takes them.
     let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
     let next = || counter.next_chunk();
+    let shared = Shared {
+        stop: &stop,
+        done: &done,
+        events: &tx,
+        report_every_chunk: false,
+    };
     pool.in_place_scope(|scope| {
-        let (next, stop, tx) = (&next, &stop, &tx);
+        let (next, shared) = (&next, &shared);
         scope.spawn_broadcast(move |_, ctx| {
-            worker_loop(rank, ctx.index(), next, stop, body, tx);
+            worker_loop(rank, ctx.index(), next, body, shared);
         });
         let mut exited = 0;
         while exited < threads {
-            let Ok(event) = rx.recv() else { break };
+            // With a display, wake up now and then to show progress; otherwise sleep until
+            // a worker has results, a failure or has left.
+            let event = if coord.shows_progress() {
+                match rx.recv_timeout(PROGRESS_TICK) {
+                    Ok(e) => Some(e),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(e) => Some(e),
+                    Err(_) => break,
+                }
+            };
+            coord.set_local_progress(done.load(Ordering::Relaxed));
             match event {
-                Event::Done {
+                None => {}
+                Some(Event::Done {
                     first,
                     count,
                     results,
-                } => {
-                    if coord.chunk_done(first, count, results) {
+                }) => {
+                    let handler_failed = coord.chunk_done(first, count, results);
+                    if handler_failed {
                         stop.store(true, Ordering::Release);
+                        counter.exhaust();
                     }
                 }
-                Event::Failed(failure) => {
+                Some(Event::Failed(failure)) => {
                     coord.fail(failure);
                     counter.exhaust();
                 }
-                Event::Exited => exited += 1,
+                Some(Event::Exited) => exited += 1,
             }
         }
     });
+    coord.set_local_progress(done.load(Ordering::Relaxed));
 }

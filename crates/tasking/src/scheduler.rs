@@ -30,12 +30,12 @@
 use crate::chunk::{ChunkCounter, ChunkPlan};
 use crate::error::TaskFailure;
 use crate::parallel::Coordinator;
-use crate::worker::{worker_loop, Body, Event};
+use crate::worker::{worker_loop, Body, Event, Shared};
 use prism_comm::{Communicator, Source};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Tag of messages to the root (requests, results, progress, failures, finished).
@@ -173,13 +173,20 @@ fn root<R>(
     let size = comm.size();
     let counter = ChunkCounter::new(plan);
     let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
     let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
     let next = || counter.next_chunk();
+    let shared = Shared {
+        stop: &stop,
+        done: &done,
+        events: &tx,
+        report_every_chunk: false,
+    };
     pool.in_place_scope(|scope| {
-        let (next_ref, stop_ref, tx_ref) = (&next, &stop, &tx);
+        let (next_ref, shared_ref) = (&next, &shared);
         let rank = comm.rank();
         scope.spawn_broadcast(move |_, ctx| {
-            worker_loop(rank, ctx.index(), next_ref, stop_ref, body, tx_ref);
+            worker_loop(rank, ctx.index(), next_ref, body, shared_ref);
         });
 
         let mut exited = 0;
@@ -235,7 +242,7 @@ fn root<R>(
                         ),
                     );
                 }
-                coord.add_progress(up.done);
+                coord.add_remote_progress(up.done);
                 if coord.results(up.results) {
                     stop.store(true, Ordering::Release);
                     counter.exhaust();
@@ -284,6 +291,7 @@ fn root<R>(
                 }
             }
 
+            coord.set_local_progress(done.load(Ordering::Relaxed));
             if active {
                 backoff.reset();
             } else if exited < threads || remaining > 0 {
@@ -291,6 +299,7 @@ fn root<R>(
             }
         }
     });
+    coord.set_local_progress(done.load(Ordering::Relaxed));
 
     let end = Down::End {
         seq,
@@ -317,6 +326,14 @@ fn non_root<R>(
     let (tx, rx) = crossbeam_channel::bounded::<Event<R>>(4 * threads + 4);
     let (chunk_tx, chunk_rx) = crossbeam_channel::unbounded::<(usize, usize)>();
     let next = || chunk_rx.recv().ok();
+    let done = AtomicU64::new(0);
+    let shared = Shared {
+        stop: &stop,
+        done: &done,
+        events: &tx,
+        // Each completion frees a slot to request a chunk into, at once.
+        report_every_chunk: true,
+    };
     let rank = comm.rank();
     let send_up = |up: &Up<R>| {
         if let Err(e) = comm.send(0, TAG_UP, up) {
@@ -325,9 +342,9 @@ fn non_root<R>(
     };
 
     let end_failure = pool.in_place_scope(|scope| {
-        let (next_ref, stop_ref, tx_ref) = (&next, &stop, &tx);
+        let (next_ref, shared_ref) = (&next, &shared);
         scope.spawn_broadcast(move |_, ctx| {
-            worker_loop(rank, ctx.index(), next_ref, stop_ref, body, tx_ref);
+            worker_loop(rank, ctx.index(), next_ref, body, shared_ref);
         });
 
         let mut chunk_tx = Some(chunk_tx);

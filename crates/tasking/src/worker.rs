@@ -6,7 +6,7 @@ use crate::error::{panic_message, TaskFailure};
 use crossbeam_channel::Sender;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The type-erased chunk body: `(first, count, results)`; an `Err` carries the message.
 pub(crate) type Body<'a, R> = dyn Fn(usize, usize, &mut Vec<R>) -> Result<(), String> + Sync + 'a;
@@ -80,6 +80,20 @@ pub(crate) fn run_chunk<R>(
     })
 }
 
+/// What the workers of one call share.
+pub(crate) struct Shared<'a, R> {
+    /// Set by the first failure (or by the coordinator): stop at the next chunk.
+    pub(crate) stop: &'a AtomicBool,
+    /// Tasks finished by this process's workers (progress, read by the coordinator).
+    pub(crate) done: &'a AtomicU64,
+    /// Channel to the coordinating thread.
+    pub(crate) events: &'a Sender<Event<R>>,
+    /// Send a `Done` event for every chunk, even without results (the coordinator needs each
+    /// completion, e.g. to keep chunks prefetched); otherwise only chunks with results are
+    /// reported, sparing the coordinator a wake-up per chunk.
+    pub(crate) report_every_chunk: bool,
+}
+
 /// The loop of worker `thread`: chunks come from `next` until it returns `None` or `stop` is
 /// set. A failure sets `stop` at once (so this process's other workers stop at their next
 /// chunk without waiting for the coordinator) and is reported.
@@ -87,10 +101,10 @@ pub(crate) fn worker_loop<R>(
     rank: usize,
     thread: usize,
     next: &dyn Fn() -> Option<(usize, usize)>,
-    stop: &AtomicBool,
     body: &Body<'_, R>,
-    events: &Sender<Event<R>>,
+    shared: &Shared<'_, R>,
 ) {
+    let (stop, done, events) = (shared.stop, shared.done, shared.events);
     let _mark = WorkerMark::set(thread);
     while !stop.load(Ordering::Acquire) {
         let Some((first, count)) = next() else { break };
@@ -100,13 +114,16 @@ pub(crate) fn worker_loop<R>(
         let mut results = Vec::new();
         match run_chunk(body, rank, thread, first, count, &mut results) {
             Ok(()) => {
-                // The coordinator outlives every worker, so the channel is open; if it were
-                // not there would be nobody left to tell.
-                let _ = events.send(Event::Done {
-                    first,
-                    count,
-                    results,
-                });
+                done.fetch_add(count as u64, Ordering::Relaxed);
+                if shared.report_every_chunk || !results.is_empty() {
+                    // The coordinator outlives every worker, so the channel is open; if it
+                    // were not there would be nobody left to tell.
+                    let _ = events.send(Event::Done {
+                        first,
+                        count,
+                        results,
+                    });
+                }
             }
             Err(failure) => {
                 stop.store(true, Ordering::Release);
