@@ -203,6 +203,50 @@ mod tests {
         assert!(*sizes.last().unwrap() <= plan.base_size() / 8 + 1);
     }
 
+    /// Parallel efficiency of the plan when each chunk goes to the worker that frees up
+    /// first (what the dynamic counter does), for task costs `cost(i)`.
+    fn simulated_efficiency(plan: ChunkPlan, cost: impl Fn(usize) -> f64) -> f64 {
+        let mut busy_until = vec![0.0f64; plan.workers()];
+        for (first, count) in plan.chunks() {
+            let w = (0..busy_until.len())
+                .min_by(|&a, &b| busy_until[a].total_cmp(&busy_until[b]))
+                .unwrap();
+            busy_until[w] += (first..first + count).map(&cost).sum::<f64>();
+        }
+        let total: f64 = (0..plan.len()).map(&cost).sum();
+        let makespan = busy_until.iter().copied().fold(0.0, f64::max);
+        total / (plan.workers() as f64 * makespan)
+    }
+
+    #[test]
+    fn guided_sizes_balance_skewed_costs() {
+        // Cost growing as index squared: the dearest tasks come last, where chunks are small.
+        for n in [256, 1000, 10_000] {
+            for w in [2, 3, 4] {
+                let plan = ChunkPlan::auto(n, w);
+                let skewed = simulated_efficiency(plan, |i| ((i + 1) * (i + 1)) as f64);
+                let flat = simulated_efficiency(plan, |_| 1.0);
+                assert!(
+                    skewed >= 0.97,
+                    "n {n} w {w}: efficiency {skewed} with cost i^2"
+                );
+                assert!(
+                    flat >= 0.99,
+                    "n {n} w {w}: efficiency {flat} with equal costs"
+                );
+            }
+        }
+        // Equal chunks of the same count do worse on the skewed costs: guided is the point.
+        let even = ChunkPlan::fixed(1000, 2, 1000 / 16);
+        let skewed_even = simulated_efficiency(even, |i| ((i + 1) * (i + 1)) as f64);
+        let skewed_guided =
+            simulated_efficiency(ChunkPlan::auto(1000, 2), |i| ((i + 1) * (i + 1)) as f64);
+        assert!(
+            skewed_guided > skewed_even,
+            "{skewed_guided} vs {skewed_even}"
+        );
+    }
+
     #[test]
     fn fixed_sizes_are_equal() {
         let plan = ChunkPlan::fixed(10, 3, 4);
