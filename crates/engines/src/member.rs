@@ -118,6 +118,7 @@ where
         outbox: &outbox,
         stop: &stop,
         rank,
+        threads,
     };
     let mut me = Member {
         comm,
@@ -292,11 +293,12 @@ where
             if active {
                 backoff.reset();
             } else {
-                let wait = backoff.next();
-                if wait.is_zero() {
-                    std::thread::yield_now();
+                let wait = backoff.next().min(opts.batch_delay);
+                if !stopping && !full(batch_count, batch.len()) {
+                    // Room for results: wake as soon as one comes.
+                    outbox.wait_for_items(wait);
                 } else {
-                    std::thread::sleep(wait.min(opts.batch_delay));
+                    std::thread::sleep(wait);
                 }
             }
         }

@@ -17,6 +17,9 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+/// Largest group of results a render thread hands over at once.
+const MAX_GROUP: usize = 16;
+
 /// A message from a render thread to its process's main thread.
 #[derive(Debug)]
 pub(crate) enum Msg<P> {
@@ -41,6 +44,9 @@ struct State<P> {
     /// Set when the main thread stops listening: pushes fail instead of waiting.
     closed: bool,
     peak_items: usize,
+    /// Waiters, so that a push or pop only wakes (a system call) when someone sleeps.
+    consumer_waiting: bool,
+    producers_waiting: usize,
 }
 
 /// A bounded multi-producer, single-consumer queue with blocking push and timed pop.
@@ -62,6 +68,8 @@ impl<P> Outbox<P> {
                 lent_bytes: 0,
                 closed: false,
                 peak_items: 0,
+                consumer_waiting: false,
+                producers_waiting: 0,
             }),
             not_full: Condvar::new(),
             not_empty: Condvar::new(),
@@ -83,16 +91,8 @@ impl<P> Outbox<P> {
     /// so a thread can always report how it ended.
     pub(crate) fn push(&self, msg: Msg<P>, bytes: usize, force: bool) -> Result<(), Msg<P>> {
         let mut s = self.lock();
-        while !force
-            && !s.closed
-            && s.items.len() + s.lent > 0
-            && (s.items.len() + s.lent >= self.max_items
-                || s.bytes + s.lent_bytes + bytes > self.max_bytes)
-        {
-            s = self
-                .not_full
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+        if !force {
+            s = self.wait_for_room(s, 1, bytes);
         }
         if s.closed {
             return Err(msg);
@@ -102,9 +102,67 @@ impl<P> Outbox<P> {
         if !force {
             s.peak_items = s.peak_items.max(s.items.len() + s.lent);
         }
-        drop(s);
-        self.not_empty.notify_one();
+        self.wake_consumer(s);
         Ok(())
+    }
+
+    /// Appends a group of results (drained from `group`) at once, waiting until all fit (or
+    /// the queue is empty). Returns false if the main thread has closed the queue.
+    ///
+    /// Render threads group the results of short tasks: one lock and at most one wake-up per
+    /// group instead of per result.
+    pub(crate) fn push_group(&self, group: &mut Vec<(Msg<P>, usize)>) -> bool {
+        if group.is_empty() {
+            return true;
+        }
+        let bytes: usize = group.iter().map(|(_, b)| b).sum();
+        let s = self.lock();
+        let mut s = self.wait_for_room(s, group.len(), bytes);
+        if s.closed {
+            group.clear();
+            return false;
+        }
+        s.items.extend(group.drain(..));
+        s.bytes += bytes;
+        s.peak_items = s.peak_items.max(s.items.len() + s.lent);
+        self.wake_consumer(s);
+        true
+    }
+
+    /// Waits until `items` messages of `bytes` bytes fit, the queue is empty or closed.
+    fn wait_for_room<'a>(
+        &'a self,
+        mut s: MutexGuard<'a, State<P>>,
+        items: usize,
+        bytes: usize,
+    ) -> MutexGuard<'a, State<P>> {
+        while !s.closed
+            && s.items.len() + s.lent > 0
+            && (s.items.len() + s.lent + items > self.max_items
+                || s.bytes + s.lent_bytes + bytes > self.max_bytes)
+        {
+            s.producers_waiting += 1;
+            s = self
+                .not_full
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
+            s.producers_waiting -= 1;
+        }
+        s
+    }
+
+    fn wake_consumer(&self, s: MutexGuard<'_, State<P>>) {
+        let wake = s.consumer_waiting;
+        drop(s);
+        if wake {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// How many results a render thread may group, for `threads` threads sharing the queue:
+    /// small enough that every thread's group fits twice.
+    pub(crate) fn group_size(&self, threads: usize) -> usize {
+        (self.max_items / (2 * threads.max(1))).clamp(1, MAX_GROUP)
     }
 
     /// Takes up to `max` messages, waiting up to `timeout` for the first one. The messages of
@@ -114,15 +172,17 @@ impl<P> Outbox<P> {
         let returned = s.lent > 0;
         s.lent = 0;
         s.lent_bytes = 0;
-        if returned {
+        if returned && s.producers_waiting > 0 {
             self.not_full.notify_all();
         }
         if s.items.is_empty() && !timeout.is_zero() {
+            s.consumer_waiting = true;
             s = self
                 .not_empty
                 .wait_timeout(s, timeout)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            s.consumer_waiting = false;
         }
         let take = s.items.len().min(max);
         let mut out = Vec::with_capacity(take);
@@ -135,6 +195,20 @@ impl<P> Outbox<P> {
             }
         }
         out
+    }
+
+    /// Waits up to `timeout` for a message, without taking it.
+    pub(crate) fn wait_for_items(&self, timeout: Duration) {
+        let mut s = self.lock();
+        if s.items.is_empty() {
+            s.consumer_waiting = true;
+            s = self
+                .not_empty
+                .wait_timeout(s, timeout)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            s.consumer_waiting = false;
+        }
     }
 
     /// Stops accepting messages and wakes every waiting render thread; queued messages are

@@ -125,37 +125,30 @@ pub(crate) fn check_lists(lists: &[(u64, u64)]) -> Result<(), EngineError> {
     }
 }
 
-/// Sleeps between polls of the network: a few yields, then microseconds doubling up to a
-/// millisecond, so a process waiting on others never spins a core its threads need.
+/// Waits between polls of the network: microseconds doubling up to a millisecond, so a
+/// process waiting on others never spins a core its threads need. (No yields first: on a
+/// machine with every core busy a yield is a sleep of unknown length, and the waits are
+/// mostly taken on the outbox's condition variable, which ends early when a result comes.)
 pub(crate) struct Backoff {
-    polls: u32,
-    sleep: Duration,
+    next: Duration,
 }
 
 impl Backoff {
-    const YIELDS: u32 = 8;
-    const FIRST: Duration = Duration::from_micros(2);
+    const FIRST: Duration = Duration::from_micros(5);
     const LAST: Duration = Duration::from_millis(1);
 
     pub(crate) fn new() -> Self {
-        Backoff {
-            polls: 0,
-            sleep: Self::FIRST,
-        }
+        Backoff { next: Self::FIRST }
     }
 
     pub(crate) fn reset(&mut self) {
         *self = Backoff::new();
     }
 
-    /// How long to wait now (zero: just yield).
+    /// How long to wait now.
     pub(crate) fn next(&mut self) -> Duration {
-        if self.polls < Self::YIELDS {
-            self.polls += 1;
-            return Duration::ZERO;
-        }
-        let d = self.sleep;
-        self.sleep = (self.sleep * 2).min(Self::LAST);
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::LAST);
         d
     }
 }
@@ -185,18 +178,16 @@ mod tests {
     }
 
     #[test]
-    fn backoff_yields_then_grows_to_a_millisecond() {
+    fn backoff_grows_to_a_millisecond() {
         let mut b = Backoff::new();
-        for _ in 0..Backoff::YIELDS {
-            assert_eq!(b.next(), Duration::ZERO);
-        }
         assert_eq!(b.next(), Backoff::FIRST);
+        assert_eq!(b.next(), 2 * Backoff::FIRST);
         for _ in 0..20 {
             b.next();
         }
         assert_eq!(b.next(), Backoff::LAST);
         b.reset();
-        assert_eq!(b.next(), Duration::ZERO);
+        assert_eq!(b.next(), Backoff::FIRST);
     }
 
     #[test]

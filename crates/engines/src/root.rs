@@ -13,7 +13,7 @@ use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox};
 use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
-use crate::threads::{chunk_plan, APPLY_SLICE};
+use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
 use crate::worker::{Crew, Source};
 use prism_comm::{Communicator, SendRequest, Source as From};
 use prism_tasking::ChunkCounter;
@@ -244,6 +244,7 @@ where
         outbox: &outbox,
         stop: &stop,
         rank: comm.rank(),
+        threads,
     };
     let mut root = Root {
         comm,
@@ -288,7 +289,9 @@ where
                 active = true;
                 root.local(m);
             }
-            active |= root.serve::<R, E>(&counter);
+            if root.remaining > 0 {
+                active |= root.serve::<R, E>(&counter);
+            }
 
             if root.failure.is_some() && !root.abort_sent {
                 root.abort_sent = true;
@@ -311,10 +314,13 @@ where
             if active {
                 backoff.reset();
             } else {
-                let wait = backoff.next();
-                if wait.is_zero() {
-                    std::thread::yield_now();
-                } else if root.failure.is_none() && root.local_finished < threads {
+                // Nobody else to listen to: wait for this process's threads only.
+                let wait = if root.remaining == 0 {
+                    IDLE_WAIT
+                } else {
+                    backoff.next()
+                };
+                if root.failure.is_none() && root.local_finished < threads {
                     carry = outbox.pop_batch(APPLY_SLICE, wait);
                 } else {
                     std::thread::sleep(wait);

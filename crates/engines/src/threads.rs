@@ -111,6 +111,7 @@ impl Engine for MultiThreadEngine {
             outbox: &outbox,
             stop: &stop,
             rank: 0,
+            threads,
         };
         let mut applier = Applier::new(update, 0);
         let mut failure: Option<EngineError> = None;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// How often a render thread waiting for chunks from its main thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(5);
+/// Longest a finished result waits in its render thread for the rest of its group.
+pub(crate) const GROUP_DELAY: Duration = Duration::from_millis(1);
 
 /// Where a render thread gets its tasks.
 pub(crate) enum Source<'a> {
@@ -94,11 +96,17 @@ pub(crate) struct Crew<'a, T, F, C, P> {
     /// Set by anyone who wants the run to stop: render threads stop before their next task.
     pub stop: &'a AtomicBool,
     pub rank: usize,
+    /// Render threads sharing the outbox.
+    pub threads: usize,
 }
 
 impl<T, F, C, P> Crew<'_, T, F, C, P> {
     /// The body of render thread `thread`: runs until the source is exhausted, the stop flag is
     /// set or a task fails. Always ends with a `Finished` message.
+    ///
+    /// Results of short tasks are handed over in groups (see [`Outbox::group_size`]); a group
+    /// goes out when full, when its first result is [`GROUP_DELAY`] old, and at the end of each
+    /// chunk, so a result never waits long in the thread's hands.
     pub(crate) fn run<R, E>(&self, thread: usize, mut source: Source<'_>)
     where
         F: Fn(&T) -> Result<R, E> + Sync,
@@ -108,6 +116,9 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
         let mut rendered = 0usize;
         let mut render_time = Duration::ZERO;
         let mut cursor = 0;
+        let group_size = self.outbox.group_size(self.threads);
+        let mut group: Vec<(Msg<P>, usize)> = Vec::with_capacity(group_size);
+        let mut group_since = Instant::now();
         'chunks: while let Some(chunk) = source.next(self.tasks.len(), self.stop, &mut cursor) {
             for i in chunk {
                 if self.stop.load(Ordering::Relaxed) {
@@ -115,15 +126,18 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                 }
                 let t0 = Instant::now();
                 let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
-                render_time += t0.elapsed();
+                let t1 = Instant::now();
+                render_time += t1 - t0;
                 let failure = match outcome {
                     Ok(Ok(r)) => match (self.convert)(i, r) {
                         Ok((payload, bytes)) => {
                             rendered += 1;
-                            if self
-                                .outbox
-                                .push(Msg::Result(i, payload), bytes, false)
-                                .is_err()
+                            if group.is_empty() {
+                                group_since = t0;
+                            }
+                            group.push((Msg::Result(i, payload), bytes));
+                            if (group.len() >= group_size || t1 - group_since >= GROUP_DELAY)
+                                && !self.outbox.push_group(&mut group)
                             {
                                 break 'chunks; // the run ended early
                             }
@@ -147,9 +161,16 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                     },
                 };
                 self.stop.store(true, Ordering::Relaxed);
+                group.clear();
                 let _ = self.outbox.push(Msg::Failed(failure), 0, true);
                 break 'chunks;
             }
+            if !self.outbox.push_group(&mut group) {
+                break;
+            }
+        }
+        if !self.stop.load(Ordering::Relaxed) {
+            self.outbox.push_group(&mut group);
         }
         let _ = self.outbox.push(
             Msg::Finished {

@@ -301,55 +301,56 @@ fn invalid_options_are_refused() {
 }
 
 /// With a slow `update` and a small outbox, render threads wait: results rendered but not yet
-/// applied never exceed the outbox plus one in each thread's hands.
+/// applied never exceed the outbox plus what each thread holds (one result, or a group of
+/// results of short tasks: at most outbox / (2 threads), up to 16).
 #[test]
 fn back_pressure_bounds_results_in_flight() {
-    const THREADS: usize = 3;
-    const OUTBOX: usize = 4;
-    let options = Options {
-        outbox_results: OUTBOX,
-        ..Options::default()
-    };
-    let engines: Vec<AnyEngine> = vec![
-        MultiThreadEngine::new(THREADS)
-            .with_options(options.clone())
-            .into(),
-        HybridEngine::new(&world(), THREADS)
-            .unwrap()
-            .with_options(options)
-            .into(),
-    ];
-    for engine in engines {
-        let rendered = AtomicUsize::new(0);
-        let mut applied = 0;
-        let mut worst = 0;
-        let stats = engine
-            .run(
-                tiles(120),
-                |t: &Tile| {
-                    rendered.fetch_add(1, Ordering::SeqCst);
-                    shade(t)
-                },
-                |_| {
-                    std::thread::sleep(Duration::from_micros(300));
-                    applied += 1;
-                    worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
-                    Ok::<(), String>(())
-                },
-            )
-            .unwrap();
-        // Rendered-but-unapplied: at most OUTBOX queued, THREADS in the threads' hands.
-        assert!(
-            worst <= OUTBOX + THREADS,
-            "{}: {worst} results in flight",
-            engine.name()
-        );
-        assert!(
-            worst >= OUTBOX,
-            "{}: the bound was never reached ({worst})",
-            engine.name()
-        );
-        assert!(stats.local.peak_outbox_results <= OUTBOX);
+    for (threads, outbox) in [(3usize, 4usize), (2, 32)] {
+        let group = (outbox / (2 * threads)).clamp(1, 16);
+        let options = Options {
+            outbox_results: outbox,
+            ..Options::default()
+        };
+        let engines: Vec<AnyEngine> = vec![
+            MultiThreadEngine::new(threads)
+                .with_options(options.clone())
+                .into(),
+            HybridEngine::new(&world(), threads)
+                .unwrap()
+                .with_options(options)
+                .into(),
+        ];
+        for engine in engines {
+            let rendered = AtomicUsize::new(0);
+            let mut applied = 0;
+            let mut worst = 0;
+            let stats = engine
+                .run(
+                    tiles(150),
+                    |t: &Tile| {
+                        rendered.fetch_add(1, Ordering::SeqCst);
+                        shade(t)
+                    },
+                    |_| {
+                        std::thread::sleep(Duration::from_micros(200));
+                        applied += 1;
+                        worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
+                        Ok::<(), String>(())
+                    },
+                )
+                .unwrap();
+            let name = engine.name();
+            let bound = outbox + threads * group;
+            assert!(
+                worst <= bound,
+                "{name} {threads}/{outbox}: {worst} in flight > {bound}"
+            );
+            assert!(
+                worst >= outbox,
+                "{name} {threads}/{outbox}: bound never reached ({worst})"
+            );
+            assert!(stats.local.peak_outbox_results <= outbox);
+        }
     }
 }
 
