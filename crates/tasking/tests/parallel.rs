@@ -294,3 +294,27 @@ fn the_factory_table_in_one_process() {
     );
     assert_eq!(f.parallel(TaskMode::Duplicated).workers(), 2);
 }
+
+#[test]
+fn worker_threads_really_run_at_the_same_time() {
+    // Each of the first `threads` chunks waits until all of them have started: possible only
+    // if that many workers run concurrently (a serialised pool would time out).
+    for threads in 2..=3 {
+        let f = factory(threads);
+        let started = AtomicUsize::new(0);
+        let result =
+            f.distributed()
+                .call_with(&CallOptions::new().chunk_size(1), threads, |_, _| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let t0 = std::time::Instant::now();
+                    while started.load(Ordering::SeqCst) < threads {
+                        if t0.elapsed() > Duration::from_secs(10) {
+                            return Err("the other workers never started");
+                        }
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    Ok(())
+                });
+        assert!(result.is_ok(), "{threads} threads: {result:?}");
+    }
+}
