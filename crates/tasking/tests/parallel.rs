@@ -130,9 +130,10 @@ fn other_workers_stop_at_their_next_chunk_after_a_failure() {
         })
         .unwrap_err();
     assert_eq!(err.task_failure().unwrap().first, 0);
-    // Without stopping all 2000 would run (about 1 s); the others stop within a chunk each.
+    // Without stopping all 2000 would run (about 1 s); the others stop within a chunk each
+    // (the bound is loose for loaded machines, where the failing thread may be descheduled).
     assert!(
-        ran.load(Ordering::Relaxed) < 50,
+        ran.load(Ordering::Relaxed) < 500,
         "{} chunks ran",
         ran.load(Ordering::Relaxed)
     );
