@@ -242,6 +242,28 @@ impl Parallel {
     /// results of one chunk in the order they were pushed; chunks arrive in completion order.
     /// A panic in `on_result` is reported like a task failure (thread index = number of
     /// worker threads, i.e. the coordinating thread).
+    ///
+    /// ```
+    /// use prism_tasking::{CallOptions, ParallelFactory};
+    /// let universe = prism_comm::init()?;
+    /// let factory = ParallelFactory::new(&universe.world(), 2)?;
+    /// // "Render" 64 tiles on all workers; assemble them on the root.
+    /// let mut image = vec![0u32; 64];
+    /// factory.distributed().call_collect(
+    ///     &CallOptions::new(),
+    ///     64,
+    ///     |first, count, out: &mut Vec<(usize, u32)>| {
+    ///         for tile in first..first + count {
+    ///             out.push((tile, (tile * tile) as u32));
+    ///         }
+    ///     },
+    ///     |(tile, value)| image[tile] = value,
+    /// )?;
+    /// if factory.is_root() {
+    ///     assert_eq!(image[7], 49);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn call_collect<R, F, O, C>(
         &self,
         options: &CallOptions,
