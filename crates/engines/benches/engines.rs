@@ -2,7 +2,7 @@
 //! `crates/engines/PERFORMANCE.md`.
 //!
 //! - `uneven`: 256 tasks with heavy-tailed costs (`1/u^2` for a hashed uniform `u`, capped at
-//!   200 units, mean about 27; about 2 µs per unit): Serial, MultiThread(2) dynamic and
+//!   200 units, mean 24; about 2 µs per unit): Serial, MultiThread(2) dynamic and
 //!   static, and Hybrid(2) in the one-process world (the root's whole machinery, no messages).
 //! - `tiny`: 20,000 empty tasks: the per-task overhead of each engine.
 
