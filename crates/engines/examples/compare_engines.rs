@@ -34,11 +34,10 @@ fn cost(i: u64) -> u64 {
     (1.0 / (u * u)).min(200.0) as u64
 }
 
-fn run(
-    engine: &AnyEngine,
-    tasks: &[u64],
-    units: &(dyn Fn(u64) -> u64 + Sync),
-) -> (Duration, f64, u64) {
+/// Work units of task `i`.
+type Cost = dyn Fn(u64) -> u64 + Sync;
+
+fn run(engine: &AnyEngine, tasks: &[u64], units: &Cost) -> (Duration, f64, u64) {
     let mut acc = 0u64;
     let t0 = Instant::now();
     let stats = engine
@@ -101,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let uneven: Vec<u64> = (0..256).collect();
     let tiny: Vec<u64> = (0..20_000).collect();
-    let workloads: [(&str, &[u64], &(dyn Fn(u64) -> u64 + Sync)); 2] = [
+    let workloads: [(&str, &[u64], &Cost); 2] = [
         ("uneven (256 heavy-tailed tasks)", &uneven, &cost),
         ("tiny (20,000 empty tasks)", &tiny, &|_| 0),
     ];
