@@ -179,6 +179,15 @@ fn main() {
                         "{name}: no messages counted"
                     );
                 }
+                if name.ends_with("StaticRoundRobin") {
+                    // Batched: a few messages per process, not one per result.
+                    let m = stats.messages_sent();
+                    check!(
+                        &world,
+                        m < n as u64 / 4,
+                        "{name}: {m} messages for {n} results"
+                    );
+                }
                 if round == 0 {
                     let per: Vec<usize> = stats.all.iter().map(|p| p.rendered).collect();
                     println!(
