@@ -119,7 +119,8 @@ fn main() {
     // The panics below are expected: keep their messages out of the log.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !info.to_string().contains("NaN in tile") {
+        let text = info.to_string();
+        if !text.contains("NaN in tile") && !text.contains("grumpy result") {
             default_hook(info);
         }
     }));
@@ -359,6 +360,36 @@ fn main() {
             &world,
             matches!(&r, Err(EngineError::TaskListMismatch { rank: 1, .. })),
             "mismatched lists gave {r:?}"
+        );
+    }
+
+    // 6b. A result whose encoding panics on a non-root process fails the run everywhere.
+    if size > 1 {
+        struct Grumpy(u32);
+        impl Serialize for Grumpy {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                assert!(self.0 != 1, "grumpy result {}", self.0);
+                s.serialize_u32(self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for Grumpy {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                u32::deserialize(d).map(Grumpy)
+            }
+        }
+        let engine = MpiEngine::new(&world)
+            .unwrap_or_else(|e| fail(&world, e.to_string()))
+            .with_schedule(Schedule::StaticRoundRobin);
+        let r = engine.run(
+            (0..20u32).collect(),
+            |&i| Ok::<_, String>(Grumpy(i)),
+            |_| Ok(()),
+        );
+        check!(
+            &world,
+            matches!(&r, Err(EngineError::Codec { rank: 1, task: Some(1), message, .. }) if message.contains("grumpy result 1")),
+            "panicking encoding gave {:?}",
+            r.map(|s| s.tasks)
         );
     }
 

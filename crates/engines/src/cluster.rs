@@ -7,7 +7,7 @@
 //! `root` and `member` for the two sides.
 
 use crate::engine::Engine;
-use crate::error::{EngineError, Result};
+use crate::error::{panic_message, EngineError, Result};
 use crate::options::{Options, Schedule};
 use crate::protocol::{check_lists, fingerprint};
 use crate::stats::{ProcessStats, RunStats};
@@ -16,6 +16,7 @@ use prism_comm::Communicator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -75,7 +76,10 @@ impl Cluster {
             .validate()
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                fingerprint(tasks)
+                // The tasks' Serialize impl is user code: a panic must not leave the other
+                // processes waiting in the all-gather below.
+                catch_unwind(AssertUnwindSafe(|| fingerprint(tasks)))
+                    .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&*p))))
                     .map(|f| (tasks.len() as u64, f))
                     .map_err(|m| format!("cannot encode its tasks: {m}"))
             });

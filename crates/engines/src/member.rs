@@ -11,7 +11,7 @@
 use crate::cluster::{fatal, Cluster};
 use crate::error::{EngineError, Result};
 use crate::options::Schedule;
-use crate::outbox::{Msg, Outbox};
+use crate::outbox::{Msg, Outbox, Release};
 use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::APPLY_SLICE;
@@ -142,6 +142,10 @@ where
             let crew = &crew;
             s.spawn(move || crew.run(thread, source));
         }
+        let _release = Release {
+            outbox: &outbox,
+            stop: &stop,
+        };
         drop(chunk_rx);
         let mut chunk_tx = dynamic.then_some(chunk_tx);
         let mut batch: Vec<u8> = Vec::new();

@@ -230,6 +230,21 @@ impl<P> Outbox<P> {
     }
 }
 
+/// Stops the render threads and releases any waiting on the outbox when dropped: held by a
+/// main thread inside its thread scope, so that even if the main thread unwinds, the scope's
+/// join cannot wait forever for a render thread blocked on a full outbox.
+pub(crate) struct Release<'a, P> {
+    pub outbox: &'a Outbox<P>,
+    pub stop: &'a std::sync::atomic::AtomicBool,
+}
+
+impl<P> Drop for Release<'_, P> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.outbox.close();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,9 @@
 
 use crate::apply::Applier;
 use crate::cluster::{fatal, Cluster};
-use crate::error::{EngineError, Result};
+use crate::error::{panic_message, EngineError, Result};
 use crate::options::Schedule;
-use crate::outbox::{Msg, Outbox};
+use crate::outbox::{Msg, Outbox, Release};
 use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
@@ -20,6 +20,7 @@ use prism_tasking::ChunkCounter;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -176,9 +177,15 @@ impl<U> Root<'_, U> {
                 return;
             }
             let t0 = Instant::now();
-            let decoded = postcard::take_from_bytes::<u64>(bytes).and_then(|(i, rest)| {
-                postcard::take_from_bytes::<R>(rest).map(|(r, rest)| (i as usize, r, rest))
-            });
+            // The result's Deserialize impl is user code: a panic is this task's failure.
+            let decoded = catch_unwind(AssertUnwindSafe(|| {
+                postcard::take_from_bytes::<u64>(bytes)
+                    .and_then(|(i, rest)| {
+                        postcard::take_from_bytes::<R>(rest).map(|(r, rest)| (i as usize, r, rest))
+                    })
+                    .map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&*payload))));
             self.stats.comm_time += t0.elapsed();
             match decoded {
                 Ok((i, r, rest)) => {
@@ -196,7 +203,7 @@ impl<U> Root<'_, U> {
                         rank: from,
                         task,
                         what: "decoded".to_string(),
-                        message: e.to_string(),
+                        message: e,
                     });
                 }
             }
@@ -276,6 +283,10 @@ where
             let crew = &crew;
             s.spawn(move || crew.run(thread, source));
         }
+        let _release = Release {
+            outbox: &outbox,
+            stop: &stop,
+        };
         let mut backoff = Backoff::new();
         let mut carry: Vec<Msg<R>> = Vec::new();
         loop {

@@ -4,7 +4,7 @@ use crate::apply::Applier;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::options::{Options, Schedule};
-use crate::outbox::{Msg, Outbox};
+use crate::outbox::{Msg, Outbox, Release};
 use crate::stats::{ProcessStats, RunStats};
 use crate::worker::{Crew, Source};
 use prism_tasking::{ChunkCounter, ChunkPlan};
@@ -131,6 +131,10 @@ impl Engine for MultiThreadEngine {
                 let crew = &crew;
                 s.spawn(move || crew.run(thread, source));
             }
+            let _release = Release {
+                outbox: &outbox,
+                stop: &stop,
+            };
             let mut finished = 0;
             while finished < threads && failure.is_none() {
                 for msg in outbox.pop_batch(APPLY_SLICE, IDLE_WAIT) {

@@ -129,7 +129,17 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                 let t1 = Instant::now();
                 render_time += t1 - t0;
                 let failure = match outcome {
-                    Ok(Ok(r)) => match (self.convert)(i, r) {
+                    // A result's Serialize impl is user code too: a panic there is a
+                    // failure of this task, not of the thread.
+                    Ok(Ok(r)) => match catch_unwind(AssertUnwindSafe(|| (self.convert)(i, r)))
+                        .unwrap_or_else(|payload| {
+                            Err(EngineError::Codec {
+                                rank: self.rank,
+                                task: Some(i),
+                                what: "encoded".to_string(),
+                                message: format!("panicked: {}", panic_message(&*payload)),
+                            })
+                        }) {
                         Ok((payload, bytes)) => {
                             rendered += 1;
                             if group.is_empty() {
