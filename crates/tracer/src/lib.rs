@@ -2,8 +2,12 @@
 //!
 //! (Being built: see docs/architecture.md.)
 
+pub mod bench;
+pub mod bvh;
+pub mod cache;
 pub mod camera;
 pub mod film;
+pub mod geometry;
 pub mod io;
 pub mod material;
 pub mod math;
@@ -13,9 +17,12 @@ pub mod rng;
 pub mod sampler;
 pub mod stats;
 pub mod tile;
+pub mod triangle;
 
+pub use cache::{ByteSource, CacheError};
 pub use camera::{Camera, CameraFrame};
 pub use film::{Film, FilmError};
+pub use geometry::{Geometry, GeometryError, Hit, Instance};
 pub use io::{load_mesh, LoadError};
 pub use material::Material;
 pub use math::{Ray, Rgb, Transform, Vec3};

@@ -1,0 +1,610 @@
+//! The scene cache: a built [`Geometry`] as one self-describing byte layout, written to a file
+//! and memory-mapped back with no rebuild and no copy.
+//!
+//! # Layout (format version 1, native byte order, checked on load)
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 0..256 | header: magic `PRISMGEO`, format version, byte-order mark, total length, xxh3 checksums of the header and of the payload, offset and length of each section, element sizes, top-level root, scene bounds |
+//! | 256.. | sections, each starting at a multiple of 64 bytes: mesh records, instances, BVH nodes, triangle blocks, vertex positions, triangle indices |
+//!
+//! Everything in a section is plain data (`bytemuck::Pod`) referring to other items by
+//! index, so a [`Geometry`] reads its arrays straight out of the bytes, whoever owns them: a
+//! `Vec<u8>`, a memory-mapped file, or a node-shared array (anything implementing
+//! [`ByteSource`]). Loading checks, in order: length, magic, byte order, version, header
+//! checksum, declared length, payload checksum, section bounds and alignment, and then the
+//! structure (every index in range, every tree a tree of bounded depth), so a truncated,
+//! corrupt or foreign file is a [`CacheError`] and never undefined behaviour or a panic in a
+//! later query. The payload checksum costs one pass over the bytes.
+
+use crate::bvh::{leaf_parts, Node4, EMPTY, LEAF, MAX_DEPTH};
+use crate::geometry::{Geometry, Instance, MeshRecord, View};
+use crate::math::Vec3;
+use crate::triangle::Tri4;
+use bytemuck::{Pod, Zeroable};
+use std::fs::File;
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Bytes that a [`Geometry`] can borrow its arrays from.
+///
+/// `bytes` must return the same slice on every call for as long as the source lives. The
+/// start should be aligned to 64 bytes for the best cache behaviour (memory maps and
+/// node-shared arrays are page-aligned); 4-byte alignment is required and checked.
+pub trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+impl ByteSource for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl ByteSource for Box<[u8]> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl ByteSource for memmap2::Mmap {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Why a cache file or byte buffer could not be used. Each variant names the source (a file
+/// path, or "in-memory geometry bytes") and what was wrong with it.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("{name}: cannot {action}: {source}")]
+    Io {
+        name: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name}: not a prism geometry cache (the first 8 bytes are not \"PRISMGEO\")")]
+    BadMagic { name: String },
+    #[error("{name}: geometry cache format version {found}, but this build reads version {expected}; rebuild the cache")]
+    WrongVersion {
+        name: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{name}: written on a machine with the other byte order; rebuild the cache here")]
+    WrongByteOrder { name: String },
+    #[error("{name}: truncated: {expected} bytes expected, {actual} present")]
+    Truncated {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{name}: {part} checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the data is corrupt")]
+    Checksum {
+        name: String,
+        part: &'static str,
+        stored: u64,
+        computed: u64,
+    },
+    #[error("{name}: the bytes start at address {address:#x}, which is not 4-byte aligned")]
+    Misaligned { name: String, address: usize },
+    #[error("{name}: corrupt: {what}")]
+    Corrupt { name: String, what: String },
+}
+
+pub(crate) const MAGIC: [u8; 8] = *b"PRISMGEO";
+pub(crate) const VERSION: u32 = 1;
+const BYTE_ORDER_MARK: u32 = 0x0102_0304;
+pub(crate) const HEADER_LEN: usize = 256;
+const SECTION_ALIGN: usize = 64;
+const SECTIONS: usize = 6;
+const SECTION_NAMES: [&str; SECTIONS] = [
+    "mesh records",
+    "instances",
+    "BVH nodes",
+    "triangle blocks",
+    "positions",
+    "triangle indices",
+];
+
+fn elem_sizes() -> [u32; SECTIONS] {
+    [
+        size_of::<MeshRecord>(),
+        size_of::<Instance>(),
+        size_of::<Node4>(),
+        size_of::<Tri4>(),
+        size_of::<Vec3>(),
+        size_of::<[u32; 3]>(),
+    ]
+    .map(|s| s as u32)
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+struct Header {
+    magic: [u8; 8],
+    version: u32,
+    byte_order: u32,
+    total_len: u64,
+    payload_hash: u64,
+    header_hash: u64,
+    /// `[byte offset, byte length]` per section.
+    sections: [[u64; 2]; SECTIONS],
+    elem_sizes: [u32; SECTIONS],
+    tlas_root: u32,
+    tlas_start: u32,
+    triangle_count: u64,
+    bounds: [f32; 6],
+    reserved: [u32; 14],
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_LEN);
+
+fn header_hash(h: &Header) -> u64 {
+    let mut h = *h;
+    h.header_hash = 0;
+    xxhash_rust::xxh3::xxh3_64(bytemuck::bytes_of(&h))
+}
+
+/// A 64-byte aligned chunk: the unit of [`AlignedBytes`].
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// An owned, 64-byte aligned byte buffer: where a freshly built geometry lives.
+pub(crate) struct AlignedBytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    fn zeroed(len: usize) -> AlignedBytes {
+        AlignedBytes {
+            lines: vec![Line([0; 64]); len.div_ceil(64)],
+            len,
+        }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
+}
+
+impl ByteSource for AlignedBytes {
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.lines)[..self.len]
+    }
+}
+
+/// The arrays and scalars of a geometry, to be laid out by [`serialize`].
+pub(crate) struct Parts<'a> {
+    pub meshes: &'a [MeshRecord],
+    pub instances: &'a [Instance],
+    pub nodes: &'a [Node4],
+    pub blocks: &'a [Tri4],
+    pub positions: &'a [Vec3],
+    pub indices: &'a [[u32; 3]],
+    pub tlas_root: u32,
+    pub tlas_start: u32,
+    pub triangle_count: u64,
+    pub bounds: (Vec3, Vec3),
+}
+
+/// Where everything is in a validated byte layout.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub ranges: [Range<usize>; SECTIONS],
+    pub tlas_root: u32,
+    pub tlas_start: u32,
+    pub triangle_count: u64,
+    pub bounds: (Vec3, Vec3),
+}
+
+/// Lays the parts out with header and checksums in a fresh aligned buffer.
+pub(crate) fn serialize(p: &Parts) -> AlignedBytes {
+    let sections: [&[u8]; SECTIONS] = [
+        bytemuck::cast_slice(p.meshes),
+        bytemuck::cast_slice(p.instances),
+        bytemuck::cast_slice(p.nodes),
+        bytemuck::cast_slice(p.blocks),
+        bytemuck::cast_slice(p.positions),
+        bytemuck::cast_slice(p.indices),
+    ];
+    let mut table = [[0u64; 2]; SECTIONS];
+    let mut end = HEADER_LEN;
+    for (entry, s) in table.iter_mut().zip(&sections) {
+        let start = end.next_multiple_of(SECTION_ALIGN);
+        *entry = [start as u64, s.len() as u64];
+        end = start + s.len();
+    }
+    let mut out = AlignedBytes::zeroed(end);
+    let buf = out.bytes_mut();
+    for (entry, s) in table.iter().zip(&sections) {
+        let start = entry[0] as usize;
+        buf[start..start + s.len()].copy_from_slice(s);
+    }
+    let (lo, hi) = p.bounds;
+    let mut h = Header {
+        magic: MAGIC,
+        version: VERSION,
+        byte_order: BYTE_ORDER_MARK,
+        total_len: end as u64,
+        payload_hash: xxhash_rust::xxh3::xxh3_64(&buf[HEADER_LEN..]),
+        header_hash: 0,
+        sections: table,
+        elem_sizes: elem_sizes(),
+        tlas_root: p.tlas_root,
+        tlas_start: p.tlas_start,
+        triangle_count: p.triangle_count,
+        bounds: [lo.x, lo.y, lo.z, hi.x, hi.y, hi.z],
+        reserved: [0; 14],
+    };
+    h.header_hash = header_hash(&h);
+    buf[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&h));
+    out
+}
+
+/// Checks the header, the checksums and the section table of `bytes`.
+pub(crate) fn parse(bytes: &[u8], name: &str) -> Result<Layout, CacheError> {
+    let name = name.to_string();
+    let address = bytes.as_ptr() as usize;
+    if !address.is_multiple_of(4) {
+        return Err(CacheError::Misaligned { name, address });
+    }
+    if bytes.len() < 8 || bytes[..8] != MAGIC {
+        // A file shorter than the magic that is a prefix of it was truncated; anything else
+        // is not a cache at all.
+        if bytes.len() < 8 && MAGIC.starts_with(bytes) && !bytes.is_empty() {
+            return Err(CacheError::Truncated {
+                name,
+                expected: HEADER_LEN as u64,
+                actual: bytes.len() as u64,
+            });
+        }
+        return Err(CacheError::BadMagic { name });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(CacheError::Truncated {
+            name,
+            expected: HEADER_LEN as u64,
+            actual: bytes.len() as u64,
+        });
+    }
+    let h: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+    if h.byte_order != BYTE_ORDER_MARK {
+        return Err(if h.byte_order == BYTE_ORDER_MARK.swap_bytes() {
+            CacheError::WrongByteOrder { name }
+        } else {
+            CacheError::Corrupt {
+                name,
+                what: format!("byte-order mark {:#010x}", h.byte_order),
+            }
+        });
+    }
+    if h.version != VERSION {
+        return Err(CacheError::WrongVersion {
+            name,
+            found: h.version,
+            expected: VERSION,
+        });
+    }
+    let computed = header_hash(&h);
+    if computed != h.header_hash {
+        return Err(CacheError::Checksum {
+            name,
+            part: "header",
+            stored: h.header_hash,
+            computed,
+        });
+    }
+    if h.total_len != bytes.len() as u64 {
+        return Err(if h.total_len > bytes.len() as u64 {
+            CacheError::Truncated {
+                name,
+                expected: h.total_len,
+                actual: bytes.len() as u64,
+            }
+        } else {
+            CacheError::Corrupt {
+                name,
+                what: format!(
+                    "{} bytes present but the header says {}",
+                    bytes.len(),
+                    h.total_len
+                ),
+            }
+        });
+    }
+    let computed = xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..]);
+    if computed != h.payload_hash {
+        return Err(CacheError::Checksum {
+            name,
+            part: "payload",
+            stored: h.payload_hash,
+            computed,
+        });
+    }
+    let corrupt = |what: String| CacheError::Corrupt {
+        name: name.clone(),
+        what,
+    };
+    if h.elem_sizes != elem_sizes() {
+        return Err(corrupt(format!(
+            "element sizes {:?}, expected {:?}",
+            h.elem_sizes,
+            elem_sizes()
+        )));
+    }
+    let mut ranges: [Range<usize>; SECTIONS] = Default::default();
+    for (i, [off, len]) in h.sections.iter().copied().enumerate() {
+        let section = SECTION_NAMES[i];
+        let end = off.checked_add(len).filter(|&e| e <= bytes.len() as u64);
+        let Some(end) = end else {
+            return Err(corrupt(format!(
+                "the {section} section ({len} bytes at {off}) runs past the end"
+            )));
+        };
+        if off < HEADER_LEN as u64 || off % SECTION_ALIGN as u64 != 0 {
+            return Err(corrupt(format!(
+                "the {section} section starts at {off}, not a multiple of {SECTION_ALIGN} after the header"
+            )));
+        }
+        if len % h.elem_sizes[i] as u64 != 0 {
+            return Err(corrupt(format!(
+                "the {section} section is {len} bytes, not a whole number of {}-byte items",
+                h.elem_sizes[i]
+            )));
+        }
+        ranges[i] = off as usize..end as usize;
+    }
+    let b = h.bounds;
+    Ok(Layout {
+        ranges,
+        tlas_root: h.tlas_root,
+        tlas_start: h.tlas_start,
+        triangle_count: h.triangle_count,
+        bounds: (Vec3::new(b[0], b[1], b[2]), Vec3::new(b[3], b[4], b[5])),
+    })
+}
+
+/// Checks that every index in the arrays is in range and that every tree is a tree of
+/// bounded depth, so that queries can neither panic nor loop on a crafted file.
+pub(crate) fn validate(v: &View, layout: &Layout) -> Result<(), String> {
+    let nodes = v.nodes.len();
+    let mut seen = vec![false; nodes];
+    let mut triangles = 0u64;
+    for (m, r) in v.meshes.iter().enumerate() {
+        let range = |start: u32, count: u32, len: usize, what: &str| {
+            let end = start as u64 + count as u64;
+            if end > len as u64 {
+                Err(format!(
+                    "mesh {m}: {what} {start}..{end} out of range (there are {len})"
+                ))
+            } else {
+                Ok(start as usize..end as usize)
+            }
+        };
+        let node_range = range(r.node_start, r.node_count, nodes, "nodes")?;
+        let block_range = range(r.block_start, r.block_count, v.blocks.len(), "blocks")?;
+        let vertex_range = range(
+            r.vertex_start,
+            r.vertex_count,
+            v.positions.len(),
+            "vertices",
+        )?;
+        let index_range = range(
+            r.index_start,
+            r.triangle_count,
+            v.indices.len(),
+            "triangles",
+        )?;
+        for (t, tri) in v.indices[index_range].iter().enumerate() {
+            if tri.iter().any(|&i| i as usize >= vertex_range.len()) {
+                return Err(format!("mesh {m}: triangle {t} refers to a missing vertex"));
+            }
+        }
+        for (b, block) in v.blocks[block_range.clone()].iter().enumerate() {
+            for lane in 0..4 {
+                let p = block.prim[lane];
+                let pad = p == Tri4::PAD;
+                if !pad && p >= r.triangle_count {
+                    return Err(format!(
+                        "mesh {m}: block {b} names triangle {p} of {}",
+                        r.triangle_count
+                    ));
+                }
+                let corners_nan = (0..3).all(|k| (0..3).all(|a| block.v[k][a][lane].is_nan()));
+                if pad && !corners_nan {
+                    return Err(format!(
+                        "mesh {m}: block {b} has a padding lane with corners"
+                    ));
+                }
+            }
+        }
+        triangles += r.triangle_count as u64;
+        if r.root != EMPTY {
+            check_tree(v.nodes, r.root, &node_range, &mut seen, &mut |leaf| {
+                let (first, count) = leaf_parts(leaf);
+                if first < block_range.start || first + count > block_range.end {
+                    return Err(format!(
+                        "mesh {m}: a leaf refers to blocks outside the mesh"
+                    ));
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("mesh {m}: {e}"))?;
+        }
+    }
+    let mut world = 0u64;
+    for (i, inst) in v.instances.iter().enumerate() {
+        let Some(r) = v.meshes.get(inst.mesh as usize) else {
+            return Err(format!("instance {i} refers to missing mesh {}", inst.mesh));
+        };
+        world += r.triangle_count as u64;
+    }
+    if world != layout.triangle_count {
+        return Err(format!(
+            "the header counts {} world triangles, the instances {world} ({triangles} stored)",
+            layout.triangle_count
+        ));
+    }
+    if layout.tlas_root != EMPTY {
+        let tlas = layout.tlas_start as usize..nodes;
+        if tlas.start > nodes {
+            return Err("the top-level tree starts past the nodes".into());
+        }
+        let instances = v.instances.len();
+        check_tree(v.nodes, layout.tlas_root, &tlas, &mut seen, &mut |leaf| {
+            let (first, count) = leaf_parts(leaf);
+            if count != 1 || first >= instances {
+                return Err(format!("a top-level leaf refers to instance {first}"));
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("top-level tree: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Depth-first check of one tree: node indices inside `range`, children after parents, every
+/// node reached once, depth at most `MAX_DEPTH`, empty slots with empty boxes.
+fn check_tree(
+    nodes: &[Node4],
+    root: u32,
+    range: &Range<usize>,
+    seen: &mut [bool],
+    leaf: &mut dyn FnMut(u32) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut stack = vec![(root, 1u32)];
+    if !range.contains(&(root as usize)) || root & LEAF != 0 {
+        return Err(format!("root {root} is not a node of the tree"));
+    }
+    while let Some((n, depth)) = stack.pop() {
+        let i = n as usize;
+        if seen[i] {
+            return Err(format!("node {i} is reached twice"));
+        }
+        seen[i] = true;
+        if depth > MAX_DEPTH {
+            return Err(format!("deeper than {MAX_DEPTH} levels"));
+        }
+        let node = &nodes[i];
+        for slot in 0..4 {
+            let c = node.child[slot];
+            if c == EMPTY {
+                let (lo, hi) = node.child_bounds(slot);
+                let empty = (0..3).all(|a| lo[a] == f32::INFINITY && hi[a] == f32::NEG_INFINITY);
+                if !empty {
+                    return Err(format!("node {i}: an empty slot with a non-empty box"));
+                }
+            } else if c & LEAF != 0 {
+                leaf(c)?;
+            } else if c as usize <= i || !range.contains(&(c as usize)) {
+                return Err(format!(
+                    "node {i}: child {c} is out of order or out of range"
+                ));
+            } else {
+                stack.push((c, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that a reader never sees a half-written cache.
+pub(crate) fn write_file(bytes: &[u8], path: &Path) -> Result<(), CacheError> {
+    let name = path.display().to_string();
+    let io = |action: &'static str| {
+        let name = name.clone();
+        move |source| CacheError::Io {
+            name,
+            action,
+            source,
+        }
+    };
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io("create a temporary file"))?;
+        f.write_all(bytes).map_err(io("write"))?;
+        f.sync_all().map_err(io("flush to disk"))?;
+        std::fs::rename(&tmp, path).map_err(io("rename the temporary file into place"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Maps `path` read-only.
+pub(crate) fn map_file(path: &Path) -> Result<Arc<dyn ByteSource>, CacheError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| CacheError::Io {
+        name: name.clone(),
+        action: "open",
+        source,
+    })?;
+    // SAFETY: the mapping is read-only and only ever read through `&[u8]`; everything read
+    // from it is validated first. The remaining hazard of any file mapping, another process
+    // truncating or rewriting the file while it is mapped, is excluded by contract: caches
+    // are replaced by rename (`write_file`), which leaves a mapped old file intact.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| CacheError::Io {
+        name,
+        action: "memory-map",
+        source,
+    })?;
+    Ok(Arc::new(map))
+}
+
+impl Geometry {
+    /// The whole geometry as bytes: what [`Geometry::write_cache`] writes and
+    /// [`Geometry::from_bytes`] reads. Copy these into a shared buffer to share a scene.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.src.bytes()
+    }
+
+    /// A copy of [`Geometry::as_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+
+    /// Writes the geometry to a cache file (atomically: a temporary file, then a rename).
+    pub fn write_cache(&self, path: &Path) -> Result<(), CacheError> {
+        write_file(self.as_bytes(), path)
+    }
+
+    /// Memory-maps a cache file written by [`Geometry::write_cache`]. Nothing is rebuilt or
+    /// copied; the file is checked (checksums and structure) before use.
+    pub fn load_cache(path: &Path) -> Result<Geometry, CacheError> {
+        let map = map_file(path)?;
+        Geometry::from_source(map, &path.display().to_string())
+    }
+
+    /// A geometry viewing bytes someone else owns (e.g. a node-shared array), checked as
+    /// [`Geometry::load_cache`] checks a file, and not copied.
+    pub fn from_bytes(bytes: Arc<dyn ByteSource>) -> Result<Geometry, CacheError> {
+        Geometry::from_source(bytes, "in-memory geometry bytes")
+    }
+
+    pub(crate) fn from_source(
+        src: Arc<dyn ByteSource>,
+        name: &str,
+    ) -> Result<Geometry, CacheError> {
+        let layout = parse(src.bytes(), name)?;
+        let g = Geometry {
+            src,
+            layout,
+            single: None,
+        };
+        validate(&g.view(), &g.layout).map_err(|what| CacheError::Corrupt {
+            name: name.to_string(),
+            what,
+        })?;
+        Ok(Geometry::from_parts(g.src, g.layout))
+    }
+}

@@ -1,0 +1,693 @@
+//! The scene geometry: triangle meshes, their instances, and the two-level BVH that answers
+//! closest-hit and occlusion queries.
+//!
+//! Each mesh gets its own bottom-level BVH over its triangles, stored once however many
+//! instances use it; a top-level BVH over the instances' world-space boxes finds the
+//! instances a ray may meet, and the ray is moved into each instance's object space (by the
+//! inverse transform; `t` is unchanged because the direction is not renormalised) to walk the
+//! mesh's tree. Triangles are kept in leaf order, four to a block, so a leaf is one or two
+//! contiguous reads.
+//!
+//! All of it lives in one byte layout (see [`crate::cache`]): a [`Geometry`] is a handle on
+//! bytes that it either owns (after [`Geometry::build`]) or borrows (a memory-mapped cache
+//! file, a node-shared array). It is `Send + Sync` and cheap to clone.
+//!
+//! ```
+//! use prism_tracer::geometry::{Geometry, Instance};
+//! use prism_tracer::math::{Ray, Transform, Vec3};
+//! use prism_tracer::mesh::Mesh;
+//!
+//! // A unit square in the z = 0 plane, used twice: once in place, once moved 5 units up.
+//! let square = Mesh::new(
+//!     vec![Vec3::new(0.0, 0.0, 0.0), Vec3::new(1.0, 0.0, 0.0),
+//!          Vec3::new(1.0, 1.0, 0.0), Vec3::new(0.0, 1.0, 0.0)],
+//!     vec![[0, 1, 2], [0, 2, 3]],
+//! ).unwrap();
+//! let instances = vec![
+//!     Instance { mesh: 0, material: 0, transform: Transform::IDENTITY },
+//!     Instance { mesh: 0, material: 1, transform: Transform::translate(Vec3::new(0.0, 0.0, 5.0)) },
+//! ];
+//! let geometry = Geometry::build(vec![square], instances).unwrap();
+//! assert_eq!(geometry.triangle_count(), 4);
+//!
+//! // Looking down from above, the raised copy is hit first.
+//! let ray = Ray::new(Vec3::new(0.25, 0.5, 10.0), Vec3::new(0.0, 0.0, -1.0));
+//! let hit = geometry.intersect(&ray).unwrap();
+//! assert_eq!((hit.instance, hit.material, hit.t), (1, 1, 5.0));
+//! assert!(geometry.occluded(&ray));
+//!
+//! // The same geometry through its byte form, as a cache file or shared array would hold it.
+//! let bytes = std::sync::Arc::new(geometry.to_bytes());
+//! let copy = Geometry::from_bytes(bytes).unwrap();
+//! assert_eq!(copy.intersect(&ray), Some(hit));
+//! ```
+
+use crate::bvh::build::{build_binary, collapse, Aabb, BuildParams};
+use crate::bvh::{leaf_parts, leaf_ref, traverse, Node4, RayBox, Stack, EMPTY, LEAF};
+use crate::cache::{self, ByteSource, Layout, Parts};
+use crate::math::{Ray, Transform, Vec3};
+use crate::mesh::Mesh;
+use crate::triangle::{Shear, Shear4, Tri4, TriangleHit};
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A placement of a mesh in the world.
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable, Serialize, Deserialize)]
+#[repr(C)]
+pub struct Instance {
+    /// Index of the mesh in the list given to [`Geometry::build`].
+    pub mesh: u32,
+    /// Material index, copied into every [`Hit`] on this instance.
+    pub material: u32,
+    /// Object to world.
+    pub transform: Transform,
+}
+
+/// A ray's closest intersection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    /// Ray parameter: the point is `ray.at(t)`.
+    pub t: f32,
+    /// Barycentric coordinates: the point is `(1 - u - v) * a + u * b + v * c` for the
+    /// triangle's corners `[a, b, c]` in mesh order.
+    pub u: f32,
+    pub v: f32,
+    /// Index of the instance hit.
+    pub instance: u32,
+    /// Index of the triangle in its mesh (`Mesh::indices`).
+    pub prim: u32,
+    /// The instance's material.
+    pub material: u32,
+    /// World-space geometric normal, unit length, oriented as `(b - a) x (c - a)` of the
+    /// transformed triangle (not flipped towards the ray).
+    pub normal: Vec3,
+}
+
+/// Why [`Geometry::build`] refused its input.
+#[derive(Debug, Error, PartialEq)]
+pub enum GeometryError {
+    #[error("instance {instance} refers to mesh {mesh}, but there are only {mesh_count} meshes")]
+    MissingMesh {
+        instance: usize,
+        mesh: u32,
+        mesh_count: usize,
+    },
+    #[error("instance {instance} has a transform that is singular, not finite, or whose stored inverse does not match it")]
+    NonInvertibleTransform { instance: usize },
+    #[error("mesh {mesh}: {problem}")]
+    InvalidMesh { mesh: usize, problem: String },
+    #[error("the scene is too large: {0}")]
+    TooLarge(String),
+}
+
+/// Where one mesh's data sits in the shared arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct MeshRecord {
+    /// Root node of the mesh's BVH, or `EMPTY` for a mesh without triangles.
+    pub root: u32,
+    pub node_start: u32,
+    pub node_count: u32,
+    pub block_start: u32,
+    pub block_count: u32,
+    pub vertex_start: u32,
+    pub vertex_count: u32,
+    pub index_start: u32,
+    pub triangle_count: u32,
+    pub lo: [f32; 3],
+    pub hi: [f32; 3],
+}
+
+/// The arrays of a geometry, borrowed from its bytes for the duration of a query.
+pub(crate) struct View<'a> {
+    pub meshes: &'a [MeshRecord],
+    pub instances: &'a [Instance],
+    pub nodes: &'a [Node4],
+    pub blocks: &'a [Tri4],
+    pub positions: &'a [Vec3],
+    pub indices: &'a [[u32; 3]],
+}
+
+/// What a query needs to know about an instance it enters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement {
+    instance: usize,
+    root: u32,
+    material: u32,
+    identity: bool,
+    transform: Transform,
+}
+
+impl Placement {
+    #[inline(always)]
+    fn of(instance: usize, inst: &Instance, meshes: &[MeshRecord]) -> Placement {
+        Placement {
+            instance,
+            root: meshes[inst.mesh as usize].root,
+            material: inst.material,
+            identity: inst.transform.is_identity(),
+            transform: inst.transform,
+        }
+    }
+
+    /// The ray in the instance's object space, or `None` if it does not survive the
+    /// transform.
+    #[inline(always)]
+    fn object_ray(&self, ray: &Ray) -> Option<(Vec3, Vec3)> {
+        if self.identity {
+            return Some((ray.origin, ray.dir));
+        }
+        let o = self.transform.inverse_point(ray.origin);
+        let d = self.transform.inverse_vector(ray.dir);
+        (o.is_finite() && d.is_finite() && d.length_squared() > 0.0).then_some((o, d))
+    }
+}
+
+/// Meshes, instances and their two-level BVH; see the [module docs](self).
+#[derive(Clone)]
+pub struct Geometry {
+    pub(crate) src: Arc<dyn ByteSource>,
+    pub(crate) layout: Layout,
+    /// The one instance of a scene that has only one: queries skip the top level.
+    pub(crate) single: Option<Placement>,
+}
+
+impl std::fmt::Debug for Geometry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.view();
+        f.debug_struct("Geometry")
+            .field("meshes", &v.meshes.len())
+            .field("instances", &v.instances.len())
+            .field("world_triangles", &self.layout.triangle_count)
+            .field("nodes", &v.nodes.len())
+            .field("bytes", &self.src.bytes().len())
+            .finish()
+    }
+}
+
+/// Bottom-level trees: leaves of up to 8 triangles, tested four at a time.
+const BLAS_PARAMS: BuildParams = BuildParams {
+    max_leaf: 8,
+    lanes: 4,
+    traversal_cost: 1.0,
+};
+/// Top-level tree: one instance per leaf.
+const TLAS_PARAMS: BuildParams = BuildParams {
+    max_leaf: 1,
+    lanes: 1,
+    traversal_cost: 1.0,
+};
+
+/// One mesh's tree before the arrays are joined; indices are local to the mesh.
+struct Blas {
+    nodes: Vec<Node4>,
+    blocks: Vec<Tri4>,
+    bounds: Aabb,
+}
+
+fn is_degenerate(t: &[Vec3; 3]) -> bool {
+    let n = (t[1] - t[0]).cross(t[2] - t[0]);
+    // The criterion of `Mesh::new`, which drops these triangles.
+    let l = n.length_squared();
+    l <= 0.0 || l.is_nan() || !n.is_finite()
+}
+
+fn check_mesh(m: usize, mesh: &Mesh) -> Result<(), GeometryError> {
+    let problem = |problem: String| GeometryError::InvalidMesh { mesh: m, problem };
+    if mesh.positions.len() > u32::MAX as usize || mesh.indices.len() > u32::MAX as usize {
+        return Err(problem("more than 2^32 - 1 vertices or triangles".into()));
+    }
+    if let Some(i) = mesh.positions.iter().position(|p| !p.is_finite()) {
+        return Err(problem(format!("vertex {i} is not finite")));
+    }
+    let n = mesh.positions.len();
+    if let Some(t) = mesh
+        .indices
+        .iter()
+        .position(|t| t.iter().any(|&i| i as usize >= n))
+    {
+        return Err(problem(format!(
+            "triangle {t} refers to a vertex past the {n} there are"
+        )));
+    }
+    Ok(())
+}
+
+fn build_blas(m: usize, mesh: &Mesh) -> Result<Blas, GeometryError> {
+    // Zero-area triangles can never be hit; they keep their index but get no leaf.
+    let kept: Vec<u32> = (0..mesh.indices.len() as u32)
+        .into_par_iter()
+        .filter(|&t| !is_degenerate(&mesh.triangle(t as usize)))
+        .collect();
+    if kept.is_empty() {
+        return Ok(Blas {
+            nodes: Vec::new(),
+            blocks: Vec::new(),
+            bounds: Aabb::EMPTY,
+        });
+    }
+    let boxes: Vec<Aabb> = kept
+        .par_iter()
+        .map(|&t| Aabb::of_points(&mesh.triangle(t as usize)))
+        .collect();
+    let bin = build_binary(&boxes, BLAS_PARAMS);
+    let mut blocks: Vec<Tri4> = Vec::with_capacity(kept.len().div_ceil(3));
+    let nodes = collapse(&bin, |prims| {
+        let first = blocks.len();
+        for chunk in prims.chunks(4) {
+            let mut tris = [([Vec3::ZERO; 3], 0u32); 4];
+            for (slot, &p) in tris.iter_mut().zip(chunk) {
+                let t = kept[p as usize];
+                *slot = (mesh.triangle(t as usize), t);
+            }
+            blocks.push(Tri4::new(&tris[..chunk.len()]));
+        }
+        leaf_ref(first, blocks.len() - first).ok_or_else(|| {
+            GeometryError::TooLarge(format!("mesh {m} needs more than 2^27 triangle blocks"))
+        })
+    })?;
+    Ok(Blas {
+        nodes,
+        blocks,
+        bounds: bin.nodes[0].bounds,
+    })
+}
+
+/// A world-space box around an instance: the mesh's top boxes transformed, widened to cover
+/// the rounding of the transform (so the top level never loses a ray its mesh would hit).
+fn instance_bounds(root: &Node4, t: &Transform) -> Aabb {
+    let mut out = Aabb::EMPTY;
+    for slot in 0..4 {
+        if root.child[slot] == EMPTY {
+            continue;
+        }
+        let (lo, hi) = root.child_bounds(slot);
+        let mut b = Aabb::EMPTY;
+        for corner in 0..8 {
+            let p = Vec3::new(
+                if corner & 1 == 0 { lo.x } else { hi.x },
+                if corner & 2 == 0 { lo.y } else { hi.y },
+                if corner & 4 == 0 { lo.z } else { hi.z },
+            );
+            b.grow_point(t.point(p));
+        }
+        let mag = lo.abs().max(hi.abs());
+        for a in 0..3 {
+            let m = &t.m[a];
+            let scale = m[0].abs() * mag.x + m[1].abs() * mag.y + m[2].abs() * mag.z + m[3].abs();
+            let pad = scale * 1e-5;
+            b.lo[a] -= pad;
+            b.hi[a] += pad;
+        }
+        out.grow(&b);
+    }
+    out
+}
+
+fn transform_ok(t: &Transform) -> bool {
+    if Transform::from_rows(t.m).is_none() || t.inv.iter().flatten().any(|v| !v.is_finite()) {
+        return false;
+    }
+    // The stored inverse must be the inverse (fields are public): m * inv = I, to within
+    // rounding scaled by the magnitudes involved.
+    (0..3).all(|i| {
+        (0..3).all(|j| {
+            let (mut s, mut mag) = (0.0f64, 0.0f64);
+            for k in 0..3 {
+                s += t.m[i][k] as f64 * t.inv[k][j] as f64;
+                mag += (t.m[i][k] as f64 * t.inv[k][j] as f64).abs();
+            }
+            let id = if i == j { 1.0 } else { 0.0 };
+            (s - id).abs() <= 1e-3 * (1.0 + mag)
+        })
+    })
+}
+
+fn index_u32(n: usize, what: &str) -> Result<u32, GeometryError> {
+    u32::try_from(n).map_err(|_| GeometryError::TooLarge(format!("more than 2^32 - 1 {what}")))
+}
+
+impl Geometry {
+    /// Builds the per-mesh trees (in parallel, binned SAH) and the tree over the instances.
+    ///
+    /// Zero-area triangles are kept in the meshes (their indices do not move) but can never be
+    /// hit. Errors: an instance naming a mesh that does not exist, a transform that is not
+    /// invertible, a mesh with non-finite vertices or out-of-range indices, or a scene too
+    /// large for 32-bit indices.
+    pub fn build(meshes: Vec<Mesh>, instances: Vec<Instance>) -> Result<Geometry, GeometryError> {
+        for (i, inst) in instances.iter().enumerate() {
+            if inst.mesh as usize >= meshes.len() {
+                return Err(GeometryError::MissingMesh {
+                    instance: i,
+                    mesh: inst.mesh,
+                    mesh_count: meshes.len(),
+                });
+            }
+            if !transform_ok(&inst.transform) {
+                return Err(GeometryError::NonInvertibleTransform { instance: i });
+            }
+        }
+        if instances.len() >= crate::bvh::INDEX_MASK as usize {
+            return Err(GeometryError::TooLarge("more than 2^27 instances".into()));
+        }
+        for (m, mesh) in meshes.iter().enumerate() {
+            check_mesh(m, mesh)?;
+        }
+        let blas: Vec<Blas> = meshes
+            .par_iter()
+            .enumerate()
+            .map(|(m, mesh)| build_blas(m, mesh))
+            .collect::<Result<_, _>>()?;
+
+        // Join the per-mesh arrays, moving local indices to global ones.
+        let total_nodes: usize = blas.iter().map(|b| b.nodes.len()).sum();
+        let total_blocks: usize = blas.iter().map(|b| b.blocks.len()).sum();
+        let mut nodes = Vec::with_capacity(total_nodes + instances.len());
+        let mut blocks = Vec::with_capacity(total_blocks);
+        let mut positions = Vec::new();
+        let mut indices = Vec::new();
+        let mut records = Vec::with_capacity(meshes.len());
+        for (mesh, b) in meshes.iter().zip(&blas) {
+            let node_start = nodes.len();
+            let block_start = blocks.len();
+            if block_start + b.blocks.len() > crate::bvh::INDEX_MASK as usize {
+                return Err(GeometryError::TooLarge(
+                    "more than 2^27 triangle blocks in all".into(),
+                ));
+            }
+            nodes.extend(b.nodes.iter().map(|n| {
+                let mut n = *n;
+                for c in &mut n.child {
+                    if *c == EMPTY {
+                    } else if *c & LEAF != 0 {
+                        *c += block_start as u32;
+                    } else {
+                        *c += node_start as u32;
+                    }
+                }
+                n
+            }));
+            blocks.extend_from_slice(&b.blocks);
+            records.push(MeshRecord {
+                root: if b.nodes.is_empty() {
+                    EMPTY
+                } else {
+                    index_u32(node_start, "nodes")?
+                },
+                node_start: index_u32(node_start, "nodes")?,
+                node_count: index_u32(b.nodes.len(), "nodes")?,
+                block_start: block_start as u32,
+                block_count: b.blocks.len() as u32,
+                vertex_start: index_u32(positions.len(), "vertices")?,
+                vertex_count: mesh.positions.len() as u32,
+                index_start: index_u32(indices.len(), "triangles")?,
+                triangle_count: mesh.indices.len() as u32,
+                lo: b.bounds.lo,
+                hi: b.bounds.hi,
+            });
+            positions.extend_from_slice(&mesh.positions);
+            indices.extend_from_slice(&mesh.indices);
+        }
+        index_u32(positions.len(), "vertices")?;
+        index_u32(indices.len(), "triangles")?;
+
+        // The top level, over instances of non-empty meshes.
+        let placed: Vec<(u32, Aabb)> = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, inst)| records[inst.mesh as usize].root != EMPTY)
+            .map(|(i, inst)| {
+                let root = &nodes[records[inst.mesh as usize].root as usize];
+                (i as u32, instance_bounds(root, &inst.transform))
+            })
+            .collect();
+        let tlas_start = index_u32(nodes.len(), "nodes")?;
+        let mut tlas_root = EMPTY;
+        let mut bounds = Aabb::EMPTY;
+        if !placed.is_empty() {
+            let boxes: Vec<Aabb> = placed.iter().map(|p| p.1).collect();
+            let bin = build_binary(&boxes, TLAS_PARAMS);
+            bounds = bin.nodes[0].bounds;
+            let top = collapse(&bin, |prims| {
+                leaf_ref(placed[prims[0] as usize].0 as usize, 1)
+                    .ok_or_else(|| GeometryError::TooLarge("too many instances".into()))
+            })?;
+            nodes.extend(top.into_iter().map(|mut n| {
+                for c in &mut n.child {
+                    if *c & LEAF == 0 {
+                        *c += tlas_start;
+                    }
+                }
+                n
+            }));
+            index_u32(nodes.len(), "nodes")?;
+            tlas_root = tlas_start;
+        }
+        let triangle_count = instances
+            .iter()
+            .map(|i| meshes[i.mesh as usize].indices.len() as u64)
+            .sum();
+        let bounds = if bounds.is_empty() {
+            (Vec3::ZERO, Vec3::ZERO)
+        } else {
+            (bounds.lo_vec(), bounds.hi_vec())
+        };
+        let bytes = cache::serialize(&Parts {
+            meshes: &records,
+            instances: &instances,
+            nodes: &nodes,
+            blocks: &blocks,
+            positions: &positions,
+            indices: &indices,
+            tlas_root,
+            tlas_start,
+            triangle_count,
+            bounds,
+        });
+        let src: Arc<dyn ByteSource> = Arc::new(bytes);
+        let layout = cache::parse(src.bytes(), "freshly built geometry")
+            .expect("a freshly serialised geometry parses");
+        Ok(Geometry::from_parts(src, layout))
+    }
+
+    pub(crate) fn view(&self) -> View<'_> {
+        let b = self.src.bytes();
+        let r = &self.layout.ranges;
+        View {
+            meshes: bytemuck::cast_slice(&b[r[0].clone()]),
+            instances: bytemuck::cast_slice(&b[r[1].clone()]),
+            nodes: bytemuck::cast_slice(&b[r[2].clone()]),
+            blocks: bytemuck::cast_slice(&b[r[3].clone()]),
+            positions: bytemuck::cast_slice(&b[r[4].clone()]),
+            indices: bytemuck::cast_slice(&b[r[5].clone()]),
+        }
+    }
+
+    /// Wraps validated bytes.
+    pub(crate) fn from_parts(src: Arc<dyn ByteSource>, layout: Layout) -> Geometry {
+        let mut g = Geometry {
+            src,
+            layout,
+            single: None,
+        };
+        if g.layout.tlas_root != EMPTY {
+            let v = g.view();
+            let root = &v.nodes[g.layout.tlas_root as usize];
+            let used: Vec<u32> = root.child.iter().copied().filter(|&c| c != EMPTY).collect();
+            if let [only] = used[..] {
+                if only & LEAF != 0 {
+                    let inst = leaf_parts(only).0;
+                    g.single = Some(Placement::of(inst, &v.instances[inst], v.meshes));
+                }
+            }
+        }
+        g
+    }
+
+    /// The closest hit in `[ray.tmin, ray.tmax]`; `None` for a miss or an invalid ray.
+    pub fn intersect(&self, ray: &Ray) -> Option<Hit> {
+        if !ray.is_valid() || self.layout.tlas_root == EMPTY {
+            return None;
+        }
+        let b = self.src.bytes();
+        let r = &self.layout.ranges;
+        let nodes: &[Node4] = bytemuck::cast_slice(&b[r[2].clone()]);
+        let blocks: &[Tri4] = bytemuck::cast_slice(&b[r[3].clone()]);
+        let mut stack = Stack::new();
+        let mut tmax = ray.tmax;
+        let tmin = ray.tmin;
+        let mut best: Option<(Placement, usize, usize, TriangleHit)> = None;
+        let mut visit = |p: &Placement, tmax: &mut f32, stack: &mut Stack| {
+            let Some((o, d)) = p.object_ray(ray) else {
+                return;
+            };
+            let rb = RayBox::new(o, d);
+            // The triangle test's constants are only needed once a leaf is reached.
+            let mut shear = None;
+            traverse::<true>(nodes, p.root, &rb, tmin, tmax, stack, |leaf, tmax, _| {
+                let (first, count) = leaf_parts(leaf);
+                let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
+                for (b, block) in blocks[first..first + count].iter().enumerate() {
+                    if let Some((lane, h)) = block.intersect(shear, tmin, *tmax) {
+                        *tmax = h.t;
+                        best = Some((*p, first + b, lane, h));
+                    }
+                }
+                false
+            });
+        };
+        match &self.single {
+            Some(p) => visit(p, &mut tmax, &mut stack),
+            None => {
+                let instances: &[Instance] = bytemuck::cast_slice(&b[r[1].clone()]);
+                let meshes: &[MeshRecord] = bytemuck::cast_slice(&b[r[0].clone()]);
+                let world = RayBox::new(ray.origin, ray.dir);
+                let root = self.layout.tlas_root;
+                traverse::<true>(
+                    nodes,
+                    root,
+                    &world,
+                    tmin,
+                    &mut tmax,
+                    &mut stack,
+                    |leaf, tmax, stack| {
+                        let inst = leaf_parts(leaf).0;
+                        visit(&Placement::of(inst, &instances[inst], meshes), tmax, stack);
+                        false
+                    },
+                );
+            }
+        }
+        let (p, block, lane, h) = best?;
+        let [a, b, c] = blocks[block].corners(lane);
+        let n = (b - a).cross(c - a);
+        let normal = if p.identity {
+            n
+        } else {
+            p.transform.normal(n) * det_sign(&p.transform)
+        };
+        Some(Hit {
+            t: h.t,
+            u: h.u,
+            v: h.v,
+            instance: p.instance as u32,
+            prim: blocks[block].prim[lane],
+            material: p.material,
+            normal: normal.normalize(),
+        })
+    }
+
+    /// Whether anything is hit in `[ray.tmin, ray.tmax]` (stops at the first hit found);
+    /// `false` for an invalid ray.
+    pub fn occluded(&self, ray: &Ray) -> bool {
+        if !ray.is_valid() || self.layout.tlas_root == EMPTY {
+            return false;
+        }
+        let b = self.src.bytes();
+        let r = &self.layout.ranges;
+        let nodes: &[Node4] = bytemuck::cast_slice(&b[r[2].clone()]);
+        let blocks: &[Tri4] = bytemuck::cast_slice(&b[r[3].clone()]);
+        let mut stack = Stack::new();
+        let mut tmax = ray.tmax;
+        let tmin = ray.tmin;
+        let visit = |p: &Placement, tmax: &mut f32, stack: &mut Stack| {
+            let Some((o, d)) = p.object_ray(ray) else {
+                return false;
+            };
+            let rb = RayBox::new(o, d);
+            let mut shear = None;
+            traverse::<false>(nodes, p.root, &rb, tmin, tmax, stack, |leaf, tmax, _| {
+                let (first, count) = leaf_parts(leaf);
+                let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
+                (first..first + count).any(|b| blocks[b].occludes(shear, tmin, *tmax))
+            })
+        };
+        match &self.single {
+            Some(p) => visit(p, &mut tmax, &mut stack),
+            None => {
+                let instances: &[Instance] = bytemuck::cast_slice(&b[r[1].clone()]);
+                let meshes: &[MeshRecord] = bytemuck::cast_slice(&b[r[0].clone()]);
+                let world = RayBox::new(ray.origin, ray.dir);
+                let root = self.layout.tlas_root;
+                traverse::<false>(
+                    nodes,
+                    root,
+                    &world,
+                    tmin,
+                    &mut tmax,
+                    &mut stack,
+                    |leaf, tmax, stack| {
+                        let inst = leaf_parts(leaf).0;
+                        visit(&Placement::of(inst, &instances[inst], meshes), tmax, stack)
+                    },
+                )
+            }
+        }
+    }
+
+    /// The instances, in the order given to [`Geometry::build`].
+    pub fn instances(&self) -> &[Instance] {
+        self.view().instances
+    }
+
+    /// Number of meshes.
+    pub fn mesh_count(&self) -> usize {
+        self.view().meshes.len()
+    }
+
+    /// Number of triangles of mesh `mesh` (including zero-area ones, which are never hit).
+    ///
+    /// # Panics
+    /// If there is no such mesh.
+    pub fn mesh_triangle_count(&self, mesh: u32) -> usize {
+        self.view().meshes[mesh as usize].triangle_count as usize
+    }
+
+    /// The corners of triangle `prim` of instance `instance`, in world space.
+    ///
+    /// # Panics
+    /// If there is no such instance or triangle.
+    pub fn world_triangle(&self, instance: u32, prim: u32) -> [Vec3; 3] {
+        let v = self.view();
+        let inst = &v.instances[instance as usize];
+        let r = &v.meshes[inst.mesh as usize];
+        assert!(
+            prim < r.triangle_count,
+            "triangle {prim} of a mesh with {}",
+            r.triangle_count
+        );
+        let tri = v.indices[(r.index_start + prim) as usize];
+        tri.map(|i| {
+            inst.transform
+                .point(v.positions[r.vertex_start as usize + i as usize])
+        })
+    }
+
+    /// World-space bounds `(min, max)` of everything that can be hit; both zero for an empty
+    /// scene.
+    pub fn bounds(&self) -> (Vec3, Vec3) {
+        self.layout.bounds
+    }
+
+    /// Number of triangles in the world, each instance counting its mesh's triangles.
+    pub fn triangle_count(&self) -> usize {
+        self.layout.triangle_count as usize
+    }
+}
+
+/// +1 or -1: whether the transform keeps or mirrors orientation (a mirrored triangle's
+/// `(b - a) x (c - a)` is the negated inverse-transpose image of the original one).
+fn det_sign(t: &Transform) -> f32 {
+    let m = &t.m;
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if det < 0.0 {
+        -1.0
+    } else {
+        1.0
+    }
+}
