@@ -23,7 +23,8 @@ for n in 2 3; do
   timeout 120 $MPIRUN -n "$n" "$PROG" render >"$out" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then bad "render failure with $n processes exited $rc"; fi
-  errs=$(grep -c "error: render failed on task [0-9]* (process $last, thread [01]): cannot shade task" "$out")
+  task=$((2 * n - 1))
+  errs=$(grep -c "error: render failed on task $task (process $last, thread 1): cannot shade task $task\$" "$out")
   [ "$errs" -eq "$n" ] || bad "render failure with $n processes: $errs of $n processes report it"
 
   timeout 120 $MPIRUN -n "$n" "$PROG" update >"$out" 2>&1
@@ -35,7 +36,7 @@ for n in 2 3; do
   timeout 120 $MPIRUN -n "$n" "$PROG" panic >"$out" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then bad "panic with $n processes exited $rc"; fi
-  grep -q "render panicked on task" "$out" || bad "panic with $n processes: no panic message"
+  grep -q "render panicked on task $task" "$out" || bad "panic with $n processes: no panic message"
 done
 
 # Nothing of ours is left running.

@@ -3,14 +3,13 @@
 //! no process left behind and no hang.
 //!
 //! Usage: `engines_failing_job render|update|panic|ok`
-//! - `render`: render fails on task 150 (or the first task the last process renders);
+//! - `render`: render fails on task 2N - 1 of N processes, the task of thread 1 of the last
+//!   process under the static schedule;
 //! - `update`: update fails on the root for task 42;
-//! - `panic`: render panics on the last process, with `abort_on_panic` installed: MPI aborts
-//!   the job;
+//! - `panic`: render panics on that task, with `abort_on_panic` installed: MPI aborts the job;
 //! - `ok`: no failure (exit 0), to check the script itself.
 
 use prism_engines::{Engine, HybridEngine, Schedule};
-use std::sync::Mutex;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -25,30 +24,25 @@ fn main() {
         universe.abort_on_panic();
     }
     let world = universe.world();
-    let (rank, size) = (world.rank(), world.size());
+    let rank = world.rank();
+    // Static: task W - 1 belongs to the last worker, thread 1 of the last process.
     let engine = match HybridEngine::new(&world, 2) {
-        Ok(e) => e.with_schedule(Schedule::Dynamic),
+        Ok(e) => e.with_schedule(Schedule::StaticRoundRobin),
         Err(e) => {
             eprintln!("engines_failing_job: process {rank}: {e}");
             world.abort(2)
         }
     };
-    let first = Mutex::new(None);
+    let bad = engine.worker_count() as u64 - 1;
     let result = engine.run(
         (0..400u64).collect(),
         |&t| {
             std::thread::sleep(std::time::Duration::from_micros(200));
-            if rank == size - 1 {
-                let mut f = first.lock().unwrap_or_else(|p| p.into_inner());
-                if f.is_none() {
-                    *f = Some(t);
-                }
-                if *f == Some(t) {
-                    match mode.as_str() {
-                        "render" => return Err(format!("cannot shade task {t}")),
-                        "panic" => panic!("render panicked on task {t}"),
-                        _ => {}
-                    }
+            if t == bad {
+                match mode.as_str() {
+                    "render" => return Err(format!("cannot shade task {t}")),
+                    "panic" => panic!("render panicked on task {t}"),
+                    _ => {}
                 }
             }
             Ok(t * 2)

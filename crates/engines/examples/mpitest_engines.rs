@@ -15,6 +15,7 @@ use prism_engines::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn fail(world: &Communicator, what: String) -> ! {
@@ -237,81 +238,47 @@ fn main() {
             );
         }
 
-        // 3. A render error on a non-root process (the last one; the root if alone).
-        let bad_rank = size - 1;
-        let failed_task = std::sync::Mutex::new(None);
-        let r = engine.run(
-            tasks.clone(),
-            |t: &Tile| {
-                if rank == bad_rank {
-                    let mut f = failed_task.lock().unwrap();
-                    if f.is_none() || *f == Some(t.id) {
-                        *f = Some(t.id);
-                        return Err(format!("broken tile {}", t.id));
+        // 3. A render error, then a render panic, on the task of the last worker. Under the
+        //    static schedule that worker belongs to the last process (not the root when there
+        //    are several); under the dynamic one, whichever process rendered it is named.
+        let k = engine.worker_count() - 1;
+        for panics in [false, true] {
+            let rendered_k = AtomicBool::new(false);
+            let r = engine.run(
+                tasks.clone(),
+                |t: &Tile| {
+                    if t.id == k {
+                        rendered_k.store(true, Ordering::Relaxed);
+                        if panics {
+                            panic!("NaN in tile {k}");
+                        }
+                        return Err(format!("broken tile {k}"));
                     }
-                }
-                shade(t)
-            },
-            |_| Ok(()),
-        );
-        match r {
-            Err(EngineError::Render {
-                rank: r,
-                task,
-                message,
-                ..
-            }) => {
+                    shade(t)
+                },
+                |_| Ok(()),
+            );
+            let flags: Vec<bool> = world
+                .all_gather(&rendered_k.load(Ordering::Relaxed))
+                .unwrap_or_else(|e| fail(&world, e.to_string()));
+            let renderer = flags.iter().position(|&f| f);
+            if name.contains("StaticRoundRobin") {
                 check!(
                     &world,
-                    r == bad_rank,
-                    "{name}: render error names process {r}, not {bad_rank}"
+                    renderer == Some(size - 1),
+                    "{name}: task {k} rendered by {renderer:?}"
                 );
-                check!(
-                    &world,
-                    message == format!("broken tile {task}"),
-                    "{name}: message {message:?}"
-                );
-                if rank == bad_rank {
-                    let mine = *failed_task.lock().unwrap();
-                    check!(
-                        &world,
-                        mine == Some(task),
-                        "{name}: error names task {task}, failed {mine:?}"
-                    );
-                }
             }
-            other => fail(&world, format!("{name}: render failure gave {other:?}")),
-        }
-
-        // 3b. A panic there is reported the same way (not a crash, not a hang).
-        let panicked_task = std::sync::Mutex::new(None);
-        let r = engine.run(
-            tasks.clone(),
-            |t: &Tile| {
-                if rank == bad_rank {
-                    let mut p = panicked_task.lock().unwrap_or_else(|e| e.into_inner());
-                    if p.is_none() {
-                        *p = Some(t.id);
-                        drop(p);
-                        panic!("NaN in tile {}", t.id);
-                    }
-                }
-                shade(t)
-            },
-            |_| Ok(()),
-        );
-        check!(
-            &world,
-            matches!(&r, Err(EngineError::Render { rank: r, panicked: true, task, message, .. })
-                if *r == bad_rank && *message == format!("NaN in tile {task}")),
-            "{name}: render panic gave {r:?}"
-        );
-        if rank == bad_rank {
-            let mine = *panicked_task.lock().unwrap_or_else(|e| e.into_inner());
+            let want = if panics {
+                format!("NaN in tile {k}")
+            } else {
+                format!("broken tile {k}")
+            };
             check!(
                 &world,
-                r.as_ref().err().and_then(EngineError::task) == mine,
-                "{name}: panic in {mine:?}, error {r:?}"
+                matches!(&r, Err(EngineError::Render { rank: r, task, panicked, message, .. })
+                    if Some(*r) == renderer && *task == k && *panicked == panics && *message == want),
+                "{name}: render failure (panic: {panics}) gave {r:?}, renderer {renderer:?}"
             );
         }
 
