@@ -25,7 +25,8 @@ pub struct ProcessStats {
     /// Time in the run's opening collective (every process compares task lists), which is
     /// mostly waiting for the last process to arrive: a measure of skew between processes.
     pub sync_time: Duration,
-    /// Messages it sent.
+    /// Messages it sent. (On a process other than the root, these counters travel to the root
+    /// in its last message, which they therefore do not count.)
     pub messages_sent: u64,
     /// Payload bytes it sent.
     pub bytes_sent: u64,
