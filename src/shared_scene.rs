@@ -9,7 +9,7 @@
 
 use prism_comm::Communicator;
 use prism_engines::NodeShared;
-use prism_tracer::geometry::{ByteSource, Geometry};
+use prism_tracer::{ByteSource, Geometry};
 use prism_tracer::{Camera, Material, Rgb, Scene};
 use std::sync::Arc;
 

@@ -134,14 +134,14 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
     }
     let cached = match &args.cache {
         Some(cache) if cache.exists() => {
-            Some(prism::tracer::geometry::Geometry::load_cache(cache).map_err(|e| e.to_string())?)
+            Some(prism::tracer::Geometry::load_cache(cache).map_err(|e| e.to_string())?)
         }
         _ => None,
     };
     let geometry = match cached {
         Some(g) => g,
         None => {
-            let g = prism::tracer::geometry::Geometry::build(
+            let g = prism::tracer::Geometry::build(
                 description.meshes.clone(),
                 description.instances.clone(),
             )

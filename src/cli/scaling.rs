@@ -7,7 +7,7 @@
 
 use crate::cli::stats::RunStats;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// One layout of the run: engine, processes, threads per process, schedule.
@@ -127,7 +127,6 @@ pub struct Row {
     pub seconds: f64,
     pub rays_per_second: f64,
     pub comm_fraction: f64,
-    pub pss_bytes: u64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -174,7 +173,6 @@ pub fn measure(
             seconds: median(s.iter().map(|r| r.wall_seconds).collect()),
             rays_per_second: median(s.iter().map(|r| r.rays_per_second).collect()),
             comm_fraction: median(s.iter().map(|r| r.comm_fraction()).collect()),
-            pss_bytes: s.iter().map(|r| r.pss_bytes_total).max().unwrap_or(0),
         })
         .collect())
 }
@@ -276,11 +274,6 @@ pub fn replace_block(path: &Path, begin: &str, end: &str, block: &str) -> std::i
     std::fs::write(path, new)
 }
 
-/// Where the figures go: docs/ beside the workspace root, found from the current directory.
-pub fn docs_dir() -> PathBuf {
-    PathBuf::from("docs")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,7 +289,6 @@ mod tests {
             seconds: secs,
             rays_per_second: 1e6 / secs,
             comm_fraction: 0.01,
-            pss_bytes: 0,
         }
     }
 
