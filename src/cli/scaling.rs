@@ -79,6 +79,9 @@ pub fn run_one(
     ));
     let mut cmd = if cfg.engine == "mpi" || cfg.engine == "hybrid" {
         let mut c = Command::new(std::env::var("MPIRUN_BIN").unwrap_or_else(|_| "mpirun".into()));
+        // prism's waits already back off; Open MPI's own yield-when-idle would add
+        // milliseconds of lost CPU to every empty poll and distort the timings.
+        c.env("OMPI_MCA_mpi_yield_when_idle", "0");
         c.args(["--oversubscribe", "--bind-to", "none", "-n"])
             .arg(cfg.processes.to_string())
             .arg(exe);
