@@ -3,7 +3,7 @@
 //! Coordinates are the Cornell Program of Computer Graphics' measured data (millimetres, a room
 //! about 555 wide, 549 high and 559 deep, y up, camera looking down +z): a white floor, ceiling
 //! and back wall, a red left wall, a green right wall, a short and a tall white block, and an
-//! area light of 130 x 105 just below the ceiling.
+//! area light of 130 x 105 set into the ceiling.
 
 use crate::camera::Camera;
 use crate::geometry::{Geometry, Instance};
@@ -27,12 +27,6 @@ const FLOOR: Quad = [
     [0.0, 0.0, 559.2],
     [549.6, 0.0, 559.2],
 ];
-const CEILING: Quad = [
-    [556.0, 548.8, 0.0],
-    [556.0, 548.8, 559.2],
-    [0.0, 548.8, 559.2],
-    [0.0, 548.8, 0.0],
-];
 const BACK_WALL: Quad = [
     [549.6, 0.0, 559.2],
     [0.0, 0.0, 559.2],
@@ -51,13 +45,39 @@ const RED_WALL: Quad = [
     [556.0, 548.8, 559.2],
     [556.0, 548.8, 0.0],
 ];
-/// Half a millimetre below the ceiling, so the two never overlap.
-const LIGHT_QUAD: Quad = [
-    [343.0, 548.3, 227.0],
-    [343.0, 548.3, 332.0],
-    [213.0, 548.3, 332.0],
-    [213.0, 548.3, 227.0],
-];
+/// The light's corners in the ceiling plane (y = 548.8): x from 213 to 343, z from 227 to 332.
+const LIGHT_X: [f32; 2] = [213.0, 343.0];
+const LIGHT_Z: [f32; 2] = [227.0, 332.0];
+const CEILING_Y: f32 = 548.8;
+
+/// The ceiling (x 0..556, z 0..559.2) cut into a 3 x 3 grid whose middle cell is the light.
+///
+/// The light sits in a hole in the ceiling, in its plane, rather than just below it: a gap
+/// would let ceiling points next to the light see it at grazing angles from a millimetre
+/// away, a huge, rarely sampled contribution (fireflies in the indirect light). Cells share
+/// their corners, so no ray slips between ceiling and light.
+fn ceiling_and_light() -> (Vec<Quad>, Quad) {
+    let xs = [0.0, LIGHT_X[0], LIGHT_X[1], 556.0];
+    let zs = [0.0, LIGHT_Z[0], LIGHT_Z[1], 559.2];
+    let cell = |i: usize, j: usize| -> Quad {
+        [
+            [xs[i + 1], CEILING_Y, zs[j]],
+            [xs[i + 1], CEILING_Y, zs[j + 1]],
+            [xs[i], CEILING_Y, zs[j + 1]],
+            [xs[i], CEILING_Y, zs[j]],
+        ]
+    };
+    let mut ceiling = Vec::new();
+    for i in 0..3 {
+        for j in 0..3 {
+            if (i, j) != (1, 1) {
+                ceiling.push(cell(i, j));
+            }
+        }
+    }
+    (ceiling, cell(1, 1))
+}
+
 const SHORT_BLOCK: [Quad; 5] = [
     [
         [130.0, 165.0, 65.0],
@@ -158,14 +178,16 @@ pub fn cornell_camera() -> Camera {
 /// assert_eq!(scene.light_count(), 2); // the ceiling light's two triangles
 /// ```
 pub fn cornell_box() -> Scene {
-    let mut white = vec![FLOOR, CEILING, BACK_WALL];
+    let (ceiling, light) = ceiling_and_light();
+    let mut white = vec![FLOOR, BACK_WALL];
+    white.extend(ceiling);
     white.extend_from_slice(&SHORT_BLOCK);
     white.extend_from_slice(&TALL_BLOCK);
     let meshes = vec![
         quads_mesh(&white),
         quads_mesh(&[RED_WALL]),
         quads_mesh(&[GREEN_WALL]),
-        quads_mesh(&[LIGHT_QUAD]),
+        quads_mesh(&[light]),
     ];
     let materials = vec![
         Material::Lambertian { albedo: WHITE },
