@@ -18,6 +18,7 @@ pub mod output;
 pub mod rng;
 pub mod sampler;
 pub mod scene;
+pub mod scene_file;
 pub mod stats;
 pub mod tile;
 pub mod triangle;
@@ -36,6 +37,7 @@ pub use output::{write_error_exr, write_error_png, write_exr, write_png, OutputE
 pub use rng::SampleRng;
 pub use sampler::{AdaptiveSampler, PixelSelection, SamplerError};
 pub use scene::{Scene, SceneError};
+pub use scene_file::{load_scene, SceneFileError};
 pub use stats::PixelStats;
 pub use tile::{
     pass_tasks, PassSpec, PixelMask, TileError, TileId, TileRect, TileResult, TileTask,
