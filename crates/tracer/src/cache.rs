@@ -247,8 +247,9 @@ pub(crate) fn serialize(p: &Parts) -> AlignedBytes {
     out
 }
 
-/// Checks the header, the checksums and the section table of `bytes`.
-pub(crate) fn parse(bytes: &[u8], name: &str) -> Result<Layout, CacheError> {
+/// Checks the header, the checksums (the payload's only with `verify_payload`: not for bytes
+/// just serialised here) and the section table of `bytes`.
+pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<Layout, CacheError> {
     let name = name.to_string();
     let address = bytes.as_ptr() as usize;
     if !address.is_multiple_of(4) {
@@ -318,7 +319,11 @@ pub(crate) fn parse(bytes: &[u8], name: &str) -> Result<Layout, CacheError> {
             }
         });
     }
-    let computed = xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..]);
+    let computed = if verify_payload {
+        xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..])
+    } else {
+        h.payload_hash
+    };
     if computed != h.payload_hash {
         return Err(CacheError::Checksum {
             name,
@@ -595,7 +600,7 @@ impl Geometry {
         src: Arc<dyn ByteSource>,
         name: &str,
     ) -> Result<Geometry, CacheError> {
-        let layout = parse(src.bytes(), name)?;
+        let layout = parse(src.bytes(), name, true)?;
         let g = Geometry {
             src,
             layout,

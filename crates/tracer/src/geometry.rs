@@ -254,21 +254,36 @@ fn build_blas(m: usize, mesh: &Mesh) -> Result<Blas, GeometryError> {
         .map(|&t| Aabb::of_points(&mesh.triangle(t as usize)))
         .collect();
     let bin = build_binary(&boxes, BLAS_PARAMS);
-    let mut blocks: Vec<Tri4> = Vec::with_capacity(kept.len().div_ceil(3));
-    let nodes = collapse(&bin, |prims| {
-        let first = blocks.len();
-        for chunk in prims.chunks(4) {
+    // The tree is collapsed first, which only numbers the blocks; the blocks (the bulk of the
+    // data, gathered from scattered vertices) are then filled in parallel.
+    let mut leaves: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut block_count = 0;
+    let nodes = collapse(&bin, |range| {
+        let first = block_count;
+        block_count += range.len().div_ceil(4);
+        leaves.push(range);
+        leaf_ref(first, block_count - first).ok_or_else(|| {
+            GeometryError::TooLarge(format!("mesh {m} needs more than 2^27 triangle blocks"))
+        })
+    })?;
+    let mut blocks = vec![Tri4::new(&[]); block_count];
+    let mut rest = &mut blocks[..];
+    let mut jobs = Vec::with_capacity(leaves.len());
+    for range in leaves {
+        let (mine, tail) = rest.split_at_mut(range.len().div_ceil(4));
+        jobs.push((mine, range));
+        rest = tail;
+    }
+    jobs.into_par_iter().for_each(|(out, range)| {
+        for (block, chunk) in out.iter_mut().zip(bin.order[range].chunks(4)) {
             let mut tris = [([Vec3::ZERO; 3], 0u32); 4];
             for (slot, &p) in tris.iter_mut().zip(chunk) {
                 let t = kept[p as usize];
                 *slot = (mesh.triangle(t as usize), t);
             }
-            blocks.push(Tri4::new(&tris[..chunk.len()]));
+            *block = Tri4::new(&tris[..chunk.len()]);
         }
-        leaf_ref(first, blocks.len() - first).ok_or_else(|| {
-            GeometryError::TooLarge(format!("mesh {m} needs more than 2^27 triangle blocks"))
-        })
-    })?;
+    });
     Ok(Blas {
         nodes,
         blocks,
@@ -370,7 +385,8 @@ impl Geometry {
         let mut positions = Vec::new();
         let mut indices = Vec::new();
         let mut records = Vec::with_capacity(meshes.len());
-        for (mesh, b) in meshes.iter().zip(&blas) {
+        for (mesh, b) in meshes.iter().zip(blas) {
+            let block_count = b.blocks.len();
             let node_start = nodes.len();
             let block_start = blocks.len();
             if block_start + b.blocks.len() > crate::bvh::INDEX_MASK as usize {
@@ -390,7 +406,12 @@ impl Geometry {
                 }
                 n
             }));
-            blocks.extend_from_slice(&b.blocks);
+            if blocks.is_empty() {
+                // The first mesh's blocks (often the only mesh) move rather than copy.
+                blocks = b.blocks;
+            } else {
+                blocks.extend_from_slice(&b.blocks);
+            }
             records.push(MeshRecord {
                 root: if b.nodes.is_empty() {
                     EMPTY
@@ -400,7 +421,7 @@ impl Geometry {
                 node_start: index_u32(node_start, "nodes")?,
                 node_count: index_u32(b.nodes.len(), "nodes")?,
                 block_start: block_start as u32,
-                block_count: b.blocks.len() as u32,
+                block_count: block_count as u32,
                 vertex_start: index_u32(positions.len(), "vertices")?,
                 vertex_count: mesh.positions.len() as u32,
                 index_start: index_u32(indices.len(), "triangles")?,
@@ -431,8 +452,8 @@ impl Geometry {
             let boxes: Vec<Aabb> = placed.iter().map(|p| p.1).collect();
             let bin = build_binary(&boxes, TLAS_PARAMS);
             bounds = bin.nodes[0].bounds;
-            let top = collapse(&bin, |prims| {
-                leaf_ref(placed[prims[0] as usize].0 as usize, 1)
+            let top = collapse(&bin, |range| {
+                leaf_ref(placed[bin.order[range.start] as usize].0 as usize, 1)
                     .ok_or_else(|| GeometryError::TooLarge("too many instances".into()))
             })?;
             nodes.extend(top.into_iter().map(|mut n| {
@@ -468,7 +489,7 @@ impl Geometry {
             bounds,
         });
         let src: Arc<dyn ByteSource> = Arc::new(bytes);
-        let layout = cache::parse(src.bytes(), "freshly built geometry")
+        let layout = cache::parse(src.bytes(), "freshly built geometry", false)
             .expect("a freshly serialised geometry parses");
         Ok(Geometry::from_parts(src, layout))
     }

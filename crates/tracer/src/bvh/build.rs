@@ -569,11 +569,12 @@ fn partition(refs: &mut [PrimRef], left: impl Fn(&PrimRef) -> bool) -> Sides {
 }
 
 /// Collapses a binary BVH into four-wide nodes (root at index 0, every node before its
-/// children). `leaf(prims)` stores a leaf's primitives and returns its child reference (with
-/// [`LEAF`] set), or an error.
+/// children). `leaf(range)` is called for each leaf, in depth-first order, with the range of
+/// `bvh.order` holding its primitives, and returns its child reference (with [`LEAF`] set),
+/// or an error.
 pub(crate) fn collapse<E>(
     bvh: &BinaryBvh,
-    mut leaf: impl FnMut(&[u32]) -> Result<u32, E>,
+    mut leaf: impl FnMut(std::ops::Range<usize>) -> Result<u32, E>,
 ) -> Result<Vec<Node4>, E> {
     let mut nodes = Vec::with_capacity(bvh.nodes.len() / 2 + 1);
     emit(bvh, 0, &mut nodes, &mut leaf)?;
@@ -584,7 +585,7 @@ fn emit<E>(
     bvh: &BinaryBvh,
     b: usize,
     nodes: &mut Vec<Node4>,
-    leaf: &mut impl FnMut(&[u32]) -> Result<u32, E>,
+    leaf: &mut impl FnMut(std::ops::Range<usize>) -> Result<u32, E>,
 ) -> Result<u32, E> {
     let me = nodes.len();
     nodes.push(Node4::EMPTY);
@@ -613,7 +614,7 @@ fn emit<E>(
         let child = if is_inner(kid) {
             emit(bvh, kid, nodes, leaf)?
         } else {
-            let r = leaf(&bvh.order[n.start as usize..(n.start + n.count) as usize])?;
+            let r = leaf(n.start as usize..(n.start + n.count) as usize)?;
             debug_assert!(r & LEAF != 0);
             r
         };
@@ -722,7 +723,8 @@ mod tests {
             },
         );
         let mut leaves = Vec::new();
-        let nodes = collapse::<()>(&bvh, |p| {
+        let nodes = collapse::<()>(&bvh, |r| {
+            let p = &bvh.order[r];
             leaves.extend_from_slice(p);
             Ok(LEAF | p[0])
         })

@@ -150,9 +150,9 @@ impl RayBox {
     }
 }
 
-/// The traversal stack: 40 entries in place (enough for two levels of trees of a billion
-/// triangles), spilling to the heap only for degenerate deep trees. Small, because it is
-/// initialised for every ray.
+/// The traversal stack: 40 entries in place (at most three are pushed per level, and the
+/// trees built here are about a dozen levels deep for a million triangles), spilling to the
+/// heap only for deeper trees. Small, because it is initialised for every ray.
 pub(crate) struct Stack {
     inline: [(u32, f32); 40],
     len: usize,
