@@ -1,5 +1,5 @@
 //! Engines on synthetic CPU-bound tasks (`cargo bench -p prism-engines`), figures in
-//! `crates/engines/PERFORMANCE.md`.
+//! `docs/performance.md`.
 //!
 //! - `uneven`: 256 tasks with heavy-tailed costs (`1/u^2` for a hashed uniform `u`, capped at
 //!   200 units, mean 24; about 2 µs per unit): Serial, MultiThread(2) dynamic and
