@@ -44,7 +44,7 @@ for feat in "" "--features prism/mpi"; do
   step "cargo clippy --workspace --all-targets $feat -D warnings"
   cargo clippy --workspace --all-targets $feat -- -D warnings
   step "cargo test --workspace $feat"
-  cargo test --workspace $feat
+  cargo test --workspace --no-fail-fast $feat
 done
 
 # ---- 3. multi-process suites under a real mpirun ------------------------------------------
