@@ -52,9 +52,11 @@ done
 # results on every rank and exits non-zero on a mismatch. Each runs with 1, 2, 3 and 4 ranks.
 step "building the prism command and the multi-process test programs (--features prism/mpi)"
 cargo build --workspace --bins --examples --features prism/mpi
-export PRISM_BIN="$ROOT/target/debug/prism"
-EXDIR="$ROOT/target/debug/examples"
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+EXDIR="$TARGET_DIR/debug/examples"
 export EXDIR
+export PRISM_BIN="$TARGET_DIR/debug/prism"
 failed=0
 for prog in $(ls "$EXDIR" | grep -E '^mpitest_[a-z0-9_]+$' | sort); do
   for n in 1 2 3 4; do
