@@ -84,9 +84,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     let uneven_args = uneven_scene(&work, args)?;
     let uneven_configs: Vec<_> = configs
         .iter()
-        .filter(|c| {
-            c.engine == "serial" || (c.processes * c.threads == 2 && c.engine != "hybrid")
-        })
+        .filter(|c| c.engine == "serial" || (c.processes * c.threads == 2 && c.engine != "hybrid"))
         .cloned()
         .collect();
     let uneven = scaling::measure(
