@@ -97,6 +97,70 @@ impl Mesh {
     }
 }
 
+/// A closed sphere of radius 1: the icosahedron with each face split into `4^subdivisions`
+/// triangles, vertices shared, consistently wound (normals outward).
+pub fn icosphere(subdivisions: u32) -> Mesh {
+    let t = (1.0 + 5f32.sqrt()) / 2.0;
+    let mut positions: Vec<Vec3> = [
+        (-1.0, t, 0.0),
+        (1.0, t, 0.0),
+        (-1.0, -t, 0.0),
+        (1.0, -t, 0.0),
+        (0.0, -1.0, t),
+        (0.0, 1.0, t),
+        (0.0, -1.0, -t),
+        (0.0, 1.0, -t),
+        (t, 0.0, -1.0),
+        (t, 0.0, 1.0),
+        (-t, 0.0, -1.0),
+        (-t, 0.0, 1.0),
+    ]
+    .iter()
+    .map(|&(x, y, z)| Vec3::new(x, y, z).normalize())
+    .collect();
+    let mut faces: Vec<[u32; 3]> = vec![
+        [0, 11, 5],
+        [0, 5, 1],
+        [0, 1, 7],
+        [0, 7, 10],
+        [0, 10, 11],
+        [1, 5, 9],
+        [5, 11, 4],
+        [11, 10, 2],
+        [10, 7, 6],
+        [7, 1, 8],
+        [3, 9, 4],
+        [3, 4, 2],
+        [3, 2, 6],
+        [3, 6, 8],
+        [3, 8, 9],
+        [4, 9, 5],
+        [2, 4, 11],
+        [6, 2, 10],
+        [8, 6, 7],
+        [9, 8, 1],
+    ];
+    for _ in 0..subdivisions {
+        let mut midpoints = std::collections::HashMap::new();
+        let mut mid = |a: u32, b: u32, positions: &mut Vec<Vec3>| -> u32 {
+            *midpoints.entry((a.min(b), a.max(b))).or_insert_with(|| {
+                let p = ((positions[a as usize] + positions[b as usize]) * 0.5).normalize();
+                positions.push(p);
+                positions.len() as u32 - 1
+            })
+        };
+        let mut next = Vec::with_capacity(faces.len() * 4);
+        for [a, b, c] in faces {
+            let ab = mid(a, b, &mut positions);
+            let bc = mid(b, c, &mut positions);
+            let ca = mid(c, a, &mut positions);
+            next.extend_from_slice(&[[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]);
+        }
+        faces = next;
+    }
+    Mesh::new(positions, faces).expect("the icosphere is a valid mesh")
+}
+
 fn is_degenerate(positions: &[Vec3], t: &[u32; 3]) -> bool {
     let [a, b, c] = t.map(|v| positions[v as usize]);
     let n = (b - a).cross(c - a);

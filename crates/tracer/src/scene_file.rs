@@ -893,7 +893,6 @@ fn parallelogram(corner: Vec3, a: Vec3, b: Vec3) -> Option<Mesh> {
 pub mod shapes {
     use crate::math::Vec3;
     use crate::mesh::Mesh;
-    use std::collections::HashMap;
 
     /// Icosphere levels beyond this are refused (level 7 is 327 680 triangles).
     pub const MAX_SPHERE_SUBDIVISIONS: u32 = 7;
@@ -934,65 +933,7 @@ pub mod shapes {
     /// icosahedron with each triangle split into four `subdivisions` times (20 × 4^s
     /// triangles). Capped at [`MAX_SPHERE_SUBDIVISIONS`].
     pub fn sphere(subdivisions: u32) -> Mesh {
-        let t = (1.0 + 5.0f32.sqrt()) / 2.0;
-        let mut p: Vec<Vec3> = [
-            [-1.0, t, 0.0],
-            [1.0, t, 0.0],
-            [-1.0, -t, 0.0],
-            [1.0, -t, 0.0],
-            [0.0, -1.0, t],
-            [0.0, 1.0, t],
-            [0.0, -1.0, -t],
-            [0.0, 1.0, -t],
-            [t, 0.0, -1.0],
-            [t, 0.0, 1.0],
-            [-t, 0.0, -1.0],
-            [-t, 0.0, 1.0],
-        ]
-        .iter()
-        .map(|&v| Vec3::from_array(v).normalize())
-        .collect();
-        let mut tris: Vec<[u32; 3]> = vec![
-            [0, 11, 5],
-            [0, 5, 1],
-            [0, 1, 7],
-            [0, 7, 10],
-            [0, 10, 11],
-            [1, 5, 9],
-            [5, 11, 4],
-            [11, 10, 2],
-            [10, 7, 6],
-            [7, 1, 8],
-            [3, 9, 4],
-            [3, 4, 2],
-            [3, 2, 6],
-            [3, 6, 8],
-            [3, 8, 9],
-            [4, 9, 5],
-            [2, 4, 11],
-            [6, 2, 10],
-            [8, 6, 7],
-            [9, 8, 1],
-        ];
-        for _ in 0..subdivisions.min(MAX_SPHERE_SUBDIVISIONS) {
-            // Each edge's midpoint is made once, so neighbours share it: the mesh stays closed.
-            let mut midpoints: HashMap<(u32, u32), u32> = HashMap::new();
-            let mut mid = |a: u32, b: u32, p: &mut Vec<Vec3>| {
-                *midpoints.entry((a.min(b), a.max(b))).or_insert_with(|| {
-                    p.push(((p[a as usize] + p[b as usize]) * 0.5).normalize());
-                    (p.len() - 1) as u32
-                })
-            };
-            let mut next = Vec::with_capacity(tris.len() * 4);
-            for &[a, b, c] in &tris {
-                let ab = mid(a, b, &mut p);
-                let bc = mid(b, c, &mut p);
-                let ca = mid(c, a, &mut p);
-                next.extend([[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]);
-            }
-            tris = next;
-        }
-        build(p, tris)
+        crate::mesh::icosphere(subdivisions.min(MAX_SPHERE_SUBDIVISIONS))
     }
 
     fn build(positions: Vec<Vec3>, indices: Vec<[u32; 3]>) -> Mesh {
