@@ -59,19 +59,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let work = std::env::temp_dir().join(format!("prism-scaling-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let render_args: Vec<String> = vec![
-        args.scene.clone(),
-        "--width".into(),
-        args.width.to_string(),
-        "--height".into(),
-        args.height.to_string(),
-        "--spp".into(),
-        args.spp.to_string(),
-        "--passes".into(),
-        args.passes.to_string(),
-        "--seed".into(),
-        "1".into(),
-    ];
+    let render_args = render_args(&args.scene, args.width, args.height, args.spp, args.passes);
     let mut log = |line: &str| {
         eprintln!("{line}");
         let _ = std::io::stderr().flush();
@@ -228,19 +216,34 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
 fn uneven_scene(work: &Path, args: &ScalingArgs) -> Result<Vec<String>, CliError> {
     let path = work.join("uneven.toml");
     std::fs::write(&path, UNEVEN_SCENE)?;
-    Ok(vec![
-        path.display().to_string(),
-        "--width".into(),
-        args.width.to_string(),
-        "--height".into(),
-        args.height.to_string(),
-        "--spp".into(),
-        args.spp.to_string(),
-        "--passes".into(),
-        "1".into(),
-        "--seed".into(),
-        "1".into(),
-    ])
+    Ok(render_args(
+        &path.display().to_string(),
+        args.width,
+        args.height,
+        args.spp,
+        1,
+    ))
+}
+
+/// The `prism render` arguments of one measured run (seed fixed, so every run does the same
+/// work).
+fn render_args(scene: &str, width: u32, height: u32, spp: u32, passes: usize) -> Vec<String> {
+    [
+        scene,
+        "--width",
+        &width.to_string(),
+        "--height",
+        &height.to_string(),
+        "--spp",
+        &spp.to_string(),
+        "--passes",
+        &passes.to_string(),
+        "--seed",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 const UNEVEN_SCENE: &str = include_str!("uneven.toml");
@@ -254,17 +257,7 @@ fn memory_per_node(
 ) -> Result<(u64, u64), CliError> {
     let mesh = work.join("memory-mesh.ply");
     write_procedural_ply(&mesh, triangles)?;
-    let args: Vec<String> = vec![
-        mesh.display().to_string(),
-        "--width".into(),
-        "32".into(),
-        "--height".into(),
-        "32".into(),
-        "--spp".into(),
-        "1".into(),
-        "--passes".into(),
-        "1".into(),
-    ];
+    let args = render_args(&mesh.display().to_string(), 32, 32, 1, 1);
     let mut pss = Vec::new();
     for p in [1usize, 4] {
         let cfg = scaling::Config {
