@@ -10,7 +10,7 @@
 //! engine, schedule, process count or thread count rendered them.
 
 use prism_comm::Communicator;
-use prism_engines::Engine;
+use prism_engines::{Engine, ProcessStats};
 use prism_tracer::integrator::{render_tile, RenderSettings};
 use prism_tracer::{pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene};
 use std::time::{Duration, Instant};
@@ -41,6 +41,8 @@ pub struct PassReport {
     pub wall: Duration,
     /// Communication time on the root's engine (sends, receives, encoding), this pass.
     pub comm: Duration,
+    /// Every process's engine counters for this pass, in rank order (on the root).
+    pub ranks: Vec<ProcessStats>,
 }
 
 /// Callbacks of the root, and a testing aid.
@@ -62,6 +64,22 @@ pub struct ObserveReport {
     pub rays: u64,
     pub wall: Duration,
     pub comm: Duration,
+}
+
+impl ObserveReport {
+    /// Every process's engine counters summed over the passes, in rank order (on the root).
+    pub fn rank_totals(&self) -> Vec<ProcessStats> {
+        let mut totals: Vec<ProcessStats> = Vec::new();
+        for pass in &self.passes {
+            if totals.len() < pass.ranks.len() {
+                totals.resize_with(pass.ranks.len(), ProcessStats::default);
+            }
+            for (t, p) in totals.iter_mut().zip(&pass.ranks) {
+                t.accumulate(p);
+            }
+        }
+        totals
+    }
 }
 
 /// Renders `scene` pass after pass on `engine`. Collective: every rank of `comm` calls it with
@@ -140,6 +158,11 @@ pub fn observe<E: Engine>(
             rays,
             wall: pass_start.elapsed(),
             comm: stats.local.comm_time,
+            ranks: if stats.all.is_empty() {
+                vec![stats.local.clone()]
+            } else {
+                stats.all.clone()
+            },
         };
         report.rays += rays;
         report.comm += pass_report.comm;

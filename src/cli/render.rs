@@ -272,6 +272,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
                 rays: report.rays,
                 rays_per_second: report.rays as f64 / secs,
                 pss_bytes_total: pss_total,
+                ranks: report.rank_totals(),
             };
             let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;
             std::fs::write(path, text)

@@ -20,7 +20,14 @@ pub struct Config {
 }
 
 impl Config {
-    fn label(&self) -> String {
+    /// Several serial runs started at once, each its own process with no communication: how
+    /// much the machine itself slows one worker when the others are busy (its ceiling on
+    /// parallel efficiency, whatever the engine).
+    pub fn independent(&self) -> bool {
+        self.engine == "serial" && self.processes > 1
+    }
+
+    pub fn label(&self) -> String {
         format!(
             "{} {}×{}{}",
             self.engine,
@@ -28,6 +35,8 @@ impl Config {
             self.threads,
             if self.schedule == "static" {
                 " static"
+            } else if self.independent() {
+                " independent"
             } else {
                 ""
             }
@@ -48,6 +57,7 @@ pub fn configs(mpi: bool) -> Vec<Config> {
     };
     let mut v = vec![
         c("serial", 1, 1, "dynamic"),
+        c("serial", 2, 1, "dynamic"),
         c("threads", 1, 1, "dynamic"),
         c("threads", 1, 2, "dynamic"),
         c("threads", 1, 2, "static"),
@@ -73,10 +83,122 @@ pub fn run_one(
     render_args: &[String],
     work: &Path,
 ) -> Result<RunStats, String> {
+    run_with_env(exe, cfg, render_args, work, &[])
+}
+
+/// [`run_one`] with extra environment variables for the run (every rank on this node sees
+/// them).
+pub fn run_with_env(
+    exe: &Path,
+    cfg: &Config,
+    render_args: &[String],
+    work: &Path,
+    env: &[(&str, &str)],
+) -> Result<RunStats, String> {
+    if cfg.independent() {
+        return run_independent(exe, cfg, render_args, work);
+    }
     let stats_path = work.join(format!(
         "{}-{}x{}-{}.json",
         cfg.engine, cfg.processes, cfg.threads, cfg.schedule
     ));
+    let mut cmd = command(
+        exe,
+        cfg,
+        render_args,
+        &work.join("scaling.png"),
+        &stats_path,
+    );
+    // Processes mpirun starts on this node inherit its environment.
+    cmd.envs(env.iter().copied());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            cfg.label(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    read_stats(cfg, &stats_path)
+}
+
+/// `cfg.processes` serial runs started together; their statistics combined as one run that
+/// ends with the last of them.
+fn run_independent(
+    exe: &Path,
+    cfg: &Config,
+    render_args: &[String],
+    work: &Path,
+) -> Result<RunStats, String> {
+    let one = Config {
+        processes: 1,
+        ..cfg.clone()
+    };
+    let mut children = Vec::new();
+    for i in 0..cfg.processes {
+        let stats_path = work.join(format!("independent-{i}.json"));
+        let png = work.join(format!("independent-{i}.png"));
+        let mut cmd = command(exe, &one, render_args, &png, &stats_path);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+        children.push((child, stats_path));
+    }
+    let mut runs = Vec::new();
+    let mut failure = None;
+    for (child, stats_path) in children {
+        // Every child is waited for, even after a failure: none is left running.
+        match child.wait_with_output() {
+            Ok(out) if out.status.success() => runs.push(read_stats(cfg, &stats_path)),
+            Ok(out) => {
+                failure.get_or_insert(format!(
+                    "{} failed ({}): {}",
+                    cfg.label(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Err(e) => {
+                failure.get_or_insert(format!("{}: {e}", cfg.label()));
+            }
+        }
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let runs = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut all = runs[0].clone();
+    all.processes = runs.len();
+    all.wall_seconds = runs.iter().map(|r| r.wall_seconds).fold(0.0, f64::max);
+    all.rays = runs.iter().map(|r| r.rays).sum();
+    all.rays_per_second = all.rays as f64 / all.wall_seconds.max(1e-9);
+    all.comm_seconds = 0.0;
+    all.ranks = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.ranks.iter().cloned().map(move |mut p| {
+                p.rank = i;
+                p
+            })
+        })
+        .collect();
+    Ok(all)
+}
+
+/// The command line of one configuration's run (under `mpirun` for the MPI engines).
+fn command(
+    exe: &Path,
+    cfg: &Config,
+    render_args: &[String],
+    out_png: &Path,
+    stats_path: &Path,
+) -> Command {
     let mut cmd = if cfg.engine == "mpi" || cfg.engine == "hybrid" {
         let mut c = Command::new(std::env::var("MPIRUN_BIN").unwrap_or_else(|_| "mpirun".into()));
         // prism's waits already back off; Open MPI's own yield-when-idle would add
@@ -100,21 +222,14 @@ pub fn run_one(
         ])
         .args(["--threads", &cfg.threads.to_string()])
         .arg("--out")
-        .arg(work.join("scaling.png"))
+        .arg(out_png)
         .arg("--stats-json")
-        .arg(&stats_path);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}): {}",
-            cfg.label(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = std::fs::read_to_string(&stats_path).map_err(|e| {
+        .arg(stats_path);
+    cmd
+}
+
+fn read_stats(cfg: &Config, stats_path: &Path) -> Result<RunStats, String> {
+    let text = std::fs::read_to_string(stats_path).map_err(|e| {
         format!(
             "{}: no statistics at {}: {e}",
             cfg.label(),
@@ -130,6 +245,17 @@ pub struct Row {
     pub seconds: f64,
     pub rays_per_second: f64,
     pub comm_fraction: f64,
+    pub busy_fraction: f64,
+    /// Wall time of each round, in order: rounds run side by side, so ratios between two
+    /// configurations are taken round by round (see [`paired_ratio`]).
+    pub walls: Vec<f64>,
+}
+
+/// The median over rounds of `a`'s time over `b`'s time in the same round: each ratio comes
+/// from two runs seconds apart, so a slow spell of the machine cancels instead of landing in
+/// one configuration's median and not the other's.
+pub fn paired_ratio(a: &Row, b: &Row) -> f64 {
+    median(a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -176,41 +302,56 @@ pub fn measure(
             seconds: median(s.iter().map(|r| r.wall_seconds).collect()),
             rays_per_second: median(s.iter().map(|r| r.rays_per_second).collect()),
             comm_fraction: median(s.iter().map(|r| r.comm_fraction()).collect()),
+            busy_fraction: median(s.iter().map(|r| r.busy_fraction()).collect()),
+            walls: s.iter().map(|r| r.wall_seconds).collect(),
         })
         .collect())
 }
 
-/// Markdown table: time, rays/s, parallel efficiency against serial 1×1, communication share.
+/// Markdown table: time, rays/s, speed-up and parallel efficiency against serial 1×1 (paired
+/// by round), the workers' busy share and the communication share.
 pub fn table(rows: &[Row], cores: usize) -> String {
     let base = rows
         .iter()
-        .find(|r| r.config.engine == "serial")
-        .map(|r| r.seconds)
-        .unwrap_or(f64::NAN);
+        .find(|r| r.config.engine == "serial" && !r.config.independent());
     let mut s = String::from(
-        "| engine | processes × threads | schedule | time (s) | Mrays/s | speed-up | parallel efficiency | communication | note |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        "| engine | processes × threads | schedule | time (s) | Mrays/s | speed-up | parallel efficiency | workers busy | communication | note |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for r in rows {
         let workers = (r.config.processes * r.config.threads) as f64;
-        let speedup = base / r.seconds;
+        // Independent runs each did the whole job: together, `processes` times the work.
+        let jobs = if r.config.independent() {
+            r.config.processes as f64
+        } else {
+            1.0
+        };
+        let speedup = jobs * base.map_or(f64::NAN, |b| paired_ratio(b, r));
+        let mut notes = Vec::new();
+        if r.config.independent() {
+            notes.push("separate runs at once, no communication: the machine's ceiling");
+        }
+        if r.config.oversubscribed(cores) {
+            notes.push("oversubscribed");
+        }
         let _ = writeln!(
             s,
-            "| {} | {} × {} | {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} % | {} |",
+            "| {} | {} × {} | {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} % | {:.2} % | {} |",
             r.config.engine,
             r.config.processes,
             r.config.threads,
-            r.config.schedule,
+            if r.config.independent() {
+                "independent"
+            } else {
+                r.config.schedule
+            },
             r.seconds,
             r.rays_per_second / 1e6,
             speedup,
             speedup / workers.min(cores as f64),
+            100.0 * r.busy_fraction,
             100.0 * r.comm_fraction,
-            if r.config.oversubscribed(cores) {
-                "oversubscribed"
-            } else {
-                ""
-            }
+            notes.join("; ")
         );
     }
     s
@@ -236,6 +377,7 @@ pub fn svg(rows: &[Row], cores: usize) -> String {
         let y = 35.0 + bar_h * i as f64;
         let len = (w - left - 90.0) * r.rays_per_second / max;
         let colour = match r.config.engine {
+            "serial" if r.config.independent() => "#bbbbbb",
             "serial" => "#888888",
             "threads" => "#4477aa",
             "mpi" => "#228833",
@@ -292,6 +434,8 @@ mod tests {
             seconds: secs,
             rays_per_second: 1e6 / secs,
             comm_fraction: 0.01,
+            busy_fraction: 0.5,
+            walls: vec![secs * 1.1, secs, secs * 0.9],
         }
     }
 
@@ -304,17 +448,46 @@ mod tests {
         ];
         let t = table(&rows, 2);
         assert!(
-            t.contains("| mpi | 2 × 1 | dynamic | 1.250 | 0.800 | 1.60 | 0.80 | 1.00 % |  |"),
+            t.contains(
+                "| mpi | 2 × 1 | dynamic | 1.250 | 0.800 | 1.60 | 0.80 | 50.0 % | 1.00 % |  |"
+            ),
             "{t}"
         );
         assert!(
             t.contains(
-                "| mpi | 4 × 1 | dynamic | 1.000 | 1.000 | 2.00 | 1.00 | 1.00 % | oversubscribed |"
+                "| mpi | 4 × 1 | dynamic | 1.000 | 1.000 | 2.00 | 1.00 | 50.0 % | 1.00 % | oversubscribed |"
             ),
             "{t}"
         );
         let s = svg(&rows, 2);
         assert_eq!(s.matches("<rect x=").count(), 3);
+    }
+
+    #[test]
+    fn ratios_are_paired_by_round() {
+        let mut a = row("serial", 1, 1, 2.0);
+        let mut b = row("mpi", 2, 1, 1.0);
+        // A slow spell in round 2 hits both: the paired ratio stays 2, while the ratio of
+        // medians (2.0 / 1.5) would not.
+        a.walls = vec![2.0, 6.0, 2.0];
+        b.walls = vec![1.0, 3.0, 1.0];
+        assert_eq!(paired_ratio(&a, &b), 2.0);
+        // Round by round 2, 2/3 and 6: the median is 2.
+        a.walls = vec![2.0, 2.0, 6.0];
+        assert_eq!(paired_ratio(&a, &b), 2.0);
+    }
+
+    #[test]
+    fn independent_runs_are_labelled_as_the_machine_ceiling() {
+        let rows = [row("serial", 1, 1, 2.0), row("serial", 2, 1, 2.2)];
+        assert!(rows[1].config.independent() && !rows[0].config.independent());
+        assert_eq!(rows[1].config.label(), "serial 2×1 independent");
+        let t = table(&rows, 2);
+        assert!(
+            t.contains("| serial | 2 × 1 | independent | 2.200 |"),
+            "{t}"
+        );
+        assert!(t.contains("the machine's ceiling"), "{t}");
     }
 
     #[test]

@@ -17,11 +17,34 @@ pub struct RunStats {
     pub comm_seconds: f64,
     pub rays: u64,
     pub rays_per_second: f64,
+    /// Every rank's engine counters summed over the passes (render, wait, communication).
+    #[serde(default)]
+    pub ranks: Vec<prism::engines::ProcessStats>,
     /// Proportional set size summed over every rank, read after the scene was built.
     pub pss_bytes_total: u64,
 }
 
 impl RunStats {
+    /// The share of its workers' time the run spent rendering: render time summed over every
+    /// thread of every rank, over the run's span (the longest rank's engine wall time, which
+    /// is the root's: it ends with the last result) × the threads. What is missing is the
+    /// engines' own cost: waiting for work, for the slowest worker, for messages.
+    pub fn busy_fraction(&self) -> f64 {
+        let render: f64 = self.ranks.iter().map(|p| p.render_time.as_secs_f64()).sum();
+        let span = self
+            .ranks
+            .iter()
+            .map(|p| p.wall.as_secs_f64())
+            .fold(0.0, f64::max);
+        let threads: usize = self.ranks.iter().map(|p| p.threads).sum();
+        let capacity = span * threads as f64;
+        if capacity > 0.0 {
+            render / capacity
+        } else {
+            0.0
+        }
+    }
+
     pub fn comm_fraction(&self) -> f64 {
         if self.wall_seconds > 0.0 {
             self.comm_seconds / self.wall_seconds
@@ -56,6 +79,23 @@ mod tests {
         let t = "00400000-7fff [rollup]\nRss:  2048 kB\nPss:  1536 kB\nPss_Anon: 12 kB\n";
         assert_eq!(parse_pss_kib(t), Some(1536));
         assert_eq!(parse_pss_kib("Rss: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn busy_fraction_weighs_ranks_by_threads() {
+        use std::time::Duration;
+        let rank = |threads, wall_ms, render_ms| prism::engines::ProcessStats {
+            threads,
+            wall: Duration::from_millis(wall_ms),
+            render_time: Duration::from_millis(render_ms),
+            ..Default::default()
+        };
+        let mut s = RunStats::default();
+        assert_eq!(s.busy_fraction(), 0.0);
+        // 3 threads over the root's 100 ms; 150 + 90 ms rendered. The other rank's own wall
+        // ended earlier: it waited for nothing, but its thread idled to the end of the run.
+        s.ranks = vec![rank(2, 100, 150), rank(1, 95, 90)];
+        assert!((s.busy_fraction() - 0.8).abs() < 1e-12);
     }
 
     #[test]

@@ -126,8 +126,8 @@ where
         sends: Vec::new(),
         stats,
     };
-    // Chunks to keep assigned beyond the running ones.
-    let target = opts.prefetch_chunks.max(threads);
+    // Chunks to keep queued beyond the running ones.
+    let target = opts.prefetch_chunks * threads;
 
     let outcome = std::thread::scope(|s| {
         for thread in 0..threads {
@@ -231,13 +231,9 @@ where
                             stopping = true;
                             stop.store(true, Ordering::Relaxed);
                         }
-                        Msg::Finished {
-                            rendered,
-                            render_time,
-                        } => {
+                        Msg::Finished(totals) => {
                             local_finished += 1;
-                            me.stats.rendered += rendered;
-                            me.stats.render_time += render_time;
+                            totals.add_to(&mut me.stats);
                         }
                     }
                 }

@@ -9,7 +9,9 @@ pub enum Schedule {
     /// Workers take chunks of consecutive tasks from one shared counter as they become free
     /// (chunks shrink towards the end of the list, see `prism_tasking::ChunkPlan`); processes
     /// other than the root keep chunks requested ahead so their threads never wait for a
-    /// round trip. Uneven task costs balance out.
+    /// round trip, and in a multi-process run chunks are planned for the chunks so held
+    /// (`workers × (1 + prefetch_chunks)`), so none is left holding much at the end. Uneven
+    /// task costs balance out.
     #[default]
     Dynamic,
     /// Worker `w` of `W` renders tasks `w, w + W, w + 2W, ...` (Raysect PR #442's split,
@@ -42,7 +44,10 @@ pub struct Options {
     pub outbox_bytes: usize,
     /// Batches a process may have sent that the root has not answered yet.
     pub batches_in_flight: usize,
-    /// Chunks a process other than the root keeps queued ahead of its render threads.
+    /// Chunks a process other than the root keeps queued ahead of each of its render threads,
+    /// so that a thread finds its next chunk there instead of waiting for a round trip to the
+    /// root. Chunks are planned smaller by the same factor (see [`Schedule::Dynamic`]); one
+    /// suffices where a chunk takes longer than a round trip (microseconds within a node).
     pub prefetch_chunks: usize,
 }
 
@@ -57,7 +62,7 @@ impl Default for Options {
             outbox_results: 256,
             outbox_bytes: 32 * 1024 * 1024,
             batches_in_flight: 2,
-            prefetch_chunks: 2,
+            prefetch_chunks: 1,
         }
     }
 }

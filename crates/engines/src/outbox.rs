@@ -29,10 +29,24 @@ pub(crate) enum Msg<P> {
     /// The thread stopped on a failure; it takes no more tasks.
     Failed(crate::EngineError),
     /// The thread has finished: no more messages from it.
-    Finished {
-        rendered: usize,
-        render_time: Duration,
-    },
+    Finished(ThreadTotals),
+}
+
+/// What one render thread did in a run, handed over with its last message.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ThreadTotals {
+    pub rendered: usize,
+    pub render_time: Duration,
+    /// Time spent waiting for a chunk to be handed out.
+    pub wait_time: Duration,
+}
+
+impl ThreadTotals {
+    pub(crate) fn add_to(&self, stats: &mut crate::stats::ProcessStats) {
+        stats.rendered += self.rendered;
+        stats.render_time += self.render_time;
+        stats.wait_time += self.wait_time;
+    }
 }
 
 struct State<P> {
@@ -302,10 +316,10 @@ mod tests {
         let q = Outbox::<usize>::new(1, usize::MAX);
         q.push(result(0), 0, false).unwrap();
         q.push(
-            Msg::Finished {
+            Msg::Finished(ThreadTotals {
                 rendered: 1,
-                render_time: Duration::ZERO,
-            },
+                ..ThreadTotals::default()
+            }),
             0,
             true,
         )

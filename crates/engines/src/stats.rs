@@ -16,6 +16,10 @@ pub struct ProcessStats {
     pub wall: Duration,
     /// Time its render threads spent in `render`, summed over threads.
     pub render_time: Duration,
+    /// Time its render threads spent waiting for work to be handed out, summed over threads:
+    /// under dynamic scheduling on a process other than the root, the latency of chunk
+    /// requests that prefetching did not hide.
+    pub wait_time: Duration,
     /// Time its main thread spent in `update` (root only).
     pub update_time: Duration,
     /// Time its main thread spent communicating: message calls, encoding and decoding of
@@ -36,6 +40,27 @@ pub struct ProcessStats {
     pub bytes_received: u64,
     /// Largest number of results held at once between its render threads and main thread.
     pub peak_outbox_results: usize,
+}
+
+impl ProcessStats {
+    /// Adds another run's counters of the same process (times, counts and traffic summed; the
+    /// outbox peak is the larger of the two).
+    pub fn accumulate(&mut self, other: &ProcessStats) {
+        self.rank = other.rank;
+        self.threads = other.threads;
+        self.rendered += other.rendered;
+        self.wall += other.wall;
+        self.render_time += other.render_time;
+        self.wait_time += other.wait_time;
+        self.update_time += other.update_time;
+        self.comm_time += other.comm_time;
+        self.sync_time += other.sync_time;
+        self.messages_sent += other.messages_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.messages_received += other.messages_received;
+        self.bytes_received += other.bytes_received;
+        self.peak_outbox_results = self.peak_outbox_results.max(other.peak_outbox_results);
+    }
 }
 
 /// The outcome of a successful run on one process.
@@ -120,5 +145,29 @@ mod tests {
         assert_eq!(s.messages_sent(), 8);
         assert_eq!(s.bytes_sent(), 80);
         assert_eq!(RunStats::default().comm_fraction(), 0.0);
+    }
+
+    #[test]
+    fn accumulate_sums_runs_and_keeps_the_peak() {
+        let run = |ms, peak| ProcessStats {
+            rank: 2,
+            threads: 3,
+            rendered: 4,
+            wall: Duration::from_millis(ms),
+            wait_time: Duration::from_millis(1),
+            comm_time: Duration::from_millis(ms / 10),
+            messages_sent: 5,
+            peak_outbox_results: peak,
+            ..ProcessStats::default()
+        };
+        let mut total = ProcessStats::default();
+        total.accumulate(&run(100, 7));
+        total.accumulate(&run(50, 3));
+        assert_eq!((total.rank, total.threads, total.rendered), (2, 3, 8));
+        assert_eq!(total.wall, Duration::from_millis(150));
+        assert_eq!(total.wait_time, Duration::from_millis(2));
+        assert_eq!(total.comm_time, Duration::from_millis(15));
+        assert_eq!(total.messages_sent, 10);
+        assert_eq!(total.peak_outbox_results, 7);
     }
 }

@@ -149,13 +149,9 @@ impl Engine for MultiThreadEngine {
                             failure = Some(e);
                             break;
                         }
-                        Msg::Finished {
-                            rendered,
-                            render_time,
-                        } => {
+                        Msg::Finished(totals) => {
                             finished += 1;
-                            local.rendered += rendered;
-                            local.render_time += render_time;
+                            totals.add_to(&mut local);
                         }
                     }
                 }

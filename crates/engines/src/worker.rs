@@ -4,7 +4,7 @@
 //! thread); they only touch the task list, the scheduling source and the outbox.
 
 use crate::error::{panic_message, EngineError};
-use crate::outbox::{Msg, Outbox};
+use crate::outbox::{Msg, Outbox, ThreadTotals};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prism_tasking::ChunkCounter;
 use std::fmt::Display;
@@ -113,13 +113,14 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
         E: Display,
         C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
     {
-        let mut rendered = 0usize;
-        let mut render_time = Duration::ZERO;
+        let mut totals = ThreadTotals::default();
         let mut cursor = 0;
         let group_size = self.outbox.group_size(self.threads);
         let mut group: Vec<(Msg<P>, usize)> = Vec::with_capacity(group_size);
         let mut group_since = Instant::now();
+        let mut asked = Instant::now();
         'chunks: while let Some(chunk) = source.next(self.tasks.len(), self.stop, &mut cursor) {
+            totals.wait_time += asked.elapsed();
             for i in chunk {
                 if self.stop.load(Ordering::Relaxed) {
                     break 'chunks;
@@ -127,7 +128,7 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                 let t0 = Instant::now();
                 let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
                 let t1 = Instant::now();
-                render_time += t1 - t0;
+                totals.render_time += t1 - t0;
                 let failure = match outcome {
                     // A result's Serialize impl is user code too: a panic there is a
                     // failure of this task, not of the thread.
@@ -141,7 +142,7 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                             })
                         }) {
                         Ok((payload, bytes)) => {
-                            rendered += 1;
+                            totals.rendered += 1;
                             if group.is_empty() {
                                 group_since = t0;
                             }
@@ -178,18 +179,12 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
             if !self.outbox.push_group(&mut group) {
                 break;
             }
+            asked = Instant::now();
         }
         if !self.stop.load(Ordering::Relaxed) {
             self.outbox.push_group(&mut group);
         }
-        let _ = self.outbox.push(
-            Msg::Finished {
-                rendered,
-                render_time,
-            },
-            0,
-            true,
-        );
+        let _ = self.outbox.push(Msg::Finished(totals), 0, true);
     }
 }
 
