@@ -226,6 +226,62 @@ fn run(w: &Communicator) -> Res {
     w.barrier();
     hundred_megabytes(w)?;
     receive_while_computing(w)?;
+    matched_receive_never_waits_for_its_sender(w)?;
+    Ok(())
+}
+
+/// A large message crosses in several steps, and unless the transport copies by itself each
+/// step needs the sender to call into MPI. Here the sender makes no MPI call at all until the
+/// receiver has seen the message matched but incomplete (it learns that through a file, not
+/// through MPI): a `test` that waited for the rest of the message would wait forever.
+fn matched_receive_never_waits_for_its_sender(w: &Communicator) -> Res {
+    let (n, r) = (w.size(), w.rank());
+    if n < 2 {
+        return Ok(());
+    }
+    let last = n - 1;
+    let flag = std::env::temp_dir().join(format!("prism-mpitest-{}.go", std::process::id()));
+    let flag: std::path::PathBuf = w.broadcast(0, (r == 0).then_some(flag))?;
+    let len = 8 * 1024 * 1024;
+    let make = || -> Vec<u8> { (0..len).map(|i| (i % 253) as u8).collect() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if r == last {
+        let send = w.isend(0, 40, &make())?;
+        while !flag.exists() {
+            ensure!(w, Instant::now() < deadline, "the receiver never signalled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        send.wait();
+    }
+    if r == 0 {
+        let mut req = w.irecv::<Vec<u8>>(Source::Rank(last), 40);
+        let mut seen_incomplete = false;
+        let got = loop {
+            if let Some(v) = req.test()? {
+                break v;
+            }
+            if let Some(st) = req.matched() {
+                ensure!(w, st.source == last && st.bytes > len, "matched {st:?}");
+                if !seen_incomplete {
+                    seen_incomplete = true;
+                    std::fs::write(&flag, b"go")?;
+                }
+            }
+            ensure!(w, Instant::now() < deadline, "the message never arrived");
+        };
+        if !seen_incomplete {
+            // The transport moved the whole message at once (single-copy shared memory):
+            // the sender only needs to be let go.
+            std::fs::write(&flag, b"go")?;
+        }
+        ensure!(w, got.0 == make(), "8 MB differ");
+        ensure!(w, req.matched().is_none(), "still matched after completion");
+        println!("rank 0: 8 MB arrived; seen matched but incomplete: {seen_incomplete}");
+    }
+    w.barrier();
+    if r == 0 {
+        let _ = std::fs::remove_file(&flag);
+    }
     Ok(())
 }
 

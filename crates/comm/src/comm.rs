@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::local::LocalComm;
-use crate::request::{RecvRequest, SendRequest};
+use crate::request::{Incoming, RecvRequest, SendRequest};
 use crate::{CommError, Result};
 
 /// Which sender a receive or probe accepts.
@@ -207,7 +207,12 @@ impl Communicator {
         }
     }
 
-    fn check_selection(&self, op: &'static str, source: Source, tag: TagSel) -> Result<()> {
+    pub(crate) fn check_selection(
+        &self,
+        op: &'static str,
+        source: Source,
+        tag: TagSel,
+    ) -> Result<()> {
         if let Source::Rank(r) = source {
             self.check_rank(op, r)?;
         }
@@ -301,7 +306,7 @@ impl Communicator {
                 .take(tag, true)
                 .ok_or_else(|| self.internal("recv", "the local queue lost a message"))?,
             #[cfg(feature = "mpi")]
-            Backend::Mpi(m) => m.recv_bytes(source, tag)?,
+            Backend::Mpi(m) => m.recv_bytes(self, source, tag)?,
         };
         Ok((self.decode("recv", &bytes, st.source, st.tag)?, st))
     }
@@ -325,7 +330,7 @@ impl Communicator {
         let got = match &self.inner.backend {
             Backend::Local(l) => l.take(tag, false),
             #[cfg(feature = "mpi")]
-            Backend::Mpi(m) => m.try_recv_bytes(source, tag)?,
+            Backend::Mpi(m) => m.try_recv_bytes(self, source, tag)?,
         };
         #[cfg(not(feature = "mpi"))]
         let _ = source;
@@ -338,9 +343,23 @@ impl Communicator {
         }
     }
 
+    /// Starts matching and receiving a message, if one has arrived, without waiting for the
+    /// whole of it (a large message may need several steps with its sender).
+    pub(crate) fn start_recv(&self, source: Source, tag: TagSel) -> Result<Option<Incoming>> {
+        #[cfg(not(feature = "mpi"))]
+        let _ = source;
+        match &self.inner.backend {
+            Backend::Local(l) => Ok(l.take(tag, false).map(|(b, st)| Incoming::Ready(b, st))),
+            #[cfg(feature = "mpi")]
+            Backend::Mpi(m) => Ok(m.start_recv(self, source, tag)?.map(Incoming::Mpi)),
+        }
+    }
+
     /// Starts a receive that completes in [`RecvRequest::test`] or [`RecvRequest::wait`], so
-    /// the caller can keep computing. The message is matched when it is tested, not when the
-    /// request is made: a blocking `recv` in between with the same selection may take it.
+    /// the caller can keep computing. The message is matched when the request is first tested
+    /// and finds one, not when the request is made: a blocking `recv` in between with the same
+    /// selection may take it. Once matched, later tests only move that message along: a
+    /// large message never makes a test wait for its sender.
     pub fn irecv<T: DeserializeOwned>(
         &self,
         source: impl Into<Source>,
@@ -775,6 +794,7 @@ mod tests {
         let w = world();
         let mut r = w.irecv::<Vec<u8>>(0, 3);
         assert!(r.test().unwrap().is_none());
+        assert!(r.matched().is_none());
         let mut s = w.isend(0, 3, &vec![1u8; 10]).unwrap();
         assert!(s.test());
         s.wait();

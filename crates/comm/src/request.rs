@@ -76,12 +76,54 @@ impl Drop for SendRequest {
     }
 }
 
-/// A receive in progress: a matching message is looked for each time it is tested.
+/// A matched message on its way in.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// Already complete (the one-process world's queue).
+    Ready(Vec<u8>, Status),
+    #[cfg(feature = "mpi")]
+    Mpi(crate::mpi_backend::PendingRecv),
+}
+
+impl Incoming {
+    fn status(&self) -> Status {
+        match self {
+            Incoming::Ready(_, st) => *st,
+            #[cfg(feature = "mpi")]
+            Incoming::Mpi(p) => p.status(),
+        }
+    }
+
+    /// The bytes once they have all arrived; never blocks.
+    fn try_take(&mut self) -> Result<Option<(Vec<u8>, Status)>> {
+        match self {
+            Incoming::Ready(bytes, st) => Ok(Some((std::mem::take(bytes), *st))),
+            #[cfg(feature = "mpi")]
+            Incoming::Mpi(p) => Ok(p.test()?.then(|| p.take())),
+        }
+    }
+
+    fn wait(self) -> Result<(Vec<u8>, Status)> {
+        match self {
+            Incoming::Ready(bytes, st) => Ok((bytes, st)),
+            #[cfg(feature = "mpi")]
+            Incoming::Mpi(p) => p.wait(),
+        }
+    }
+}
+
+/// A receive in progress. Until it has matched a message, each test looks for one; once
+/// matched, tests move that message along without waiting for its sender, and [`test`]
+/// returns it when it has all arrived. Dropping a request in the middle of a message waits
+/// for the rest, so the buffer is never freed under MPI.
+///
+/// [`test`]: RecvRequest::test
 #[must_use = "a receive request does nothing until tested or waited on"]
 pub struct RecvRequest<T> {
     comm: Communicator,
     source: Source,
     tag: TagSel,
+    incoming: Option<Incoming>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -90,7 +132,16 @@ impl<T> std::fmt::Debug for RecvRequest<T> {
         f.debug_struct("RecvRequest")
             .field("source", &self.source)
             .field("tag", &self.tag)
+            .field("matched", &self.matched())
             .finish()
+    }
+}
+
+impl<T> RecvRequest<T> {
+    /// The status (source, tag, size) of the message this request has matched and is still
+    /// receiving; `None` before a match and after the value was returned.
+    pub fn matched(&self) -> Option<Status> {
+        self.incoming.as_ref().map(Incoming::status)
     }
 }
 
@@ -100,18 +151,37 @@ impl<T: DeserializeOwned> RecvRequest<T> {
             comm,
             source,
             tag,
+            incoming: None,
             _value: PhantomData,
         }
     }
 
-    /// The value and its status if a matching message has arrived; `Ok(None)` if not yet.
-    /// Never blocks. After `Some`, further tests look for another message.
+    /// The value and its status once a matching message has wholly arrived; `Ok(None)` if not
+    /// yet. Never blocks. After `Some`, the request looks for another message.
     pub fn test(&mut self) -> Result<Option<(T, Status)>> {
-        self.comm.try_recv(self.source, self.tag)
+        self.comm.check_selection("irecv", self.source, self.tag)?;
+        if self.incoming.is_none() {
+            self.incoming = self.comm.start_recv(self.source, self.tag)?;
+        }
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Ok(None);
+        };
+        let Some((bytes, st)) = incoming.try_take()? else {
+            return Ok(None);
+        };
+        self.incoming = None;
+        let value = self.comm.decode("irecv", &bytes, st.source, st.tag)?;
+        Ok(Some((value, st)))
     }
 
     /// Waits for the message (polling with backoff).
-    pub fn wait(self) -> Result<(T, Status)> {
-        self.comm.recv(self.source, self.tag)
+    pub fn wait(mut self) -> Result<(T, Status)> {
+        match self.incoming.take() {
+            Some(incoming) => {
+                let (bytes, st) = incoming.wait()?;
+                Ok((self.comm.decode("irecv", &bytes, st.source, st.tag)?, st))
+            }
+            None => self.comm.recv(self.source, self.tag),
+        }
     }
 }

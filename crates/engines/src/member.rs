@@ -74,6 +74,9 @@ impl Member<'_> {
     }
 }
 
+/// The longest this process sleeps while one of its sends is still in flight.
+const SEND_PROGRESS_WAIT: Duration = Duration::from_micros(50);
+
 /// Runs a non-root process's side; returns the run's outcome as the root sent it.
 pub(crate) fn run<T, R, E, F>(
     cl: &Cluster,
@@ -293,7 +296,15 @@ where
             if active {
                 backoff.reset();
             } else {
-                let wait = backoff.next().min(opts.batch_delay);
+                // A large batch crosses in several steps (rendezvous), each of which needs this
+                // process to call into MPI unless the transport copies by itself: while a send
+                // is in flight, poll often so the root never waits on this process's sleep.
+                let cap = if me.sends.is_empty() {
+                    opts.batch_delay
+                } else {
+                    SEND_PROGRESS_WAIT
+                };
+                let wait = backoff.next().min(cap);
                 if !stopping && !full(batch_count, batch.len()) {
                     // Room for results: wake as soon as one comes.
                     outbox.wait_for_items(wait);

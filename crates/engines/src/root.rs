@@ -15,7 +15,7 @@ use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
 use crate::worker::{Crew, Source};
-use prism_comm::{Communicator, SendRequest, Source as From};
+use prism_comm::{Communicator, RecvRequest, SendRequest, Source as From, Status};
 use prism_tasking::ChunkCounter;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +23,13 @@ use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// A message from another process, matched and perhaps still arriving.
+struct IncomingUp {
+    source: usize,
+    request: RecvRequest<Up>,
+    arrived: Option<(Up, Status)>,
+}
 
 /// The root's bookkeeping for one run.
 struct Root<'a, U> {
@@ -42,6 +49,8 @@ struct Root<'a, U> {
     abort_sent: bool,
     local_finished: usize,
     sends: Vec<SendRequest>,
+    /// Other processes' messages in the order they were matched.
+    incoming: Vec<IncomingUp>,
     stats: ProcessStats,
 }
 
@@ -87,25 +96,69 @@ impl<U> Root<'_, U> {
         }
     }
 
-    /// Handles the messages other processes have sent; returns whether there were any.
+    /// Moves the other processes' messages along and handles those that have arrived;
+    /// returns whether there were any. A large batch can need several steps with its sender
+    /// (rendezvous) before it has all arrived: it stays in `incoming` meanwhile, so the root
+    /// never waits on one process while others, or its own threads, have work for it.
     fn serve<R, E>(&mut self, counter: &ChunkCounter) -> bool
     where
         R: DeserializeOwned,
         U: FnMut(usize, R) -> std::result::Result<(), E>,
         E: Display,
     {
-        let mut any = false;
+        let t0 = Instant::now();
+        for inc in self.incoming.iter_mut().filter(|i| i.arrived.is_none()) {
+            match inc.request.test() {
+                Ok(got) => inc.arrived = got,
+                Err(e) => fatal(self.comm, "receiving from a process", e),
+            }
+        }
         // Bounded so that a stream of batches cannot starve this process's own results.
         for _ in 0..2 * self.comm.size() {
-            let t0 = Instant::now();
-            let got = self.comm.try_recv::<Up>(From::Any, TAG_UP);
-            self.stats.comm_time += t0.elapsed();
-            let (up, status) = match got {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
+            let mut request = self.comm.irecv::<Up>(From::Any, TAG_UP);
+            let arrived = match request.test() {
+                Ok(got) => got,
                 Err(e) => fatal(self.comm, "receiving from a process", e),
             };
-            any = true;
+            let status = arrived.as_ref().map(|(_, st)| *st).or(request.matched());
+            let Some(Status { source, .. }) = status else {
+                break;
+            };
+            self.incoming.push(IncomingUp {
+                source,
+                request,
+                arrived,
+            });
+        }
+        self.stats.comm_time += t0.elapsed();
+
+        // Messages of one process are handled in the order they were sent: a batch still
+        // arriving holds back that process's later messages (its "finished" above all).
+        let mut held = vec![false; self.comm.size()];
+        let mut any = false;
+        for inc in std::mem::take(&mut self.incoming) {
+            match inc.arrived {
+                Some((up, status)) if !held[inc.source] => {
+                    any = true;
+                    self.handle::<R, E>(up, status, counter);
+                }
+                _ => {
+                    held[inc.source] = true;
+                    self.incoming.push(inc);
+                }
+            }
+        }
+        any
+    }
+
+    /// Handles one message from another process.
+    fn handle<R, E>(&mut self, up: Up, status: Status, counter: &ChunkCounter)
+    where
+        R: DeserializeOwned,
+        U: FnMut(usize, R) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        {
             self.stats.messages_received += 1;
             self.stats.bytes_received += status.bytes as u64;
             let from = status.source;
@@ -158,7 +211,6 @@ impl<U> Root<'_, U> {
                 }
             }
         }
-        any
     }
 
     /// Decodes the results of a batch from process `from` and applies them.
@@ -268,6 +320,7 @@ where
         abort_sent: false,
         local_finished: 0,
         sends: Vec::new(),
+        incoming: Vec::new(),
         stats,
     };
 

@@ -513,13 +513,15 @@ impl MpiComm {
         result.map(|s| s.expect("poll returned only with a status or an error"))
     }
 
-    /// Receives a matching message if one is there: matched probe, then a receive of the
-    /// probed size that no other receive can steal.
-    pub(crate) fn try_recv_bytes(
+    /// Starts receiving a matching message if one is there: matched probe, then a
+    /// non-blocking receive of the probed size that no other receive can steal. A large message
+    /// may need several steps with the sender before it is complete: the caller tests it.
+    pub(crate) fn start_recv(
         &self,
+        comm: &Communicator,
         source: Source,
         tag: TagSel,
-    ) -> Result<Option<(Vec<u8>, Status)>> {
+    ) -> Result<Option<PendingRecv>> {
         self.guard("try_recv")?;
         let mut flag: c_int = 0;
         // SAFETY: MPI_Message and MPI_Status are plain data that MPI fills.
@@ -545,7 +547,8 @@ impl MpiComm {
         let mut buf = vec![0u8; status.bytes];
         let mut req = null_request();
         // SAFETY: `msg` is the message just matched, received exactly once into `buf`, which
-        // has its probed size and outlives the request (waited on below).
+        // has its probed size; `buf` moves into the PendingRecv below, whose heap storage does
+        // not move and is kept until MPI reports completion (or leaked).
         let code = unsafe {
             ffi::MPI_Imrecv(
                 buf.as_mut_ptr().cast::<c_void>(),
@@ -556,15 +559,38 @@ impl MpiComm {
             )
         };
         check(self.rank, "MPI_Imrecv", code)?;
-        wait_request(self.rank, "MPI_Imrecv", req)?;
-        Ok(Some((buf, status)))
+        Ok(Some(PendingRecv {
+            req,
+            buf,
+            status,
+            done: false,
+            comm: comm.clone(),
+        }))
     }
 
-    pub(crate) fn recv_bytes(&self, source: Source, tag: TagSel) -> Result<(Vec<u8>, Status)> {
+    /// Receives a matching message if one is there, waiting for the whole of it.
+    pub(crate) fn try_recv_bytes(
+        &self,
+        comm: &Communicator,
+        source: Source,
+        tag: TagSel,
+    ) -> Result<Option<(Vec<u8>, Status)>> {
+        match self.start_recv(comm, source, tag)? {
+            None => Ok(None),
+            Some(p) => p.wait().map(Some),
+        }
+    }
+
+    pub(crate) fn recv_bytes(
+        &self,
+        comm: &Communicator,
+        source: Source,
+        tag: TagSel,
+    ) -> Result<(Vec<u8>, Status)> {
         self.guard("recv")?;
         let mut result = Ok(None);
         poll(|| {
-            result = self.try_recv_bytes(source, tag);
+            result = self.try_recv_bytes(comm, source, tag);
             match &result {
                 Ok(None) => None,
                 _ => Some(()),
@@ -908,5 +934,98 @@ impl PendingSend {
             return;
         }
         poll(|| self.test().then_some(()));
+    }
+}
+
+// ---- receives in flight -----------------------------------------------------------------------
+
+/// An `MPI_Imrecv` of a matched message with the buffer it writes into.
+pub(crate) struct PendingRecv {
+    req: ffi::MPI_Request,
+    buf: Vec<u8>,
+    status: Status,
+    done: bool,
+    comm: Communicator,
+}
+
+impl std::fmt::Debug for PendingRecv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRecv")
+            .field("status", &self.status)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+// SAFETY: as for PendingSend: the request is only tested or waited on through methods that
+// check they run on the MPI thread; the buffer is an ordinary Vec.
+unsafe impl Send for PendingRecv {}
+// SAFETY: as for Send; `&PendingRecv` gives no access to MPI.
+unsafe impl Sync for PendingRecv {}
+
+impl PendingRecv {
+    /// The matched message's source, tag and size.
+    pub(crate) fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Whether the whole message is in the buffer. Never blocks.
+    pub(crate) fn test(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(true);
+        }
+        let rank = self.comm.rank();
+        if finalized() {
+            return Err(CommError::InvalidArgument {
+                rank,
+                op: "recv",
+                message: "MPI was finalised before a matched message arrived".to_string(),
+            });
+        }
+        if !on_mpi_thread() {
+            return Err(CommError::WrongThread {
+                rank,
+                op: "recv",
+                level: STATE.get().map_or(ThreadLevel::Funneled, |s| s.level),
+            });
+        }
+        let mut flag: c_int = 0;
+        // SAFETY: a live request whose buffer `self.buf` is still owned here.
+        let code = unsafe { ffi::MPI_Test(&mut self.req, &mut flag, ffi::RSMPI_STATUS_IGNORE) };
+        check(rank, "MPI_Test", code)?;
+        self.done = flag != 0;
+        Ok(self.done)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut result = Ok(false);
+        poll(|| {
+            result = self.test();
+            (!matches!(result, Ok(false))).then_some(())
+        });
+        result.map(|_| ())
+    }
+
+    /// Waits (polling with backoff) for the whole message.
+    pub(crate) fn wait(mut self) -> Result<(Vec<u8>, Status)> {
+        self.finish()?;
+        Ok(self.take())
+    }
+
+    /// The received bytes; only once `test` has reported completion.
+    pub(crate) fn take(&mut self) -> (Vec<u8>, Status) {
+        debug_assert!(self.done, "PendingRecv::take before completion");
+        (std::mem::take(&mut self.buf), self.status)
+    }
+}
+
+impl Drop for PendingRecv {
+    /// A receive dropped before completion is waited for, so MPI never writes into freed
+    /// memory; where that cannot be done (finalised, not the MPI thread) the buffer leaks.
+    fn drop(&mut self) {
+        if self.done || self.finish().is_ok() {
+            return;
+        }
+        std::mem::forget(std::mem::take(&mut self.buf));
     }
 }
