@@ -165,10 +165,14 @@ where
         let mut backoff = Backoff::new();
 
         loop {
+            // `active`: something was done, look again at once; `network`: a message came or
+            // went, so an answer may come soon (only that resets the backoff).
             let mut active = false;
+            let mut network = false;
 
             while let Some(down) = me.receive() {
                 active = true;
+                network = true;
                 match down {
                     Down::Chunks {
                         chunks,
@@ -273,6 +277,7 @@ where
                     in_flight.push_back(want as u32);
                     asked += want;
                     active = true;
+                    network = true;
                 }
             }
 
@@ -290,12 +295,14 @@ where
                 me.send(&up, "finishing");
                 finished_sent = true;
                 active = true;
+                network = true;
             }
             me.prune_sends();
 
-            if active {
+            if network {
                 backoff.reset();
-            } else {
+            }
+            if !active {
                 // A large batch crosses in several steps (rendezvous), each of which needs this
                 // process to call into MPI unless the transport copies by itself: while a send
                 // is in flight, poll often so the root never waits on this process's sleep.

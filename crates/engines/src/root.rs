@@ -354,8 +354,12 @@ where
                 active = true;
                 root.local(m);
             }
+            // Only the network's own activity makes a quick answer likely: a local result
+            // does not, and resetting on it would wake this core every few microseconds.
+            let mut network = false;
             if root.remaining > 0 {
-                active |= root.serve::<R, E>(&counter);
+                network = root.serve::<R, E>(&counter);
+                active |= network;
             }
 
             if root.failure.is_some() && !root.abort_sent {
@@ -376,9 +380,10 @@ where
             if local_done && root.remaining == 0 {
                 break;
             }
-            if active {
+            if network {
                 backoff.reset();
-            } else {
+            }
+            if !active {
                 // Nobody else to listen to: wait for this process's threads only.
                 let wait = if root.remaining == 0 {
                     IDLE_WAIT
