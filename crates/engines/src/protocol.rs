@@ -125,8 +125,10 @@ pub(crate) fn check_lists(lists: &[(u64, u64)]) -> Result<(), EngineError> {
     }
 }
 
-/// Waits between polls of the network: microseconds doubling up to a millisecond, so a
-/// process waiting on others never spins a core its threads need. (No yields first: on a
+/// Waits between polls of the network: 100 µs doubling up to a millisecond, so a process
+/// waiting on others never spins a core its threads need. Every message restarts the ramp;
+/// starting at 5 µs cost nine wake-ups per message, each taking a rendering core, for answers
+/// that the other side's own 1 ms cadence delays anyway (interleaved runs: 4 % slower). (No yields first: on a
 /// machine with every core busy a yield is a sleep of unknown length, and the waits are
 /// mostly taken on the outbox's condition variable, which ends early when a result comes.)
 pub(crate) struct Backoff {
@@ -134,7 +136,7 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    const FIRST: Duration = Duration::from_micros(5);
+    const FIRST: Duration = Duration::from_micros(100);
     const LAST: Duration = Duration::from_millis(1);
 
     pub(crate) fn new() -> Self {
