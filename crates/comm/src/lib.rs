@@ -23,7 +23,10 @@
 //! MPI is initialised `Funneled` by default: only the thread that called [`init`] may make
 //! communication calls. Communicators are `Send + Sync` so they can be stored anywhere, but
 //! worker threads should hand messages to the communication thread through channels.
-//! Waits never spin a core: they poll with non-blocking tests and back off.
+//! Waits never spin a core: they poll with non-blocking tests and back off (a few 1 µs spins,
+//! then sleeps), and never `sched_yield`, which on a machine whose cores all compute gives the
+//! core away for a whole time slice. A [`RecvRequest`] that has matched a large message only
+//! moves it along when tested: it never waits for the sender's part of the exchange.
 //!
 //! # Errors and hangs
 //! A rank that returns an error from `main` while the others wait for it in a collective
