@@ -158,57 +158,55 @@ impl<U> Root<'_, U> {
         U: FnMut(usize, R) -> std::result::Result<(), E>,
         E: Display,
     {
-        {
-            self.stats.messages_received += 1;
-            self.stats.bytes_received += status.bytes as u64;
-            let from = status.source;
-            if up.seq() != self.seq {
-                fatal(
-                    self.comm,
-                    "engine protocol",
-                    format!(
-                        "message of run {} from process {from} during run {}",
-                        up.seq(),
-                        self.seq
-                    ),
-                );
-            }
-            match up {
-                Up::Batch {
-                    count,
-                    results,
-                    want,
-                    ..
-                } => {
-                    // Chunks first: the sender's threads should not wait for our `update`.
-                    let mut chunks = Vec::new();
-                    if self.dynamic && self.failure.is_none() {
-                        while chunks.len() < want as usize {
-                            match counter.next_chunk() {
-                                Some((f, c)) => chunks.push((f as u64, c as u64)),
-                                None => break,
-                            }
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += status.bytes as u64;
+        let from = status.source;
+        if up.seq() != self.seq {
+            fatal(
+                self.comm,
+                "engine protocol",
+                format!(
+                    "message of run {} from process {from} during run {}",
+                    up.seq(),
+                    self.seq
+                ),
+            );
+        }
+        match up {
+            Up::Batch {
+                count,
+                results,
+                want,
+                ..
+            } => {
+                // Chunks first: the sender's threads should not wait for our `update`.
+                let mut chunks = Vec::new();
+                if self.dynamic && self.failure.is_none() {
+                    while chunks.len() < want as usize {
+                        match counter.next_chunk() {
+                            Some((f, c)) => chunks.push((f as u64, c as u64)),
+                            None => break,
                         }
                     }
-                    let exhausted = !self.dynamic
-                        || self.failure.is_some()
-                        || counter.handed_out() >= counter.plan().len();
-                    let reply = Down::Chunks {
-                        seq: self.seq,
-                        chunks,
-                        exhausted,
-                    };
-                    self.send(from, &reply, "answering a batch");
-                    self.apply_batch::<R, E>(from, count, &results);
                 }
-                Up::Failed { error, .. } => self.fail(error),
-                Up::Finished { stats, .. } => {
-                    if !self.finished[from] {
-                        self.finished[from] = true;
-                        self.remaining -= 1;
-                    }
-                    self.all[from] = Some(stats);
+                let exhausted = !self.dynamic
+                    || self.failure.is_some()
+                    || counter.handed_out() >= counter.plan().len();
+                let reply = Down::Chunks {
+                    seq: self.seq,
+                    chunks,
+                    exhausted,
+                };
+                self.send(from, &reply, "answering a batch");
+                self.apply_batch::<R, E>(from, count, &results);
+            }
+            Up::Failed { error, .. } => self.fail(error),
+            Up::Finished { stats, .. } => {
+                if !self.finished[from] {
+                    self.finished[from] = true;
+                    self.remaining -= 1;
                 }
+                self.all[from] = Some(stats);
             }
         }
     }

@@ -55,6 +55,25 @@ fn on_mpi_thread() -> bool {
     }
 }
 
+/// Refuses MPI calls from the wrong thread or after finalisation.
+fn guard(rank: usize, op: &'static str) -> Result<()> {
+    if finalized() {
+        return Err(CommError::InvalidArgument {
+            rank,
+            op,
+            message: "MPI was already finalised (the Universe was dropped)".to_string(),
+        });
+    }
+    if !on_mpi_thread() {
+        return Err(CommError::WrongThread {
+            rank,
+            op,
+            level: STATE.get().map_or(ThreadLevel::Funneled, |s| s.level),
+        });
+    }
+    Ok(())
+}
+
 fn check(rank: usize, op: &'static str, code: c_int) -> Result<()> {
     if code == ffi::MPI_SUCCESS as c_int {
         Ok(())
@@ -365,21 +384,7 @@ impl MpiComm {
 
     /// Refuses MPI calls from the wrong thread or after finalisation.
     pub(crate) fn guard(&self, op: &'static str) -> Result<()> {
-        if finalized() {
-            return Err(CommError::InvalidArgument {
-                rank: self.rank,
-                op,
-                message: "MPI was already finalised (the Universe was dropped)".to_string(),
-            });
-        }
-        if !on_mpi_thread() {
-            return Err(CommError::WrongThread {
-                rank: self.rank,
-                op,
-                level: STATE.get().map_or(ThreadLevel::Funneled, |s| s.level),
-            });
-        }
-        Ok(())
+        guard(self.rank, op)
     }
 
     fn source(s: Source) -> c_int {
@@ -975,20 +980,7 @@ impl PendingRecv {
             return Ok(true);
         }
         let rank = self.comm.rank();
-        if finalized() {
-            return Err(CommError::InvalidArgument {
-                rank,
-                op: "recv",
-                message: "MPI was finalised before a matched message arrived".to_string(),
-            });
-        }
-        if !on_mpi_thread() {
-            return Err(CommError::WrongThread {
-                rank,
-                op: "recv",
-                level: STATE.get().map_or(ThreadLevel::Funneled, |s| s.level),
-            });
-        }
+        guard(rank, "recv")?;
         let mut flag: c_int = 0;
         // SAFETY: a live request whose buffer `self.buf` is still owned here.
         let code = unsafe { ffi::MPI_Test(&mut self.req, &mut flag, ffi::RSMPI_STATUS_IGNORE) };
