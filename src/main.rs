@@ -80,6 +80,10 @@ pub struct RenderArgs {
     pub tile: u32,
     #[arg(long, value_enum, default_value = "dynamic")]
     pub schedule: ScheduleKind,
+    /// mpi/hybrid with one thread per process: render on a thread of its own rather than on
+    /// the process's main thread (which then only communicates; for long, uneven tasks).
+    #[arg(long)]
+    pub render_thread: bool,
     /// Adaptive sampling: fraction of pixels re-sampled each pass (by normalised error).
     #[arg(long, default_value_t = 0.2)]
     pub fraction: f64,

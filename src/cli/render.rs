@@ -6,7 +6,7 @@ use crate::cli::{msg, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism::engines::{
-    AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Schedule, SerialEngine,
+    AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule, SerialEngine,
 };
 use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
 use prism::tracer::integrator::RenderSettings;
@@ -93,6 +93,11 @@ fn make_engine(
         ScheduleKind::Dynamic => Schedule::Dynamic,
         ScheduleKind::Static => Schedule::StaticRoundRobin,
     };
+    let cluster = Options {
+        schedule,
+        render_on_main_thread: !args.render_thread,
+        ..Options::default()
+    };
     let threads = args.threads.unwrap_or(layout.threads_per_rank);
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
         return Err(msg(format!(
@@ -110,10 +115,10 @@ fn make_engine(
                 .into(),
             threads,
         ),
-        EngineKind::Mpi => (MpiEngine::new(world)?.with_schedule(schedule).into(), 1),
+        EngineKind::Mpi => (MpiEngine::new(world)?.with_options(cluster).into(), 1),
         _ => (
             HybridEngine::new(world, threads)?
-                .with_schedule(schedule)
+                .with_options(cluster)
                 .into(),
             threads,
         ),

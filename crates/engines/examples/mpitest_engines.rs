@@ -93,6 +93,29 @@ fn engines(world: &Communicator) -> Vec<(String, AnyEngine)> {
                 .into()
             })),
         ));
+        // One thread per process renders on the main thread by default: also the other way,
+        // and inline under tight bounds (the main thread cannot wait on its own outbox).
+        v.push((
+            format!("mpi {schedule:?} render thread"),
+            mk(MpiEngine::new(world).map(|e| {
+                e.with_options(Options {
+                    schedule,
+                    render_on_main_thread: false,
+                    ..Options::default()
+                })
+                .into()
+            })),
+        ));
+        v.push((
+            format!("mpi {schedule:?} tiny batches"),
+            mk(MpiEngine::new(world).map(|e| {
+                e.with_options(Options {
+                    schedule,
+                    ..tiny.clone()
+                })
+                .into()
+            })),
+        ));
         v.push((
             format!("hybrid(2) {schedule:?}"),
             mk(HybridEngine::new(world, 2).map(|e| e.with_schedule(schedule).into())),

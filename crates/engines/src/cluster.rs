@@ -31,6 +31,8 @@ pub(crate) struct Cluster {
     pub first_worker: usize,
     /// Workers in all processes.
     pub workers: usize,
+    /// Render threads of every process.
+    pub threads_of: Vec<usize>,
     pub options: Options,
     /// Runs made so far; every message carries its run's number.
     seq: AtomicU64,
@@ -53,9 +55,16 @@ impl Cluster {
             threads,
             first_worker,
             workers,
+            threads_of: all.iter().map(|&t| t as usize).collect(),
             options: Options::default(),
             seq: AtomicU64::new(0),
         })
+    }
+
+    /// Whether this process's one worker is its main thread (see
+    /// [`Options::render_on_main_thread`]).
+    pub(crate) fn renders_inline(&self) -> bool {
+        self.threads == 1 && self.options.render_on_main_thread
     }
 
     fn run_indexed<T, R, E, F, U>(&self, tasks: &[T], render: F, update: U) -> Result<RunStats>

@@ -12,14 +12,13 @@ use crate::cluster::{fatal, Cluster};
 use crate::error::{EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
-use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::APPLY_SLICE;
-use crate::worker::{Crew, Source};
+use crate::worker::{Crew, Inline, Source, Step};
 use prism_comm::{Communicator, SendRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -79,6 +78,11 @@ impl Member<'_> {
 /// from a render thread) and 1 ms (batches, and with them chunk requests, arrive later).
 const SEND_PROGRESS_WAIT: Duration = Duration::from_micros(250);
 
+/// Results (bytes) above which a chunk request travels in a message of its own: well below
+/// the size up to which transports send a message in one step (Open MPI: 4 KiB within a node,
+/// 12-64 KiB between nodes).
+const REQUEST_ALONE_ABOVE: usize = 2048;
+
 /// Runs a non-root process's side; returns the run's outcome as the root sent it.
 pub(crate) fn run<T, R, E, F>(
     cl: &Cluster,
@@ -135,6 +139,7 @@ where
     let target = opts.prefetch_chunks * threads;
 
     let outcome = std::thread::scope(|s| {
+        let mut inline = None;
         for thread in 0..threads {
             let source = if dynamic {
                 Source::Queue(chunk_rx.clone())
@@ -144,8 +149,12 @@ where
                     workers: cl.workers,
                 }
             };
-            let crew = &crew;
-            s.spawn(move || crew.run(thread, source));
+            if cl.renders_inline() {
+                inline = Some(Inline::new(source));
+            } else {
+                let crew = &crew;
+                s.spawn(move || crew.run(thread, source));
+            }
         }
         let _release = Release {
             outbox: &outbox,
@@ -156,9 +165,15 @@ where
         let mut batch: Vec<u8> = Vec::new();
         let mut batch_count = 0u32;
         let mut batch_since = Instant::now();
-        // Chunks asked for by each unanswered batch, oldest first.
-        let mut in_flight: VecDeque<u32> = VecDeque::new();
-        let mut asked = 0usize;
+        // Batches not answered yet; those of them with results; chunks they asked for. The
+        // root's first chunks come unasked, as if answering a batch without results.
+        let mut unanswered = usize::from(dynamic);
+        let mut results_in_flight = 0usize;
+        let mut asked = if dynamic {
+            first_grant(cl, rank) as usize
+        } else {
+            0
+        };
         let mut exhausted = !dynamic;
         // Set on abort or local failure: no more requests, results are dropped.
         let mut stopping = false;
@@ -179,10 +194,14 @@ where
                     Down::Chunks {
                         chunks,
                         exhausted: ex,
+                        wanted,
+                        had_results,
                         ..
                     } => {
-                        let want = in_flight.pop_front().unwrap_or(0) as usize;
-                        asked = asked.saturating_sub(want);
+                        unanswered = unanswered.saturating_sub(1);
+                        asked = asked.saturating_sub(wanted as usize);
+                        results_in_flight =
+                            results_in_flight.saturating_sub(usize::from(had_results));
                         exhausted |= ex;
                         if let (Some(tx), false) = (&chunk_tx, stopping) {
                             for (first, count) in chunks {
@@ -256,38 +275,54 @@ where
                 chunk_tx = None;
             }
 
-            if !finished_sent && in_flight.len() < opts.batches_in_flight {
+            // A request for chunks rides on the results only when they are few: a large batch
+            // crosses in several steps (rendezvous), each waiting for a poll on both sides, and
+            // the threads would wait that long for their chunks. A request alone carries no
+            // results, so the bound on batches in flight does not hold it back.
+            loop {
+                if finished_sent {
+                    break;
+                }
                 let queued = chunk_tx.as_ref().map_or(0, |tx| tx.len());
                 let want = if exhausted || stopping {
                     0
                 } else {
                     target.saturating_sub(queued + asked)
                 };
+                let room = results_in_flight < opts.batches_in_flight;
                 let due = batch_count > 0
                     && (full(batch_count, batch.len())
                         || local_finished == threads
                         || batch_since.elapsed() >= opts.batch_delay);
-                if want > 0 || due {
-                    let up = Up::Batch {
-                        seq,
-                        count: batch_count,
-                        results: std::mem::take(&mut batch),
-                        want: want as u32,
-                    };
-                    me.send(&up, "sending results");
-                    batch_count = 0;
-                    in_flight.push_back(want as u32);
-                    asked += want;
-                    active = true;
-                    network = true;
+                let with_results = room
+                    && batch_count > 0
+                    && (due || (want > 0 && batch.len() <= REQUEST_ALONE_ABOVE));
+                if want == 0 && !with_results {
+                    break;
                 }
+                let (count, results) = if with_results {
+                    (
+                        std::mem::replace(&mut batch_count, 0),
+                        std::mem::take(&mut batch),
+                    )
+                } else {
+                    (0, Vec::new())
+                };
+                let up = Up::Batch {
+                    seq,
+                    count,
+                    results,
+                    want: want as u32,
+                };
+                me.send(&up, "sending results");
+                unanswered += 1;
+                results_in_flight += usize::from(with_results);
+                asked += want;
+                active = true;
+                network = true;
             }
 
-            if !finished_sent
-                && local_finished == threads
-                && in_flight.is_empty()
-                && batch_count == 0
-            {
+            if !finished_sent && local_finished == threads && unanswered == 0 && batch_count == 0 {
                 me.stats.wall = start.elapsed();
                 me.stats.peak_outbox_results = outbox.peak_items();
                 let up = Up::Finished {
@@ -300,6 +335,12 @@ where
                 network = true;
             }
             me.prune_sends();
+            // Rendering here waits while results have nowhere to go (back-pressure).
+            if let Some(worker) = inline.as_mut() {
+                if outbox.has_room() && worker.step(&crew) == Step::Busy {
+                    active = true;
+                }
+            }
 
             if network {
                 backoff.reset();

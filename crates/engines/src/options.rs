@@ -49,6 +49,14 @@ pub struct Options {
     /// root. Chunks are planned smaller by the same factor (see [`Schedule::Dynamic`]); one
     /// suffices where a chunk takes longer than a round trip (microseconds within a node).
     pub prefetch_chunks: usize,
+    /// In a multi-process run, a process with one render thread renders on its main thread,
+    /// between its duties on the network (chunks, batches, `update` on the root), instead of
+    /// on a thread of its own. With a rank per core this spares each core a second thread:
+    /// the main thread, which must poll MPI about every millisecond, no longer preempts the
+    /// renderer. The price: such a process answers others only between two of its tasks, so
+    /// set this to `false` when single tasks take long (over about the time a chunk takes
+    /// elsewhere) and processes other than the root would wait for the root's answers.
+    pub render_on_main_thread: bool,
 }
 
 impl Default for Options {
@@ -63,6 +71,7 @@ impl Default for Options {
             outbox_bytes: 32 * 1024 * 1024,
             batches_in_flight: 2,
             prefetch_chunks: 1,
+            render_on_main_thread: true,
         }
     }
 }

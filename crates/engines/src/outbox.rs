@@ -108,12 +108,29 @@ impl<P> Outbox<P> {
         if !force {
             s = self.wait_for_room(s, 1, bytes);
         }
+        self.append(s, msg, bytes, !force)
+    }
+
+    /// Appends a result without waiting: for a producer that is also the consumer (it checks
+    /// [`Outbox::has_room`] first, since it cannot wait on itself). Counts towards the peak.
+    pub(crate) fn push_unwaited(&self, msg: Msg<P>, bytes: usize) -> Result<(), Msg<P>> {
+        let s = self.lock();
+        self.append(s, msg, bytes, true)
+    }
+
+    fn append(
+        &self,
+        mut s: MutexGuard<'_, State<P>>,
+        msg: Msg<P>,
+        bytes: usize,
+        counted: bool,
+    ) -> Result<(), Msg<P>> {
         if s.closed {
             return Err(msg);
         }
         s.items.push_back((msg, bytes));
         s.bytes += bytes;
-        if !force {
+        if counted {
             s.peak_items = s.peak_items.max(s.items.len() + s.lent);
         }
         self.wake_consumer(s);
@@ -163,6 +180,15 @@ impl<P> Outbox<P> {
             s.producers_waiting -= 1;
         }
         s
+    }
+
+    /// Whether one more result would go in without waiting, as far as its size is known
+    /// beforehand (a producer that is also the consumer asks before it renders).
+    pub(crate) fn has_room(&self) -> bool {
+        let s = self.lock();
+        s.closed
+            || s.items.len() + s.lent == 0
+            || (s.items.len() + s.lent < self.max_items && s.bytes + s.lent_bytes < self.max_bytes)
     }
 
     fn wake_consumer(&self, s: MutexGuard<'_, State<P>>) {

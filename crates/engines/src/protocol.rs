@@ -5,10 +5,15 @@
 //! * **Start.** Every process contributes `(number of tasks, fingerprint of the tasks)` to an
 //!   all-gather; a process whose list differs from the root's makes every process fail with
 //!   the same [`EngineError::TaskListMismatch`].
+//! * **First chunks.** In a dynamic run the root then sends every other process a
+//!   [`Down::Chunks`] it did not ask for, with chunks for each of its threads and the queued
+//!   ones, so no process starts with a round trip.
 //! * **Up** (to the root). [`Up::Batch`] carries finished results, concatenated postcard
 //!   encodings of `(task index, result)`, and asks for `want` more chunks; the root answers
 //!   every batch with exactly one [`Down::Chunks`], which is how a process bounds the batches
-//!   it has in flight. [`Up::Failed`] reports a failure. [`Up::Finished`] is a process's last
+//!   it has in flight. A batch without results is a request for chunks alone: the root
+//!   answers it as soon as it has arrived, even before a larger batch sent earlier has
+//!   finished arriving, so answers say which batch they answer. [`Up::Failed`] reports a failure. [`Up::Finished`] is a process's last
 //!   message: its threads have ended and every batch it sent has been answered.
 //! * **Down** (from the root). [`Down::Abort`] tells a process to stop at its next task;
 //!   [`Down::End`] carries the run's outcome and is the last message of the run. The root
@@ -57,6 +62,9 @@ pub(crate) enum Down {
         seq: u64,
         chunks: Vec<(u64, u64)>,
         exhausted: bool,
+        /// The answered batch's `want`, and whether it carried results.
+        wanted: u32,
+        had_results: bool,
     },
     Abort {
         seq: u64,
@@ -75,12 +83,26 @@ impl Up {
     }
 }
 
+impl Up {
+    /// A batch without results: a request for chunks only, which no earlier message of its
+    /// process needs to be handled before.
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(self, Up::Batch { count: 0, .. })
+    }
+}
+
 impl Down {
     pub(crate) fn seq(&self) -> u64 {
         match self {
             Down::Chunks { seq, .. } | Down::Abort { seq } | Down::End { seq, .. } => *seq,
         }
     }
+}
+
+/// The chunks the root hands process `rank` at the start of a dynamic run, unasked, as if
+/// answering a batch without results: one for each thread and the queued ones.
+pub(crate) fn first_grant(cl: &crate::cluster::Cluster, rank: usize) -> u32 {
+    (cl.threads_of[rank] * (1 + cl.options.prefetch_chunks)) as u32
 }
 
 /// The size of a message's encoding, for the traffic counters.

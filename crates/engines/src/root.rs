@@ -11,10 +11,10 @@ use crate::cluster::{fatal, Cluster};
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
-use crate::protocol::{encoded_size, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
-use crate::worker::{Crew, Source};
+use crate::worker::{Crew, Inline, Source, Step};
 use prism_comm::{Communicator, RecvRequest, SendRequest, Source as From, Status};
 use prism_tasking::ChunkCounter;
 use serde::de::DeserializeOwned;
@@ -133,12 +133,13 @@ impl<U> Root<'_, U> {
         self.stats.comm_time += t0.elapsed();
 
         // Messages of one process are handled in the order they were sent: a batch still
-        // arriving holds back that process's later messages (its "finished" above all).
+        // arriving holds back that process's later messages (its "finished" above all), but
+        // not a request for chunks, whose process's threads may be waiting for it.
         let mut held = vec![false; self.comm.size()];
         let mut any = false;
         for inc in std::mem::take(&mut self.incoming) {
             match inc.arrived {
-                Some((up, status)) if !held[inc.source] => {
+                Some((up, status)) if !held[inc.source] || up.is_request() => {
                     any = true;
                     self.handle::<R, E>(up, status, counter);
                 }
@@ -180,24 +181,7 @@ impl<U> Root<'_, U> {
                 ..
             } => {
                 // Chunks first: the sender's threads should not wait for our `update`.
-                let mut chunks = Vec::new();
-                if self.dynamic && self.failure.is_none() {
-                    while chunks.len() < want as usize {
-                        match counter.next_chunk() {
-                            Some((f, c)) => chunks.push((f as u64, c as u64)),
-                            None => break,
-                        }
-                    }
-                }
-                let exhausted = !self.dynamic
-                    || self.failure.is_some()
-                    || counter.handed_out() >= counter.plan().len();
-                let reply = Down::Chunks {
-                    seq: self.seq,
-                    chunks,
-                    exhausted,
-                };
-                self.send(from, &reply, "answering a batch");
+                self.grant(from, want, count > 0, counter);
                 self.apply_batch::<R, E>(from, count, &results);
             }
             Up::Failed { error, .. } => self.fail(error),
@@ -209,6 +193,29 @@ impl<U> Root<'_, U> {
                 self.all[from] = Some(stats);
             }
         }
+    }
+
+    /// Answers process `to`'s batch (with or without results) that asked for `want` chunks.
+    fn grant(&mut self, to: usize, want: u32, had_results: bool, counter: &ChunkCounter) {
+        let mut chunks = Vec::new();
+        if self.dynamic && self.failure.is_none() {
+            while chunks.len() < want as usize {
+                match counter.next_chunk() {
+                    Some((f, c)) => chunks.push((f as u64, c as u64)),
+                    None => break,
+                }
+            }
+        }
+        let exhausted =
+            !self.dynamic || self.failure.is_some() || counter.handed_out() >= counter.plan().len();
+        let reply = Down::Chunks {
+            seq: self.seq,
+            chunks,
+            exhausted,
+            wanted: want,
+            had_results,
+        };
+        self.send(to, &reply, "answering a batch");
     }
 
     /// Decodes the results of a batch from process `from` and applies them.
@@ -323,6 +330,7 @@ where
     };
 
     std::thread::scope(|s| {
+        let mut inline = None;
         for thread in 0..threads {
             let source = if dynamic {
                 Source::Counter(&counter)
@@ -332,13 +340,23 @@ where
                     workers: cl.workers,
                 }
             };
-            let crew = &crew;
-            s.spawn(move || crew.run(thread, source));
+            if cl.renders_inline() {
+                inline = Some(Inline::new(source));
+            } else {
+                let crew = &crew;
+                s.spawn(move || crew.run(thread, source));
+            }
         }
         let _release = Release {
             outbox: &outbox,
             stop: &stop,
         };
+        // Every other process's first chunks, unasked, before this one renders anything.
+        if dynamic {
+            for r in 1..size {
+                root.grant(r, first_grant(cl, r), false, &counter);
+            }
+        }
         let mut backoff = Backoff::new();
         let mut carry: Vec<Msg<R>> = Vec::new();
         loop {
@@ -377,6 +395,11 @@ where
             let local_done = root.local_finished == threads || root.failure.is_some();
             if local_done && root.remaining == 0 {
                 break;
+            }
+            if let Some(worker) = inline.as_mut() {
+                if outbox.has_room() && worker.step(&crew) == Step::Busy {
+                    active = true;
+                }
             }
             if network {
                 backoff.reset();

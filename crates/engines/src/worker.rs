@@ -5,7 +5,7 @@
 
 use crate::error::{panic_message, EngineError};
 use crate::outbox::{Msg, Outbox, ThreadTotals};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use prism_tasking::ChunkCounter;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -63,6 +63,37 @@ impl Source<'_> {
                     step: (*workers).max(1),
                 })
             }
+        }
+    }
+}
+
+/// What a source has without waiting.
+enum Next {
+    Chunk(Chunk),
+    /// Nothing yet: chunks may still come.
+    Later,
+    End,
+}
+
+impl Source<'_> {
+    /// [`Source::next`] without waiting for chunks from the main thread (which, inline, is the
+    /// caller itself).
+    fn try_next(&mut self, n: usize, cursor: &mut usize) -> Next {
+        match self {
+            Source::Queue(rx) => match rx.try_recv() {
+                Ok((first, count)) => Next::Chunk(Chunk {
+                    next: first,
+                    end: first + count,
+                    step: 1,
+                }),
+                Err(TryRecvError::Empty) => Next::Later,
+                Err(TryRecvError::Disconnected) => Next::End,
+            },
+            // Neither waits.
+            _ => match self.next(n, &AtomicBool::new(false), cursor) {
+                Some(chunk) => Next::Chunk(chunk),
+                None => Next::End,
+            },
         }
     }
 }
@@ -126,55 +157,25 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                     break 'chunks;
                 }
                 let t0 = Instant::now();
-                let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
-                let t1 = Instant::now();
-                totals.render_time += t1 - t0;
-                let failure = match outcome {
-                    // A result's Serialize impl is user code too: a panic there is a
-                    // failure of this task, not of the thread.
-                    Ok(Ok(r)) => match catch_unwind(AssertUnwindSafe(|| (self.convert)(i, r)))
-                        .unwrap_or_else(|payload| {
-                            Err(EngineError::Codec {
-                                rank: self.rank,
-                                task: Some(i),
-                                what: "encoded".to_string(),
-                                message: format!("panicked: {}", panic_message(&*payload)),
-                            })
-                        }) {
-                        Ok((payload, bytes)) => {
-                            totals.rendered += 1;
-                            if group.is_empty() {
-                                group_since = t0;
-                            }
-                            group.push((Msg::Result(i, payload), bytes));
-                            if (group.len() >= group_size || t1 - group_since >= GROUP_DELAY)
-                                && !self.outbox.push_group(&mut group)
-                            {
-                                break 'chunks; // the run ended early
-                            }
-                            continue;
+                match self.render_task(thread, i, &mut totals) {
+                    Ok((payload, bytes)) => {
+                        if group.is_empty() {
+                            group_since = t0;
                         }
-                        Err(e) => e,
-                    },
-                    Ok(Err(e)) => EngineError::Render {
-                        rank: self.rank,
-                        thread,
-                        task: i,
-                        panicked: false,
-                        message: e.to_string(),
-                    },
-                    Err(payload) => EngineError::Render {
-                        rank: self.rank,
-                        thread,
-                        task: i,
-                        panicked: true,
-                        message: panic_message(&*payload),
-                    },
-                };
-                self.stop.store(true, Ordering::Relaxed);
-                group.clear();
-                let _ = self.outbox.push(Msg::Failed(failure), 0, true);
-                break 'chunks;
+                        group.push((Msg::Result(i, payload), bytes));
+                        if (group.len() >= group_size || group_since.elapsed() >= GROUP_DELAY)
+                            && !self.outbox.push_group(&mut group)
+                        {
+                            break 'chunks; // the run ended early
+                        }
+                    }
+                    Err(failure) => {
+                        self.stop.store(true, Ordering::Relaxed);
+                        group.clear();
+                        let _ = self.outbox.push(Msg::Failed(failure), 0, true);
+                        break 'chunks;
+                    }
+                }
             }
             if !self.outbox.push_group(&mut group) {
                 break;
@@ -185,6 +186,157 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
             self.outbox.push_group(&mut group);
         }
         let _ = self.outbox.push(Msg::Finished(totals), 0, true);
+    }
+}
+
+impl<T, F, C, P> Crew<'_, T, F, C, P> {
+    /// Renders task `i` and converts its result, counting the time in `totals`. A failure of
+    /// `render`, or a panic in it or in the result's encoding, is this task's error.
+    fn render_task<R, E>(
+        &self,
+        thread: usize,
+        i: usize,
+        totals: &mut ThreadTotals,
+    ) -> Result<(P, usize), EngineError>
+    where
+        F: Fn(&T) -> Result<R, E> + Sync,
+        E: Display,
+        C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
+    {
+        let t0 = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
+        totals.render_time += t0.elapsed();
+        match outcome {
+            // A result's Serialize impl is user code too: a panic there is a failure of this
+            // task, not of the thread.
+            Ok(Ok(r)) => {
+                let converted = catch_unwind(AssertUnwindSafe(|| (self.convert)(i, r)))
+                    .unwrap_or_else(|payload| {
+                        Err(EngineError::Codec {
+                            rank: self.rank,
+                            task: Some(i),
+                            what: "encoded".to_string(),
+                            message: format!("panicked: {}", panic_message(&*payload)),
+                        })
+                    });
+                if converted.is_ok() {
+                    totals.rendered += 1;
+                }
+                converted
+            }
+            Ok(Err(e)) => Err(EngineError::Render {
+                rank: self.rank,
+                thread,
+                task: i,
+                panicked: false,
+                message: e.to_string(),
+            }),
+            Err(payload) => Err(EngineError::Render {
+                rank: self.rank,
+                thread,
+                task: i,
+                panicked: true,
+                message: panic_message(&*payload),
+            }),
+        }
+    }
+}
+
+/// What [`Inline::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Took a chunk, or rendered a task (its result or failure is in the outbox): call again
+    /// soon.
+    Busy,
+    /// No task at hand yet (chunks are on their way from the root).
+    Waiting,
+    /// No more tasks: the `Finished` message is in the outbox.
+    Done,
+}
+
+/// The one worker of a process with a single render thread, run by the main thread itself
+/// between its other duties: one task per [`Inline::step`].
+///
+/// A second thread would only take the same core from the renderer: on a machine with a rank
+/// per core, the main thread's polls of the network (at least one a millisecond, since MPI
+/// cannot wake it) each preempted the render thread. Inline, the network is looked at between
+/// tasks at no cost; the price is that a process answers others only between its own tasks
+/// (see `Options::render_on_main_thread`).
+pub(crate) struct Inline<'s> {
+    source: Source<'s>,
+    chunk: Option<Chunk>,
+    cursor: usize,
+    totals: ThreadTotals,
+    /// Since when the worker has had no task, if it has none.
+    idle_since: Option<Instant>,
+    done: bool,
+}
+
+impl<'s> Inline<'s> {
+    pub(crate) fn new(source: Source<'s>) -> Self {
+        Inline {
+            source,
+            chunk: None,
+            cursor: 0,
+            totals: ThreadTotals::default(),
+            idle_since: Some(Instant::now()),
+            done: false,
+        }
+    }
+
+    /// Renders the next task if one is at hand. The caller makes sure the outbox has room
+    /// for a result (the push must not wait: only the caller empties the outbox).
+    pub(crate) fn step<T, R, E, F, C, P>(&mut self, crew: &Crew<'_, T, F, C, P>) -> Step
+    where
+        F: Fn(&T) -> Result<R, E> + Sync,
+        E: Display,
+        C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
+    {
+        if self.done {
+            return Step::Done;
+        }
+        let stopped = crew.stop.load(Ordering::Relaxed);
+        let next = match self.chunk.as_mut().and_then(Iterator::next) {
+            _ if stopped => None,
+            Some(i) => Some(i),
+            None => match self.source.try_next(crew.tasks.len(), &mut self.cursor) {
+                Next::Chunk(chunk) => {
+                    // Back to the caller before rendering: it asks for the next chunk now,
+                    // so that the answer comes while this one renders.
+                    self.chunk = Some(chunk);
+                    self.end_wait();
+                    return Step::Busy;
+                }
+                Next::Later => return Step::Waiting,
+                Next::End => None,
+            },
+        };
+        self.end_wait();
+        let Some(i) = next else {
+            self.done = true;
+            let _ = crew.outbox.push(Msg::Finished(self.totals), 0, true);
+            return Step::Done;
+        };
+        match crew.render_task(0, i, &mut self.totals) {
+            Ok((payload, bytes)) => {
+                let _ = crew.outbox.push_unwaited(Msg::Result(i, payload), bytes);
+            }
+            Err(failure) => {
+                crew.stop.store(true, Ordering::Relaxed);
+                let _ = crew.outbox.push(Msg::Failed(failure), 0, true);
+            }
+        }
+        if self.chunk.as_ref().is_some_and(|c| c.next >= c.end) {
+            self.chunk = None;
+            self.idle_since = Some(Instant::now());
+        }
+        Step::Busy
+    }
+
+    fn end_wait(&mut self) {
+        if let Some(since) = self.idle_since.take() {
+            self.totals.wait_time += since.elapsed();
+        }
     }
 }
 

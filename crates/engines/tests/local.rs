@@ -7,7 +7,7 @@ use prism_engines::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -351,6 +351,53 @@ fn back_pressure_bounds_results_in_flight() {
             );
             assert!(stats.local.peak_outbox_results <= outbox);
         }
+    }
+}
+
+/// A process with one render thread renders on its main thread, which applies each result
+/// before it renders the next task: nothing piles up, and every result arrives.
+#[test]
+fn one_thread_renders_inline_without_backlog() {
+    for inline in [true, false] {
+        let engine = HybridEngine::new(&world(), 1)
+            .unwrap()
+            .with_options(Options {
+                outbox_results: 4,
+                render_on_main_thread: inline,
+                ..Options::default()
+            });
+        let rendered = AtomicUsize::new(0);
+        let mut applied = 0;
+        let mut worst = 0;
+        let main = std::thread::current().id();
+        let off_main = AtomicBool::new(false);
+        let stats = engine
+            .run(
+                tiles(60),
+                |t: &Tile| {
+                    rendered.fetch_add(1, Ordering::SeqCst);
+                    if std::thread::current().id() != main {
+                        off_main.store(true, Ordering::SeqCst);
+                    }
+                    shade(t)
+                },
+                |_| {
+                    std::thread::sleep(Duration::from_micros(200));
+                    applied += 1;
+                    worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
+                    Ok::<(), String>(())
+                },
+            )
+            .unwrap();
+        assert_eq!(applied, 60);
+        assert_eq!(stats.local.rendered, 60);
+        assert_eq!(off_main.into_inner(), !inline);
+        if inline {
+            assert_eq!(worst, 0, "a result waited while the main thread rendered");
+        } else {
+            assert!(worst <= 4 + 2, "{worst} in flight");
+        }
+        assert!(stats.local.peak_outbox_results <= 4);
     }
 }
 
