@@ -7,6 +7,7 @@ use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism::engines::{
     AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule, SerialEngine,
+    SingleThread,
 };
 use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
 use prism::tracer::integrator::RenderSettings;
@@ -95,7 +96,12 @@ fn make_engine(
     };
     let cluster = Options {
         schedule,
-        render_on_main_thread: !args.render_thread,
+        // `update` adds a tile to the film: cheap enough for the root's main thread to render.
+        single_thread: if args.render_thread {
+            SingleThread::OwnThread
+        } else {
+            SingleThread::MainThread
+        },
         ..Options::default()
     };
     let threads = args.threads.unwrap_or(layout.threads_per_rank);

@@ -12,6 +12,7 @@
 use prism_comm::Communicator;
 use prism_engines::{
     AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, Options, Schedule, SerialEngine,
+    SingleThread,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,29 +94,30 @@ fn engines(world: &Communicator) -> Vec<(String, AnyEngine)> {
                 .into()
             })),
         ));
-        // One thread per process renders on the main thread by default: also the other way,
-        // and inline under tight bounds (the main thread cannot wait on its own outbox).
-        v.push((
-            format!("mpi {schedule:?} render thread"),
-            mk(MpiEngine::new(world).map(|e| {
-                e.with_options(Options {
-                    schedule,
-                    render_on_main_thread: false,
-                    ..Options::default()
-                })
-                .into()
-            })),
-        ));
-        v.push((
-            format!("mpi {schedule:?} tiny batches"),
-            mk(MpiEngine::new(world).map(|e| {
-                e.with_options(Options {
-                    schedule,
-                    ..tiny.clone()
-                })
-                .into()
-            })),
-        ));
+        // A single render thread runs on the main thread of every process but the root by
+        // default: also on its own thread everywhere, and on the main thread everywhere, with
+        // tight bounds (a main thread that renders cannot wait on its own outbox).
+        for (label, single_thread) in [
+            ("own thread", SingleThread::OwnThread),
+            ("main thread, tiny batches", SingleThread::MainThread),
+        ] {
+            let base = if single_thread == SingleThread::MainThread {
+                tiny.clone()
+            } else {
+                Options::default()
+            };
+            v.push((
+                format!("mpi {schedule:?} {label}"),
+                mk(MpiEngine::new(world).map(|e| {
+                    e.with_options(Options {
+                        schedule,
+                        single_thread,
+                        ..base
+                    })
+                    .into()
+                })),
+            ));
+        }
         v.push((
             format!("hybrid(2) {schedule:?}"),
             mk(HybridEngine::new(world, 2).map(|e| e.with_schedule(schedule).into())),

@@ -8,7 +8,7 @@
 
 use crate::engine::Engine;
 use crate::error::{panic_message, EngineError, Result};
-use crate::options::{Options, Schedule};
+use crate::options::{Options, Schedule, SingleThread};
 use crate::protocol::{check_lists, fingerprint};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::resolve_threads;
@@ -61,10 +61,14 @@ impl Cluster {
         })
     }
 
-    /// Whether this process's one worker is its main thread (see
-    /// [`Options::render_on_main_thread`]).
+    /// Whether this process's one worker is its main thread (see [`SingleThread`]).
     pub(crate) fn renders_inline(&self) -> bool {
-        self.threads == 1 && self.options.render_on_main_thread
+        self.threads == 1
+            && match self.options.single_thread {
+                SingleThread::OwnThread => false,
+                SingleThread::MainThreadExceptRoot => !self.comm.is_root(),
+                SingleThread::MainThread => true,
+            }
     }
 
     fn run_indexed<T, R, E, F, U>(&self, tasks: &[T], render: F, update: U) -> Result<RunStats>

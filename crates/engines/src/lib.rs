@@ -17,6 +17,10 @@
 //!
 //! - the root renders too: its threads render while its main thread, the only thread that
 //!   communicates (MPI `Funneled`), serves chunks and runs `update`;
+//! - a process with a single render thread (a rank per core) renders on its main thread,
+//!   looking at the network between tasks, instead of keeping a second thread that would
+//!   preempt the renderer to poll ([`SingleThread`]; the root keeps its render thread unless
+//!   asked, so that `update` never holds its rendering up);
 //! - scheduling is dynamic ([`Schedule::Dynamic`], chunks from `prism_tasking`'s
 //!   [`prism_tasking::ChunkCounter`], with chunks requested ahead), with
 //!   [`Schedule::StaticRoundRobin`] kept for comparison;
@@ -122,7 +126,7 @@ pub use cluster::{HybridEngine, MpiEngine};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use node_shared::{BuildOutput, NodeShared};
-pub use options::{Options, Schedule};
+pub use options::{Options, Schedule, SingleThread};
 pub use serial::SerialEngine;
 pub use stats::{ProcessStats, RunStats};
 pub use threads::MultiThreadEngine;

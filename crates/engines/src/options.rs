@@ -49,14 +49,29 @@ pub struct Options {
     /// root. Chunks are planned smaller by the same factor (see [`Schedule::Dynamic`]); one
     /// suffices where a chunk takes longer than a round trip (microseconds within a node).
     pub prefetch_chunks: usize,
-    /// In a multi-process run, a process with one render thread renders on its main thread,
-    /// between its duties on the network (chunks, batches, `update` on the root), instead of
-    /// on a thread of its own. With a rank per core this spares each core a second thread:
-    /// the main thread, which must poll MPI about every millisecond, no longer preempts the
-    /// renderer. The price: such a process answers others only between two of its tasks, so
-    /// set this to `false` when single tasks take long (over about the time a chunk takes
-    /// elsewhere) and processes other than the root would wait for the root's answers.
-    pub render_on_main_thread: bool,
+    /// Where a process of a multi-process run whose only worker is one render thread runs
+    /// it: see [`SingleThread`].
+    pub single_thread: SingleThread,
+}
+
+/// Where a process of a multi-process run with a single render thread renders.
+///
+/// On its main thread, the process has one thread per core instead of two: the main thread,
+/// which must poll MPI about every millisecond (MPI cannot wake it), no longer preempts the
+/// renderer thousands of times a second, and it looks at the network between tasks at no
+/// cost. The price: it answers and applies results only between two of its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SingleThread {
+    /// On a thread of its own; the main thread only communicates (and runs `update` on the
+    /// root). For tasks so long that waiting for one to end would leave others idle.
+    OwnThread,
+    /// On the main thread on every process but the root, which keeps a render thread so that
+    /// `update` never holds up its rendering.
+    #[default]
+    MainThreadExceptRoot,
+    /// On the main thread everywhere: on the root, `update` runs between two of its tasks.
+    /// The fastest when `update` is cheap (as `prism render`'s, which adds a tile to the film).
+    MainThread,
 }
 
 impl Default for Options {
@@ -71,7 +86,7 @@ impl Default for Options {
             outbox_bytes: 32 * 1024 * 1024,
             batches_in_flight: 2,
             prefetch_chunks: 1,
-            render_on_main_thread: true,
+            single_thread: SingleThread::MainThreadExceptRoot,
         }
     }
 }

@@ -261,7 +261,7 @@ pub(crate) enum Step {
 /// per core, the main thread's polls of the network (at least one a millisecond, since MPI
 /// cannot wake it) each preempted the render thread. Inline, the network is looked at between
 /// tasks at no cost; the price is that a process answers others only between its own tasks
-/// (see `Options::render_on_main_thread`).
+/// (see [`crate::SingleThread`]).
 pub(crate) struct Inline<'s> {
     source: Source<'s>,
     chunk: Option<Chunk>,

@@ -3,7 +3,7 @@
 
 use prism_engines::{
     AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule,
-    SerialEngine,
+    SerialEngine, SingleThread,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -354,16 +354,22 @@ fn back_pressure_bounds_results_in_flight() {
     }
 }
 
-/// A process with one render thread renders on its main thread, which applies each result
-/// before it renders the next task: nothing piles up, and every result arrives.
+/// A root with one render thread renders on its main thread only when asked to (then it applies
+/// each result before it renders the next task: nothing piles up); every result arrives.
 #[test]
 fn one_thread_renders_inline_without_backlog() {
-    for inline in [true, false] {
+    for single_thread in [
+        SingleThread::MainThread,
+        SingleThread::MainThreadExceptRoot,
+        SingleThread::OwnThread,
+    ] {
+        // This process is the root.
+        let inline = single_thread == SingleThread::MainThread;
         let engine = HybridEngine::new(&world(), 1)
             .unwrap()
             .with_options(Options {
                 outbox_results: 4,
-                render_on_main_thread: inline,
+                single_thread,
                 ..Options::default()
             });
         let rendered = AtomicUsize::new(0);
