@@ -2,11 +2,13 @@
 //!
 //! Render threads encode their results (so encoding runs in parallel) into a bounded outbox;
 //! the main thread packs them into batches, sends a batch when it is full (by count or bytes),
-//! old enough, or the last, and asks for chunks on the same messages so that
-//! [`crate::Options::prefetch_chunks`] chunks wait ahead of the threads. At most
-//! [`crate::Options::batches_in_flight`] batches are unanswered; past that the main thread
-//! stops taking results from the outbox, the outbox fills, and the render threads wait before
-//! their next task: memory stays bounded whatever the root is doing.
+//! old enough, or the last, and asks for chunks so that [`crate::Options::prefetch_chunks`]
+//! chunks wait ahead of the threads: on the same message when the batch is small, in a message
+//! of its own otherwise. At most [`crate::Options::batches_in_flight`] batches of results are
+//! unanswered; past that the main thread stops taking results from the outbox, the outbox
+//! fills, and the render threads wait before their next task: memory stays bounded whatever
+//! the root is doing. A process with one render thread may run it on the main thread instead
+//! (see [`crate::SingleThread`]): one task at a time, between rounds of the loop below.
 
 use crate::cluster::{fatal, Cluster};
 use crate::error::{EngineError, Result};

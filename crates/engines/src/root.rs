@@ -4,7 +4,9 @@
 //! blocks: applies its threads' results with `update` (a slice at a time), answers the other
 //! processes' batches (chunks first, then their results into `update`), and otherwise waits on
 //! its threads' outbox with a timeout that backs off to a millisecond, so a result of its own
-//! is applied at once and the network is still polled.
+//! is applied at once and the network is still polled. With [`crate::SingleThread::MainThread`]
+//! and one render thread, the main thread renders that thread's tasks itself, one between two
+//! rounds of that loop.
 
 use crate::apply::Applier;
 use crate::cluster::{fatal, Cluster};
