@@ -80,8 +80,9 @@ pub struct RenderArgs {
     pub tile: u32,
     #[arg(long, value_enum, default_value = "dynamic")]
     pub schedule: ScheduleKind,
-    /// mpi/hybrid with one thread per process: render on a thread of its own rather than on
-    /// the process's main thread (which then only communicates; for long, uneven tasks).
+    /// mpi/hybrid with one thread per process: every process renders on a thread of its own
+    /// rather than (all but the root) on its main thread, which then only communicates; for
+    /// tiles that take seconds.
     #[arg(long)]
     pub render_thread: bool,
     /// Adaptive sampling: fraction of pixels re-sampled each pass (by normalised error).

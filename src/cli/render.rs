@@ -96,11 +96,10 @@ fn make_engine(
     };
     let cluster = Options {
         schedule,
-        // `update` adds a tile to the film: cheap enough for the root's main thread to render.
         single_thread: if args.render_thread {
             SingleThread::OwnThread
         } else {
-            SingleThread::MainThread
+            SingleThread::default()
         },
         ..Options::default()
     };

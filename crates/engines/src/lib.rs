@@ -17,10 +17,10 @@
 //!
 //! - the root renders too: its threads render while its main thread, the only thread that
 //!   communicates (MPI `Funneled`), serves chunks and runs `update`;
-//! - a process with a single render thread (a rank per core) renders on its main thread,
-//!   looking at the network between tasks, instead of keeping a second thread that would
-//!   preempt the renderer to poll ([`SingleThread`]; the root keeps its render thread unless
-//!   asked, so that `update` never holds its rendering up);
+//! - a process other than the root with a single render thread (a rank per core) renders on
+//!   its main thread, looking at the network between tasks, instead of keeping a second
+//!   thread that would preempt the renderer to poll ([`SingleThread`]); the root keeps its
+//!   main thread for the network and `update`;
 //! - scheduling is dynamic ([`Schedule::Dynamic`], chunks from `prism_tasking`'s
 //!   [`prism_tasking::ChunkCounter`], with chunks requested ahead), with
 //!   [`Schedule::StaticRoundRobin`] kept for comparison;
