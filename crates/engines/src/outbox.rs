@@ -360,6 +360,31 @@ mod tests {
     }
 
     #[test]
+    fn room_counts_items_lent_and_bytes() {
+        let q = Outbox::<usize>::new(2, 10);
+        assert!(q.has_room());
+        q.push_unwaited(Msg::Result(0, 0), 4).unwrap();
+        assert!(q.has_room());
+        q.push_unwaited(Msg::Result(1, 1), 4).unwrap();
+        assert!(!q.has_room(), "two items of two");
+        assert_eq!(q.peak_items(), 2);
+        // Taken but not yet handled: still counted until the next pop.
+        assert_eq!(q.pop_batch(1, Duration::ZERO).len(), 1);
+        assert!(!q.has_room());
+        assert_eq!(q.pop_batch(1, Duration::ZERO).len(), 1);
+        assert!(q.has_room());
+        let _ = q.pop_batch(1, Duration::ZERO);
+        q.push_unwaited(Msg::Result(2, 2), 10).unwrap();
+        assert!(!q.has_room(), "bytes full");
+        q.close();
+        assert!(
+            q.has_room(),
+            "a closed queue refuses pushes at once: nothing to wait for"
+        );
+        assert!(q.push_unwaited(Msg::Result(3, 3), 1).is_err());
+    }
+
+    #[test]
     fn pop_waits_at_most_the_timeout() {
         let q = Outbox::<usize>::new(1, 1);
         let t0 = Instant::now();

@@ -357,6 +357,90 @@ mod tests {
         assert!(s.next(10, &stop, &mut cursor).is_none());
     }
 
+    /// What an inline worker put in the outbox: results (task, value), failures, finishes.
+    fn drain(outbox: &Outbox<u32>) -> (Vec<(usize, u32)>, usize, usize) {
+        let (mut results, mut failed, mut finished) = (Vec::new(), 0, 0);
+        for m in outbox.pop_batch(1000, Duration::ZERO) {
+            match m {
+                Msg::Result(i, v) => results.push((i, v)),
+                Msg::Failed(_) => failed += 1,
+                Msg::Finished(_) => finished += 1,
+            }
+        }
+        (results, failed, finished)
+    }
+
+    #[test]
+    fn inline_worker_takes_a_chunk_then_renders_one_task_a_step() {
+        let tasks: Vec<u32> = (0..10).map(|i| i * 10).collect();
+        let render = |t: &u32| Ok::<_, String>(t + 1);
+        let convert = |_: usize, r: u32| Ok((r, 4));
+        let outbox = Outbox::new(8, usize::MAX);
+        let stop = AtomicBool::new(false);
+        let crew = Crew {
+            tasks: &tasks,
+            render: &render,
+            convert: &convert,
+            outbox: &outbox,
+            stop: &stop,
+            rank: 3,
+            threads: 1,
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut w = Inline::new(Source::Queue(rx));
+        // Nothing queued yet: it waits, and renders nothing.
+        assert_eq!(w.step(&crew), Step::Waiting);
+        tx.send((2, 2)).unwrap();
+        tx.send((7, 1)).unwrap();
+        // Taking a chunk is a step of its own (so the caller can ask for the next one).
+        assert_eq!(w.step(&crew), Step::Busy);
+        assert!(drain(&outbox).0.is_empty());
+        assert_eq!(w.step(&crew), Step::Busy);
+        assert_eq!(drain(&outbox).0, [(2, 21)]);
+        assert_eq!(w.step(&crew), Step::Busy);
+        assert_eq!(w.step(&crew), Step::Busy); // takes (7, 1)
+        assert_eq!(w.step(&crew), Step::Busy);
+        assert_eq!(drain(&outbox).0, [(3, 31), (7, 71)]);
+        assert_eq!(w.step(&crew), Step::Waiting);
+        drop(tx);
+        assert_eq!(w.step(&crew), Step::Done);
+        assert_eq!(w.step(&crew), Step::Done);
+        assert_eq!(drain(&outbox), (vec![], 0, 1));
+    }
+
+    #[test]
+    fn inline_worker_stops_after_a_failure() {
+        let tasks: Vec<u32> = (0..6).collect();
+        let render = |t: &u32| {
+            if *t == 2 {
+                Err("bad".to_string())
+            } else {
+                Ok(*t)
+            }
+        };
+        let convert = |_: usize, r: u32| Ok((r, 4));
+        let outbox = Outbox::new(8, usize::MAX);
+        let stop = AtomicBool::new(false);
+        let crew = Crew {
+            tasks: &tasks,
+            render: &render,
+            convert: &convert,
+            outbox: &outbox,
+            stop: &stop,
+            rank: 1,
+            threads: 1,
+        };
+        let mut w = Inline::new(Source::Static {
+            worker: 0,
+            workers: 1,
+        });
+        while w.step(&crew) != Step::Done {}
+        assert!(stop.load(Ordering::Relaxed));
+        let (results, failed, finished) = drain(&outbox);
+        assert_eq!(results, [(0, 0), (1, 1)]);
+        assert_eq!((failed, finished), (1, 1));
+    }
+
     #[test]
     fn queue_source_ends_on_disconnect_or_stop() {
         let stop = AtomicBool::new(false);
