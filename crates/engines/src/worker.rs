@@ -370,22 +370,34 @@ mod tests {
         (results, failed, finished)
     }
 
+    /// Results travel as themselves, 4 bytes each.
+    type Convert = fn(usize, u32) -> Result<(u32, usize), EngineError>;
+
+    fn crew_of_one<'a, F>(
+        tasks: &'a [u32],
+        render: &'a F,
+        outbox: &'a Outbox<u32>,
+        stop: &'a AtomicBool,
+    ) -> Crew<'a, u32, F, Convert, u32> {
+        const CONVERT: Convert = |_, r| Ok((r, 4));
+        Crew {
+            tasks,
+            render,
+            convert: &CONVERT,
+            outbox,
+            stop,
+            rank: 0,
+            threads: 1,
+        }
+    }
+
     #[test]
     fn inline_worker_takes_a_chunk_then_renders_one_task_a_step() {
         let tasks: Vec<u32> = (0..10).map(|i| i * 10).collect();
         let render = |t: &u32| Ok::<_, String>(t + 1);
-        let convert = |_: usize, r: u32| Ok((r, 4));
         let outbox = Outbox::new(8, usize::MAX);
         let stop = AtomicBool::new(false);
-        let crew = Crew {
-            tasks: &tasks,
-            render: &render,
-            convert: &convert,
-            outbox: &outbox,
-            stop: &stop,
-            rank: 3,
-            threads: 1,
-        };
+        let crew = crew_of_one(&tasks, &render, &outbox, &stop);
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut w = Inline::new(Source::Queue(rx));
         // Nothing queued yet: it waits, and renders nothing.
@@ -418,18 +430,9 @@ mod tests {
                 Ok(*t)
             }
         };
-        let convert = |_: usize, r: u32| Ok((r, 4));
         let outbox = Outbox::new(8, usize::MAX);
         let stop = AtomicBool::new(false);
-        let crew = Crew {
-            tasks: &tasks,
-            render: &render,
-            convert: &convert,
-            outbox: &outbox,
-            stop: &stop,
-            rank: 1,
-            threads: 1,
-        };
+        let crew = crew_of_one(&tasks, &render, &outbox, &stop);
         let mut w = Inline::new(Source::Static {
             worker: 0,
             workers: 1,

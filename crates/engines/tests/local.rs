@@ -2,8 +2,8 @@
 //! one-process world (which run the root's whole machinery without messages).
 
 use prism_engines::{
-    AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule,
-    SerialEngine, SingleThread,
+    AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, MultiThreadEngine, Options, RunStats,
+    Schedule, SerialEngine, SingleThread,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -300,6 +300,37 @@ fn invalid_options_are_refused() {
     assert!(e.to_string().contains("batch_results"), "{e}");
 }
 
+/// Runs `n` tiles with an `update` that takes 200 µs. Returns the statistics, the most results
+/// rendered but not yet applied at any call of `update`, and whether any task was rendered
+/// off the calling thread.
+fn run_with_slow_update(engine: &impl Engine, n: usize) -> (RunStats, usize, bool) {
+    let rendered = AtomicUsize::new(0);
+    let mut applied = 0;
+    let mut worst = 0;
+    let caller = std::thread::current().id();
+    let off_caller = AtomicBool::new(false);
+    let stats = engine
+        .run(
+            tiles(n),
+            |t: &Tile| {
+                rendered.fetch_add(1, Ordering::SeqCst);
+                if std::thread::current().id() != caller {
+                    off_caller.store(true, Ordering::SeqCst);
+                }
+                shade(t)
+            },
+            |_| {
+                std::thread::sleep(Duration::from_micros(200));
+                applied += 1;
+                worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
+                Ok::<(), String>(())
+            },
+        )
+        .unwrap();
+    assert_eq!(applied, n, "every result applied once");
+    (stats, worst, off_caller.into_inner())
+}
+
 /// With a slow `update` and a small outbox, render threads wait: results rendered but not yet
 /// applied never exceed the outbox plus what each thread holds (one result, or a group of
 /// results of short tasks: at most outbox / (2 threads), up to 16).
@@ -321,24 +352,7 @@ fn back_pressure_bounds_results_in_flight() {
                 .into(),
         ];
         for engine in engines {
-            let rendered = AtomicUsize::new(0);
-            let mut applied = 0;
-            let mut worst = 0;
-            let stats = engine
-                .run(
-                    tiles(150),
-                    |t: &Tile| {
-                        rendered.fetch_add(1, Ordering::SeqCst);
-                        shade(t)
-                    },
-                    |_| {
-                        std::thread::sleep(Duration::from_micros(200));
-                        applied += 1;
-                        worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
-                        Ok::<(), String>(())
-                    },
-                )
-                .unwrap();
+            let (stats, worst, _) = run_with_slow_update(&engine, 150);
             let name = engine.name();
             let bound = outbox + threads * group;
             assert!(
@@ -372,32 +386,9 @@ fn one_thread_renders_inline_without_backlog() {
                 single_thread,
                 ..Options::default()
             });
-        let rendered = AtomicUsize::new(0);
-        let mut applied = 0;
-        let mut worst = 0;
-        let main = std::thread::current().id();
-        let off_main = AtomicBool::new(false);
-        let stats = engine
-            .run(
-                tiles(60),
-                |t: &Tile| {
-                    rendered.fetch_add(1, Ordering::SeqCst);
-                    if std::thread::current().id() != main {
-                        off_main.store(true, Ordering::SeqCst);
-                    }
-                    shade(t)
-                },
-                |_| {
-                    std::thread::sleep(Duration::from_micros(200));
-                    applied += 1;
-                    worst = worst.max(rendered.load(Ordering::SeqCst) - applied);
-                    Ok::<(), String>(())
-                },
-            )
-            .unwrap();
-        assert_eq!(applied, 60);
+        let (stats, worst, off_main) = run_with_slow_update(&engine, 60);
         assert_eq!(stats.local.rendered, 60);
-        assert_eq!(off_main.into_inner(), !inline);
+        assert_eq!(off_main, !inline);
         if inline {
             assert_eq!(worst, 0, "a result waited while the main thread rendered");
         } else {
