@@ -16,11 +16,12 @@ run "$BIN" "${ARGS[@]}" --engine threads --threads 2 --out "$OUT/threads.png" --
 run $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/mpi.png" --exr "$OUT/mpi.exr"
 run $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine hybrid --threads 2 --out "$OUT/hybrid.png" --exr "$OUT/hybrid.exr"
 run $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine mpi --schedule static --out "$OUT/static.png" --exr "$OUT/static.exr"
-for e in threads mpi hybrid static; do
+run $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine mpi --render-thread --out "$OUT/own.png" --exr "$OUT/own.exr"
+for e in threads mpi hybrid static own; do
   cmp "$OUT/serial.png" "$OUT/$e.png"
   cmp "$OUT/serial.exr" "$OUT/$e.exr"
 done
-echo "byte-identical PNG and EXR from serial, threads, mpi, hybrid and static"
+echo "byte-identical PNG and EXR from serial, threads, mpi, hybrid, static and mpi with render threads"
 
 # Bad input: one clear message, non-zero status.
 expect_fail() {
@@ -32,6 +33,7 @@ expect_fail() {
 }
 expect_fail "width" "$BIN" render --width 0 --out "$OUT/x.png"
 expect_fail "missing.toml" "$BIN" render missing.toml --out "$OUT/x.png"
+expect_fail "render-thread" "$BIN" render --engine threads --render-thread --out "$OUT/x.png"
 printf '[camera]\nposition = [0, 0, 1]\nbogus = 3\n' > "$OUT/bad.toml"
 expect_fail "bogus" "$BIN" render "$OUT/bad.toml" --out "$OUT/x.png"
 # A rank that fails must end the job with a non-zero status, not hang.

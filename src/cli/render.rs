@@ -104,6 +104,13 @@ fn make_engine(
         ..Options::default()
     };
     let threads = args.threads.unwrap_or(layout.threads_per_rank);
+    if matches!(kind, EngineKind::Serial | EngineKind::Threads) && args.render_thread {
+        return Err(msg(format!(
+            "--render-thread applies to processes of an MPI job (--engine mpi or hybrid), not \
+             to --engine {}",
+            engine_name(kind)
+        )));
+    }
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
         return Err(msg(format!(
             "--engine {} runs in one process, but this job has {} processes: use --engine mpi \
