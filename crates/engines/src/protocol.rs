@@ -13,8 +13,9 @@
 //!   every batch with exactly one [`Down::Chunks`], which is how a process bounds the batches
 //!   it has in flight. A batch without results is a request for chunks alone: the root
 //!   answers it as soon as it has arrived, even before a larger batch sent earlier has
-//!   finished arriving, so answers say which batch they answer. [`Up::Failed`] reports a failure. [`Up::Finished`] is a process's last
-//!   message: its threads have ended and every batch it sent has been answered.
+//!   finished arriving, so answers say which batch they answer. [`Up::Failed`] reports a
+//!   failure. [`Up::Finished`] is a process's last message: its threads have ended and every
+//!   batch it sent has been answered.
 //! * **Down** (from the root). [`Down::Abort`] tells a process to stop at its next task;
 //!   [`Down::End`] carries the run's outcome and is the last message of the run. The root
 //!   sends it once its own threads are done and every process has finished, so nothing of the
@@ -81,9 +82,7 @@ impl Up {
             Up::Batch { seq, .. } | Up::Failed { seq, .. } | Up::Finished { seq, .. } => *seq,
         }
     }
-}
 
-impl Up {
     /// A batch without results: a request for chunks only, which no earlier message of its
     /// process needs to be handled before.
     pub(crate) fn is_request(&self) -> bool {
