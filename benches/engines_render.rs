@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
                     &settings,
                     Hooks {
                         after_pass: &mut |_, _| Ok(()),
+                        before_pass: &mut |_, _| {},
                         on_result: &mut |_| {},
                         fail_on_rank: None,
                     },

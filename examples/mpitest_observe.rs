@@ -32,6 +32,7 @@ fn render(
     scene: &prism::tracer::Scene,
 ) -> Result<Option<Film>, String> {
     let mut passes = 0;
+    let (mut planned, mut arrived) = (0usize, 0usize);
     let (film, report) = observe(
         engine,
         world,
@@ -42,7 +43,10 @@ fn render(
                 passes += 1;
                 Ok(())
             },
-            on_result: &mut |_| {},
+            before_pass: &mut |_, tasks| {
+                planned += tasks.iter().map(|t| t.pixel_count()).sum::<usize>()
+            },
+            on_result: &mut |result| arrived += result.stats.len(),
             fail_on_rank: None,
         },
     )?;
@@ -50,6 +54,16 @@ fn render(
         return Err(format!(
             "{} passes reported, after_pass called {passes} times",
             report.passes.len()
+        ));
+    }
+    // The progress hooks see every pixel of every pass once, on the root only.
+    let pixels: usize = report.passes.iter().map(|p| p.pixels).sum();
+    let expected = if world.is_root() { pixels } else { 0 };
+    if planned != expected || arrived != expected {
+        return Err(format!(
+            "rank {}: before_pass planned {planned} pixels, on_result saw {arrived}, the passes \
+             sampled {pixels}",
+            world.rank()
         ));
     }
     Ok(film)

@@ -30,6 +30,7 @@
 //! let engine = MultiThreadEngine::new(2);
 //! let (film, report) = observe(&engine, &world, &scene, &settings, Hooks {
 //!     after_pass: &mut |_, _| Ok(()),
+//!     before_pass: &mut |_, _| {},
 //!     on_result: &mut |_| {},
 //!     fail_on_rank: None,
 //! })?;

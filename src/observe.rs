@@ -12,7 +12,9 @@
 use prism_comm::Communicator;
 use prism_engines::{Engine, ProcessStats};
 use prism_tracer::integrator::{render_tile, RenderSettings};
-use prism_tracer::{pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene};
+use prism_tracer::{
+    pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene, TileResult, TileTask,
+};
 use std::time::{Duration, Instant};
 
 /// What to render and how.
@@ -50,9 +52,10 @@ pub struct Hooks<'a> {
     /// Called on the root after every pass (write images, print a line); an error from it
     /// ends the run on every rank.
     pub after_pass: &'a mut dyn FnMut(&Film, &PassReport) -> Result<(), String>,
-    /// Called on the root for every tile result as it arrives, with its ray count
-    /// (progress bars).
-    pub on_result: &'a mut dyn FnMut(u64),
+    /// Called on the root before every pass with the pass's index and tasks (progress bars).
+    pub before_pass: &'a mut dyn FnMut(usize, &[TileTask]),
+    /// Called on the root for every tile result as it arrives (progress bars).
+    pub on_result: &'a mut dyn FnMut(&TileResult),
     /// Make every task rendered on this rank fail: checks that a failure ends the run.
     pub fail_on_rank: Option<usize>,
 }
@@ -93,6 +96,7 @@ pub fn observe<E: Engine>(
 ) -> Result<(Option<Film>, ObserveReport), String> {
     let Hooks {
         after_pass,
+        before_pass,
         on_result,
         fail_on_rank,
     } = hooks;
@@ -129,6 +133,9 @@ pub fn observe<E: Engine>(
             selection.as_ref(),
         )
         .map_err(|e| e.to_string())?;
+        if comm.is_root() {
+            before_pass(pass, &tasks);
+        }
         let pass_start = Instant::now();
         let mut rays = 0u64;
         let mut pass_error: Option<String> = None;
@@ -143,7 +150,7 @@ pub fn observe<E: Engine>(
                 },
                 |_, result| {
                     rays += result.ray_count;
-                    on_result(result.ray_count);
+                    on_result(&result);
                     match film.as_mut() {
                         Some(f) => f.merge(&result).map_err(|e| e.to_string()),
                         None => Err("update ran on a rank without the film".to_string()),

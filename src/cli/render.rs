@@ -12,7 +12,7 @@ use prism::engines::{
 use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
-use prism::tracer::{AdaptiveSampler, Film, Scene};
+use prism::tracer::{AdaptiveSampler, Film, Scene, TileResult, TileTask};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
@@ -194,7 +194,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     let bar = show_bar.then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} tiles {msg}")
+            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% of its pixels {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
@@ -214,19 +214,24 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     };
     let start = Instant::now();
     let mut rays_so_far = 0u64;
-    let mut on_result = |rays: u64| {
-        rays_so_far += rays;
+    let mut before_pass = |pass: usize, tasks: &[TileTask]| {
         if let Some(b) = &bar {
-            b.inc(1);
+            b.set_prefix(format!("pass {}", pass + 1));
+            b.set_length(tasks.iter().map(|t| t.pixel_count() as u64).sum());
+            b.set_position(0);
+        }
+    };
+    let mut on_result = |result: &TileResult| {
+        rays_so_far += result.ray_count;
+        if let Some(b) = &bar {
+            b.inc(result.stats.len() as u64);
             let secs = start.elapsed().as_secs_f64().max(1e-9);
             b.set_message(format!("{:.2} Mrays/s", rays_so_far as f64 / secs / 1e6));
         }
     };
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         write_outputs(args, film)?;
-        if let Some(b) = &bar {
-            b.set_position(0);
-        } else if !args.quiet {
+        if bar.is_none() && !args.quiet {
             eprintln!(
                 "pass {}: {} tiles, {} pixels, {} rays in {:.2} s ({:.2} Mrays/s)",
                 pass.pass + 1,
@@ -239,12 +244,6 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
         }
         Ok(())
     };
-    if let Some(b) = &bar {
-        b.set_prefix("rendering");
-        b.set_length(u64::from(
-            args.width.div_ceil(args.tile) * args.height.div_ceil(args.tile),
-        ));
-    }
     let (film, report) = observe(
         &engine,
         &world,
@@ -252,6 +251,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
         &settings,
         Hooks {
             after_pass: &mut after_pass,
+            before_pass: &mut before_pass,
             on_result: &mut on_result,
             fail_on_rank: args.fail_on_rank,
         },
