@@ -14,7 +14,7 @@ use crate::cluster::{fatal, Cluster};
 use crate::error::{EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
-use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, DRAIN_WAIT, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::APPLY_SLICE;
 use crate::worker::{Crew, Inline, Source, Step};
@@ -167,9 +167,8 @@ where
         let mut batch: Vec<u8> = Vec::new();
         let mut batch_count = 0u32;
         let mut batch_since = Instant::now();
-        // Batches not answered yet; those of them with results; chunks they asked for. The
+        // Batches with results not answered yet; chunks asked for and not received. The
         // root's first chunks come unasked, as if answering a batch without results.
-        let mut unanswered = usize::from(dynamic);
         let mut results_in_flight = 0usize;
         let mut asked = if dynamic {
             first_grant(cl, rank) as usize
@@ -200,7 +199,6 @@ where
                         had_results,
                         ..
                     } => {
-                        unanswered = unanswered.saturating_sub(1);
                         asked = asked.saturating_sub(wanted as usize);
                         results_in_flight =
                             results_in_flight.saturating_sub(usize::from(had_results));
@@ -317,14 +315,15 @@ where
                     want: want as u32,
                 };
                 me.send(&up, "sending results");
-                unanswered += 1;
                 results_in_flight += usize::from(with_results);
                 asked += want;
                 active = true;
                 network = true;
             }
 
-            if !finished_sent && local_finished == threads && unanswered == 0 && batch_count == 0 {
+            // The answers to the last batches need not be awaited: the root handles this
+            // process's messages in order, and its answers all come before the end.
+            if !finished_sent && local_finished == threads && batch_count == 0 {
                 me.stats.wall = start.elapsed();
                 me.stats.peak_outbox_results = outbox.peak_items();
                 let up = Up::Finished {
@@ -351,7 +350,9 @@ where
                 // A large batch crosses in several steps (rendezvous), each of which needs this
                 // process to call into MPI unless the transport copies by itself: while a send
                 // is in flight, poll often so the root never waits on this process's sleep.
-                let cap = if me.sends.is_empty() {
+                let cap = if local_finished == threads {
+                    DRAIN_WAIT
+                } else if me.sends.is_empty() {
                     opts.batch_delay
                 } else {
                     SEND_PROGRESS_WAIT

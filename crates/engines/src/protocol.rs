@@ -14,8 +14,9 @@
 //!   it has in flight. A batch without results is a request for chunks alone: the root
 //!   answers it as soon as it has arrived, even before a larger batch sent earlier has
 //!   finished arriving, so answers say which batch they answer. [`Up::Failed`] reports a
-//!   failure. [`Up::Finished`] is a process's last message: its threads have ended and every
-//!   batch it sent has been answered.
+//!   failure. [`Up::Finished`] is a process's last message: its threads have ended and all
+//!   its results are on their way (it need not wait for the answers to its last batches: the
+//!   root handles a process's messages in order, so its batches before its "finished").
 //! * **Down** (from the root). [`Down::Abort`] tells a process to stop at its next task;
 //!   [`Down::End`] carries the run's outcome and is the last message of the run. The root
 //!   sends it once its own threads are done and every process has finished, so nothing of the
@@ -146,12 +147,19 @@ pub(crate) fn check_lists(lists: &[(u64, u64)]) -> Result<(), EngineError> {
     }
 }
 
+/// The longest a process whose own render threads have all finished sleeps between polls.
+/// Its core has nothing else to do, and the end of every run (and so of every pass of a
+/// render) waits on a few message hops: with the 1 ms cap of [`Backoff`] they took 4-9 ms
+/// per run between the last tile and the end reaching the other process.
+pub(crate) const DRAIN_WAIT: Duration = Duration::from_micros(100);
+
 /// Waits between polls of the network: 100 µs doubling up to a millisecond, so a process
 /// waiting on others never spins a core its threads need. Every message restarts the ramp;
 /// starting at 5 µs cost nine wake-ups per message, each taking a rendering core, for answers
-/// that the other side's own 1 ms cadence delays anyway (interleaved runs: 4 % slower). (No yields first: on a
-/// machine with every core busy a yield is a sleep of unknown length, and the waits are
-/// mostly taken on the outbox's condition variable, which ends early when a result comes.)
+/// that the other side's own 1 ms cadence delays anyway (interleaved runs: 4 % slower). (No
+/// yields first: on a machine with every core busy a yield is a sleep of unknown length, and
+/// the waits are mostly taken on the outbox's condition variable, which ends early when a
+/// result comes.)
 pub(crate) struct Backoff {
     next: Duration,
 }

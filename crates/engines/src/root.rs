@@ -13,7 +13,7 @@ use crate::cluster::{fatal, Cluster};
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
-use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, TAG_DOWN, TAG_UP};
+use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, DRAIN_WAIT, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
 use crate::worker::{Crew, Inline, Source, Step};
@@ -410,6 +410,8 @@ where
                 // Nobody else to listen to: wait for this process's threads only.
                 let wait = if root.remaining == 0 {
                     IDLE_WAIT
+                } else if local_done {
+                    backoff.next().min(DRAIN_WAIT)
                 } else {
                     backoff.next()
                 };
