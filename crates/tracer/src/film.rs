@@ -3,6 +3,7 @@
 use crate::math::Rgb;
 use crate::stats::PixelStats;
 use crate::tile::{TileError, TileId, TileResult};
+use rayon::prelude::*;
 use thiserror::Error;
 
 /// A tile result that cannot be merged into a film. The film is left unchanged.
@@ -87,13 +88,16 @@ impl Film {
     }
 
     /// Per-pixel mean radiance, row-major.
+    ///
+    /// Per pixel on all cores: the image is taken after every pass while every rank waits
+    /// (25 ms on one core at 1920×1080).
     pub fn mean_image(&self) -> Vec<Rgb> {
-        self.pixels.iter().map(PixelStats::mean_rgb).collect()
+        self.pixels.par_iter().map(PixelStats::mean_rgb).collect()
     }
 
     /// Per-pixel standard error of the mean, row-major.
     pub fn error_image(&self) -> Vec<Rgb> {
-        self.pixels.iter().map(PixelStats::error_rgb).collect()
+        self.pixels.par_iter().map(PixelStats::error_rgb).collect()
     }
 
     /// True if every pixel's statistics have the same bits as `other`'s (and the ray counts

@@ -2,6 +2,7 @@
 
 use crate::film::Film;
 use crate::math::Rgb;
+use rayon::prelude::*;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -87,13 +88,16 @@ pub fn srgb8(v: f32) -> u8 {
 
 /// Row-major RGB8 sRGB bytes of a linear image.
 pub fn to_srgb8(image: &[Rgb], tone: ToneMap) -> Vec<u8> {
-    image
-        .iter()
-        .flat_map(|&c| {
+    // On all cores: three `powf` a pixel took 50 ms on one core at 1920×1080, after every pass
+    // while every rank waited for the next one.
+    let pixels: Vec<[u8; 3]> = image
+        .par_iter()
+        .map(|&c| {
             let m = tone.apply(c);
             [srgb8(m.x), srgb8(m.y), srgb8(m.z)]
         })
-        .collect()
+        .collect();
+    pixels.into_flattened()
 }
 
 fn write_png_bytes(
@@ -217,6 +221,25 @@ mod tests {
         let big = r.apply(Rgb::splat(1000.0));
         assert!(big.x < 1.0 && big.x > 0.99);
         assert_eq!(r.apply(Rgb::splat(f32::INFINITY)), Rgb::ZERO);
+    }
+
+    #[test]
+    fn srgb_bytes_keep_pixel_order_on_all_cores() {
+        // Large enough for the parallel map to split: every pixel's bytes in its place.
+        let image: Vec<Rgb> = (0..20_000)
+            .map(|i| Rgb::new(i as f32 / 20_000.0, 1.0 - i as f32 / 20_000.0, 0.5))
+            .collect();
+        let tone = ToneMap::default();
+        let bytes = to_srgb8(&image, tone);
+        assert_eq!(bytes.len(), 3 * image.len());
+        for (i, c) in image.iter().enumerate() {
+            let m = tone.apply(*c);
+            assert_eq!(
+                bytes[3 * i..3 * i + 3],
+                [srgb8(m.x), srgb8(m.y), srgb8(m.z)],
+                "pixel {i}"
+            );
+        }
     }
 
     fn test_film() -> Film {

@@ -1,6 +1,7 @@
 //! Adaptive sampling: which pixels the next pass re-samples, with Raysect's semantics.
 
 use crate::film::Film;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -145,7 +146,8 @@ impl AdaptiveSampler {
         let ratio = if self.ratio >= 1.0 { self.ratio } else { 1.0 };
         // Raysect truncates the quotient to an integer.
         let min_samples = self.min_samples.max((max_samples as f64 / ratio) as u64);
-        let errors: Vec<f64> = pixels.iter().map(|p| p.normalised_error()).collect();
+        // On all cores: the choice is made between passes while every rank waits for it.
+        let errors: Vec<f64> = pixels.par_iter().map(|p| p.normalised_error()).collect();
         let fraction = if self.fraction > 0.0 {
             self.fraction.min(1.0)
         } else {
