@@ -133,6 +133,23 @@ fn bad_input_fails_with_one_clear_message() {
     )
     .unwrap();
     let mut cases = cases;
+    // Output names are checked before the render, so none of these renders a pixel.
+    let missing_dir = dir.join("no-such-dir").join("x.png");
+    let missing_dir = missing_dir.display().to_string();
+    let jpg = dir.join("x.jpg").display().to_string();
+    let exr_as_png = dir.join("x-exr.png").display().to_string();
+    for (option, value, want) in [
+        ("--out", missing_dir.as_str(), "no-such-dir does not exist"),
+        ("--out", jpg.as_str(), "must end in .png"),
+        ("--exr", exr_as_png.as_str(), "must end in .exr"),
+        (
+            "--error-image",
+            out,
+            "--error-image and --out name the same file",
+        ),
+    ] {
+        cases.push((vec!["render".into(), option.into(), value.into()], want));
+    }
     cases.push((
         vec!["render".into(), bad_toml.display().to_string()],
         "bogus",
@@ -145,7 +162,10 @@ fn bad_input_fails_with_one_clear_message() {
     }
     for (args, want) in cases {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
-        a.extend(["--out", out, "--quiet"]);
+        if !a.contains(&"--out") {
+            a.extend(["--out", out]);
+        }
+        a.push("--quiet");
         let o = prism(&a);
         assert!(!o.status.success(), "{a:?} succeeded");
         let t = String::from_utf8_lossy(&o.stderr).to_string();
@@ -153,6 +173,8 @@ fn bad_input_fails_with_one_clear_message() {
         assert!(!t.contains("panicked"), "{a:?} panicked: {t}");
         assert_eq!(t.trim().lines().count(), 1, "{a:?}: not one line: {t}");
     }
-    assert!(!Path::new(out).exists(), "a failed run wrote an image");
+    for file in [out, &jpg, &exr_as_png] {
+        assert!(!Path::new(file).exists(), "a failed run wrote {file}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -49,11 +49,60 @@ fn validate(args: &RenderArgs) -> Result<(), CliError> {
             engine_name(args.engine)
         )));
     }
+    check_outputs(args)?;
     if args.scene != "cornell" && !Path::new(&args.scene).exists() {
         return Err(msg(format!(
             "scene '{}' not found: give `cornell`, a scene .toml, or a mesh file (.obj, .ply, .stl)",
             args.scene
         )));
+    }
+    Ok(())
+}
+
+/// Output files are checked before the render, not when the first pass is written: a typo in
+/// a directory or a `.jpg` name must not cost a pass that may have taken hours. Write
+/// permission is left to the first write (it can differ between the ranks' views of a file
+/// system; only the root writes).
+fn check_outputs(args: &RenderArgs) -> Result<(), CliError> {
+    let mut files: Vec<(&str, &Path)> = vec![("--out", args.out.as_path())];
+    let typed = [
+        ("--out", Some(&args.out), Some("png")),
+        ("--exr", args.exr.as_ref(), Some("exr")),
+        ("--error-image", args.error_image.as_ref(), Some("png")),
+        ("--stats-json", args.stats_json.as_ref(), None),
+        ("--cache", args.cache.as_ref(), None),
+    ];
+    for (option, path, extension) in typed {
+        let Some(path) = path else { continue };
+        if let Some(want) = extension {
+            let has = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !has.eq_ignore_ascii_case(want) {
+                return Err(msg(format!(
+                    "{option} {}: this file is written as {}, so its name must end in .{want}",
+                    path.display(),
+                    want.to_uppercase()
+                )));
+            }
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                return Err(msg(format!(
+                    "{option} {}: the directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        if option != "--out" {
+            if let Some((other, _)) = files.iter().find(|(_, p)| *p == path.as_path()) {
+                return Err(msg(format!(
+                    "{option} and {other} name the same file, {}: one would overwrite the other",
+                    path.display()
+                )));
+            }
+            files.push((option, path.as_path()));
+        }
     }
     Ok(())
 }
