@@ -104,7 +104,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     let mut block = String::new();
     block.push_str(&format!(
         "Measured by `prism bench scaling` on {} ({} cores), {}: scene `{}`, {}×{} pixels, \
-         {} spp × {} passes, {} interleaved rounds. Times are medians; speed-ups and ratios \
+         {} spp × {} passes, {} interleaved rounds (every other one in reverse order; the \
+         configurations a goal compares run one after the other). Times are medians; speed-ups and ratios \
          are medians of the ratios within each round (runs seconds apart), which a slow spell \
          of the shared machine does not skew. Parallel efficiency is the speed-up over \
          `serial 1×1` divided by the cores used (at most {cores}). Workers busy is the share \

@@ -271,7 +271,38 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Runs every configuration `repeats` times, interleaved, and returns the medians.
+/// The order configurations run in within a round: those the goals compare run next to each
+/// other (serial 1×1, mpi 2×1 and the independent serial runs; threads 1×2 and hybrid 1×2),
+/// seconds apart rather than half a round; the rest follow in table order.
+pub fn run_order(configs: &[Config]) -> Vec<usize> {
+    let is = |c: &Config, engine: &str, p: usize, t: usize| {
+        c.engine == engine && c.processes == p && c.threads == t && c.schedule != "static"
+    };
+    let group = |c: &Config| {
+        if is(c, "serial", 1, 1) {
+            0
+        } else if is(c, "mpi", 2, 1) {
+            1
+        } else if c.independent() {
+            2
+        } else if is(c, "threads", 1, 2) {
+            3
+        } else if is(c, "hybrid", 1, 2) {
+            4
+        } else {
+            5
+        }
+    };
+    let mut order: Vec<usize> = (0..configs.len()).collect();
+    // A stable sort keeps the table order within each group.
+    order.sort_by_key(|&i| group(&configs[i]));
+    order
+}
+
+/// Runs every configuration `repeats` times, interleaved, and returns the medians. Every
+/// other round runs in reverse order, so that a machine speeding up or slowing down steadily
+/// over a round favours one of two neighbours in one round and the other in the next, and the
+/// median of their ratios does not lean either way.
 pub fn measure(
     exe: &Path,
     configs: &[Config],
@@ -281,8 +312,15 @@ pub fn measure(
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>, String> {
     let mut samples: Vec<Vec<RunStats>> = vec![Vec::new(); configs.len()];
+    let order = run_order(configs);
     for round in 0..repeats {
-        for (i, cfg) in configs.iter().enumerate() {
+        let this_round: Vec<usize> = if round % 2 == 0 {
+            order.clone()
+        } else {
+            order.iter().rev().copied().collect()
+        };
+        for i in this_round {
+            let cfg = &configs[i];
             let s = run_one(exe, cfg, render_args, work)?;
             log(&format!(
                 "round {}/{repeats}: {:<18} {:>8.3} s {:>10.3} Mrays/s",
@@ -461,6 +499,33 @@ mod tests {
         );
         let s = svg(&rows, 2);
         assert_eq!(s.matches("<rect x=").count(), 3);
+    }
+
+    #[test]
+    fn the_configurations_a_goal_compares_run_next_to_each_other() {
+        for mpi in [false, true] {
+            let configs = configs(mpi);
+            let order = run_order(&configs);
+            let mut seen = order.clone();
+            seen.sort();
+            assert_eq!(
+                seen,
+                (0..configs.len()).collect::<Vec<_>>(),
+                "each runs once"
+            );
+            let at = |label: &str| {
+                order
+                    .iter()
+                    .position(|&i| configs[i].label() == label)
+                    .unwrap_or_else(|| panic!("{label} not run"))
+            };
+            assert_eq!(at("serial 1×1"), 0);
+            assert_eq!(at("serial 2×1 independent"), if mpi { 2 } else { 1 });
+            if mpi {
+                assert_eq!(at("mpi 2×1"), 1);
+                assert_eq!(at("hybrid 1×2"), at("threads 1×2") + 1);
+            }
+        }
     }
 
     #[test]
