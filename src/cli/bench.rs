@@ -1,7 +1,7 @@
 //! `prism bench trace` (the kernel on a mesh file) and `prism bench scaling` (every engine on
 //! every layout, written into docs/performance.md).
 
-use crate::cli::scaling::{self, Row};
+use crate::cli::scaling::{self, PairedRatio, Row};
 use crate::cli::{msg, CliError};
 use clap::Args;
 use std::io::Write;
@@ -111,7 +111,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
          `serial 1×1` divided by the cores used (at most {cores}). Workers busy is the share \
          of the workers' time spent rendering (the rest is the engine's: waiting for work or \
          for the slowest worker); communication is the root's time in message calls over the \
-         run's wall time.\n\n",
+         run's wall time. A goal's ratio comes with a 95 % confidence interval for its median \
+         (distribution-free: order statistics of the per-round ratios).\n\n",
         hostname(),
         cores,
         today(),
@@ -167,19 +168,43 @@ fn find<'a>(rows: &'a [Row], engine: &str, p: usize, t: usize, schedule: &str) -
     })
 }
 
+/// "met" or "not met" by the median, and whether the run could tell: when the goal's
+/// threshold lies inside the ratio's 95 % interval, another run on the same machine may well
+/// give the other answer.
+fn verdict(v: &PairedRatio, ok: fn(f64) -> bool) -> String {
+    let met = if ok(v.median) { "met" } else { "not met" };
+    match v.interval {
+        Some((lo, hi)) if ok(lo) != ok(hi) => {
+            format!("{met}, but the goal lies within this run's noise (its 95 % interval)")
+        }
+        _ => met.to_string(),
+    }
+}
+
 fn goals(rows: &[Row], uneven: &[Row]) -> String {
     let mut s = String::new();
-    let line = |s: &mut String, name: &str, value: Option<f64>, goal: &str, ok: fn(f64) -> bool| {
+    let line = |s: &mut String,
+                name: &str,
+                value: Option<PairedRatio>,
+                goal: &str,
+                ok: fn(f64) -> bool| {
         match value {
             Some(v) => s.push_str(&format!(
-                "- {name}: {v:.3} (goal {goal}) — {}\n",
-                if ok(v) { "met" } else { "not met" }
+                "- {name}: {} (goal {goal}) — {}\n",
+                {
+                    let mut t = format!("{:.3}", v.median);
+                    if let Some((lo, hi)) = v.interval {
+                        t.push_str(&format!(", 95 % interval {lo:.3}-{hi:.3}"));
+                    }
+                    t
+                },
+                verdict(&v, ok)
             )),
             None => s.push_str(&format!("- {name}: not measured in this build\n")),
         }
     };
     // Time of `a` over time of `b`, round by round.
-    let ratio = |a: Option<&Row>, b: Option<&Row>| Some(scaling::paired_ratio(a?, b?));
+    let ratio = |a: Option<&Row>, b: Option<&Row>| Some(scaling::paired(a?, b?));
     let serial = find(rows, "serial", 1, 1, "dynamic");
     line(
         &mut s,
@@ -194,18 +219,19 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
     line(
         &mut s,
         "parallel efficiency of mpi 2×1 against serial 1×1",
-        ratio(serial, find(rows, "mpi", 2, 1, "dynamic")).map(|x| x / 2.0),
+        ratio(serial, find(rows, "mpi", 2, 1, "dynamic")).map(|x| x.scaled(0.5)),
         "≥ 0.95",
         |v| v >= 0.95,
     );
     // The independent row did two runs' work: its efficiency is the plain time ratio, and
     // mpi 2×1's share of it is (t1 / 2 t_mpi) / (t1 / t_independent).
     if let Some(ceiling) = ratio(serial, find(rows, "serial", 2, 1, "dynamic")) {
+        let ceiling = ceiling.median;
         let mpi = ratio(
             find(rows, "serial", 2, 1, "dynamic"),
             find(rows, "mpi", 2, 1, "dynamic"),
         )
-        .map(|x| x / 2.0);
+        .map(|x| x.median / 2.0);
         s.push_str(&format!(
             "  - the machine's ceiling in this run (two independent serial runs at once): \
              {ceiling:.3}; mpi 2×1 reaches {} of it\n",
@@ -215,7 +241,10 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
     line(
         &mut s,
         "communication share of mpi 2×1",
-        find(rows, "mpi", 2, 1, "dynamic").map(|r| r.comm_fraction),
+        find(rows, "mpi", 2, 1, "dynamic").map(|r| PairedRatio {
+            median: r.comm_fraction,
+            interval: None,
+        }),
         "< 0.02",
         |v| v < 0.02,
     );
@@ -381,4 +410,26 @@ fn today() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goal_within_the_runs_noise_says_so() {
+        let at_least = |v: f64| v >= 0.95;
+        let r = |median, interval| PairedRatio { median, interval };
+        assert_eq!(verdict(&r(0.97, Some((0.96, 0.99))), at_least), "met");
+        assert_eq!(verdict(&r(0.90, Some((0.85, 0.94))), at_least), "not met");
+        assert_eq!(verdict(&r(0.97, None), at_least), "met");
+        let within = "the goal lies within this run's noise";
+        let met = verdict(&r(0.97, Some((0.90, 1.02))), at_least);
+        assert!(met.starts_with("met, but") && met.contains(within), "{met}");
+        let missed = verdict(&r(0.93, Some((0.90, 1.02))), at_least);
+        assert!(
+            missed.starts_with("not met, but") && missed.contains(within),
+            "{missed}"
+        );
+    }
 }

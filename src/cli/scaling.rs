@@ -258,6 +258,57 @@ pub fn paired_ratio(a: &Row, b: &Row) -> f64 {
     median(a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect())
 }
 
+/// A ratio of two configurations' times, from the per-round ratios: their median and a
+/// distribution-free 95 % confidence interval for it (`None` below six rounds, where no pair
+/// of order statistics reaches 95 %). On a shared machine one run's ratio moves by ±10 %;
+/// the interval says whether a goal's threshold lies within that noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairedRatio {
+    pub median: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+impl PairedRatio {
+    /// The same ratio times a constant (a speed-up over workers is an efficiency).
+    pub fn scaled(self, k: f64) -> PairedRatio {
+        PairedRatio {
+            median: self.median * k,
+            interval: self.interval.map(|(lo, hi)| (lo * k, hi * k)),
+        }
+    }
+}
+
+/// [`paired_ratio`] with its confidence interval.
+pub fn paired(a: &Row, b: &Row) -> PairedRatio {
+    let mut v: Vec<f64> = a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    PairedRatio {
+        median: median(v.clone()),
+        interval: median_interval(&v),
+    }
+}
+
+/// The order-statistic confidence interval for a median: `[x(k), x(n+1-k)]` of the sorted
+/// sample, with the largest `k` whose coverage, `1 - 2 P(Binomial(n, ½) < k)`, is at least
+/// 95 %. It assumes only that the rounds are independent draws, not any shape of the noise.
+pub fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    // P(Binomial(n, ½) ≤ j), accumulated term by term: C(n, i) / 2^n.
+    let mut term = 0.5f64.powi(n as i32);
+    let mut cdf = 0.0;
+    let mut k = 0;
+    for j in 0..n / 2 {
+        cdf += term;
+        term *= (n - j) as f64 / (j + 1) as f64;
+        if 2.0 * cdf <= 0.05 {
+            k = j + 1;
+        } else {
+            break;
+        }
+    }
+    (k > 0).then(|| (sorted[k - 1], sorted[n - k]))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -526,6 +577,38 @@ mod tests {
                 assert_eq!(at("hybrid 1×2"), at("threads 1×2") + 1);
             }
         }
+    }
+
+    #[test]
+    fn median_intervals_are_the_order_statistics_with_95_percent_coverage() {
+        let sample = |n: usize| (1..=n).map(|i| i as f64).collect::<Vec<_>>();
+        // Below six rounds even the extremes cover less than 95 % (n = 5: 1 - 2/32).
+        assert_eq!(median_interval(&sample(5)), None);
+        // n = 6: 1 - 2/64 = 96.9 % with the extremes.
+        assert_eq!(median_interval(&sample(6)), Some((1.0, 6.0)));
+        // n = 9: the 2nd and 8th (1 - 2·10/512 = 96.1 %; the 3rd and 7th give 82 %).
+        assert_eq!(median_interval(&sample(9)), Some((2.0, 8.0)));
+        // n = 25: the 8th and 18th (P(B ≤ 7) = 2.16 %, P(B ≤ 8) = 5.39 %).
+        assert_eq!(median_interval(&sample(25)), Some((8.0, 18.0)));
+    }
+
+    #[test]
+    fn paired_ratios_carry_their_interval_through_scaling() {
+        let mut a = row("serial", 1, 1, 2.0);
+        let mut b = row("mpi", 2, 1, 1.0);
+        a.walls = (0..9).map(|i| 2.0 + 0.1 * i as f64).collect();
+        b.walls = vec![1.0; 9];
+        let r = paired(&a, &b);
+        assert!((r.median - 2.4).abs() < 1e-12, "{r:?}");
+        let (lo, hi) = r.interval.unwrap();
+        assert!(
+            (lo - 2.1).abs() < 1e-12 && (hi - 2.7).abs() < 1e-12,
+            "{r:?}"
+        );
+        let e = r.scaled(0.5);
+        assert!((e.median - 1.2).abs() < 1e-12);
+        assert_eq!(e.interval.map(|(l, h)| (l * 2.0, h * 2.0)), r.interval);
+        assert_eq!(paired_ratio(&a, &b), r.median);
     }
 
     #[test]
