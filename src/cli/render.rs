@@ -64,7 +64,7 @@ fn validate(args: &RenderArgs) -> Result<(), CliError> {
 /// permission is left to the first write (it can differ between the ranks' views of a file
 /// system; only the root writes).
 fn check_outputs(args: &RenderArgs) -> Result<(), CliError> {
-    let mut files: Vec<(&str, &Path)> = vec![("--out", args.out.as_path())];
+    let mut files: Vec<(&str, &Path)> = Vec::new();
     let typed = [
         ("--out", Some(&args.out), Some("png")),
         ("--exr", args.exr.as_ref(), Some("exr")),
@@ -94,15 +94,13 @@ fn check_outputs(args: &RenderArgs) -> Result<(), CliError> {
                 )));
             }
         }
-        if option != "--out" {
-            if let Some((other, _)) = files.iter().find(|(_, p)| *p == path.as_path()) {
-                return Err(msg(format!(
-                    "{option} and {other} name the same file, {}: one would overwrite the other",
-                    path.display()
-                )));
-            }
-            files.push((option, path.as_path()));
+        if let Some((other, _)) = files.iter().find(|(_, p)| *p == path.as_path()) {
+            return Err(msg(format!(
+                "{option} and {other} name the same file, {}: one would overwrite the other",
+                path.display()
+            )));
         }
+        files.push((option, path.as_path()));
     }
     Ok(())
 }
