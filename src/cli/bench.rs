@@ -105,8 +105,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     block.push_str(&format!(
         "Measured by `prism bench scaling` on {} ({} cores), {}: scene `{}`, {}×{} pixels, \
          {} spp × {} passes, {} interleaved rounds (every other one in reverse order; the \
-         configurations a goal compares run one after the other). Times are medians; speed-ups and ratios \
-         are medians of the ratios within each round (runs seconds apart), which a slow spell \
+         configurations a goal compares run one after the other). Times are medians; \
+         speed-ups and ratios are medians of the ratios within each round (runs seconds apart), which a slow spell \
          of the shared machine does not skew. Parallel efficiency is the speed-up over \
          `serial 1×1` divided by the cores used (at most {cores}). Workers busy is the share \
          of the workers' time spent rendering (the rest is the engine's: waiting for work or \
@@ -190,14 +190,7 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
                 ok: fn(f64) -> bool| {
         match value {
             Some(v) => s.push_str(&format!(
-                "- {name}: {} (goal {goal}) — {}\n",
-                {
-                    let mut t = format!("{:.3}", v.median);
-                    if let Some((lo, hi)) = v.interval {
-                        t.push_str(&format!(", 95 % interval {lo:.3}-{hi:.3}"));
-                    }
-                    t
-                },
+                "- {name}: {v} (goal {goal}) — {}\n",
                 verdict(&v, ok)
             )),
             None => s.push_str(&format!("- {name}: not measured in this build\n")),

@@ -278,6 +278,17 @@ impl PairedRatio {
     }
 }
 
+/// "0.944, 95 % interval 0.924-0.995", or the median alone.
+impl std::fmt::Display for PairedRatio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}", self.median)?;
+        if let Some((lo, hi)) = self.interval {
+            write!(f, ", 95 % interval {lo:.3}-{hi:.3}")?;
+        }
+        Ok(())
+    }
+}
+
 /// [`paired_ratio`] with its confidence interval.
 pub fn paired(a: &Row, b: &Row) -> PairedRatio {
     let mut v: Vec<f64> = a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect();
@@ -609,6 +620,12 @@ mod tests {
         assert!((e.median - 1.2).abs() < 1e-12);
         assert_eq!(e.interval.map(|(l, h)| (l * 2.0, h * 2.0)), r.interval);
         assert_eq!(paired_ratio(&a, &b), r.median);
+        assert_eq!(e.to_string(), "1.200, 95 % interval 1.050-1.350");
+        let alone = PairedRatio {
+            median: 0.005,
+            interval: None,
+        };
+        assert_eq!(alone.to_string(), "0.005");
     }
 
     #[test]
