@@ -255,7 +255,7 @@ pub struct Row {
 /// from two runs seconds apart, so a slow spell of the machine cancels instead of landing in
 /// one configuration's median and not the other's.
 pub fn paired_ratio(a: &Row, b: &Row) -> f64 {
-    median(a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect())
+    paired(a, b).median
 }
 
 /// A ratio of two configurations' times, from the per-round ratios: their median and a
@@ -294,7 +294,7 @@ pub fn paired(a: &Row, b: &Row) -> PairedRatio {
     let mut v: Vec<f64> = a.walls.iter().zip(&b.walls).map(|(x, y)| x / y).collect();
     v.sort_by(|a, b| a.total_cmp(b));
     PairedRatio {
-        median: median(v.clone()),
+        median: sorted_median(&v),
         interval: median_interval(&v),
     }
 }
@@ -322,6 +322,10 @@ pub fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
+    sorted_median(&v)
+}
+
+fn sorted_median(v: &[f64]) -> f64 {
     let n = v.len();
     if n == 0 {
         return f64::NAN;
