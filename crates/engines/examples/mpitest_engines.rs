@@ -94,20 +94,6 @@ fn engines(world: &Communicator) -> Vec<(String, AnyEngine)> {
                 .into()
             })),
         ));
-        if schedule == Schedule::Dynamic {
-            // The root polls every millisecond instead of waiting for the others' rings.
-            v.push((
-                "mpi Dynamic no doorbell".to_string(),
-                mk(MpiEngine::new(world).map(|e| {
-                    e.with_options(Options {
-                        batch_delay: Duration::from_secs(600),
-                        doorbell: false,
-                        ..Options::default()
-                    })
-                    .into()
-                })),
-            ));
-        }
         // A single render thread runs on the main thread of every process but the root by
         // default: also on its own thread everywhere, and on the main thread everywhere, with
         // tight bounds (a main thread that renders cannot wait on its own outbox).
@@ -227,18 +213,6 @@ fn main() {
                         stats.messages_sent() > 0,
                         "{name}: no messages counted"
                     );
-                }
-                // The other processes (all on this node) ring the root's doorbell when they
-                // send: a dynamic run has chunk requests all along.
-                let rings: u64 = stats.all.iter().map(|p| p.rings).sum();
-                if name == "mpi Dynamic no doorbell" || size == 1 {
-                    check!(
-                        &world,
-                        rings == 0,
-                        "{name}: {rings} rings without a doorbell"
-                    );
-                } else if name == "mpi Dynamic" && cfg!(target_os = "linux") {
-                    check!(&world, rings > 0, "{name}: no ring woke the root");
                 }
                 if name == "mpi StaticRoundRobin" {
                     // Batched: results go up 64 to a message. (A process's counters travel in

@@ -6,7 +6,6 @@
 //! its own threads take chunks from, and runs `update`. See `protocol` for the messages,
 //! `root` and `member` for the two sides.
 
-use crate::doorbell::Doorbell;
 use crate::engine::Engine;
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::{Options, Schedule, SingleThread};
@@ -35,15 +34,12 @@ pub(crate) struct Cluster {
     /// Render threads of every process.
     pub threads_of: Vec<usize>,
     pub options: Options,
-    /// How the other processes on the root's node wake its main thread.
-    pub doorbell: Doorbell,
     /// Runs made so far; every message carries its run's number.
     seq: AtomicU64,
 }
 
 impl Cluster {
-    /// Collective over `comm`: duplicates it, learns every process's thread count and sets up
-    /// the root's doorbell.
+    /// Collective over `comm`: duplicates it and learns every process's thread count.
     fn new(comm: &Communicator, threads: usize) -> Result<Cluster> {
         let rank = comm.rank();
         let comm = comm
@@ -52,7 +48,6 @@ impl Cluster {
         let all: Vec<u64> = comm
             .all_gather(&(threads as u64))
             .map_err(|e| EngineError::comm(rank, "exchanging thread counts", e))?;
-        let doorbell = Doorbell::new(&comm);
         let first_worker = all[..rank].iter().sum::<u64>() as usize;
         let workers = all.iter().sum::<u64>() as usize;
         Ok(Cluster {
@@ -62,7 +57,6 @@ impl Cluster {
             workers,
             threads_of: all.iter().map(|&t| t as usize).collect(),
             options: Options::default(),
-            doorbell,
             seq: AtomicU64::new(0),
         })
     }

@@ -20,8 +20,7 @@
 //! - a process other than the root with a single render thread (a rank per core) renders on
 //!   its main thread, looking at the network between tasks, instead of keeping a second
 //!   thread that would preempt the renderer to poll ([`SingleThread`]); the root keeps its
-//!   main thread for the network and `update`, and the processes on its node wake it when
-//!   they send (a doorbell, [`Options::doorbell`]) instead of it polling every millisecond;
+//!   main thread for the network and `update`;
 //! - scheduling is dynamic ([`Schedule::Dynamic`], chunks from `prism_tasking`'s
 //!   [`prism_tasking::ChunkCounter`], with chunks requested ahead), with
 //!   [`Schedule::StaticRoundRobin`] kept for comparison;
@@ -106,7 +105,6 @@
 mod any;
 mod apply;
 mod cluster;
-mod doorbell;
 mod engine;
 mod error;
 mod member;

@@ -11,7 +11,6 @@
 //! (see [`crate::SingleThread`]): one task at a time, between rounds of the loop below.
 
 use crate::cluster::{fatal, Cluster};
-use crate::doorbell::Doorbell;
 use crate::error::{EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
@@ -32,8 +31,6 @@ struct Member<'a> {
     seq: u64,
     sends: Vec<SendRequest>,
     stats: ProcessStats,
-    /// Rung after every message (see [`crate::Options::doorbell`]).
-    bell: Option<&'a Doorbell>,
 }
 
 impl Member<'_> {
@@ -46,10 +43,6 @@ impl Member<'_> {
         }
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += bytes;
-        // After the send has started, so that the root, woken, finds the message.
-        if let Some(bell) = self.bell {
-            bell.ring();
-        }
         self.stats.comm_time += t0.elapsed();
     }
 
@@ -78,11 +71,6 @@ impl Member<'_> {
     fn prune_sends(&mut self) {
         let t0 = Instant::now();
         self.sends.retain_mut(|r| !r.test());
-        // A large message crosses in steps, each needing a call into MPI on both sides: this
-        // one may have taken a step, so the root, which waits for rings, should take the next.
-        if let (Some(bell), false) = (self.bell, self.sends.is_empty()) {
-            bell.ring();
-        }
         self.stats.comm_time += t0.elapsed();
     }
 }
@@ -148,7 +136,6 @@ where
         seq,
         sends: Vec::new(),
         stats,
-        bell: opts.doorbell.then_some(&cl.doorbell),
     };
     // Chunks to keep queued beyond the running ones.
     let target = opts.prefetch_chunks * threads;

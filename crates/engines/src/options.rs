@@ -52,11 +52,6 @@ pub struct Options {
     /// Where a process of a multi-process run whose only worker is one render thread runs
     /// it: see [`SingleThread`].
     pub single_thread: SingleThread,
-    /// Whether the processes on the root's node wake its main thread when they send it
-    /// something (a datagram on a Unix socket, Linux only), so that it polls the network
-    /// every few milliseconds instead of every millisecond. Off, or with a process the
-    /// doorbell cannot reach (another node), the root polls about once a millisecond.
-    pub doorbell: bool,
 }
 
 /// Where a process of a multi-process run with a single render thread renders.
@@ -94,7 +89,6 @@ impl Default for Options {
             batches_in_flight: 2,
             prefetch_chunks: 1,
             single_thread: SingleThread::MainThreadExceptRoot,
-            doorbell: true,
         }
     }
 }

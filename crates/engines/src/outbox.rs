@@ -61,8 +61,6 @@ struct State<P> {
     /// Waiters, so that a push or pop only wakes (a system call) when someone sleeps.
     consumer_waiting: bool,
     producers_waiting: usize,
-    /// Set by [`Outbox::nudge`]: the consumer's next timed wait returns at once.
-    nudged: bool,
 }
 
 /// A bounded multi-producer, single-consumer queue with blocking push and timed pop.
@@ -86,7 +84,6 @@ impl<P> Outbox<P> {
                 peak_items: 0,
                 consumer_waiting: false,
                 producers_waiting: 0,
-                nudged: false,
             }),
             not_full: Condvar::new(),
             not_empty: Condvar::new(),
@@ -218,7 +215,7 @@ impl<P> Outbox<P> {
         if returned && s.producers_waiting > 0 {
             self.not_full.notify_all();
         }
-        if s.items.is_empty() && !timeout.is_zero() && !s.nudged {
+        if s.items.is_empty() && !timeout.is_zero() {
             s.consumer_waiting = true;
             s = self
                 .not_empty
@@ -226,9 +223,6 @@ impl<P> Outbox<P> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
             s.consumer_waiting = false;
-        }
-        if !timeout.is_zero() {
-            s.nudged = false;
         }
         let take = s.items.len().min(max);
         let mut out = Vec::with_capacity(take);
@@ -255,14 +249,6 @@ impl<P> Outbox<P> {
                 .0;
             s.consumer_waiting = false;
         }
-    }
-
-    /// Ends the consumer's current timed wait in [`Outbox::pop_batch`], or its next one if it
-    /// is not waiting: something other than a message wants its attention (the doorbell).
-    pub(crate) fn nudge(&self) {
-        let mut s = self.lock();
-        s.nudged = true;
-        self.wake_consumer(s);
     }
 
     /// Stops accepting messages and wakes every waiting render thread; queued messages are
@@ -307,44 +293,6 @@ mod tests {
 
     fn result(i: usize) -> Msg<usize> {
         Msg::Result(i, i)
-    }
-
-    #[test]
-    fn a_nudge_ends_a_wait_now_or_the_next_one() {
-        let q = Outbox::<usize>::new(4, usize::MAX);
-        // Before the wait: the next timed wait returns at once, once.
-        q.nudge();
-        let t0 = Instant::now();
-        assert!(q.pop_batch(4, Duration::from_secs(60)).is_empty());
-        assert!(t0.elapsed() < Duration::from_secs(30), "the nudge was lost");
-        // A zero-timeout pop neither waits nor consumes a nudge.
-        q.nudge();
-        assert!(q.pop_batch(4, Duration::ZERO).is_empty());
-        let t0 = Instant::now();
-        assert!(q.pop_batch(4, Duration::from_secs(60)).is_empty());
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the nudge was consumed early"
-        );
-        // During the wait, from another thread.
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                while !q.lock().consumer_waiting {
-                    std::thread::yield_now();
-                }
-                q.nudge();
-            });
-            let t0 = Instant::now();
-            assert!(q.pop_batch(4, Duration::from_secs(60)).is_empty());
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "the nudge did not wake"
-            );
-        });
-        // Consumed: the next wait lasts its timeout.
-        let t0 = Instant::now();
-        q.pop_batch(4, Duration::from_millis(20));
-        assert!(t0.elapsed() >= Duration::from_millis(20));
     }
 
     #[test]

@@ -4,15 +4,12 @@
 //! blocks: applies its threads' results with `update` (a slice at a time), answers the other
 //! processes' batches (chunks first, then their results into `update`), and otherwise waits on
 //! its threads' outbox with a timeout that backs off to a millisecond, so a result of its own
-//! is applied at once and the network is still polled. When every other process can ring its
-//! doorbell (see `doorbell`), a ring ends that wait and the timeout is 10 ms instead: the
-//! processes ring whenever there is something to look at. With [`crate::SingleThread::MainThread`]
+//! is applied at once and the network is still polled. With [`crate::SingleThread::MainThread`]
 //! and one render thread, the main thread renders that thread's tasks itself, one between two
 //! rounds of that loop.
 
 use crate::apply::Applier;
 use crate::cluster::{fatal, Cluster};
-use crate::doorbell::{StopListening, QUIET_WAIT};
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::Schedule;
 use crate::outbox::{Msg, Outbox, Release};
@@ -26,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A message from another process, matched and perhaps still arriving.
@@ -334,25 +331,7 @@ where
         stats,
     };
 
-    // Every other process rings after each message: no need to look for one in between.
-    let bell = cl
-        .doorbell
-        .listener()
-        .filter(|_| cl.options.doorbell && size > 1);
-    let stop_listening = AtomicBool::new(false);
-    let rings = AtomicU64::new(0);
-
     std::thread::scope(|s| {
-        let _listening = bell.map(|bell| {
-            let (outbox, stop, rings) = (&outbox, &stop_listening, &rings);
-            s.spawn(move || {
-                bell.listen(stop, || {
-                    rings.fetch_add(1, Ordering::Relaxed);
-                    outbox.nudge();
-                })
-            });
-            StopListening { bell, stop }
-        });
         let mut inline = None;
         for thread in 0..threads {
             let source = if dynamic {
@@ -433,10 +412,6 @@ where
                     IDLE_WAIT
                 } else if local_done {
                     backoff.next().min(DRAIN_WAIT)
-                } else if bell.is_some() && root.sends.is_empty() {
-                    // The other processes ring when they send, and while their messages are
-                    // crossing in steps, whenever they have taken one.
-                    QUIET_WAIT
                 } else {
                     backoff.next()
                 };
@@ -478,7 +453,6 @@ where
     stats.wall = start.elapsed();
     stats.update_time = root.applier.time;
     stats.peak_outbox_results = outbox.peak_items();
-    stats.rings = rings.into_inner();
     let mut all: Vec<ProcessStats> = root
         .all
         .into_iter()

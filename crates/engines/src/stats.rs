@@ -40,10 +40,6 @@ pub struct ProcessStats {
     pub bytes_received: u64,
     /// Largest number of results held at once between its render threads and main thread.
     pub peak_outbox_results: usize,
-    /// Times another process's ring of the doorbell woke its main thread (root only; see
-    /// [`crate::Options::doorbell`]).
-    #[serde(default)]
-    pub rings: u64,
 }
 
 impl ProcessStats {
@@ -64,7 +60,6 @@ impl ProcessStats {
         self.messages_received += other.messages_received;
         self.bytes_received += other.bytes_received;
         self.peak_outbox_results = self.peak_outbox_results.max(other.peak_outbox_results);
-        self.rings += other.rings;
     }
 }
 
