@@ -106,8 +106,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         "Measured by `prism bench scaling` on {} ({} cores), {}: scene `{}`, {}×{} pixels, \
          {} spp × {} passes, {} interleaved rounds (every other one in reverse order; the \
          configurations a goal compares run one after the other). Times are medians; \
-         speed-ups and ratios are medians of the ratios within each round (runs seconds apart), which a slow spell \
-         of the shared machine does not skew. Parallel efficiency is the speed-up over \
+         speed-ups and ratios are medians of the ratios within each round (runs seconds \
+         apart), which a slow spell of the shared machine does not skew. Parallel efficiency is the speed-up over \
          `serial 1×1` divided by the cores used (at most {cores}). Workers busy is the share \
          of the workers' time spent rendering (the rest is the engine's: waiting for work or \
          for the slowest worker); communication is the root's time in message calls over the \
@@ -224,7 +224,7 @@ fn goals(rows: &[Row], uneven: &[Row]) -> String {
             find(rows, "serial", 2, 1, "dynamic"),
             find(rows, "mpi", 2, 1, "dynamic"),
         )
-        .map(|x| x.median / 2.0);
+        .map(|x| x.scaled(0.5).median);
         s.push_str(&format!(
             "  - the machine's ceiling in this run (two independent serial runs at once): \
              {ceiling:.3}; mpi 2×1 reaches {} of it\n",
