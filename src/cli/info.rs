@@ -26,7 +26,7 @@ pub fn run() -> Result<(), CliError> {
             if universe.is_mpi() {
                 format!("yes (thread level {:?})", universe.thread_level())
             } else {
-                "no (one-process build; rebuild with --features mpi for MPI)".to_string()
+                mpi_absent_reason(cfg!(feature = "mpi")).to_string()
             }
         );
         println!("process sets:");
@@ -46,4 +46,27 @@ pub fn run() -> Result<(), CliError> {
         println!("engine auto: {}", layout.auto_engine());
     }
     Ok(())
+}
+
+/// Why a run is one process without MPI: an MPI build only initialises MPI when a launcher
+/// started it, so the advice differs between the two builds.
+fn mpi_absent_reason(built_with_mpi: bool) -> &'static str {
+    if built_with_mpi {
+        "no (built with MPI, but not started by a launcher: one process; \
+         run it under mpirun or srun for more)"
+    } else {
+        "no (one-process build; rebuild with --features mpi for MPI)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mpi_absent_reason;
+
+    #[test]
+    fn an_mpi_build_without_a_launcher_is_not_told_to_rebuild() {
+        assert!(mpi_absent_reason(true).contains("mpirun"));
+        assert!(!mpi_absent_reason(true).contains("rebuild"));
+        assert!(mpi_absent_reason(false).contains("--features mpi"));
+    }
 }
