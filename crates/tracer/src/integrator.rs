@@ -1,6 +1,6 @@
 //! The path tracer: next-event estimation with multiple importance sampling, Russian roulette.
 
-use crate::geometry::Hit;
+use crate::geometry::{Hit, Query};
 use crate::material::{fresnel_dielectric, reflect, refract, sample_cosine, Material};
 use crate::math::{Ray, Rgb, Vec3};
 use crate::rng::SampleRng;
@@ -57,6 +57,7 @@ pub fn render_tile(scene: &Scene, settings: &RenderSettings, task: &TileTask) ->
     let id = task.id();
     let mut stats = Vec::with_capacity(task.pixel_count());
     let mut rays = 0u64;
+    let mut query = scene.geometry.query();
     for i in task.pixels().selected(rect.pixel_count()) {
         let (x, y) = rect.pixel(i);
         let mut pixel = PixelStats::default();
@@ -64,7 +65,7 @@ pub fn render_tile(scene: &Scene, settings: &RenderSettings, task: &TileTask) ->
             let mut rng = SampleRng::new(task.seed(), x, y, id.pass, k);
             let (jx, jy) = (rng.next_f32(), rng.next_f32());
             let ray = frame.ray(x as f32 + jx, y as f32 + jy);
-            let mut l = radiance(scene, settings, ray, &mut rng, &mut rays);
+            let mut l = radiance(scene, &mut query, settings, ray, &mut rng, &mut rays);
             if !l.is_finite() {
                 l = Rgb::ZERO;
             }
@@ -121,16 +122,16 @@ pub(crate) fn offset_origin(p: Vec3, n: Vec3) -> Vec3 {
 /// wall at x = 0 seen from x = 278 gets |x| ~ 3e-5), more than the offset of
 /// [`offset_origin`] near zero, which would let the next ray re-hit its own surface. Projecting
 /// onto the plane through a vertex removes that cancellation error.
-fn hit_point(scene: &Scene, ray: &Ray, hit: &Hit) -> Vec3 {
+fn hit_point(ray: &Ray, hit: &Hit) -> Vec3 {
     let p = ray.at(hit.t);
-    let [a, _, _] = scene.geometry.world_triangle(hit.instance, hit.prim);
     let n = hit.normal;
-    p - n * (p - a).dot(n)
+    p - n * (p - hit.corner).dot(n)
 }
 
 /// Radiance arriving along `ray`: one path sample. Counts traced rays in `rays`.
 pub(crate) fn radiance(
     scene: &Scene,
+    query: &mut Query,
     settings: &RenderSettings,
     mut ray: Ray,
     rng: &mut SampleRng,
@@ -144,7 +145,7 @@ pub(crate) fn radiance(
     let mut diffuse_pdf: Option<f32> = None;
     loop {
         *rays += 1;
-        let Some(hit) = scene.geometry.intersect(&ray) else {
+        let Some(hit) = query.intersect(&ray) else {
             l += beta.mul_elem(scene.background());
             break;
         };
@@ -154,7 +155,7 @@ pub(crate) fn radiance(
         };
         let d = ray.dir;
         let n = hit.normal;
-        let p = hit_point(scene, &ray, &hit);
+        let p = hit_point(&ray, &hit);
         // Faces the side the ray came from.
         let facing = if n.dot(d) < 0.0 { n } else { -n };
         if let Material::Emissive { radiance } = material {
@@ -179,7 +180,7 @@ pub(crate) fn radiance(
         match material {
             Material::Lambertian { albedo } => {
                 let f = albedo * FRAC_1_PI;
-                l += beta.mul_elem(direct_light(scene, p, facing, f, rng, rays));
+                l += beta.mul_elem(direct_light(scene, query, p, facing, f, rng, rays));
                 let (wi, cos) = sample_cosine(facing, rng.next_f32(), rng.next_f32());
                 beta = beta.mul_elem(albedo);
                 diffuse_pdf = Some(cos * FRAC_1_PI);
@@ -224,6 +225,7 @@ pub(crate) fn radiance(
 /// value `f`: one point sampled on the lights, weighted against BSDF sampling.
 fn direct_light(
     scene: &Scene,
+    query: &mut Query,
     p: Vec3,
     n: Vec3,
     f: Rgb,
@@ -260,7 +262,7 @@ fn direct_light(
     );
     let shadow = Ray::segment(from, to_point - from, 0.0, 1.0);
     *rays += 1;
-    if scene.geometry.occluded(&shadow) {
+    if query.occluded(&shadow) {
         return Rgb::ZERO;
     }
     let weight = power_heuristic(pdf_light, cos_s * FRAC_1_PI);

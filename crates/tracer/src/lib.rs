@@ -78,7 +78,7 @@ pub use cache::{ByteSource, CacheError};
 pub use camera::{Camera, CameraFrame};
 pub use cornell::cornell_box;
 pub use film::{Film, FilmError};
-pub use geometry::{Geometry, GeometryError, Hit, Instance};
+pub use geometry::{Geometry, GeometryError, Hit, Instance, Query};
 pub use integrator::{render_tile, RenderSettings};
 pub use io::{load_mesh, LoadError};
 pub use material::Material;

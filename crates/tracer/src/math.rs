@@ -317,7 +317,13 @@ impl Transform {
         apply(&self.inv, v, 0.0)
     }
     pub fn is_identity(&self) -> bool {
-        self.m == IDENTITY_ROWS
+        // Every entry compared, no early exit: queries ask this for each instance they enter,
+        // and a short-circuit comparison there mispredicted often enough to show in profiles.
+        self.m
+            .iter()
+            .flatten()
+            .zip(IDENTITY_ROWS.iter().flatten())
+            .fold(true, |same, (a, b)| same & (a == b))
     }
 }
 

@@ -150,12 +150,23 @@ fn check_against_brute_force(meshes: &[Mesh], instances: &[Instance], rays: &[Ra
         rays.len(),
         failures[0]
     );
+    // One query reused for every ray, occlusion (which leaves traversals early) interleaved
+    // with closest hits, answers as a fresh one does.
+    let mut query = g.query();
+    for ray in rays {
+        assert_eq!(query.occluded(ray), g.occluded(ray), "{ray:?}");
+        assert_eq!(query.intersect(ray), g.intersect(ray), "{ray:?}");
+    }
     rays.iter().filter(|r| g.intersect(r).is_some()).count()
 }
 
-/// Unit length, oriented like the world triangle, barycentrics inside.
+/// Unit length, oriented like the world triangle, barycentrics inside, the triangle's first
+/// corner exactly as `world_triangle` gives it.
 fn normal_ok(g: &Geometry, h: &Hit) -> bool {
     let [a, b, c] = g.world_triangle(h.instance, h.prim);
+    if h.corner != a {
+        return false;
+    }
     let n = (b - a).cross(c - a).normalize();
     let inst = &g.instances()[h.instance as usize];
     (h.normal.length() - 1.0).abs() < 1e-4
