@@ -654,14 +654,24 @@ impl Query<'_> {
         let mut tmax = ray.tmax;
         let tmin = ray.tmin;
         let mut best: Option<(Placement, usize, usize, TriangleHit)> = None;
+        // Instances placed without a transform (every one in a scene built in place, like the
+        // Cornell box) share the world ray's box and triangle constants, made once per ray;
+        // the triangle constants are only made once a leaf is reached.
+        let world = RayBox::new(ray.origin, ray.dir);
+        let mut world_shear = None;
         let mut visit = |p: &Placement, tmax: &mut f32, stack: &mut Stack| {
             let Some((o, d)) = p.object_ray(ray) else {
                 return;
             };
-            let rb = RayBox::new(o, d);
-            // The triangle test's constants are only needed once a leaf is reached.
-            let mut shear = None;
-            traverse::<true>(nodes, p.root, &rb, tmin, tmax, stack, |leaf, tmax, _| {
+            let (own, mut own_shear);
+            let (rb, shear) = if p.identity {
+                (&world, &mut world_shear)
+            } else {
+                own = RayBox::new(o, d);
+                own_shear = None;
+                (&own, &mut own_shear)
+            };
+            traverse::<true>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
                 let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
                 for (b, block) in blocks[first..first + count].iter().enumerate() {
@@ -677,7 +687,6 @@ impl Query<'_> {
             Some(p) => visit(p, &mut tmax, stack),
             None => {
                 let (instances, meshes) = (self.instances, self.meshes);
-                let world = RayBox::new(ray.origin, ray.dir);
                 let root = self.tlas_root;
                 traverse::<true>(
                     nodes,
@@ -724,13 +733,22 @@ impl Query<'_> {
         let stack = &mut self.stack;
         let mut tmax = ray.tmax;
         let tmin = ray.tmin;
-        let visit = |p: &Placement, tmax: &mut f32, stack: &mut Stack| {
+        // Shared by the instances placed without a transform, as in `intersect`.
+        let world = RayBox::new(ray.origin, ray.dir);
+        let mut world_shear = None;
+        let mut visit = |p: &Placement, tmax: &mut f32, stack: &mut Stack| {
             let Some((o, d)) = p.object_ray(ray) else {
                 return false;
             };
-            let rb = RayBox::new(o, d);
-            let mut shear = None;
-            traverse::<false>(nodes, p.root, &rb, tmin, tmax, stack, |leaf, tmax, _| {
+            let (own, mut own_shear);
+            let (rb, shear) = if p.identity {
+                (&world, &mut world_shear)
+            } else {
+                own = RayBox::new(o, d);
+                own_shear = None;
+                (&own, &mut own_shear)
+            };
+            traverse::<false>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
                 let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
                 (first..first + count).any(|b| blocks[b].occludes(shear, tmin, *tmax))
@@ -740,7 +758,6 @@ impl Query<'_> {
             Some(p) => visit(p, &mut tmax, stack),
             None => {
                 let (instances, meshes) = (self.instances, self.meshes);
-                let world = RayBox::new(ray.origin, ray.dir);
                 let root = self.tlas_root;
                 traverse::<false>(
                     nodes,
