@@ -240,9 +240,15 @@ fn measure(g: &Geometry, rays: &[Ray]) -> RayThroughput {
         }
         (best, out)
     };
-    let (closest_mrays, hits) =
-        best_rate(&|| rays.iter().filter(|r| g.intersect(r).is_some()).count());
-    let (occluded_mrays, _) = best_rate(&|| rays.iter().filter(|r| g.occluded(r)).count());
+    // One query per batch, as a render loop traces a tile.
+    let (closest_mrays, hits) = best_rate(&|| {
+        let mut q = g.query();
+        rays.iter().filter(|r| q.intersect(r).is_some()).count()
+    });
+    let (occluded_mrays, _) = best_rate(&|| {
+        let mut q = g.query();
+        rays.iter().filter(|r| q.occluded(r)).count()
+    });
     RayThroughput {
         closest_mrays,
         occluded_mrays,
