@@ -36,7 +36,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Trace rays directly:
+//! Trace rays directly (for many rays in a row, trace them through one [`Query`] from
+//! [`Geometry::query`], which sets up once instead of per ray):
 //!
 //! ```
 //! use prism_tracer::{Geometry, Instance, Mesh, Ray, Transform, Vec3};
