@@ -3,13 +3,13 @@
 //! A [`Node4`] holds the boxes of up to four children in structure-of-arrays form (one
 //! 128-byte record, two cache lines), so that one ray is tested against all four boxes with
 //! four-lane vector instructions. A child reference is either the index of another node or,
-//! with [`LEAF`] set, a leaf: a run of up to [`MAX_LEAF_BLOCKS`] consecutive
+//! with its top bit (`LEAF`) set, a leaf: a run of up to `MAX_LEAF_BLOCKS` (16) consecutive
 //! [`Tri4`](crate::triangle::Tri4) blocks in the bottom level, or an instance in the top level.
 //! Nodes refer to each other by index only, so a hierarchy can be written to a file, mapped
 //! back and shared between processes as it is.
 //!
 //! The trees are built as binary trees with the binned surface area heuristic
-//! ([`build`]) and then collapsed to four-wide nodes by repeatedly opening the child of
+//! (the `build` module) and then collapsed to four-wide nodes by repeatedly opening the child of
 //! largest area. Box tests are made conservative (Ize, "Robust BVH Ray Traversal", JCGT
 //! 2013) so that a box never loses a ray that the watertight triangle test would hit.
 
