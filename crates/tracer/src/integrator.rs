@@ -104,13 +104,17 @@ pub(crate) fn offset_origin(p: Vec3, n: Vec3) -> Vec3 {
     const ORIGIN: f32 = 1.0 / 32.0;
     const FLOAT_SCALE: f32 = 1.0 / 65536.0;
     const INT_SCALE: f32 = 256.0;
+    // Both offsets computed, then one chosen: the choice depends on each coordinate's size,
+    // which branches would mispredict often (every bounce calls this two or three times).
     let one = |p: f32, n: f32| {
+        let near = p + FLOAT_SCALE * n;
+        let of = (INT_SCALE * n) as i32;
+        let of = if p < 0.0 { -of } else { of };
+        let far = f32::from_bits((p.to_bits() as i32).wrapping_add(of) as u32);
         if p.abs() < ORIGIN {
-            p + FLOAT_SCALE * n
+            near
         } else {
-            let of = (INT_SCALE * n) as i32;
-            let of = if p < 0.0 { -of } else { of };
-            f32::from_bits((p.to_bits() as i32).wrapping_add(of) as u32)
+            far
         }
     };
     Vec3::new(one(p.x, n.x), one(p.y, n.y), one(p.z, n.z))
