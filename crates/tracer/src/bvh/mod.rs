@@ -120,7 +120,11 @@ impl RayBox {
         let inv = F4::splat(1.0)
             .div(F4::from_array([dir.x, dir.y, dir.z, 1.0]))
             .to_array();
-        let near = [0, 1, 2].map(|axis| 2 * axis + (inv[axis] < 0.0) as usize);
+        let near = [
+            (inv[0] < 0.0) as usize,
+            2 + (inv[1] < 0.0) as usize,
+            4 + (inv[2] < 0.0) as usize,
+        ];
         RayBox {
             org: origin.to_array().map(F4::splat),
             inv: [inv[0], inv[1], inv[2]].map(F4::splat),
