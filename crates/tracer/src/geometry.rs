@@ -645,6 +645,16 @@ pub struct Query<'g> {
     stack: Stack,
 }
 
+impl std::fmt::Debug for Query<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Query")
+            .field("instances", &self.instances.len())
+            .field("nodes", &self.nodes.len())
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'g> Query<'g> {
     /// The closest hit in `[ray.tmin, ray.tmax]`; `None` for a miss or an invalid ray. The same
     /// answer as [`Geometry::intersect`].
