@@ -169,6 +169,26 @@ impl<'g> Placement<'g> {
         let d = self.transform.inverse_vector(ray.dir);
         (o.is_finite() && d.is_finite() && d.length_squared() > 0.0).then_some((o, d))
     }
+
+    /// The ray set up for this instance's tree: the object-space ray, its box test and (made
+    /// at the first leaf) its triangle constants. An instance placed without a transform gets
+    /// the world ray's, shared by every such instance and made once per ray; others get new
+    /// ones, kept in `own`. `None` if the ray does not survive the transform.
+    #[inline(always)]
+    fn enter<'s>(
+        &self,
+        ray: &Ray,
+        world: &'s RayBox,
+        world_shear: &'s mut Option<Shear4>,
+        own: &'s mut Option<(RayBox, Option<Shear4>)>,
+    ) -> Option<(Vec3, Vec3, &'s RayBox, &'s mut Option<Shear4>)> {
+        let (o, d) = self.object_ray(ray)?;
+        if self.identity {
+            return Some((o, d, world, world_shear));
+        }
+        let (rb, shear) = own.insert((RayBox::new(o, d), None));
+        Some((o, d, rb, shear))
+    }
 }
 
 /// Meshes, instances and their two-level BVH; see the [module docs](self).
@@ -667,22 +687,13 @@ impl<'g> Query<'g> {
         let mut tmax = ray.tmax;
         let tmin = ray.tmin;
         let mut best: Option<(Placement<'g>, usize, usize, TriangleHit)> = None;
-        // Instances placed without a transform (every one in a scene built in place, like the
-        // Cornell box) share the world ray's box and triangle constants, made once per ray;
-        // the triangle constants are only made once a leaf is reached.
+        // Shared by the instances placed without a transform (see `Placement::enter`).
         let world = RayBox::new(ray.origin, ray.dir);
         let mut world_shear = None;
         let mut visit = |p: &Placement<'g>, tmax: &mut f32, stack: &mut Stack| {
-            let Some((o, d)) = p.object_ray(ray) else {
+            let mut own = None;
+            let Some((o, d, rb, shear)) = p.enter(ray, &world, &mut world_shear, &mut own) else {
                 return;
-            };
-            let (own, mut own_shear);
-            let (rb, shear) = if p.identity {
-                (&world, &mut world_shear)
-            } else {
-                own = RayBox::new(o, d);
-                own_shear = None;
-                (&own, &mut own_shear)
             };
             traverse::<true>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
@@ -746,20 +757,13 @@ impl<'g> Query<'g> {
         let stack = &mut self.stack;
         let mut tmax = ray.tmax;
         let tmin = ray.tmin;
-        // Shared by the instances placed without a transform, as in `intersect`.
+        // Shared by the instances placed without a transform (see `Placement::enter`).
         let world = RayBox::new(ray.origin, ray.dir);
         let mut world_shear = None;
         let mut visit = |p: &Placement<'g>, tmax: &mut f32, stack: &mut Stack| {
-            let Some((o, d)) = p.object_ray(ray) else {
+            let mut own = None;
+            let Some((o, d, rb, shear)) = p.enter(ray, &world, &mut world_shear, &mut own) else {
                 return false;
-            };
-            let (own, mut own_shear);
-            let (rb, shear) = if p.identity {
-                (&world, &mut world_shear)
-            } else {
-                own = RayBox::new(o, d);
-                own_shear = None;
-                (&own, &mut own_shear)
             };
             traverse::<false>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
