@@ -354,7 +354,7 @@ fn stl_errors_name_the_facet_and_line_or_byte_offset() {
         LoadErrorKind::NonFinite,
     );
     assert_eq!(e.location.element, Some(("facet".into(), 1)));
-    assert_eq!(e.location.line, Some(9), "{e}");
+    assert_eq!(e.location.line, Some(13), "the line of the bad vertex: {e}");
     let e = d.fails(
         "b.stl",
         format!("solid t\n{good}"),
@@ -387,6 +387,220 @@ fn stl_errors_name_the_facet_and_line_or_byte_offset() {
     let (m, w) = load_mesh_with_report(&d.write("i.stl", extra)).unwrap();
     assert_eq!(m.triangle_count(), 1);
     assert!(w[0].contains("7 bytes"), "{w:?}");
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn with_bom(bytes: impl AsRef<[u8]>) -> Vec<u8> {
+    [BOM, bytes.as_ref()].concat()
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_lines_stay_right() {
+    let reference = canonical(&load_mesh(&data("cube.obj")).unwrap());
+    for name in [
+        "cube.obj",
+        "cube_ascii.ply",
+        "cube_ascii.stl",
+        "cube_le.ply",
+    ] {
+        let bytes = with_bom(std::fs::read(data(name)).unwrap());
+        let format = MeshFormat::from_path(Path::new(name)).unwrap();
+        let (mesh, warnings) = parse_mesh(Path::new(name), format, &bytes).unwrap();
+        assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        assert_eq!(canonical(&mesh), reference, "{name}");
+    }
+
+    let d = Dir::new();
+    let e = d.fails(
+        "a.obj",
+        with_bom(format!("{TRI_OBJ}f 1 2 4\n")),
+        LoadErrorKind::IndexOutOfRange,
+    );
+    assert_eq!(e.location.line, Some(4), "{e}");
+    let ascii = with_bom(format!(
+        "{}0 0 0\n1 0 0\n0 1 0\n3 0 1 5\n",
+        ply_header("ascii", XYZ, FACE)
+    ));
+    let e = d.fails("a.ply", ascii, LoadErrorKind::IndexOutOfRange);
+    assert_eq!(e.location.line, Some(13), "{e}");
+    // Binary offsets count the mark: they are offsets into the file as it is.
+    let head_len = ply_header("binary_little_endian", XYZ, FACE).len() as u64;
+    let e = d.fails(
+        "b.ply",
+        with_bom(binary_triangle(true, CORNERS, [0, 1, 3])),
+        LoadErrorKind::IndexOutOfRange,
+    );
+    assert_eq!(e.location.byte_offset, Some(3 + head_len + 36), "{e}");
+    let bad = stl_facet(CORNERS).replace("vertex 1 0 0", "vertex 1 z 0");
+    let e = d.fails(
+        "a.stl",
+        with_bom(format!("solid t\n{bad}endsolid t\n")),
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(5), "{e}");
+    d.fails("only.obj", BOM, LoadErrorKind::Empty);
+}
+
+#[test]
+fn ascii_stl_reads_every_solid_and_refuses_text_after_the_last() {
+    let d = Dir::new();
+    let second = [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]];
+    let two = format!(
+        "solid a\n{}endsolid a\n\nsolid b\n{}{}endsolid b\n\n",
+        stl_facet(CORNERS),
+        stl_facet(second),
+        stl_facet([CORNERS[1], [1.0, 1.0, 0.0], CORNERS[2]])
+    );
+    let (m, w) = load_mesh_with_report(&d.write("two.stl", &two)).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(m.triangle_count(), 3);
+    assert_eq!(m.positions.len(), 7, "corners shared across solids weld");
+
+    // Lines: solid 1, facet 2-8, endsolid 9, blank 10, the stray text 11.
+    let e = d.fails(
+        "trailing.stl",
+        format!("solid a\n{}endsolid a\n\nnot stl\n", stl_facet(CORNERS)),
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(11), "{e}");
+    assert!(e.to_string().contains("not stl"), "{e}");
+    // A second solid that never ends is cut short, in whichever facet it was.
+    let e = d.fails(
+        "cut.stl",
+        format!(
+            "solid a\n{}endsolid a\nsolid b\n{}",
+            stl_facet(CORNERS),
+            stl_facet(second)
+        ),
+        LoadErrorKind::Truncated,
+    );
+    assert_eq!(e.location.element, Some(("facet".into(), 2)), "{e}");
+}
+
+#[test]
+fn ascii_stl_errors_name_the_line_of_the_bad_value() {
+    let d = Dir::new();
+    let good = stl_facet(CORNERS);
+    // Lines of the second facet: facet 9, outer loop 10, vertices 11-13, endloop 14,
+    // endfacet 15.
+    for (from, to, kind, line) in [
+        ("vertex 0 0 0", "vertex 0 x 0", LoadErrorKind::Syntax, 11),
+        ("vertex 1 0 0", "vertex 1 0", LoadErrorKind::Syntax, 12),
+        (
+            "vertex 0 1 0",
+            "vertex 0 1 1e39",
+            LoadErrorKind::NonFinite,
+            13,
+        ),
+        (
+            "facet normal 0 0 1",
+            "facet normal 0 zero 1",
+            LoadErrorKind::Syntax,
+            9,
+        ),
+        ("endloop", "endlop", LoadErrorKind::Syntax, 14),
+        ("endfacet", "endfacet x", LoadErrorKind::Syntax, 15),
+    ] {
+        let bad = good.replace(from, to);
+        let e = d.fails("bad.stl", format!("solid t\n{good}{bad}endsolid t\n"), kind);
+        assert_eq!(e.location.line, Some(line), "{to}: {e}");
+        assert_eq!(e.location.element, Some(("facet".into(), 1)), "{to}: {e}");
+    }
+    // The first facet's vertex line 4, as written by hand.
+    let e = d.fails(
+        "hand.stl",
+        "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 zero\nvertex 1 0 0\n\
+         vertex 0 1 0\nendloop\nendfacet\nendsolid t\n",
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(4), "{e}");
+    assert!(e.to_string().contains("hand.stl: line 4, facet 0: "), "{e}");
+}
+
+#[test]
+fn ply_lines_with_values_beyond_the_header_are_errors() {
+    let d = Dir::new();
+    let ascii = |body: &str| format!("{}{body}", ply_header("ascii", XYZ, FACE));
+    // Vertices on lines 10-12, the face on line 13.
+    let e = d.fails(
+        "face.ply",
+        ascii("0 0 0\n1 0 0\n0 1 0\n3 0 1 2 2\n"),
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(13), "{e}");
+    assert_eq!(e.location.element, Some(("face".into(), 0)), "{e}");
+    let e = d.fails(
+        "vertex.ply",
+        ascii("0 0 0\n1 0 0 7\n0 1 0\n3 0 1 2\n"),
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(11), "{e}");
+    assert_eq!(e.location.element, Some(("vertex".into(), 1)), "{e}");
+    // Exactly what the header declares still reads, trailing blanks included.
+    let (m, _) =
+        load_mesh_with_report(&d.write("ok.ply", ascii("0 0 0 \n1 0 0\n0 1 0\n3 0 1 2  \n")))
+            .unwrap();
+    assert_eq!(m.triangle_count(), 1);
+}
+
+#[test]
+fn ply_declarations_repeated_in_the_header_are_errors() {
+    let d = Dir::new();
+    // `element vertex` on lines 3 and 7.
+    let twice = format!(
+        "ply\nformat ascii 1.0\nelement vertex 3\n{XYZ}element vertex 3\n{XYZ}element face 1\n\
+         {FACE}end_header\n0 0 0\n1 0 0\n0 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n"
+    );
+    let e = d.fails("element.ply", twice, LoadErrorKind::Header);
+    assert_eq!(e.location.line, Some(7), "{e}");
+    assert!(
+        e.message.contains("`vertex`") && e.message.contains("line 3"),
+        "{e}"
+    );
+    let e = d.fails(
+        "property.ply",
+        ply_header("ascii", &format!("{XYZ}property float y\n"), FACE),
+        LoadErrorKind::Header,
+    );
+    assert_eq!(e.location.line, Some(7), "{e}");
+}
+
+#[test]
+fn obj_texture_and_normal_indices_are_checked_like_vertex_indices() {
+    let d = Dir::new();
+    for (name, extra, line) in [
+        ("no_vn.obj", "f 1//1 2//1 3//1\n", 4),
+        ("no_vt.obj", "f 1/1 2/1 3/1\n", 4),
+        ("zero_vn.obj", "vn 0 0 1\nf 1//1 2//0 3//1\n", 5),
+        ("zero_vt.obj", "vt 0 0\nf 1/1/ 2/0/ 3/1/\n", 5),
+        ("past_vt.obj", "vt 0 0\nf 1/1 2/2 3/1\n", 5),
+        ("past_vn.obj", "vt 0 0\nvn 0 0 1\nf 1/1/1 2/1/1 3/1/2\n", 6),
+        ("relative.obj", "vt 0 0\nvt 1 0\nf 1/-1 2/-2 3/-3\n", 6),
+        // Only the `vt` lines read so far count.
+        ("later.obj", "f 1/1 2/1 3/1\nvt 0 0\n", 4),
+    ] {
+        let e = d.fails(
+            name,
+            format!("{TRI_OBJ}{extra}"),
+            LoadErrorKind::IndexOutOfRange,
+        );
+        assert_eq!(e.location.line, Some(line), "{name}: {e}");
+    }
+    // The first problem in the file is the one named, whichever check finds it.
+    let e = d.fails(
+        "first.obj",
+        format!("{TRI_OBJ}f 1 2 x\nf 1//1 2//1 3//1\n"),
+        LoadErrorKind::Syntax,
+    );
+    assert_eq!(e.location.line, Some(4), "{e}");
+
+    let good = format!(
+        "{TRI_OBJ}vt 0 0\nvt 1 0\nvt 0 1\nvn 0 0 1\n\
+         f 1/1/1 2/2/1 3/3/1\nf 1//1 2//-1 3//1\nf 1/-3 2/-2 3/-1\n"
+    );
+    let (m, _) = load_mesh_with_report(&d.write("good.obj", good)).unwrap();
+    assert_eq!(m.triangle_count(), 3);
 }
 
 #[test]

@@ -239,7 +239,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 fn check_not_empty(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    if skip_bom(bytes).iter().all(|b| b.is_ascii_whitespace()) {
         return Err(LoadError::new(
             path,
             LoadErrorKind::Empty,
@@ -248,6 +248,15 @@ fn check_not_empty(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         ));
     }
     Ok(())
+}
+
+/// The UTF-8 byte-order mark some Windows editors put before text.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `bytes` without a leading byte-order mark. The mark holds no newline, so line numbers
+/// counted in the rest are the file's own.
+fn skip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
 /// Runs a third-party parser, turning a panic inside it into an error: a parser bug must not

@@ -39,6 +39,8 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             "the file is not UTF-8 text",
         )
     })?;
+    // tobj would read a byte-order mark as part of the first keyword and drop that line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut warnings = Vec::new();
 
     // tobj reads `l` (polyline) statements as faces, which would turn a three-point line into
@@ -69,6 +71,15 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
         text
     };
 
+    if let Some((line, failure)) = check_attribute_indices(text) {
+        // tobj may fail on an earlier line; the first problem in the file is the one to name.
+        let ends = line_ends(text);
+        let before = &text[..if line >= 2 { ends[line - 2] } else { 0 }];
+        if let Err(err) = parse_prefix(path, before) {
+            return Err(locate_error(path, before, err));
+        }
+        return Err(error_at(path, text, &ends, line, failure));
+    }
     let (positions, indices) = match parse_prefix(path, text) {
         Ok(parsed) => parsed,
         Err(err) => return Err(locate_error(path, text, err)),
@@ -165,16 +176,75 @@ fn tobj_kind(e: &tobj::LoadError) -> LoadErrorKind {
     }
 }
 
-/// Finds the first line at which a prefix of the file fails and names it in the error.
-fn locate_error(path: &Path, text: &str, full: ObjFailure) -> LoadError {
-    // Byte offsets just past each line: prefix k (1-based) is text[..ends[k - 1]].
-    let ends: Vec<usize> = text
-        .split_inclusive('\n')
+/// Checks the texture-coordinate and normal parts of face corners (`v/vt/vn`). The renderer
+/// uses neither, but a wrong index means the file is not what its writer meant, and tobj
+/// ignores such an index when the file has no `vt` or `vn` lines and overflows on a 0 or an
+/// out-of-range negative one. Indices count from 1, negatives count back from the last line
+/// read so far, as for positions. Returns the 1-based line of the first bad index.
+fn check_attribute_indices(text: &str) -> Option<(usize, ObjFailure)> {
+    let (mut texcoords, mut normals) = (0usize, 0usize);
+    for (n, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("vt") => texcoords += 1,
+            Some("vn") => normals += 1,
+            Some("f") => {
+                for corner in words {
+                    let mut parts = corner.split('/').skip(1);
+                    let attributes = [
+                        (parts.next(), texcoords, "texture coordinate", "vt"),
+                        (parts.next(), normals, "normal", "vn"),
+                    ];
+                    for (part, count, what, keyword) in attributes {
+                        // An empty part (`1//3`) means "none"; text that is not a number is a
+                        // syntax error, which tobj reports.
+                        let Some(Ok(index)) = part.filter(|p| !p.is_empty()).map(str::parse::<i64>)
+                        else {
+                            continue;
+                        };
+                        let message = if index == 0 {
+                            format!("{what} index 0 is invalid: OBJ indices start at 1")
+                        } else if index > 0 && index.unsigned_abs() > count as u64 {
+                            format!(
+                                "a face refers to {what} {index}, but only {count} `{keyword}` \
+                                 line{} come before it",
+                                if count == 1 { "" } else { "s" }
+                            )
+                        } else if index < 0 && index.unsigned_abs() > count as u64 {
+                            format!(
+                                "relative {what} index {index} reaches before the first \
+                                 `{keyword}` line ({count} come before it)"
+                            )
+                        } else {
+                            continue;
+                        };
+                        let failure = ObjFailure {
+                            kind: LoadErrorKind::IndexOutOfRange,
+                            message,
+                        };
+                        return Some((n + 1, failure));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Byte offsets just past each line: the prefix of k lines (1-based) is `text[..ends[k - 1]]`.
+fn line_ends(text: &str) -> Vec<usize> {
+    text.split_inclusive('\n')
         .scan(0, |acc, l| {
             *acc += l.len();
             Some(*acc)
         })
-        .collect();
+        .collect()
+}
+
+/// Finds the first line at which a prefix of the file fails and names it in the error.
+fn locate_error(path: &Path, text: &str, full: ObjFailure) -> LoadError {
+    let ends = line_ends(text);
     // Invariant: the prefix of `lo` lines parses, the prefix of `hi` lines fails.
     let (mut lo, mut hi) = (0usize, ends.len());
     let mut failure = full;
@@ -188,10 +258,24 @@ fn locate_error(path: &Path, text: &str, full: ObjFailure) -> LoadError {
             }
         }
     }
-    let line = hi.max(1);
-    let content =
-        text[if line >= 2 { ends[line - 2] } else { 0 }..ends[line - 1].min(text.len())].trim();
-    let shown: String = content.chars().take(60).collect();
+    error_at(path, text, &ends, hi.max(1), failure)
+}
+
+/// The error for `failure` on 1-based `line`, quoting the start of that line.
+fn error_at(
+    path: &Path,
+    text: &str,
+    ends: &[usize],
+    line: usize,
+    failure: ObjFailure,
+) -> LoadError {
+    let start = if line >= 2 {
+        ends.get(line - 2).copied().unwrap_or(text.len())
+    } else {
+        0
+    };
+    let end = ends.get(line - 1).copied().unwrap_or(text.len());
+    let shown: String = text[start.min(end)..end].trim().chars().take(60).collect();
     LoadError::new(
         path,
         failure.kind,

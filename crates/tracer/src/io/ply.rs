@@ -7,8 +7,8 @@
 //! index. Other elements (edges, materials, ...) are parsed and ignored.
 
 use super::{
-    check_not_empty, fan, finish_mesh, guard, line_of_offset, read_file, LoadError, LoadErrorKind,
-    Location,
+    check_not_empty, fan, finish_mesh, guard, line_of_offset, read_file, skip_bom, LoadError,
+    LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -159,14 +159,41 @@ impl<'a> Payload<'a> {
         match self.encoding {
             Encoding::Ascii => {
                 let (line_no, line) = self.next_text_line(def, index)?;
-                parser.read_ascii_element(line, def).map_err(|e| {
+                let element = parser.read_ascii_element(line, def).map_err(|e| {
                     LoadError::new(
                         self.path,
                         LoadErrorKind::Syntax,
-                        here.with_line(line_no),
+                        here.clone().with_line(line_no),
                         format!("cannot read {} {index}: {e}", def.name),
                     )
-                })
+                })?;
+                // The crate stops reading a line once the declared properties are filled, so
+                // a list longer than its count, or a value nobody declared, would otherwise
+                // pass unseen: the line is not what the header says it is.
+                let values: Vec<&str> = line.split_whitespace().collect();
+                let declared = declared_values(&values, def);
+                if values.len() > declared {
+                    let extra = values[declared..].join(" ");
+                    let shown: String = extra.chars().take(40).collect();
+                    return Err(LoadError::new(
+                        self.path,
+                        LoadErrorKind::Syntax,
+                        here.with_line(line_no),
+                        format!(
+                            "{} {index} has {} values, but the properties the header declares \
+                             for `{}` take {declared}{}; extra: `{shown}`",
+                            def.name,
+                            values.len(),
+                            def.name,
+                            if has_list(def) {
+                                " (with the lengths its list counts give)"
+                            } else {
+                                ""
+                            },
+                        ),
+                    ));
+                }
+                Ok(element)
             }
             Encoding::BinaryLittleEndian | Encoding::BinaryBigEndian => {
                 let result = if self.encoding == Encoding::BinaryLittleEndian {
@@ -241,8 +268,35 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// How many of an ASCII line's `values` the element's declared properties take: one per
+/// scalar, one plus its count per list.
+fn declared_values(values: &[&str], def: &ElementDef) -> usize {
+    let mut taken = 0usize;
+    for prop in def.properties.values() {
+        taken = taken.saturating_add(1);
+        if let PropertyType::List(..) = prop.data_type {
+            let count = values
+                .get(taken - 1)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            taken = taken.saturating_add(count);
+        }
+    }
+    taken
+}
+
+fn has_list(def: &ElementDef) -> bool {
+    def.properties
+        .values()
+        .any(|p| matches!(p.data_type, PropertyType::List(..)))
+}
+
 fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
-    let mut reader = Reader::new(Cursor::new(bytes));
+    // Start past a byte-order mark, on a cursor over the whole file, so that byte offsets in
+    // errors stay the file's own.
+    let mut cursor = Cursor::new(bytes);
+    cursor.set_position((bytes.len() - skip_bom(bytes).len()) as u64);
+    let mut reader = Reader::new(cursor);
     let header = Parser::<Skip>::new()
         .read_header(&mut reader)
         .map_err(|e| {
@@ -254,6 +308,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 format!("not a valid PLY header: {}", without_line_prefix(&e)),
             )
         })?;
+    check_declarations(path, skip_bom(bytes))?;
     let (vertex_def, face_def, face_list) = check_header(path, &header)?;
     let vertex_count = vertex_def.count;
     if vertex_count > u32::MAX as usize {
@@ -378,6 +433,47 @@ fn located(payload: &Payload, at: u64, def: &ElementDef, index: usize) -> Locati
         }
         _ => here.with_byte_offset(at),
     }
+}
+
+/// Refuses an element, or a property of one element, declared twice. The crate keeps one
+/// definition per name and attaches later properties to whichever element it holds last, so a
+/// repeated declaration would surface as a misleading error far from its cause.
+fn check_declarations(path: &Path, text: &[u8]) -> Result<(), LoadError> {
+    let mut elements: Vec<(&str, usize)> = Vec::new();
+    let mut properties: Vec<(&str, usize)> = Vec::new();
+    let mut element = "";
+    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line_no = n + 1;
+        let words: Vec<&str> = std::str::from_utf8(line)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let (kind, name, seen) = match words.as_slice() {
+            ["end_header", ..] => break,
+            ["element", name, ..] => {
+                element = name;
+                properties.clear();
+                ("element", *name, &mut elements)
+            }
+            ["property", .., name] if words.len() >= 3 => ("property", *name, &mut properties),
+            _ => continue,
+        };
+        if let Some(&(_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
+            let what = if kind == "element" {
+                format!("element `{name}`")
+            } else {
+                format!("property `{name}` of element `{element}`")
+            };
+            return Err(LoadError::new(
+                path,
+                LoadErrorKind::Header,
+                Location::line(line_no),
+                format!("{what} is declared twice (first on line {first})"),
+            ));
+        }
+        seen.push((name, line_no));
+    }
+    Ok(())
 }
 
 /// Checks that the header declares what a triangle mesh needs, with usable types.

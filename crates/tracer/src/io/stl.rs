@@ -1,13 +1,16 @@
-//! STL (ASCII and binary) through `stl_io`.
+//! STL (ASCII and binary). Binary facets are read by `stl_io`; ASCII is read here, line by
+//! line, so that an error names the line holding the bad value and a file of several
+//! `solid ... endsolid` blocks (what many exporters write, one block per part) is read whole.
 //!
 //! `stl_io` decides ASCII versus binary by whether the file starts with `solid `. Real files
 //! break that rule both ways: binary files whose 80-byte header begins with `solid` (common in
 //! CAD exports) and ASCII files with a bare `solid` line. This layer decides by the binary
-//! size rule first (84 + 50 × facet count bytes) and hands `stl_io` an input it classifies
-//! the same way. Identical corner positions are merged into one vertex, so a closed STL mesh
-//! becomes a closed indexed mesh.
+//! size rule first (84 + 50 × facet count bytes). Identical corner positions are merged into
+//! one vertex, so a closed STL mesh becomes a closed indexed mesh.
 
-use super::{check_not_empty, finish_mesh, guard, read_file, LoadError, LoadErrorKind, Location};
+use super::{
+    check_not_empty, finish_mesh, guard, read_file, skip_bom, LoadError, LoadErrorKind, Location,
+};
 use crate::math::Vec3;
 use crate::mesh::Mesh;
 use std::borrow::Cow;
@@ -39,159 +42,318 @@ pub fn parse_stl(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
         .then(|| u32::from_le_bytes([bytes[80], bytes[81], bytes[82], bytes[83]]) as u64);
     let exact_binary =
         binary_count.is_some_and(|n| HEADER as u64 + FACET as u64 * n == bytes.len() as u64);
+    let text = skip_bom(bytes);
     let starts_solid =
-        bytes.starts_with(b"solid") && bytes.get(5).is_none_or(|b| b.is_ascii_whitespace());
+        text.starts_with(b"solid") && text.get(5).is_none_or(|b| b.is_ascii_whitespace());
     // Text never holds NUL bytes; binary headers and floats nearly always do. This keeps a
     // truncated binary file whose header says `solid` from being read as text.
     let looks_binary = bytes[..bytes.len().min(4096)].contains(&0);
-    let ascii = starts_solid && !exact_binary && !looks_binary;
+    if starts_solid && !exact_binary && !looks_binary {
+        let welded = read_ascii(path, text)?;
+        return finish_mesh(path, welded.positions, welded.indices, warnings);
+    }
 
-    let input: Cow<[u8]> = if ascii {
-        if bytes.get(5) == Some(&b' ') {
-            Cow::Borrowed(bytes)
-        } else {
-            // A bare `solid` line: stl_io wants `solid ` before it reads text.
-            let mut v = b"solid ".to_vec();
-            v.extend_from_slice(&bytes[5..]);
-            Cow::Owned(v)
-        }
-    } else {
-        let Some(count) = binary_count else {
-            return Err(LoadError::new(
-                path,
-                LoadErrorKind::Truncated,
-                Location::default().with_byte_offset(bytes.len() as u64),
-                format!(
-                    "not ASCII STL (no `solid` line) and too short for binary STL: {} bytes, \
-                     the header alone is {HEADER}",
-                    bytes.len()
-                ),
-            ));
-        };
-        let expected = HEADER as u64 + FACET as u64 * count;
-        let len = bytes.len() as u64;
-        if len < expected {
-            let complete = (len - HEADER as u64) / FACET as u64;
-            return Err(LoadError::new(
-                path,
-                LoadErrorKind::Truncated,
-                Location::element("facet", complete as usize)
-                    .with_byte_offset(HEADER as u64 + FACET as u64 * complete),
-                format!(
-                    "binary STL announces {count} facets ({expected} bytes) but the file has \
-                     {len} bytes"
-                ),
-            ));
-        }
-        if len > expected {
-            warnings.push(format!(
-                "{}: ignored {} bytes after the last of {count} binary STL facets",
-                path.display(),
-                len - expected
-            ));
-        }
-        if starts_solid || bytes.starts_with(b"solid ") {
-            // The header text is free-form; hide its `solid` from stl_io's ASCII probe.
-            let mut v = bytes.to_vec();
-            v[..5].copy_from_slice(b"SOLID");
-            Cow::Owned(v)
-        } else {
-            Cow::Borrowed(bytes)
-        }
+    let Some(count) = binary_count else {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Truncated,
+            Location::default().with_byte_offset(bytes.len() as u64),
+            format!(
+                "not ASCII STL (no `solid` line) and too short for binary STL: {} bytes, \
+                 the header alone is {HEADER}",
+                bytes.len()
+            ),
+        ));
     };
-
-    let (positions, indices) = guard(path, || read_triangles(path, &input, ascii))?;
-    finish_mesh(path, positions, indices, warnings)
+    let expected = HEADER as u64 + FACET as u64 * count;
+    let len = bytes.len() as u64;
+    if len < expected {
+        let complete = (len - HEADER as u64) / FACET as u64;
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Truncated,
+            Location::element("facet", complete as usize)
+                .with_byte_offset(HEADER as u64 + FACET as u64 * complete),
+            format!(
+                "binary STL announces {count} facets ({expected} bytes) but the file has \
+                 {len} bytes"
+            ),
+        ));
+    }
+    if len > expected {
+        warnings.push(format!(
+            "{}: ignored {} bytes after the last of {count} binary STL facets",
+            path.display(),
+            len - expected
+        ));
+    }
+    let input: Cow<[u8]> = if bytes.starts_with(b"solid") {
+        // The header text is free-form; hide its `solid` from stl_io's ASCII probe.
+        let mut v = bytes.to_vec();
+        v[..5].copy_from_slice(b"SOLID");
+        Cow::Owned(v)
+    } else {
+        Cow::Borrowed(bytes)
+    };
+    let welded = guard(path, || read_binary(path, &input))?;
+    finish_mesh(path, welded.positions, welded.indices, warnings)
 }
 
-type Parsed = (Vec<Vec3>, Vec<[u32; 3]>);
+/// Triangles with equal corners sharing one vertex.
+#[derive(Default)]
+struct Welded {
+    positions: Vec<Vec3>,
+    indices: Vec<[u32; 3]>,
+    // Keyed by bit pattern (with -0 folded into +0 by the caller).
+    seen: HashMap<[u32; 3], u32>,
+}
 
-fn read_triangles(path: &Path, bytes: &[u8], ascii: bool) -> Result<Parsed, LoadError> {
+impl Welded {
+    /// Adds a triangle; `false` once the mesh needs more vertices than a `u32` can index.
+    fn push(&mut self, corners: [Vec3; 3]) -> bool {
+        let mut tri = [0u32; 3];
+        for (slot, p) in tri.iter_mut().zip(corners) {
+            let key = p.to_array().map(f32::to_bits);
+            let next = self.positions.len();
+            if next >= u32::MAX as usize && !self.seen.contains_key(&key) {
+                return false;
+            }
+            let positions = &mut self.positions;
+            *slot = *self.seen.entry(key).or_insert_with(|| {
+                positions.push(p);
+                next as u32
+            });
+        }
+        self.indices.push(tri);
+        true
+    }
+}
+
+const TOO_MANY: &str = "more than 2^32 - 1 distinct vertices";
+
+fn read_binary(path: &Path, bytes: &[u8]) -> Result<Welded, LoadError> {
     let mut cursor = Cursor::new(bytes);
     let reader = stl_io::create_stl_reader(&mut cursor).map_err(|e| {
         LoadError::new(
             path,
             LoadErrorKind::Header,
-            Location::line(1),
+            Location::default().with_byte_offset(0),
             format!("not a valid STL header: {e}"),
         )
     })?;
-    let mut positions = Vec::new();
-    let mut indices = Vec::new();
-    // Keyed by bit pattern (with -0 folded into +0): equal corners share one vertex.
-    let mut seen: HashMap<[u32; 3], u32> = HashMap::new();
+    let mut welded = Welded::default();
     for (i, triangle) in reader.enumerate() {
-        let where_ = || {
-            if ascii {
-                Location::element("facet", i).with_line(ascii_facet_line(bytes, i))
-            } else {
-                Location::element("facet", i).with_byte_offset((HEADER + FACET * i) as u64)
-            }
-        };
+        let here = || Location::element("facet", i).with_byte_offset((HEADER + FACET * i) as u64);
         let t = triangle.map_err(|e| {
             let kind = match e.kind() {
                 ErrorKind::UnexpectedEof => LoadErrorKind::Truncated,
                 _ if e.to_string().contains("finite") => LoadErrorKind::NonFinite,
                 _ => LoadErrorKind::Syntax,
             };
-            LoadError::new(path, kind, where_(), e.to_string())
+            LoadError::new(path, kind, here(), e.to_string())
         })?;
-        let mut tri = [0u32; 3];
-        for (slot, v) in tri.iter_mut().zip(t.vertices.iter()) {
-            let p = Vec3::new(v[0] + 0.0, v[1] + 0.0, v[2] + 0.0);
-            if !p.is_finite() {
-                return Err(LoadError::new(
-                    path,
-                    LoadErrorKind::NonFinite,
-                    where_(),
-                    format!(
-                        "facet {i} has a non-finite corner ({} {} {})",
-                        p.x, p.y, p.z
-                    ),
-                ));
-            }
-            let key = p.to_array().map(f32::to_bits);
-            let next = positions.len();
-            let index = *seen.entry(key).or_insert_with(|| {
-                positions.push(p);
-                next as u32
-            });
-            if positions.len() > u32::MAX as usize {
-                return Err(LoadError::new(
-                    path,
-                    LoadErrorKind::Syntax,
-                    where_(),
-                    "more than 2^32 - 1 distinct vertices",
-                ));
-            }
-            *slot = index;
+        let corners = t
+            .vertices
+            .map(|v| Vec3::new(v[0] + 0.0, v[1] + 0.0, v[2] + 0.0));
+        if let Some(p) = corners.iter().find(|p| !p.is_finite()) {
+            return Err(LoadError::new(
+                path,
+                LoadErrorKind::NonFinite,
+                here(),
+                format!(
+                    "facet {i} has a non-finite corner ({} {} {})",
+                    p.x, p.y, p.z
+                ),
+            ));
         }
-        indices.push(tri);
+        if !welded.push(corners) {
+            return Err(LoadError::new(
+                path,
+                LoadErrorKind::Syntax,
+                here(),
+                TOO_MANY,
+            ));
+        }
     }
-    Ok((positions, indices))
+    Ok(welded)
 }
 
-/// The line on which ASCII facet `index` starts (stl_io reports errors by facet, not line).
-fn ascii_facet_line(bytes: &[u8], index: usize) -> usize {
-    let mut facets = 0;
-    let mut last = 1;
-    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let first = line
-            .split(|b| b.is_ascii_whitespace())
-            .find(|w| !w.is_empty());
-        if first == Some(b"facet".as_slice()) {
-            if facets == index {
-                return n + 1;
+/// The non-blank lines of a text, split into words, with their 1-based numbers.
+struct Words<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// The number of the last line read; at the end, the file's last line.
+    line: usize,
+}
+
+impl<'a> Words<'a> {
+    fn next(&mut self, path: &Path) -> Result<Option<(usize, Vec<&'a str>)>, LoadError> {
+        while self.pos < self.bytes.len() {
+            let start = self.pos;
+            let end = self.bytes[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.bytes.len(), |p| start + p);
+            self.pos = end + 1;
+            self.line += 1;
+            let text = std::str::from_utf8(&self.bytes[start..end]).map_err(|_| {
+                LoadError::new(
+                    path,
+                    LoadErrorKind::Syntax,
+                    Location::line(self.line),
+                    "the line is not text",
+                )
+            })?;
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if !words.is_empty() {
+                return Ok(Some((self.line, words)));
             }
-            facets += 1;
-            last = n + 1;
+        }
+        Ok(None)
+    }
+}
+
+/// The start of a line's words for a message.
+fn shown(words: &[&str]) -> String {
+    words.join(" ").chars().take(60).collect()
+}
+
+/// Reads ASCII STL: any number of `solid ... endsolid` blocks, blank lines anywhere, nothing
+/// else after the last block. Each facet is `facet normal nx ny nz`, `outer loop`, three
+/// `vertex x y z`, `endloop`, `endfacet`, one statement a line.
+fn read_ascii(path: &Path, text: &[u8]) -> Result<Welded, LoadError> {
+    let mut r = AsciiReader {
+        path,
+        lines: Words {
+            bytes: text,
+            pos: 0,
+            line: 0,
+        },
+        facet: 0,
+        opened: 1,
+    };
+    let mut welded = Welded::default();
+    let mut solids = 0usize;
+    while let Some((n, words)) = r.lines.next(path)? {
+        if words[0] != "solid" {
+            let message = if solids == 0 {
+                format!("expected `solid`, found `{}`", shown(&words))
+            } else {
+                format!(
+                    "expected another `solid` or the end of the file after `endsolid`, found \
+                     `{}`",
+                    shown(&words)
+                )
+            };
+            return Err(LoadError::new(
+                path,
+                LoadErrorKind::Syntax,
+                Location::line(n),
+                message,
+            ));
+        }
+        solids += 1;
+        r.opened = n;
+        while let Some(corners) = r.facet()? {
+            if !welded.push(corners) {
+                return Err(r.error(LoadErrorKind::Syntax, r.lines.line, TOO_MANY.into()));
+            }
+            r.facet += 1;
         }
     }
-    // The facet was never started (e.g. the file ends where it should be): the last line.
-    if facets > 0 {
-        bytes.split(|&b| b == b'\n').count().max(last)
-    } else {
-        2
+    Ok(welded)
+}
+
+struct AsciiReader<'a> {
+    path: &'a Path,
+    lines: Words<'a>,
+    /// The index of the facet being read, counted over all solids.
+    facet: usize,
+    /// The line of the current `solid`.
+    opened: usize,
+}
+
+impl<'a> AsciiReader<'a> {
+    fn error(&self, kind: LoadErrorKind, line: usize, message: String) -> LoadError {
+        LoadError::new(
+            self.path,
+            kind,
+            Location::element("facet", self.facet).with_line(line),
+            message,
+        )
+    }
+
+    /// The next non-blank line, which must exist because `wanted` belongs there.
+    fn expect(&mut self, wanted: &str) -> Result<(usize, Vec<&'a str>), LoadError> {
+        match self.lines.next(self.path)? {
+            Some(line) => Ok(line),
+            None => Err(self.error(
+                LoadErrorKind::Truncated,
+                self.lines.line.max(1),
+                format!(
+                    "the file ends where {wanted} belongs (in the solid opened on line {})",
+                    self.opened
+                ),
+            )),
+        }
+    }
+
+    /// A line that must be exactly `wanted`.
+    fn statement(&mut self, wanted: &[&str]) -> Result<(), LoadError> {
+        let wanted = wanted.join(" ");
+        let (n, words) = self.expect(&format!("`{wanted}`"))?;
+        if words.join(" ") != wanted {
+            let message = format!("expected `{wanted}`, found `{}`", shown(&words));
+            return Err(self.error(LoadErrorKind::Syntax, n, message));
+        }
+        Ok(())
+    }
+
+    /// The corners of the next facet, or `None` at the `endsolid` closing the solid.
+    fn facet(&mut self) -> Result<Option<[Vec3; 3]>, LoadError> {
+        let (n, words) = self.expect("`facet normal` or `endsolid`")?;
+        if words[0] == "endsolid" {
+            return Ok(None);
+        }
+        if words.len() != 5 || words[0] != "facet" || words[1] != "normal" {
+            let message = format!(
+                "expected `facet normal nx ny nz` or `endsolid`, found `{}`",
+                shown(&words)
+            );
+            return Err(self.error(LoadErrorKind::Syntax, n, message));
+        }
+        // The normal is not used (the winding gives it), but a facet line without one is
+        // not STL.
+        if let Some(bad) = words[2..].iter().find(|w| w.parse::<f32>().is_err()) {
+            let message = format!("facet normal component `{bad}` is not a number");
+            return Err(self.error(LoadErrorKind::Syntax, n, message));
+        }
+        self.statement(&["outer", "loop"])?;
+        let mut corners = [Vec3::ZERO; 3];
+        for corner in &mut corners {
+            let (n, words) = self.expect("`vertex`")?;
+            if words.len() != 4 || words[0] != "vertex" {
+                let message = format!("expected `vertex x y z`, found `{}`", shown(&words));
+                return Err(self.error(LoadErrorKind::Syntax, n, message));
+            }
+            let mut xyz = [0.0f32; 3];
+            for (c, word) in xyz.iter_mut().zip(&words[1..]) {
+                let Ok(v) = word.parse::<f32>() else {
+                    let message = format!("vertex coordinate `{word}` is not a number");
+                    return Err(self.error(LoadErrorKind::Syntax, n, message));
+                };
+                if !v.is_finite() {
+                    let message = format!("vertex coordinate `{word}` is not a finite f32");
+                    return Err(self.error(LoadErrorKind::NonFinite, n, message));
+                }
+                // Fold -0 into +0 so that the two weld into one vertex.
+                *c = v + 0.0;
+            }
+            *corner = Vec3::new(xyz[0], xyz[1], xyz[2]);
+        }
+        self.statement(&["endloop"])?;
+        self.statement(&["endfacet"])?;
+        Ok(Some(corners))
     }
 }
 
@@ -223,14 +385,14 @@ mod tests {
     }
 
     #[test]
-    fn ascii_errors_name_the_facet_and_its_line() {
+    fn ascii_errors_name_the_facet_and_the_bad_line() {
         let good = ascii_facet([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]);
         let bad = good.replace("vertex 1 0 0", "vertex 1 0");
         let text = format!("solid x\n{good}{bad}endsolid x\n");
         let e = parse_stl(Path::new("t.stl"), text.as_bytes()).unwrap_err();
         assert_eq!(e.kind, LoadErrorKind::Syntax);
         assert_eq!(e.location.element, Some(("facet".to_string(), 1)));
-        assert_eq!(e.location.line, Some(9), "{e}");
+        assert_eq!(e.location.line, Some(12), "the line of the bad vertex: {e}");
     }
 
     #[test]
