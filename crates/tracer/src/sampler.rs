@@ -86,8 +86,9 @@ pub enum SamplerError {
 ///   percentile of all pixels' normalised errors (linear interpolation, as NumPy's default).
 ///
 /// So with `cutoff == 0` about the worst `fraction` of pixels is re-sampled each pass; with a
-/// cutoff the render converges once every pixel is below it. Pixels with no samples at all are
-/// always selected.
+/// cutoff the render converges once every pixel is below it. Pixels with fewer than two samples
+/// are always selected: one sample gives no estimate of the error (its variance reads as zero),
+/// so a pass of one sample per pixel must not count as converged.
 ///
 /// ```
 /// use prism_tracer::{AdaptiveSampler, Film};
@@ -156,7 +157,7 @@ impl AdaptiveSampler {
         let threshold = percentile(&errors, 1.0 - fraction).max(self.cutoff.max(0.0));
         let mut selection = PixelSelection::none(width, height);
         for (i, (p, &e)) in pixels.iter().zip(&errors).enumerate() {
-            if p.count == 0 || p.count < min_samples || e > threshold {
+            if p.count < 2 || p.count < min_samples || e > threshold {
                 selection.insert(i as u32 % width, i as u32 / width);
             }
         }
@@ -266,6 +267,28 @@ mod tests {
             selected(&s2.select(&film_with(&counts, &errs))),
             vec![0, 8, 9]
         );
+    }
+
+    #[test]
+    fn one_sample_gives_no_error_estimate() {
+        // `--spp 1`: after the first pass every error reads zero, but nothing is known yet.
+        let s = AdaptiveSampler {
+            fraction: 0.2,
+            ratio: 10.0,
+            min_samples: 0,
+            cutoff: 0.0,
+        };
+        let zero = [0.0; 10];
+        let mut counts = [1; 10];
+        assert_eq!(
+            selected(&s.select(&film_with(&counts, &zero))),
+            (0..10).collect::<Vec<u32>>()
+        );
+        // Two samples that agree do estimate a zero error: those pixels are done.
+        counts = [2; 10];
+        assert_eq!(s.select(&film_with(&counts, &zero)), None);
+        counts[7] = 1;
+        assert_eq!(selected(&s.select(&film_with(&counts, &zero))), vec![7]);
     }
 
     #[test]
