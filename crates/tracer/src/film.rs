@@ -11,6 +11,8 @@ use thiserror::Error;
 pub enum FilmError {
     #[error("a film of {width}x{height} pixels: both sides must be at least 1 and the area at most 2^32")]
     Size { width: u32, height: u32 },
+    #[error("a film of {width}x{height} pixels needs {:.1} GiB of memory, which this machine cannot give", *bytes as f64 / (1u64 << 30) as f64)]
+    OutOfMemory { width: u32, height: u32, bytes: u64 },
     #[error("tile result {id:?}: {source}")]
     Tile {
         id: TileId,
@@ -50,11 +52,26 @@ impl Film {
         if n == 0 || n > u64::from(u32::MAX) {
             return Err(FilmError::Size { width, height });
         }
+        // A film too large for this machine is an error to report, not an abort: the size is
+        // user input (`--width`, `--height`).
+        let n = n as usize;
+        let bytes = n * (size_of::<PixelStats>() + size_of::<u32>());
+        let too_large = |_| FilmError::OutOfMemory {
+            width,
+            height,
+            bytes: bytes as u64,
+        };
+        let mut pixels = Vec::new();
+        pixels.try_reserve_exact(n).map_err(too_large)?;
+        pixels.resize(n, PixelStats::default());
+        let mut next_pass = Vec::new();
+        next_pass.try_reserve_exact(n).map_err(too_large)?;
+        next_pass.resize(n, 0);
         Ok(Film {
             width,
             height,
-            pixels: vec![PixelStats::default(); n as usize],
-            next_pass: vec![0; n as usize],
+            pixels,
+            next_pass,
             ray_count: 0,
         })
     }

@@ -100,6 +100,28 @@ pub fn to_srgb8(image: &[Rgb], tone: ToneMap) -> Vec<u8> {
     pixels.into_flattened()
 }
 
+/// Writes `path` through `write`, which is given a temporary name beside it, then renames the
+/// temporary file into place: a run killed mid-write (a job's time limit, Ctrl-C) leaves the
+/// previous pass's image whole rather than an empty or cut-off file. Errors name `path`.
+fn replace_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| OutputError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn write_png_bytes(
     path: &Path,
     width: u32,
@@ -107,10 +129,24 @@ fn write_png_bytes(
     color: png::ColorType,
     data: &[u8],
 ) -> Result<(), OutputError> {
-    let file = File::create(path).map_err(|source| OutputError::Create {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    replace_atomically(path, |tmp| {
+        let file = File::create(tmp).map_err(|source| OutputError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        encode_png(file, path, width, height, color, data)
+    })
+}
+
+/// Encodes into `file`, naming `path` in errors.
+fn encode_png(
+    file: File,
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    data: &[u8],
+) -> Result<(), OutputError> {
     let png_err = |source| OutputError::Png {
         path: path.to_path_buf(),
         source,
@@ -157,14 +193,16 @@ fn write_exr_image(path: &Path, width: u32, image: &[Rgb]) -> Result<(), OutputE
         blocks: Blocks::ScanLines,
         line_order: LineOrder::Increasing,
     };
-    Image::from_encoded_channels((w, h), encoding, channels)
-        .write()
-        .non_parallel()
-        .to_file(path)
-        .map_err(|source| OutputError::Exr {
-            path: path.to_path_buf(),
-            source,
-        })
+    replace_atomically(path, |tmp| {
+        Image::from_encoded_channels((w, h), encoding, channels)
+            .write()
+            .non_parallel()
+            .to_file(tmp)
+            .map_err(|source| OutputError::Exr {
+                path: path.to_path_buf(),
+                source,
+            })
+    })
 }
 
 /// Writes the film's mean radiance, linear and unclipped, as a 32-bit float OpenEXR.
@@ -328,5 +366,23 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent-dir/out.png"), "{e}");
         let e = write_exr(&film, Path::new("/nonexistent-dir/out.exr")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent-dir/out.exr"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_previous_image_and_leaves_no_temporary_file() {
+        let film = test_film();
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("x.png");
+        write_png(&film, &png, ToneMap::default()).unwrap();
+        let before = std::fs::read(&png).unwrap();
+        // The encoder fails midway: the image is wider than its data.
+        let e = write_png_bytes(&png, 1000, 1000, png::ColorType::Rgb, &[0; 30]).unwrap_err();
+        assert!(e.to_string().contains("x.png"), "{e}");
+        assert_eq!(std::fs::read(&png).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.png")]);
     }
 }
