@@ -5,7 +5,7 @@
 //!
 //! | bytes | content |
 //! | --- | --- |
-//! | 0..256 | header: magic `PRISMGEO`, format version, byte-order mark, total length, xxh3 checksums of the header and of the payload, offset and length of each section, element sizes, top-level root, scene bounds |
+//! | 0..256 | header: magic `PRISMGEO`, format version, byte-order mark, total length, xxh3 checksums of the header and of the payload, offset and length of each section, element sizes, top-level root, scene bounds, the key of the input it was built from ([`Geometry::input_key`]; 0 in files written before it existed) |
 //! | 256.. | sections, each starting at a multiple of 64 bytes: mesh records, instances, BVH nodes, triangle blocks, vertex positions, triangle indices |
 //!
 //! Everything in a section is plain data (`bytemuck::Pod`) referring to other items by
@@ -139,7 +139,10 @@ struct Header {
     tlas_start: u32,
     triangle_count: u64,
     bounds: [f32; 6],
-    reserved: [u32; 14],
+    /// [`Geometry::input_key`] of the meshes and instances built (in what was `reserved[0..2]`,
+    /// so older files read as key 0: built from unknown input).
+    source_key: u64,
+    reserved: [u32; 12],
 }
 
 const _: () = assert!(size_of::<Header>() == HEADER_LEN);
@@ -191,6 +194,7 @@ pub(crate) struct Parts<'a> {
     pub tlas_start: u32,
     pub triangle_count: u64,
     pub bounds: (Vec3, Vec3),
+    pub source_key: u64,
 }
 
 /// Where everything is in a validated byte layout.
@@ -201,6 +205,7 @@ pub(crate) struct Layout {
     pub tlas_start: u32,
     pub triangle_count: u64,
     pub bounds: (Vec3, Vec3),
+    pub source_key: u64,
 }
 
 /// Lays the parts out with header and checksums in a fresh aligned buffer.
@@ -240,7 +245,8 @@ pub(crate) fn serialize(p: &Parts) -> AlignedBytes {
         tlas_start: p.tlas_start,
         triangle_count: p.triangle_count,
         bounds: [lo.x, lo.y, lo.z, hi.x, hi.y, hi.z],
-        reserved: [0; 14],
+        source_key: p.source_key,
+        reserved: [0; 12],
     };
     h.header_hash = header_hash(&h);
     buf[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&h));
@@ -372,6 +378,7 @@ pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<La
         tlas_start: h.tlas_start,
         triangle_count: h.triangle_count,
         bounds: (Vec3::new(b[0], b[1], b[2]), Vec3::new(b[3], b[4], b[5])),
+        source_key: h.source_key,
     })
 }
 

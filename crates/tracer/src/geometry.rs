@@ -378,6 +378,7 @@ impl Geometry {
     /// invertible, a mesh with non-finite vertices or out-of-range indices, or a scene too
     /// large for 32-bit indices.
     pub fn build(meshes: Vec<Mesh>, instances: Vec<Instance>) -> Result<Geometry, GeometryError> {
+        let source_key = Geometry::input_key(&meshes, &instances);
         for (i, inst) in instances.iter().enumerate() {
             if inst.mesh as usize >= meshes.len() {
                 return Err(GeometryError::MissingMesh {
@@ -512,6 +513,7 @@ impl Geometry {
             tlas_start,
             triangle_count,
             bounds,
+            source_key,
         });
         let src: Arc<dyn ByteSource> = Arc::new(bytes);
         let layout = cache::parse(src.bytes(), "freshly built geometry", false)
@@ -581,6 +583,29 @@ impl Geometry {
             single: self.single.map(|i| Placement::of(i, &instances[i], meshes)),
             stack: Stack::new(),
         }
+    }
+
+    /// A 64-bit digest (xxh3) of the meshes and instances that [`Geometry::build`] would
+    /// build: it records this key, and a cache file keeps it, so a cache built from other input
+    /// (a mesh or a placement edited since) can be told apart from a current one without
+    /// rebuilding. Never 0, which stands for "unknown" in files written before keys existed.
+    pub fn input_key(meshes: &[Mesh], instances: &[Instance]) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&(meshes.len() as u64).to_le_bytes());
+        for mesh in meshes {
+            h.update(&(mesh.positions.len() as u64).to_le_bytes());
+            h.update(bytemuck::cast_slice(&mesh.positions));
+            h.update(&(mesh.indices.len() as u64).to_le_bytes());
+            h.update(bytemuck::cast_slice(&mesh.indices));
+        }
+        h.update(bytemuck::cast_slice(instances));
+        h.digest().max(1)
+    }
+
+    /// The [`Geometry::input_key`] of what this geometry was built from (0 if unknown: a cache
+    /// written before keys existed).
+    pub fn source_key(&self) -> u64 {
+        self.layout.source_key
     }
 
     /// The instances, in the order given to [`Geometry::build`].

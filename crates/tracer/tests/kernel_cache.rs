@@ -69,6 +69,37 @@ fn a_cache_file_loads_without_rebuilding_and_answers_identically() {
     same_answers(&g, &shared);
 }
 
+#[test]
+fn a_cache_records_the_input_it_was_built_from() {
+    let meshes = vec![asteroid(3), icosphere(2)];
+    let place = |x: f32| Instance {
+        mesh: 1,
+        material: 0,
+        transform: Transform::translate(Vec3::new(x, 0.0, 0.0)),
+    };
+    let instances = vec![place(1.0), place(-1.0)];
+    let key = Geometry::input_key(&meshes, &instances);
+    let g = Geometry::build(meshes.clone(), instances.clone()).unwrap();
+    assert_eq!(g.source_key(), key);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scene.prismgeo");
+    g.write_cache(&path).unwrap();
+    assert_eq!(Geometry::load_cache(&path).unwrap().source_key(), key);
+
+    // Any change to what would be built changes the key: a placement, a vertex, the meshes.
+    let moved = vec![place(1.0), place(-1.5)];
+    assert_ne!(Geometry::input_key(&meshes, &moved), key);
+    let mut nudged = meshes.clone();
+    nudged[0].positions[7].y += 1e-6;
+    assert_ne!(Geometry::input_key(&nudged, &instances), key);
+    assert_ne!(Geometry::input_key(&meshes[..1], &instances), key);
+    // ... and the same input gives the same key (the key is a digest, not a build's count).
+    assert_eq!(
+        Geometry::input_key(&meshes.clone(), &instances.clone()),
+        key
+    );
+}
+
 fn load_err(bytes: &[u8], dir: &Path, name: &str) -> CacheError {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
