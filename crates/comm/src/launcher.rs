@@ -47,6 +47,21 @@ pub(crate) fn detect_env() -> Option<Launch> {
     detect(|v| std::env::var(v).ok())
 }
 
+/// This process's rank in `get`'s launcher variables, if a launcher set one.
+pub(crate) fn rank_in(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    RANK_VARS
+        .iter()
+        .find_map(|v| get(v).and_then(|s| s.trim().parse::<usize>().ok()))
+}
+
+/// This process's rank in its job as the launcher's environment gives it, without MPI: for
+/// work before MPI is up or after it is gone, such as deciding which process of a job prints
+/// an error that every process holds (rank 0, or a process with no launcher). `None` when no
+/// launcher set a rank.
+pub fn launcher_rank() -> Option<usize> {
+    rank_in(|v| std::env::var(v).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +100,17 @@ mod tests {
     fn pmix_rank_only() {
         assert_eq!(detect(env(&[("PMIX_RANK", "0")])).unwrap().size, None);
         assert_eq!(detect(env(&[("PMIX_RANK", "2")])).unwrap().size, Some(3));
+    }
+
+    #[test]
+    fn rank_from_any_launcher() {
+        assert_eq!(rank_in(env(&[("PATH", "/bin")])), None);
+        assert_eq!(rank_in(env(&[("OMPI_COMM_WORLD_RANK", "3")])), Some(3));
+        assert_eq!(rank_in(env(&[("PMI_RANK", " 1 ")])), Some(1));
+        assert_eq!(
+            rank_in(env(&[("PMIX_RANK", "x"), ("PMI_RANK", "2")])),
+            Some(2)
+        );
     }
 
     #[test]

@@ -67,6 +67,7 @@
 mod backoff;
 mod comm;
 mod error;
+mod heap;
 mod launcher;
 mod local;
 mod lock;
@@ -82,6 +83,8 @@ pub use bytemuck;
 
 pub use comm::{Communicator, Source, Status, TagSel};
 pub use error::{CommError, Result};
+pub use heap::release_free_heap;
+pub use launcher::launcher_rank;
 pub use lock::{Lock, LockGuard};
 pub use request::{RecvRequest, SendRequest};
 pub use shared::SharedArray;

@@ -6,7 +6,9 @@
 //! memory when the last mapping goes, so nothing is left in /dev/shm after a normal exit, an
 //! error, a panic or any signal, even SIGKILL. Only when /proc is unusable (another PID
 //! namespace, hardened /proc) does the fallback keep the name until every process has attached
-//! (two barriers), which leaves a short window in which a killed creator leaks the segment.
+//! (two barriers), which leaves a short window in which a job that is killed leaks the segment:
+//! not only when the creator is killed, since a launcher ends every process of a job in which
+//! one died, the creator with them, before it can unlink the name.
 
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
