@@ -143,8 +143,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("prism: error: {e}");
-            ExitCode::FAILURE
+            if let Some(line) = e.report(prism::comm::launcher_rank()) {
+                cli::warn(line.trim_end());
+            }
+            ExitCode::from(e.exit_status())
         }
     }
 }

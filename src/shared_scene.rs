@@ -34,7 +34,10 @@ pub fn share_scene(
     make: impl FnOnce() -> Result<Scene, String>,
 ) -> Result<Scene, String> {
     if comm.size() == 1 {
-        return make();
+        let scene = make();
+        // What reading and building the scene freed (a mesh file's text, build temporaries).
+        prism_comm::release_free_heap();
+        return scene;
     }
     let mut root_scene: Option<Result<Scene, String>> = comm.is_root().then(make);
     // Everyone learns whether the root has a scene, and its small parts.
@@ -52,6 +55,8 @@ pub fn share_scene(
     .map_err(|e| e.to_string())?;
     let geometry =
         Geometry::from_bytes(Arc::new(NodeSharedBytes(shared))).map_err(|e| e.to_string())?;
+    // The root's own copies of the scene are gone: the node holds it once, in `shared`.
+    prism_comm::release_free_heap();
     Scene::new(geometry, materials, camera)
         .and_then(|s| s.with_background(background))
         .map_err(|e| e.to_string())

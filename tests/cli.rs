@@ -125,6 +125,46 @@ fn bad_input_fails_with_one_clear_message() {
             vec!["render".into(), "--fraction".into(), "1.5".into()],
             "fraction",
         ),
+        (
+            vec!["render".into(), "--threads".into(), "4294967295".into()],
+            "at most 4096",
+        ),
+        (
+            vec![
+                "render".into(),
+                "--engine".into(),
+                "serial".into(),
+                "--threads".into(),
+                "2".into(),
+            ],
+            "--threads 2 does not apply",
+        ),
+        (
+            // The size passes the pixel limit; the film would need 120 GiB.
+            vec![
+                "render".into(),
+                "--width".into(),
+                "46340".into(),
+                "--height".into(),
+                "46340".into(),
+            ],
+            "GiB of memory",
+        ),
+        (
+            vec!["render".into(), "--cache".into(), "x.cache".into()],
+            "--cache keeps the built geometry",
+        ),
+        (
+            vec![
+                "bench".into(),
+                "trace".into(),
+                "--mesh".into(),
+                "x.obj".into(),
+                "--rays".into(),
+                "18446744073709551615".into(),
+            ],
+            "give 1 to 10000000 rays",
+        ),
     ];
     let bad_toml = dir.join("bad.toml");
     std::fs::write(
@@ -162,10 +202,12 @@ fn bad_input_fails_with_one_clear_message() {
     }
     for (args, want) in cases {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
-        if !a.contains(&"--out") {
-            a.extend(["--out", out]);
+        if a[0] == "render" {
+            if !a.contains(&"--out") {
+                a.extend(["--out", out]);
+            }
+            a.push("--quiet");
         }
-        a.push("--quiet");
         let o = prism(&a);
         assert!(!o.status.success(), "{a:?} succeeded");
         let t = String::from_utf8_lossy(&o.stderr).to_string();
@@ -176,5 +218,104 @@ fn bad_input_fails_with_one_clear_message() {
     for file in [out, &jpg, &exr_as_png] {
         assert!(!Path::new(file).exists(), "a failed run wrote {file}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_closed_or_full_standard_output_is_reported_not_a_panic() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let Ok(full) = full else {
+        eprintln!("no /dev/full here: skipped");
+        return;
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .arg("info")
+        .stdout(full)
+        .output()
+        .expect("run prism");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to standard output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // A reader that has gone: the quiet end of a command whose pipe closed. The read end is
+    // closed before the command starts, so its first write meets no reader.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .arg("info")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run prism");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn one_sample_per_pass_still_runs_the_adaptive_passes() {
+    let dir = temp_dir("spp1");
+    let out = dir.join("x.png");
+    let o = prism(&[
+        "render",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--spp",
+        "1",
+        "--passes",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in 3 passes"), "{}", text(&o));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_cache_of_an_edited_scene_is_rebuilt_not_used() {
+    let dir = temp_dir("stale-cache");
+    let scene = dir.join("scene.toml");
+    let cache = dir.join("scene.cache");
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/tracer/scenes/example.toml"),
+    )
+    .unwrap();
+    // Mesh paths in the example are relative to its directory.
+    let scenes = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/tracer/scenes");
+    for entry in std::fs::read_dir(&scenes).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e != "toml") {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(&scene, &example).unwrap();
+    let s = scene.to_str().unwrap();
+    let c = cache.to_str().unwrap();
+    let first = render(&dir, "first", &[s, "--cache", c]);
+    assert!(cache.exists());
+    assert_eq!(render(&dir, "again", &[s, "--cache", c]), first);
+
+    // Move the glass ball: the cache no longer describes the scene.
+    let edited = example.replace(
+        "translate = [-1.6, 0.6, 0.3]",
+        "translate = [-1.2, 0.6, 0.3]",
+    );
+    assert_ne!(
+        edited, example,
+        "the example scene changed: edit another instance"
+    );
+    std::fs::write(&scene, &edited).unwrap();
+    let fresh_scene = dir.join("fresh.toml");
+    std::fs::write(&fresh_scene, &edited).unwrap();
+    let fresh = render(&dir, "fresh", &[fresh_scene.to_str().unwrap()]);
+    assert_ne!(fresh, first, "the edit changed nothing in the image");
+    assert_eq!(render(&dir, "cached", &[s, "--cache", c]), fresh);
+    // ... and the cache now holds the edited scene.
+    assert_eq!(render(&dir, "cached2", &[s, "--cache", c]), fresh);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -2,7 +2,7 @@
 # The same scene and seed give byte-identical images with every engine and rank count:
 # serial, threads (2), mpi (3 ranks) and hybrid (2 ranks x 2 threads). Also checks that bad
 # arguments fail with one clear message and a non-zero status, and that a failure on one rank
-# ends the job instead of hanging.
+# ends the job instead of hanging, said once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${PRISM_BIN:-target/debug/prism}
@@ -38,4 +38,22 @@ printf '[camera]\nposition = [0, 0, 1]\nbogus = 3\n' > "$OUT/bad.toml"
 expect_fail "bogus" "$BIN" render "$OUT/bad.toml" --out "$OUT/x.png"
 # A rank that fails must end the job with a non-zero status, not hang.
 expect_fail "rank 1" $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 1
+
+# In a job of several ranks, an error every rank holds is printed once (by rank 0, before MPI
+# ends, so the launcher cannot cut it off), never once per rank or interleaved.
+expect_once() {
+  local want=$1; shift
+  set +e; msg=$(timeout 120 "$@" 2>&1); code=$?; set -e
+  if [ "$code" -eq 0 ]; then echo "FAIL: '$*' succeeded"; exit 1; fi
+  lines=$(grep -c "prism: error" <<<"$msg" || true)
+  if [ "$lines" -ne 1 ] || ! grep -q -- "$want" <<<"$msg"; then
+    echo "FAIL: '$*' printed $lines error lines (wanted one with '$want'):"; echo "$msg"; exit 1
+  fi
+  echo "ok: '$*' said once: $(grep "prism: error" <<<"$msg")"
+}
+for attempt in 1 2 3; do
+  expect_once "--width must be at least 1" $MPIRUN -n 3 "$BIN" render --width 0 --out "$OUT/x.png"
+  expect_once "process 2" $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 2
+  expect_once "process 0" $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine hybrid --threads 2 --out "$OUT/x.png" --fail-on-rank 0
+done
 echo "render suite passed"

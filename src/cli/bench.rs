@@ -2,22 +2,35 @@
 //! every layout, written into docs/performance.md).
 
 use crate::cli::scaling::{self, PairedRatio, Row};
-use crate::cli::{msg, CliError};
+use crate::cli::{msg, say, shared, warn, with_universe, CliError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Rays per measurement at most: the two ray sets live in memory at once (about 100 bytes a
+/// ray with the hits), so this keeps the benchmark within a couple of gigabytes.
+const MAX_RAYS: usize = 10_000_000;
+
 pub fn trace(mesh: &Path, rays: usize, seed: u64) -> Result<(), CliError> {
-    if rays == 0 {
-        return Err(msg("--rays must be at least 1"));
+    if rays == 0 || rays > MAX_RAYS {
+        return Err(shared(format!(
+            "--rays {rays}: give 1 to {MAX_RAYS} rays per measurement"
+        )));
     }
+    // One process measures one thread: under mpirun every copy would measure the same thing.
+    with_universe(|universe| match universe.world().size() {
+        1 => Ok(()),
+        n => Err(shared(format!(
+            "prism bench trace measures one thread of one process, but this job has {n} \
+             processes: run it without mpirun"
+        ))),
+    })?;
     let (mesh, warnings) = prism::tracer::io::load_mesh_with_report(mesh)?;
     for w in warnings {
-        eprintln!("prism: warning: {w}");
+        warn(&format!("prism: warning: {w}"));
     }
     let report = prism::tracer::bench::trace_benchmark(&mesh, rays, seed);
-    println!("{report}");
-    Ok(())
+    say(&report.to_string())
 }
 
 #[derive(Args, Clone, Debug)]
@@ -51,27 +64,34 @@ const END: &str = "<!-- prism bench scaling: end -->";
 
 pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     if args.repeats == 0 || args.width == 0 || args.height == 0 {
-        return Err(msg("--repeats, --width and --height must be at least 1"));
+        return Err(shared("--repeats, --width and --height must be at least 1"));
     }
+    if prism::comm::launcher_rank().is_some() {
+        return Err(shared(
+            "prism bench scaling launches its own runs (with mpirun where it needs processes): \
+             start it without mpirun or srun",
+        ));
+    }
+    // The study takes minutes to hours: a file it cannot write must fail now, not at the end.
+    check_study_file(&args.out)?;
     let exe = std::env::current_exe()?;
     let mpi = cfg!(feature = "mpi") && which("mpirun");
     if !mpi {
-        eprintln!("prism: note: no MPI in this build (or no mpirun): measuring threads only");
+        warn("prism: note: no MPI in this build (or no mpirun): measuring threads only");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let work = std::env::temp_dir().join(format!("prism-scaling-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    let work = WorkDir::create(
+        std::env::temp_dir().join(format!("prism-scaling-{}", std::process::id())),
+    )?;
+    let work = work.path();
     let render_args = render_args(&args.scene, args.width, args.height, args.spp, args.passes);
-    let mut log = |line: &str| {
-        eprintln!("{line}");
-        let _ = std::io::stderr().flush();
-    };
+    let mut log = |line: &str| warn(line);
     let configs = scaling::configs(mpi);
-    let rows = scaling::measure(&exe, &configs, &render_args, args.repeats, &work, &mut log)
+    let rows = scaling::measure(&exe, &configs, &render_args, args.repeats, work, &mut log)
         .map_err(CliError::Msg)?;
 
     // The uneven scene: most of the image is empty, the cost sits in a band three tiles wide.
-    let uneven_args = uneven_scene(&work, args)?;
+    let uneven_args = uneven_scene(work, args)?;
     let uneven_configs: Vec<_> = configs
         .iter()
         .filter(|c| {
@@ -85,7 +105,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         &uneven_configs,
         &uneven_args,
         args.repeats,
-        &work,
+        work,
         &mut log,
     )
     .map_err(CliError::Msg)?;
@@ -93,7 +113,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     let memory = if mpi && args.memory_triangles > 0 {
         Some(memory_per_node(
             &exe,
-            &work,
+            work,
             args.memory_triangles,
             &mut log,
         )?)
@@ -129,7 +149,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         .parent()
         .unwrap_or(Path::new("."))
         .join("scaling.svg");
-    std::fs::write(&svg_path, scaling::svg(&rows, cores))?;
+    std::fs::write(&svg_path, scaling::svg(&rows, cores))
+        .map_err(|e| msg(format!("cannot write {}: {e}", svg_path.display())))?;
     block.push_str("\n![Mrays/s by engine and layout](scaling.svg)\n\n");
     block.push_str(
         "Uneven scene (a column of glass and mirror balls three tiles wide, empty space elsewhere; one pass):\n\n",
@@ -148,15 +169,62 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
             m.1 as f64 / m.0 as f64
         ));
     }
-    scaling::replace_block(&args.out, BEGIN, END, &block)?;
-    println!("{block}");
-    println!(
-        "written to {} and {}",
+    scaling::replace_block(&args.out, BEGIN, END, &block)
+        .map_err(|e| msg(format!("cannot write {}: {e}", args.out.display())))?;
+    say(&format!(
+        "{block}\nwritten to {} and {}",
         args.out.display(),
         svg_path.display()
-    );
-    let _ = std::fs::remove_dir_all(&work);
+    ))
+}
+
+/// The study's file must be a text file that can be written, in a directory that exists;
+/// one that is not text would be replaced, not edited, so it is refused.
+fn check_study_file(path: &Path) -> Result<(), CliError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        if !dir.is_dir() {
+            return Err(msg(format!(
+                "--out {}: the directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    if path.exists() {
+        std::fs::read_to_string(path).map_err(|e| {
+            msg(format!(
+                "--out {}: cannot read it as text to update its table: {e}",
+                path.display()
+            ))
+        })?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| msg(format!("--out {}: cannot write it: {e}", path.display())))?;
+    }
     Ok(())
+}
+
+/// The study's scratch directory, removed however the study ends.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(path: PathBuf) -> Result<WorkDir, CliError> {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| msg(format!("cannot create {}: {e}", path.display())))?;
+        Ok(WorkDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn find<'a>(rows: &'a [Row], engine: &str, p: usize, t: usize, schedule: &str) -> Option<&'a Row> {

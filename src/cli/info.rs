@@ -2,12 +2,15 @@
 //! and which engine `--engine auto` would pick.
 
 use crate::cli::layout::Layout;
-use crate::cli::CliError;
+use crate::cli::{say, with_universe, CliError};
+use prism::comm::Universe;
 
 pub fn run() -> Result<(), CliError> {
-    let universe = prism::comm::init()?;
-    universe.abort_on_panic();
-    let layout = Layout::discover(&universe)?;
+    with_universe(report)
+}
+
+fn report(universe: &Universe) -> Result<(), CliError> {
+    let layout = Layout::discover(universe)?;
     let world = universe.world();
     // Every rank opens every set (opening is collective); the root reports.
     let mut sets = Vec::new();
@@ -20,30 +23,29 @@ pub fn run() -> Result<(), CliError> {
     }
     let hosts = world.gather(0, &universe.processor_name())?;
     if world.is_root() {
-        println!("prism {}", env!("CARGO_PKG_VERSION"));
-        println!(
-            "mpi: {}",
-            if universe.is_mpi() {
-                format!("yes (thread level {:?})", universe.thread_level())
-            } else {
-                mpi_absent_reason(cfg!(feature = "mpi")).to_string()
-            }
-        );
-        println!("process sets:");
+        let mut text = format!("prism {}\n", env!("CARGO_PKG_VERSION"));
+        let mpi = if universe.is_mpi() {
+            format!("yes (thread level {:?})", universe.thread_level())
+        } else {
+            mpi_absent_reason(cfg!(feature = "mpi")).to_string()
+        };
+        text.push_str(&format!("mpi: {mpi}\nprocess sets:\n"));
         for (name, size, holders) in &sets {
-            println!("  {name:<22} {size} process(es) per set, held by {holders} rank(s)");
+            text.push_str(&format!(
+                "  {name:<22} {size} process(es) per set, held by {holders} rank(s)\n"
+            ));
         }
-        println!("ranks: {}", layout.world_size);
-        println!("nodes: {}", layout.nodes);
-        println!("ranks per node: {}", layout.ranks_per_node);
-        println!("threads per rank: {}", layout.threads_per_rank);
-        if let Some(hosts) = hosts {
-            let mut hosts = hosts;
+        text.push_str(&format!(
+            "ranks: {}\nnodes: {}\nranks per node: {}\nthreads per rank: {}\n",
+            layout.world_size, layout.nodes, layout.ranks_per_node, layout.threads_per_rank
+        ));
+        if let Some(mut hosts) = hosts {
             hosts.sort();
             hosts.dedup();
-            println!("hosts: {}", hosts.join(", "));
+            text.push_str(&format!("hosts: {}\n", hosts.join(", ")));
         }
-        println!("engine auto: {}", layout.auto_engine());
+        text.push_str(&format!("engine auto: {}", layout.auto_engine()));
+        say(&text)?;
     }
     Ok(())
 }

@@ -36,12 +36,17 @@ impl Layout {
         })
     }
 
-    /// The engine `--engine auto` runs: threads in one process, else hybrid (or mpi when each
-    /// rank has one core).
+    /// The engine `--engine auto` runs with the default threads per rank.
     pub fn auto_engine(&self) -> &'static str {
+        self.auto_engine_for(self.threads_per_rank)
+    }
+
+    /// The engine `--engine auto` runs with `threads` per rank: threads in one process, else
+    /// hybrid (or mpi with one thread per rank).
+    pub fn auto_engine_for(&self, threads: usize) -> &'static str {
         if self.world_size == 1 {
             "threads"
-        } else if self.threads_per_rank > 1 {
+        } else if threads > 1 {
             "hybrid"
         } else {
             "mpi"

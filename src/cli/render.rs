@@ -2,9 +2,10 @@
 
 use crate::cli::layout::Layout;
 use crate::cli::stats::{own_pss_bytes, RunStats};
-use crate::cli::{msg, CliError};
+use crate::cli::{msg, say, shared, warn, with_universe, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
+use prism::comm::Universe;
 use prism::engines::{
     AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule, SerialEngine,
     SingleThread,
@@ -17,8 +18,12 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
+/// Threads per process at most: far above any node's cores, far below what makes spawning
+/// them a hang (`--threads 4294967295`).
+const MAX_THREADS: usize = 4096;
+
 /// Checks everything that needs no MPI, so that a bad argument fails the same way on every
-/// rank before any communication.
+/// rank before any communication (and is printed once, by rank 0).
 fn validate(args: &RenderArgs) -> Result<(), CliError> {
     let positive = [
         ("--width", args.width as u64),
@@ -29,32 +34,53 @@ fn validate(args: &RenderArgs) -> Result<(), CliError> {
     ];
     for (name, v) in positive {
         if v == 0 {
-            return Err(msg(format!("{name} must be at least 1")));
+            return Err(shared(format!("{name} must be at least 1")));
         }
     }
-    if args.threads == Some(0) {
-        return Err(msg("--threads must be at least 1"));
+    match args.threads {
+        Some(0) => return Err(shared("--threads must be at least 1")),
+        Some(t) if t > MAX_THREADS => {
+            return Err(shared(format!(
+                "--threads {t} is more than prism runs in one process (at most {MAX_THREADS})"
+            )))
+        }
+        _ => {}
     }
+    check_engine_threads(args.engine, args.threads)?;
     if (args.width as u64) * (args.height as u64) > 1 << 31 {
-        return Err(msg(format!(
+        return Err(shared(format!(
             "--width {} × --height {} is too large (at most 2^31 pixels)",
             args.width, args.height
         )));
     }
-    sampler(args).validate()?;
+    sampler(args)
+        .validate()
+        .map_err(|e| shared(e.to_string()))?;
     if matches!(args.engine, EngineKind::Mpi | EngineKind::Hybrid) && !cfg!(feature = "mpi") {
-        return Err(msg(format!(
+        return Err(shared(format!(
             "--engine {} needs MPI, but this prism was built without it: rebuild with \
              `cargo build --release --features mpi` and launch with mpirun",
             engine_name(args.engine)
         )));
     }
-    check_outputs(args)?;
-    if args.scene != "cornell" && !Path::new(&args.scene).exists() {
-        return Err(msg(format!(
-            "scene '{}' not found: give `cornell`, a scene .toml, or a mesh file (.obj, .ply, .stl)",
-            args.scene
-        )));
+    if args.cache.is_some() && args.scene == "cornell" {
+        return Err(shared(
+            "--cache keeps the built geometry of a scene file or mesh; the built-in cornell \
+             box builds in a millisecond and has none",
+        ));
+    }
+    check_output_names(args).map_err(CliError::everywhere)?;
+    // Only the root reads the scene and writes the files, so only its view of the file system
+    // counts (other nodes may not see the root's scratch directory).
+    if prism::comm::launcher_rank().unwrap_or(0) == 0 {
+        check_output_dirs(args)?;
+        if args.scene != "cornell" && !Path::new(&args.scene).exists() {
+            return Err(msg(format!(
+                "scene '{}' not found: give `cornell`, a scene .toml, or a mesh file (.obj, \
+                 .ply, .stl)",
+                args.scene
+            )));
+        }
     }
     Ok(())
 }
@@ -63,27 +89,8 @@ fn validate(args: &RenderArgs) -> Result<(), CliError> {
 /// a directory or a `.jpg` name must not cost a pass that may have taken hours. Write
 /// permission is left to the first write (it can differ between the ranks' views of a file
 /// system; only the root writes).
-fn check_outputs(args: &RenderArgs) -> Result<(), CliError> {
-    let mut files: Vec<(&str, &Path)> = Vec::new();
-    let typed = [
-        ("--out", Some(&args.out), Some("png")),
-        ("--exr", args.exr.as_ref(), Some("exr")),
-        ("--error-image", args.error_image.as_ref(), Some("png")),
-        ("--stats-json", args.stats_json.as_ref(), None),
-        ("--cache", args.cache.as_ref(), None),
-    ];
-    for (option, path, extension) in typed {
-        let Some(path) = path else { continue };
-        if let Some(want) = extension {
-            let has = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if !has.eq_ignore_ascii_case(want) {
-                return Err(msg(format!(
-                    "{option} {}: this file is written as {}, so its name must end in .{want}",
-                    path.display(),
-                    want.to_uppercase()
-                )));
-            }
-        }
+fn check_output_dirs(args: &RenderArgs) -> Result<(), CliError> {
+    for (option, path) in output_files(args) {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir {
             if !dir.is_dir() {
@@ -94,15 +101,69 @@ fn check_outputs(args: &RenderArgs) -> Result<(), CliError> {
                 )));
             }
         }
-        if let Some((other, _)) = files.iter().find(|(_, p)| *p == path.as_path()) {
+        if path.is_dir() {
+            return Err(msg(format!("{option} {}: is a directory", path.display())));
+        }
+    }
+    Ok(())
+}
+
+fn output_files(args: &RenderArgs) -> impl Iterator<Item = (&'static str, &Path)> {
+    [
+        ("--out", Some(&args.out)),
+        ("--exr", args.exr.as_ref()),
+        ("--error-image", args.error_image.as_ref()),
+        ("--stats-json", args.stats_json.as_ref()),
+        ("--cache", args.cache.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(option, path)| Some((option, path?.as_path())))
+}
+
+/// What the names alone say: the extensions, and no file named twice.
+fn check_output_names(args: &RenderArgs) -> Result<(), CliError> {
+    let mut seen: Vec<(&str, &Path)> = Vec::new();
+    for (option, path) in output_files(args) {
+        let want = match option {
+            "--out" | "--error-image" => Some("png"),
+            "--exr" => Some("exr"),
+            _ => None,
+        };
+        if let Some(want) = want {
+            let has = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !has.eq_ignore_ascii_case(want) {
+                return Err(msg(format!(
+                    "{option} {}: this file is written as {}, so its name must end in .{want}",
+                    path.display(),
+                    want.to_uppercase()
+                )));
+            }
+        }
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
             return Err(msg(format!(
                 "{option} and {other} name the same file, {}: one would overwrite the other",
                 path.display()
             )));
         }
-        files.push((option, path.as_path()));
+        seen.push((option, path));
     }
     Ok(())
+}
+
+/// `--threads` with an engine that has exactly one thread per process is a mistake to report,
+/// not an option to drop: the user expects the threads they asked for.
+fn check_engine_threads(engine: EngineKind, threads: Option<usize>) -> Result<(), CliError> {
+    match (engine, threads) {
+        (EngineKind::Serial, Some(t)) if t != 1 => Err(shared(format!(
+            "--engine serial renders on one thread, so --threads {t} does not apply: use \
+             --engine threads (or hybrid under mpirun)"
+        ))),
+        (EngineKind::Mpi, Some(t)) if t != 1 => Err(shared(format!(
+            "--engine mpi renders on one thread per process, so --threads {t} does not apply: \
+             use --engine hybrid for {t} threads in each process"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn engine_name(kind: EngineKind) -> &'static str {
@@ -129,8 +190,9 @@ fn make_engine(
     layout: &Layout,
     world: &prism::comm::Communicator,
 ) -> Result<(AnyEngine, usize), CliError> {
+    let threads = args.threads.unwrap_or(layout.threads_per_rank);
     let kind = match args.engine {
-        EngineKind::Auto => match layout.auto_engine() {
+        EngineKind::Auto => match layout.auto_engine_for(threads) {
             "threads" => EngineKind::Threads,
             "hybrid" => EngineKind::Hybrid,
             _ => EngineKind::Mpi,
@@ -150,16 +212,15 @@ fn make_engine(
         },
         ..Options::default()
     };
-    let threads = args.threads.unwrap_or(layout.threads_per_rank);
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && args.render_thread {
-        return Err(msg(format!(
+        return Err(shared(format!(
             "--render-thread applies to processes of an MPI job (--engine mpi or hybrid), not \
              to --engine {}",
             engine_name(kind)
         )));
     }
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
-        return Err(msg(format!(
+        return Err(shared(format!(
             "--engine {} runs in one process, but this job has {} processes: use --engine mpi \
              or hybrid, or launch without mpirun",
             engine_name(kind),
@@ -194,11 +255,26 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
     let description = prism::tracer::scene_file::read_scene_description(path, aspect)
         .map_err(|e| e.to_string())?;
     for w in &description.warnings {
-        eprintln!("prism: warning: {w}");
+        warn(&format!("prism: warning: {w}"));
     }
     let cached = match &args.cache {
         Some(cache) if cache.exists() => {
-            Some(prism::tracer::Geometry::load_cache(cache).map_err(|e| e.to_string())?)
+            let g = prism::tracer::Geometry::load_cache(cache).map_err(|e| e.to_string())?;
+            // The meshes are read anyway (for the materials and camera); the cache saves the
+            // build. A cache of other input — a mesh or a placement edited since — is rebuilt,
+            // never used for the wrong scene.
+            let key =
+                prism::tracer::Geometry::input_key(&description.meshes, &description.instances);
+            if g.source_key() == key {
+                Some(g)
+            } else {
+                warn(&format!(
+                    "prism: note: {} was built from other input than {} now holds: rebuilding it",
+                    cache.display(),
+                    path.display()
+                ));
+                None
+            }
         }
         _ => None,
     };
@@ -223,12 +299,15 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
 
 pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     validate(args)?;
-    let universe = prism::comm::init()?;
-    universe.abort_on_panic();
+    with_universe(|universe| render(args, universe))
+}
+
+fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
     let world = universe.world();
-    let layout = Layout::discover(&universe)?;
+    let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
-    let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Msg)?;
+    // The root reads the scene; a failure reaches every rank alike.
+    let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Shared)?;
 
     // Memory after the scene is in place: every rank reads its own PSS at the same moment.
     world.barrier();
@@ -279,7 +358,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         write_outputs(args, film)?;
         if bar.is_none() && !args.quiet {
-            eprintln!(
+            warn(&format!(
                 "pass {}: {} tiles, {} pixels, {} rays in {:.2} s ({:.2} Mrays/s)",
                 pass.pass + 1,
                 pass.tasks,
@@ -287,7 +366,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
                 pass.rays,
                 pass.wall.as_secs_f64(),
                 pass.rays as f64 / pass.wall.as_secs_f64().max(1e-9) / 1e6
-            );
+            ));
         }
         Ok(())
     };
@@ -303,25 +382,15 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
             fail_on_rank: args.fail_on_rank,
         },
     )
-    .map_err(CliError::Msg)?;
+    // Every rank holds the run's failure (the engine ends the run everywhere with the same
+    // error, naming the rank and task where it happened).
+    .map_err(CliError::Shared)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     if let Some(film) = film {
         let secs = report.wall.as_secs_f64().max(1e-9);
-        println!(
-            "rendered {}x{} in {} passes: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
-            film.width(),
-            film.height(),
-            report.passes.len(),
-            report.rays,
-            secs,
-            report.rays as f64 / secs / 1e6,
-            engine.name(),
-            world.size(),
-            threads,
-            args.out.display()
-        );
+        // The files first: a closed standard output must not cost them.
         if let Some(path) = &args.stats_json {
             let stats = RunStats {
                 engine: engine.name().to_string(),
@@ -342,6 +411,19 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
             std::fs::write(path, text)
                 .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
         }
+        say(&format!(
+            "rendered {}x{} in {} passes: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
+            film.width(),
+            film.height(),
+            report.passes.len(),
+            report.rays,
+            secs,
+            report.rays as f64 / secs / 1e6,
+            engine.name(),
+            world.size(),
+            threads,
+            args.out.display()
+        ))?;
     }
     Ok(())
 }
