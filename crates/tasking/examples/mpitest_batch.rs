@@ -1,12 +1,19 @@
 //! Multi-process test of worker groups (run by CI under `mpirun -n 1..4`): every task runs
 //! exactly once over the groups, failures are recorded as failed, state files mirror the
 //! states, a rerun after an interruption runs only what was left (skipping done tasks and
-//! keeping failed ones), a retry runs the failed ones, and the in-memory mode works.
+//! keeping failed ones), a retry runs the failed ones, and the in-memory mode works without
+//! leaving (or, while its tasks run, even showing) a `tasking-batch-*` name in /dev/shm.
 //! Exits non-zero on any rank where something mismatched.
+//!
+//! With `MPITEST_BATCH_TASK_MS=<ms>`, every task of the in-memory runs sleeps that long and
+//! rank 0 announces each in-memory run on stderr: a window to kill a rank in and check that
+//! /dev/shm is left clean.
 
 use prism_comm::Communicator;
-use prism_tasking::batch::{Batch, BatchOptions, BatchReport, TaskState};
+use prism_tasking::batch::{Batch, BatchOptions, BatchReport, TaskState, PRIVATE_TABLE_PREFIX};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn fail(world: &Communicator, what: String) -> ! {
     eprintln!("mpitest_batch: rank {}: FAILED: {what}", world.rank());
@@ -27,17 +34,49 @@ fn names() -> Vec<String> {
     (0..TASKS).map(|i| format!("task_{i:02}")).collect()
 }
 
+/// Private batch tables that have a name (all ranks are on one node for in-memory runs).
+fn named_private_tables() -> BTreeSet<PathBuf> {
+    [PathBuf::from("/dev/shm"), std::env::temp_dir()]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(PRIVATE_TABLE_PREFIX)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// For in-memory runs: the named tables before the run, and how long each task sleeps.
+struct InMemory {
+    before: BTreeSet<PathBuf>,
+    sleep: Duration,
+}
+
 /// Runs a batch; each group's body checks its group communicator and records what it ran.
 fn run(
     world: &Communicator,
     options: BatchOptions,
     failing: &[usize],
+    in_memory: Option<&InMemory>,
 ) -> (BatchReport, Vec<usize>) {
     let mut batch = Batch::new(world, names(), options)
         .unwrap_or_else(|e| fail(world, format!("batch setup: {e}")));
     let gsize = batch.group().size();
     let report = batch
         .run(|task, group| {
+            if let Some(m) = in_memory {
+                // The table has no name while tasks run: a kill now leaks nothing.
+                let now = named_private_tables();
+                if now != m.before {
+                    let new: Vec<_> = now.difference(&m.before).collect();
+                    return Err(format!("named table during task {}: {new:?}", task.index));
+                }
+                std::thread::sleep(m.sleep);
+            }
             // A collective inside the task: the whole group takes part.
             let ranks: Vec<u64> = group
                 .all_gather(&(world.rank() as u64))
@@ -116,6 +155,10 @@ fn main() {
         )
         .unwrap_or_else(|e| fail(&world, e.to_string()));
     let dir = PathBuf::from(dir);
+    let task_ms: u64 = std::env::var("MPITEST_BATCH_TASK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
 
     for group_size in [1, 2.min(size), size] {
         if rank == 0 {
@@ -125,7 +168,7 @@ fn main() {
         let opts = || BatchOptions::new(group_size).state_dir(&dir);
 
         // First run: tasks 2 (error) and 5 (panic) fail.
-        let (r1, ran) = run(&world, opts(), &[2, 5]);
+        let (r1, ran) = run(&world, opts(), &[2, 5], None);
         check!(
             &world,
             ran == (0..TASKS).collect::<Vec<_>>(),
@@ -174,7 +217,7 @@ fn main() {
         world.barrier();
 
         // Rerun: only 7 and 8 run; done tasks skipped, failed ones kept.
-        let (r2, ran) = run(&world, opts(), &[]);
+        let (r2, ran) = run(&world, opts(), &[], None);
         check!(&world, ran == vec![7, 8], "rerun ran {ran:?}");
         check!(
             &world,
@@ -196,7 +239,7 @@ fn main() {
         );
 
         // Retry the failed ones: everything done.
-        let (r3, ran) = run(&world, opts().retry_failed(true), &[]);
+        let (r3, ran) = run(&world, opts().retry_failed(true), &[], None);
         check!(&world, ran == vec![2, 5], "retry ran {ran:?}");
         check!(
             &world,
@@ -218,8 +261,29 @@ fn main() {
         }
         world.barrier();
 
-        // In node memory, no directory.
-        let (r4, ran) = run(&world, BatchOptions::new(group_size), &[4]);
+        // In node memory, no directory and no name left in /dev/shm.
+        let in_memory = InMemory {
+            before: named_private_tables(),
+            sleep: Duration::from_millis(task_ms),
+        };
+        world.barrier();
+        if rank == 0 && task_ms > 0 {
+            eprintln!("mpitest_batch: in-memory run, group size {group_size}");
+        }
+        let (r4, ran) = run(
+            &world,
+            BatchOptions::new(group_size),
+            &[4],
+            Some(&in_memory),
+        );
+        world.barrier();
+        let after = named_private_tables();
+        check!(
+            &world,
+            after == in_memory.before,
+            "named tables after the in-memory run: {after:?}, before {:?}",
+            in_memory.before
+        );
         check!(
             &world,
             ran == (0..TASKS).collect::<Vec<_>>(),

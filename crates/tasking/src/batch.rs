@@ -16,18 +16,33 @@
 //!   `FAILED` ones stay failed (unless [`BatchOptions::retry_failed`]), and `RUNNING` ones —
 //!   a run interrupted while they ran — are opened again. Across nodes, `<dir>` must be on a
 //!   filesystem all nodes share.
-//! * without it, in a private directory in node memory (`/dev/shm` where it exists), removed
-//!   at the end; this needs every process on one node, and refuses to run otherwise.
+//! * without it, in a private file in node memory (`/dev/shm` where it exists, else the
+//!   temporary directory); this needs every process on one node, and refuses to run
+//!   otherwise. Rank 0 creates `tasking-batch-<token>` and writes the starting table; the
+//!   group leaders open it through `/proc/<rank 0's pid>/fd/<fd>` (checking it is the same
+//!   file), and once all have, rank 0 unlinks the name. For the rest of the run the file has
+//!   no name: leaders read and write it in place under the lock, and the kernel frees it when
+//!   the last process holding it exits, however the job ends (a normal end, an error, a panic,
+//!   SIGTERM, SIGKILL, a time limit). Only if `/proc` cannot be used on some process (another
+//!   PID namespace, a hardened `/proc`) do the leaders open the file by its name instead; the
+//!   name is still unlinked as soon as every leader holds the file, but a job killed during
+//!   that setup leaves `tasking-batch-<token>` behind in `/dev/shm`.
 
 use crate::error::panic_message;
 use prism_comm::{CommError, Communicator, Lock};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+/// The table's name in a state directory.
 const TABLE_FILE: &str = ".prism-batch-table";
+
+/// The start of the private table's name (in `/dev/shm` or the temporary directory), so tests
+/// and operators can find strays.
+pub const PRIVATE_TABLE_PREFIX: &str = "tasking-batch-";
 
 /// The state of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +189,151 @@ pub struct BatchReport {
 struct StartState {
     skipped_done: Vec<usize>,
     kept_failed: Vec<usize>,
+}
+
+/// Where rank 0 created the private table, told to everyone.
+#[derive(Debug, Serialize, Deserialize)]
+struct PrivateTable {
+    /// Its name (unlinked once every leader holds the file).
+    path: PathBuf,
+    /// Rank 0's process id and descriptor: `/proc/<pid>/fd/<fd>` reaches the file.
+    pid: u32,
+    fd: i32,
+    /// Its device and inode, to check that what a leader opened is this file.
+    dev: u64,
+    ino: u64,
+}
+
+/// The task-state table of a run, as this process reaches it.
+enum Table {
+    /// `<dir>/.prism-batch-table`, rewritten whole through a temporary file and a rename.
+    Dir(PathBuf),
+    /// The private table: read and written in place. `file` is `None` on processes that are
+    /// not group leaders (they never touch it); `path` is its (by then unlinked) name, for
+    /// messages.
+    Private {
+        file: Option<fs::File>,
+        path: PathBuf,
+    },
+}
+
+impl Table {
+    /// The whole table, checked to hold `n` states. Under the lock.
+    fn read(&self, n: usize) -> Result<Vec<u8>, BatchError> {
+        match self {
+            Table::Dir(dir) => read_table(&dir.join(TABLE_FILE), n),
+            Table::Private { file, path } => {
+                let mut table = vec![0; n];
+                private_file(file, path)?
+                    .read_exact_at(&mut table, 0)
+                    .map_err(|source| BatchError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                decode_table(&table, n)?;
+                Ok(table)
+            }
+        }
+    }
+
+    /// Replaces the whole table. Under the lock.
+    fn write(&self, table: &[u8], tag: usize) -> Result<(), BatchError> {
+        match self {
+            Table::Dir(dir) => write_atomic(&dir.join(TABLE_FILE), table, tag),
+            Table::Private { file, path } => private_file(file, path)?
+                .write_all_at(table, 0)
+                .map_err(|source| BatchError::Io {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+
+    /// The state directory, in that mode.
+    fn state_dir(&self) -> Option<&Path> {
+        match self {
+            Table::Dir(dir) => Some(dir),
+            Table::Private { .. } => None,
+        }
+    }
+}
+
+fn private_file<'a>(file: &'a Option<fs::File>, path: &Path) -> Result<&'a fs::File, BatchError> {
+    file.as_ref().ok_or_else(|| {
+        BatchError::Invalid(format!(
+            "{}: the table is held by group leaders only",
+            path.display()
+        ))
+    })
+}
+
+/// Rank 0: creates the private table under a fresh name, holding the starting `table`.
+fn create_private_table(table: &[u8]) -> Result<(fs::File, PrivateTable), BatchError> {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let mut attempts = 0;
+    let (file, path) = loop {
+        let path = base.join(format!("{PRIVATE_TABLE_PREFIX}{}", private_token()));
+        match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => break (f, path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(source) => return Err(BatchError::Io { path, source }),
+        }
+    };
+    let described = file
+        .write_all_at(table, 0)
+        .and_then(|()| file.metadata())
+        .map(|meta| PrivateTable {
+            path: path.clone(),
+            pid: std::process::id(),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&file),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        });
+    match described {
+        Ok(described) => Ok((file, described)),
+        Err(source) => {
+            let _ = fs::remove_file(&path);
+            Err(BatchError::Io { path, source })
+        }
+    }
+}
+
+/// Opens `path` read-write and checks that it is the private table (not, say, another
+/// process's descriptor seen through a foreign `/proc`).
+fn open_private_table(path: &Path, table: &PrivateTable) -> std::io::Result<fs::File> {
+    let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let meta = file.metadata()?;
+    if meta.dev() != table.dev || meta.ino() != table.ino {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not the batch table {}", table.path.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// Whether leaders must skip `/proc` and open the private table by name (tests of the
+/// fallback route).
+#[cfg(test)]
+fn proc_route_disabled() -> bool {
+    tests::FORCE_NAME_ROUTE.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn proc_route_disabled() -> bool {
+    false
 }
 
 /// A batch of named tasks over groups of processes.
@@ -340,9 +500,18 @@ impl Batch {
         let rank = self.world.rank();
         let n = self.names.len();
 
-        // Where the table lives, agreed by everyone.
-        let (dir, private) = match &self.options.state_dir {
-            Some(d) => (d.clone(), false),
+        // Where the table lives, agreed by everyone; in a state directory, rank 0 reads what
+        // earlier runs left and writes the starting table.
+        let (table, start) = match &self.options.state_dir {
+            Some(dir) => {
+                let start: Result<StartState, String> = if rank == 0 {
+                    self.prepare(dir).map_err(|e| e.to_string())
+                } else {
+                    Ok(StartState::default())
+                };
+                let start = self.world.broadcast(0, (rank == 0).then_some(start))?;
+                (Table::Dir(dir.clone()), start.map_err(BatchError::Invalid)?)
+            }
             None => {
                 let node = self.world.split_shared()?;
                 if node.size() != self.world.size() {
@@ -352,30 +521,15 @@ impl Batch {
                             .into(),
                     ));
                 }
-                let token = self.world.broadcast(0, (rank == 0).then(private_token))?;
-                let base = if Path::new("/dev/shm").is_dir() {
-                    PathBuf::from("/dev/shm")
-                } else {
-                    std::env::temp_dir()
-                };
-                (base.join(format!("tasking-batch-{token}")), true)
+                (self.attach_private()?, StartState::default())
             }
         };
-
-        // Rank 0 reads what earlier runs left and writes the starting table.
-        let start: Result<StartState, String> = if rank == 0 {
-            self.prepare(&dir, private).map_err(|e| e.to_string())
-        } else {
-            Ok(StartState::default())
-        };
-        let start = self.world.broadcast(0, (rank == 0).then_some(start))?;
         let StartState {
             skipped_done,
             kept_failed,
-        } = start.map_err(BatchError::Invalid)?;
+        } = start;
 
         let lock = Lock::new(&self.world)?;
-        let table_path = dir.join(TABLE_FILE);
         let mut ran = Vec::new();
         let mut failures: Vec<(usize, String)> = Vec::new();
         let mut outcome: Result<(), BatchError> = Ok(());
@@ -387,8 +541,7 @@ impl Batch {
             } else if let Err(e) = &outcome {
                 Err(e.to_string())
             } else {
-                self.claim(&lock, &table_path, &dir, private)
-                    .map_err(|e| e.to_string())
+                self.claim(&lock, &table).map_err(|e| e.to_string())
             };
             let claim = self
                 .group
@@ -427,15 +580,7 @@ impl Batch {
                 };
                 // An error here ends the group's work at the next claim (which tells the
                 // whole group), so no process of the group is left waiting.
-                if let Err(e) = self.record(
-                    &lock,
-                    &table_path,
-                    &dir,
-                    private,
-                    index,
-                    state,
-                    failure.as_deref(),
-                ) {
+                if let Err(e) = self.record(&lock, &table, index, state, failure.as_deref()) {
                     outcome = Err(e);
                 }
                 if let Some(m) = failure {
@@ -449,7 +594,7 @@ impl Batch {
             .world
             .all_gather(&outcome.as_ref().err().map(|e| e.to_string()))?;
         let final_table: Result<Vec<u8>, String> = if rank == 0 {
-            fs::read(&table_path).map_err(|e| format!("{}: {e}", table_path.display()))
+            table.read(n).map_err(|e| e.to_string())
         } else {
             Ok(Vec::new())
         };
@@ -468,13 +613,11 @@ impl Batch {
             .flatten()
             .collect();
         failures.sort();
-        // Every rank is done with the lock (collective drop) and the table.
+        // Every rank is done with the lock (collective drop) and the table. A private table
+        // has no name left: it goes when the last process closes it.
         drop(lock);
+        drop(table);
         self.world.barrier();
-        if private && rank == 0 {
-            // Best effort: the directory is in node memory and named for this run only.
-            let _ = fs::remove_dir_all(&dir);
-        }
         if let Some(e) = io_errors.into_iter().flatten().next() {
             return Err(BatchError::Invalid(e));
         }
@@ -489,16 +632,12 @@ impl Batch {
     }
 
     /// Rank 0, before any claim: the starting table from the state files of earlier runs.
-    fn prepare(&self, dir: &Path, private: bool) -> Result<StartState, BatchError> {
+    fn prepare(&self, dir: &Path) -> Result<StartState, BatchError> {
         fs::create_dir_all(dir).map_err(|source| BatchError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let recorded = if private {
-            vec![TaskState::Open; self.names.len()]
-        } else {
-            Batch::read_states(dir, &self.names)?
-        };
+        let recorded = Batch::read_states(dir, &self.names)?;
         let mut skipped_done = Vec::new();
         let mut kept_failed = Vec::new();
         let mut table = Vec::with_capacity(recorded.len());
@@ -516,7 +655,7 @@ impl Batch {
                 _ => TaskState::Open,
             };
             let file_missing = || !dir.join(&self.names[i]).join("state").exists();
-            if !private && (start != state || file_missing()) {
+            if start != state || file_missing() {
                 self.mirror(dir, i, start, None)?;
             }
             table.push(start.to_byte());
@@ -529,46 +668,116 @@ impl Batch {
     }
 
     /// A group leader takes the first open task, under the lock.
-    fn claim(
-        &self,
-        lock: &Lock,
-        table_path: &Path,
-        dir: &Path,
-        private: bool,
-    ) -> Result<Option<usize>, BatchError> {
+    fn claim(&self, lock: &Lock, table: &Table) -> Result<Option<usize>, BatchError> {
         let _guard = lock.lock()?;
-        let mut table = read_table(table_path, self.names.len())?;
-        let Some(i) = table.iter().position(|&b| b == TaskState::Open.to_byte()) else {
+        let mut states = table.read(self.names.len())?;
+        let Some(i) = states.iter().position(|&b| b == TaskState::Open.to_byte()) else {
             return Ok(None);
         };
-        table[i] = TaskState::Running.to_byte();
-        write_atomic(table_path, &table, self.world.rank())?;
-        if !private {
+        states[i] = TaskState::Running.to_byte();
+        table.write(&states, self.world.rank())?;
+        if let Some(dir) = table.state_dir() {
             self.mirror(dir, i, TaskState::Running, None)?;
         }
         Ok(Some(i))
     }
 
     /// A group leader records the end of its task, under the lock.
-    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         lock: &Lock,
-        table_path: &Path,
-        dir: &Path,
-        private: bool,
+        table: &Table,
         index: usize,
         state: TaskState,
         failure: Option<&str>,
     ) -> Result<(), BatchError> {
         let _guard = lock.lock()?;
-        let mut table = read_table(table_path, self.names.len())?;
-        table[index] = state.to_byte();
-        write_atomic(table_path, &table, self.world.rank())?;
-        if !private {
+        let mut states = table.read(self.names.len())?;
+        states[index] = state.to_byte();
+        table.write(&states, self.world.rank())?;
+        if let Some(dir) = table.state_dir() {
             self.mirror(dir, index, state, failure)?;
         }
         Ok(())
+    }
+
+    /// Collective over the world: rank 0 creates the private table (every task open), the
+    /// group leaders open it (through `/proc`, else by name), and rank 0 unlinks the name as
+    /// soon as all have.
+    fn attach_private(&self) -> Result<Table, BatchError> {
+        let rank = self.world.rank();
+        let leader = self.group.rank() == 0;
+        let starting = vec![TaskState::Open.to_byte(); self.names.len()];
+        let (creator, offer) = match (rank == 0).then(|| create_private_table(&starting)) {
+            Some(Ok((file, offer))) => (Some(file), Some(Ok(offer))),
+            Some(Err(e)) => (None, Some(Err(e.to_string()))),
+            None => (None, None),
+        };
+        let offer: PrivateTable = self
+            .world
+            .broadcast::<Result<PrivateTable, String>>(0, offer)?
+            .map_err(BatchError::Invalid)?;
+        // From here on rank 0 must unlink the name whatever happens (the name is this run's
+        // only, so removing it cannot hurt anyone else).
+        let unlink = |result: Result<Table, BatchError>| {
+            if rank == 0 {
+                let _ = fs::remove_file(&offer.path);
+            }
+            drop(creator);
+            result
+        };
+
+        // Every leader (rank 0 included) opens the file through rank 0's descriptor.
+        let mut file = None;
+        let mut proc_error = None;
+        if leader && !proc_route_disabled() {
+            let via = PathBuf::from(format!("/proc/{}/fd/{}", offer.pid, offer.fd));
+            match open_private_table(&via, &offer) {
+                Ok(f) => file = Some(f),
+                Err(e) => proc_error = Some(format!("{}: {e}", via.display())),
+            }
+        }
+        let proc_ok = !leader || file.is_some();
+        // The all-gather is also the barrier: once it returns, every leader holds the file.
+        let everyone = match self.world.all_gather(&proc_ok) {
+            Ok(all) => all.into_iter().all(|ok| ok),
+            Err(e) => return unlink(Err(e.into())),
+        };
+        if !everyone {
+            // Fallback: the leaders without the file open it by name, which stays until all
+            // hold it.
+            let mut error = None;
+            if leader && file.is_none() {
+                match open_private_table(&offer.path, &offer) {
+                    Ok(f) => file = Some(f),
+                    Err(e) => {
+                        let through = proc_error
+                            .map(|p| format!(" (and {p})"))
+                            .unwrap_or_default();
+                        error = Some(format!(
+                            "process {rank}: {}: {e}{through}",
+                            offer.path.display()
+                        ));
+                    }
+                }
+            }
+            let errors = match self.world.all_gather(&error) {
+                Ok(all) => all,
+                Err(e) => return unlink(Err(e.into())),
+            };
+            if let Some(e) = errors.into_iter().flatten().next() {
+                return unlink(Err(BatchError::Invalid(format!(
+                    "cannot open the private state table: {e}"
+                ))));
+            }
+        }
+        let table = unlink(Ok(Table::Private {
+            file,
+            path: offer.path.clone(),
+        }));
+        // No task starts before the name is gone.
+        self.world.barrier();
+        table
     }
 
     /// Writes `<dir>/<task>/state` (and the failure message, or removes a stale one).
@@ -629,7 +838,7 @@ fn decode_table(table: &[u8], n: usize) -> Result<Vec<TaskState>, BatchError> {
         .collect()
 }
 
-/// A name for this run's private directory: unique per job (time, process id).
+/// A name for this run's private table: unique per job (time, process id).
 fn private_token() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -643,6 +852,45 @@ fn private_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, PoisonError};
+
+    thread_local! {
+        /// Makes this thread's batches open the private table by name (the fallback route).
+        pub(super) static FORCE_NAME_ROUTE: std::cell::Cell<bool> =
+            const { std::cell::Cell::new(false) };
+    }
+
+    /// Private runs of different tests must not see each other's names during setup.
+    static PRIVATE_RUNS: Mutex<()> = Mutex::new(());
+
+    /// Private tables that have a name, wherever they may be created.
+    fn named_private_tables() -> BTreeSet<PathBuf> {
+        [PathBuf::from("/dev/shm"), std::env::temp_dir()]
+            .iter()
+            .filter_map(|d| fs::read_dir(d).ok())
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(PRIVATE_TABLE_PREFIX)
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// What this process's descriptors open among private tables.
+    fn held_private_tables() -> Vec<String> {
+        fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .map(|t| t.to_string_lossy().into_owned())
+            .filter(|t| t.contains(&format!("/{PRIVATE_TABLE_PREFIX}")))
+            .collect()
+    }
 
     fn world() -> Communicator {
         prism_comm::init().unwrap().world()
@@ -732,6 +980,67 @@ mod tests {
         let e = b.run(|_, _| ()).unwrap_err();
         assert!(e.to_string().contains("HALF-DONE"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A private run: during the tasks the table is held open but has no name, and nothing
+    /// is left afterwards (so a kill at any point of the run leaks nothing).
+    fn private_run_leaves_no_name(name_route: bool) {
+        let _serial = PRIVATE_RUNS.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = named_private_tables();
+        let w = world();
+        let mut b = Batch::new(&w, names(4), BatchOptions::new(1)).unwrap();
+        FORCE_NAME_ROUTE.with(|f| f.set(name_route));
+        let r = b.run(|t, _| {
+            let now = named_private_tables();
+            if now != before {
+                let new: Vec<_> = now.difference(&before).collect();
+                return Err(format!("named during the run: {new:?}"));
+            }
+            let held = held_private_tables();
+            if held.len() != 1 || !held[0].ends_with(" (deleted)") {
+                return Err(format!("held during the run: {held:?}"));
+            }
+            if t.index == 2 {
+                return Err("deliberate".to_string());
+            }
+            Ok(())
+        });
+        FORCE_NAME_ROUTE.with(|f| f.set(false));
+        let r = r.unwrap();
+        assert_eq!(r.ran_by_group, vec![0, 1, 2, 3]);
+        assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+        assert_eq!(r.failures[0].0, 2, "{:?}", r.failures);
+        assert_eq!(
+            r.states,
+            [
+                TaskState::Done,
+                TaskState::Done,
+                TaskState::Failed,
+                TaskState::Done
+            ]
+        );
+        assert_eq!(named_private_tables(), before);
+        assert_eq!(held_private_tables(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_private_table_has_no_name_while_the_tasks_run() {
+        private_run_leaves_no_name(false);
+    }
+
+    #[test]
+    fn the_fallback_by_name_also_unlinks_before_the_tasks_run() {
+        private_run_leaves_no_name(true);
+    }
+
+    #[test]
+    fn a_private_run_with_no_tasks() {
+        let _serial = PRIVATE_RUNS.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = named_private_tables();
+        let mut b = Batch::new(&world(), Vec::new(), BatchOptions::new(1)).unwrap();
+        let r = b.run(|_, _| ()).unwrap();
+        assert!(r.states.is_empty() && r.ran_by_group.is_empty());
+        assert_eq!(named_private_tables(), before);
     }
 
     #[test]
