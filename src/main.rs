@@ -27,7 +27,7 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
-    /// Threads in one process, or hybrid when launched with several processes.
+    /// Threads in one process; with several processes, hybrid (mpi when each has one thread).
     Auto,
     Serial,
     Threads,
