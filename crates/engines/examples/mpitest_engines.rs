@@ -370,6 +370,36 @@ fn main() {
         );
     }
 
+    // 6a. Processes that differ in schedule are refused on every process (a static process
+    // among dynamic ones would render its round-robin share and the root would hand those
+    // tasks out again).
+    if size > 1 {
+        let schedule = if rank == size - 1 {
+            Schedule::StaticRoundRobin
+        } else {
+            Schedule::Dynamic
+        };
+        let engine = MpiEngine::new(&world)
+            .unwrap_or_else(|e| fail(&world, e.to_string()))
+            .with_options(Options {
+                schedule,
+                ..Options::default()
+            });
+        let r = engine.run(tiles(n), shade, |_| Ok(()));
+        let said = r
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        check!(
+            &world,
+            matches!(&r, Err(EngineError::Invalid(_)))
+                && said.contains(&format!("process {}", size - 1))
+                && said.contains("same schedule"),
+            "mismatched schedules gave {r:?}"
+        );
+    }
+
     // 6b. A result whose encoding panics on a non-root process fails the run everywhere.
     if size > 1 {
         struct Grumpy(u32);

@@ -84,7 +84,7 @@ impl Cluster {
         let rank = self.comm.rank();
         // Invalid options and unencodable tasks go through the start's all-gather too, so
         // every process fails alike instead of some waiting for one that gave up.
-        let mine: std::result::Result<(u64, u64), String> = self
+        let mine: std::result::Result<(u64, u64, String), String> = self
             .options
             .validate()
             .map_err(|e| e.to_string())
@@ -93,18 +93,23 @@ impl Cluster {
                 // processes waiting in the all-gather below.
                 catch_unwind(AssertUnwindSafe(|| fingerprint(tasks)))
                     .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&*p))))
-                    .map(|f| (tasks.len() as u64, f))
+                    .map(|f| (tasks.len() as u64, f, self.options.shared_part()))
                     .map_err(|m| format!("cannot encode its tasks: {m}"))
             });
-        let lists: Vec<std::result::Result<(u64, u64), String>> = self
+        let lists: Vec<std::result::Result<(u64, u64, String), String>> = self
             .comm
             .all_gather(&mine)
             .map_err(|e| EngineError::comm(rank, "comparing task lists", e))?;
         let mut checked = Vec::with_capacity(lists.len());
+        let mut shared = Vec::with_capacity(lists.len());
         for (r, l) in lists.into_iter().enumerate() {
-            checked.push(l.map_err(|m| EngineError::Invalid(format!("process {r}: {m}")))?);
+            let (n, f, options) =
+                l.map_err(|m| EngineError::Invalid(format!("process {r}: {m}")))?;
+            checked.push((n, f));
+            shared.push(options);
         }
         check_lists(&checked)?;
+        check_options(&shared)?;
         let local = ProcessStats {
             rank,
             threads: self.threads,
@@ -116,6 +121,19 @@ impl Cluster {
         } else {
             crate::member::run(self, seq, start, local, tasks, &render)
         }
+    }
+}
+
+/// The first process whose shared options differ from the root's, as an error every process
+/// returns alike.
+fn check_options(all: &[String]) -> Result<()> {
+    match all.iter().enumerate().find(|(_, o)| *o != &all[0]) {
+        None => Ok(()),
+        Some((rank, theirs)) => Err(EngineError::Invalid(format!(
+            "process {rank} runs with {theirs}, process 0 with {}: every process of a run must \
+             use the same schedule and chunking",
+            all[0]
+        ))),
     }
 }
 

@@ -76,6 +76,21 @@ pub enum SingleThread {
     MainThread,
 }
 
+impl Options {
+    /// The options every process of a run must share, as words for an error message: the
+    /// schedule and the chunking decide which process renders which task, so a process that
+    /// differs would render tasks twice or never.
+    pub(crate) fn shared_part(&self) -> String {
+        let chunks = self
+            .chunk_size
+            .map_or("guided chunks".to_string(), |c| format!("chunks of {c}"));
+        format!(
+            "schedule {:?}, {chunks}, {} chunks prefetched",
+            self.schedule, self.prefetch_chunks
+        )
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
