@@ -232,6 +232,44 @@ fn run(w: &Communicator) -> Res {
     Ok(())
 }
 
+/// `set` with a `from_rank` that differs between ranks, out of range on one of them: every
+/// rank returns an error (none hangs in a broadcast with a root the others do not use), and
+/// the array is unchanged and still usable.
+fn disagreeing_from_rank(w: &Communicator) -> Res {
+    let (n, r) = (w.size(), w.rank());
+    let mut a = SharedArray::<u32>::new(w, 4)?;
+    // The last rank names a rank that does not exist; the others name rank 0.
+    let from = if r == n - 1 { n } else { 0 };
+    let result = a.set(0, Some(&[1]), from);
+    ensure!(
+        w,
+        result.is_err(),
+        "set with from_rank {from} on rank {r} (0 on the others) succeeded"
+    );
+    let message = result.unwrap_err().to_string();
+    if n > 1 {
+        ensure!(
+            w,
+            message.contains("different from_rank"),
+            "unexpected error: {message}"
+        );
+    }
+    // Every rank in range but different (with 2+ ranks): also an error on every rank.
+    if n > 1 {
+        let result = a.set(0, Some(&[2]), r % 2);
+        ensure!(
+            w,
+            result.is_err(),
+            "set with from_rank {} on rank {r} succeeded",
+            r % 2
+        );
+    }
+    ensure!(w, a[..] == [0, 0, 0, 0], "array changed: {:?}", &a[..]);
+    a.set(1, (r == n - 1).then_some(&[7][..]), n - 1)?;
+    ensure!(w, a[..] == [0, 7, 0, 0], "after a good set: {:?}", &a[..]);
+    Ok(())
+}
+
 fn main() {
     let universe = prism_comm::init().unwrap_or_else(|e| {
         eprintln!("FAIL: {e}");
@@ -239,7 +277,7 @@ fn main() {
     });
     universe.abort_on_panic();
     let world = universe.world();
-    if let Err(e) = run(&world) {
+    if let Err(e) = run(&world).and_then(|()| disagreeing_from_rank(&world)) {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }

@@ -164,6 +164,19 @@ pub enum CommError {
         level: crate::ThreadLevel,
     },
 
+    /// [`crate::Lock::lock`] called by the thread that already holds the lock (its guard is
+    /// alive): waiting would wait for itself forever.
+    #[error(
+        "rank {rank}: {op}: this process already holds the lock (this thread's earlier guard is \
+         still alive): drop it before locking again"
+    )]
+    AlreadyHeld {
+        /// Caller's rank.
+        rank: usize,
+        /// Operation.
+        op: &'static str,
+    },
+
     /// Shared-memory setup failed.
     #[error("rank {rank}: {op}: shared memory: {message}")]
     Shm {

@@ -4,9 +4,10 @@
 //! pair shared by the process's threads.
 
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use crate::comm::Backend;
-use crate::{Communicator, Result};
+use crate::{CommError, Communicator, Result};
 
 /// Tickets handed out and the ticket being served.
 #[derive(Debug, Default)]
@@ -36,6 +37,9 @@ enum Kind {
 pub struct Lock {
     kind: Kind,
     comm: Communicator,
+    /// The thread of this process that holds the lock, if one does: a second `lock` from it
+    /// is an error instead of a wait for itself.
+    holder: Mutex<Option<ThreadId>>,
 }
 
 impl std::fmt::Debug for Lock {
@@ -71,11 +75,29 @@ impl Lock {
         Ok(Lock {
             kind,
             comm: comm.clone(),
+            holder: Mutex::new(None),
         })
     }
 
+    fn holder(&self) -> std::sync::MutexGuard<'_, Option<ThreadId>> {
+        // A plain Option: consistent after any panic.
+        self.holder.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Waits for this caller's turn (polling with backoff under MPI) and takes the lock.
+    ///
+    /// # Errors
+    /// [`CommError::AlreadyHeld`] if this thread already holds the lock (its guard is alive),
+    /// which would otherwise wait for itself forever; with MPI, the errors of a refused MPI
+    /// call (wrong thread, MPI finalised).
     pub fn lock(&self) -> Result<LockGuard<'_>> {
+        let me = std::thread::current().id();
+        if *self.holder() == Some(me) {
+            return Err(CommError::AlreadyHeld {
+                rank: self.comm.rank(),
+                op: "Lock::lock",
+            });
+        }
         match &self.kind {
             Kind::Local(l) => {
                 let mut t = l.tickets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -88,6 +110,7 @@ impl Lock {
             #[cfg(feature = "mpi")]
             Kind::Mpi(w) => w.acquire()?,
         }
+        *self.holder() = Some(me);
         Ok(LockGuard {
             lock: self,
             _not_send: std::marker::PhantomData,
@@ -95,6 +118,7 @@ impl Lock {
     }
 
     fn release(&self) {
+        *self.holder() = None;
         match &self.kind {
             Kind::Local(l) => {
                 l.tickets
@@ -166,6 +190,30 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn locking_twice_on_one_thread_is_an_error() {
+        let lock = Lock::new(&Communicator::local()).unwrap();
+        let first = lock.lock().unwrap();
+        let e = lock.lock().unwrap_err();
+        assert!(matches!(e, CommError::AlreadyHeld { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("this process already holds the lock"),
+            "{e}"
+        );
+        // Another thread still waits its turn, and gets it once the guard is dropped.
+        std::thread::scope(|s| {
+            let other = s.spawn(|| lock.lock().map(drop).is_ok());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!other.is_finished());
+            drop(first);
+            assert!(other.join().unwrap());
+        });
+        // And the lock works again on this thread.
+        drop(lock.lock().unwrap());
+        drop(lock.lock().unwrap());
     }
 
     #[test]

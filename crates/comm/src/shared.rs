@@ -114,6 +114,60 @@ fn check_members(members: &[Member]) -> std::result::Result<Vec<usize>, String> 
     Ok(leaders)
 }
 
+/// Why the ranks' `from_rank` arguments to `set` cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+enum FromRankError {
+    /// Every rank passed this rank, which does not exist.
+    OutOfRange { given: u64, size: usize },
+    /// The ranks passed different ranks.
+    Differ(String),
+}
+
+impl FromRankError {
+    fn into_error(self, rank: usize, op: &'static str) -> CommError {
+        match self {
+            FromRankError::OutOfRange { given, size } => CommError::InvalidRank {
+                rank,
+                op,
+                given: usize::try_from(given).unwrap_or(usize::MAX),
+                size,
+            },
+            FromRankError::Differ(message) => CommError::InvalidArgument { rank, op, message },
+        }
+    }
+}
+
+/// Checks that every rank passed the same `from_rank` (one entry per rank) and that it is a
+/// rank of a communicator of `size`.
+fn check_from_ranks(froms: &[u64], size: usize) -> std::result::Result<(), FromRankError> {
+    let Some(&first) = froms.first() else {
+        return Ok(());
+    };
+    if froms.iter().any(|&f| f != first) {
+        let list = froms
+            .iter()
+            .enumerate()
+            .map(|(r, f)| {
+                let note = if *f >= size as u64 {
+                    " (out of range)"
+                } else {
+                    ""
+                };
+                format!("rank {r}: {f}{note}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(FromRankError::Differ(format!(
+            "the ranks passed different from_rank values ({list}); every rank must pass the \
+             same rank of a communicator of size {size}"
+        )));
+    }
+    if first >= size as u64 {
+        return Err(FromRankError::OutOfRange { given: first, size });
+    }
+    Ok(())
+}
+
 impl<T: Pod> SharedArray<T> {
     /// A zeroed array of `len` elements, one copy per node of `comm` (the nodes are the groups
     /// of [`Communicator::split_shared`]). Collective over `comm`.
@@ -323,14 +377,10 @@ impl<T: Pod> SharedArray<T> {
     pub fn set(&mut self, offset: usize, data: Option<&[T]>, from_rank: usize) -> Result<()> {
         const OP: &str = "SharedArray::set";
         let rank = self.comm.rank();
-        if from_rank >= self.comm.size() {
-            return Err(CommError::InvalidRank {
-                rank,
-                op: OP,
-                given: from_rank,
-                size: self.comm.size(),
-            });
-        }
+        // Every rank must name the same sender, or the broadcast below would have different
+        // roots on different ranks: check it together, so all return the same error.
+        let froms: Vec<u64> = self.comm.all_gather(&(from_rank as u64))?;
+        check_from_ranks(&froms, self.comm.size()).map_err(|e| e.into_error(rank, OP))?;
         let header = (rank == from_rank).then_some(match data {
             Some(d) => Header::Piece {
                 offset: offset as u64,
@@ -449,6 +499,26 @@ mod tests {
             Err(CommError::InvalidRank { .. })
         ));
         assert_eq!(a.as_slice(), &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ranks_must_agree_on_from_rank() {
+        assert_eq!(check_from_ranks(&[1, 1, 1], 3), Ok(()));
+        assert_eq!(
+            check_from_ranks(&[3, 3, 3], 3),
+            Err(FromRankError::OutOfRange { given: 3, size: 3 })
+        );
+        // One rank out of range, the others not: an error for all, naming the culprit.
+        let Err(FromRankError::Differ(m)) = check_from_ranks(&[0, 3, 0], 3) else {
+            panic!("differing from_rank accepted");
+        };
+        assert!(m.contains("rank 1: 3 (out of range)"), "{m}");
+        assert!(matches!(
+            check_from_ranks(&[0, 1], 2),
+            Err(FromRankError::Differ(_))
+        ));
+        let e = FromRankError::OutOfRange { given: 3, size: 3 }.into_error(0, "op");
+        assert!(matches!(e, CommError::InvalidRank { given: 3, .. }));
     }
 
     #[test]

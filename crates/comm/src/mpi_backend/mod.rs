@@ -222,6 +222,22 @@ impl Drop for MpiUniverse {
     }
 }
 
+/// Ends the whole job if this thread is unwinding from a panic while MPI is live. Called by
+/// the drops that would otherwise need the other ranks (a collective free, a wait for a peer):
+/// those ranks may be waiting for this one in a later call it will never make, so the drop
+/// would hang the job before the [`MpiUniverse`]'s drop (which aborts the same way) runs.
+fn abort_if_panicking(rank: usize, what: &str) {
+    if std::thread::panicking() && !finalized() {
+        eprintln!(
+            "prism-comm: rank {rank}: panicking while {what} is alive; its drop needs the other \
+             ranks, so the whole MPI job ends here (MPI_Abort)"
+        );
+        // SAFETY: MPI is initialised and not finalised; MPI_Abort ends every process of the
+        // job and does not return.
+        unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, 101) };
+    }
+}
+
 /// Makes a panic anywhere abort the whole job after the usual message.
 pub(crate) fn install_abort_hook() {
     let previous = std::panic::take_hook();
@@ -272,7 +288,10 @@ impl Drop for MpiComm {
         if !self.owned || finalized() {
             return;
         }
-        if on_mpi_thread() {
+        // While unwinding from a panic the handle is deferred rather than freed now: the
+        // Universe's drop aborts the job if the panic is not caught, and if it is, the handle
+        // is freed with the other deferred ones.
+        if on_mpi_thread() && !std::thread::panicking() {
             // SAFETY: prism created this handle with split/dup, frees it once, from the MPI
             // thread, while MPI is live; no request on it is pending (requests hold a clone of
             // the Communicator, hence of this handle's Arc).
@@ -938,6 +957,10 @@ impl PendingSend {
             std::mem::forget(std::mem::take(&mut self.bytes));
             return;
         }
+        if std::thread::panicking() && !self.test() {
+            // Completion may need the receiver, which may be waiting for this rank elsewhere.
+            abort_if_panicking(self.rank(), "an unfinished send request");
+        }
         poll(|| self.test().then_some(()));
     }
 }
@@ -1015,6 +1038,14 @@ impl Drop for PendingRecv {
     /// A receive dropped before completion is waited for, so MPI never writes into freed
     /// memory; where that cannot be done (finalised, not the MPI thread) the buffer leaks.
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if std::thread::panicking() && !matches!(self.test(), Ok(true)) && on_mpi_thread() {
+            // The rest of the message may need the sender, which may be waiting for this rank
+            // elsewhere.
+            abort_if_panicking(self.comm.rank(), "an unfinished receive request");
+        }
         if self.done || self.finish().is_ok() {
             return;
         }

@@ -8,7 +8,7 @@ use std::ptr;
 
 use mpi::ffi;
 
-use super::{check, finalized, on_mpi_thread, sum_op, MpiComm, Summable};
+use super::{abort_if_panicking, check, finalized, on_mpi_thread, sum_op, MpiComm, Summable};
 use crate::backoff::Backoff;
 use crate::Result;
 
@@ -64,15 +64,9 @@ impl TicketWindow {
         Ok(w)
     }
 
+    /// Refuses MPI calls after finalisation or from the wrong thread, naming which.
     fn guard(&self, op: &'static str) -> Result<()> {
-        if finalized() || !on_mpi_thread() {
-            return Err(crate::CommError::WrongThread {
-                rank: self.rank,
-                op,
-                level: crate::ThreadLevel::Funneled,
-            });
-        }
-        Ok(())
+        super::guard(self.rank, op)
     }
 
     /// Atomically adds `add` to counter `which` on rank 0 and returns its old value.
@@ -123,6 +117,9 @@ impl Drop for TicketWindow {
         if finalized() || !on_mpi_thread() {
             return;
         }
+        // MPI_Win_free is collective: while this rank unwinds, the others may be waiting for it
+        // in another call, and would never join the free.
+        abort_if_panicking(self.rank, "a Lock (an MPI window, freed collectively)");
         // SAFETY: live window with the epoch opened in `new`; MPI_Win_free is collective and
         // releases the memory MPI allocated.
         unsafe {
