@@ -129,6 +129,64 @@ fn quiet_deliberate_panics() {
     }));
 }
 
+/// Processes that pass different task names or group sizes: the same clear error on every
+/// process, before anything runs (no panic, no hang).
+fn mismatch_checks(world: &Communicator) {
+    let (rank, size) = (world.rank(), world.size());
+    let last = size - 1;
+    let invalid = |r: &Result<Batch, prism_tasking::batch::BatchError>, what: &str| match r {
+        Err(prism_tasking::batch::BatchError::Invalid(m)) => m.contains(what),
+        _ => false,
+    };
+    // The last process has fewer names; then one with a name changed.
+    let n = if rank == last { 2 } else { 6 };
+    let short: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let r = Batch::new(world, short, BatchOptions::new(1));
+    if size > 1 {
+        check!(
+            world,
+            invalid(&r, "number of tasks differs") && invalid(&r, &format!("process {last}: 2")),
+            "names of different lengths: {r:?}"
+        );
+    } else {
+        check!(world, r.is_ok(), "one process, 2 names: {r:?}");
+    }
+    let mut renamed = names();
+    if rank == last {
+        renamed[3] = "other".to_string();
+    }
+    let r = Batch::new(world, renamed, BatchOptions::new(1));
+    check!(
+        world,
+        size == 1 || invalid(&r, "task names differs"),
+        "different names: {r:?}"
+    );
+    // A group size that differs, and one that is invalid on one process only.
+    let gs = if rank == last && size > 1 { 2 } else { 1 };
+    let r = Batch::new(world, names(), BatchOptions::new(gs));
+    check!(
+        world,
+        size == 1 || invalid(&r, "group size differs"),
+        "different group sizes: {r:?}"
+    );
+    let gs = if rank == last { 0 } else { 1 };
+    let r = Batch::new(world, names(), BatchOptions::new(gs));
+    check!(
+        world,
+        invalid(&r, "group size 0"),
+        "group size 0 on process {last}: {r:?}"
+    );
+    // And a batch that agrees still runs.
+    let r = Batch::new(world, names(), BatchOptions::new(1)).and_then(|mut b| b.run(|_, _| ()));
+    check!(
+        world,
+        r.as_ref()
+            .is_ok_and(|r| r.states.iter().all(|s| *s == TaskState::Done)),
+        "batch after the mismatches: {:?}",
+        r.map(|r| r.states)
+    );
+}
+
 fn main() {
     quiet_deliberate_panics();
     let universe = match prism_comm::init() {
@@ -297,6 +355,8 @@ fn main() {
             r4.states
         );
     }
+
+    mismatch_checks(&world);
 
     world.barrier();
     if rank == 0 {

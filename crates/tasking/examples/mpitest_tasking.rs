@@ -5,9 +5,9 @@
 //! root, progress counted across processes, and random streams independent of the split.
 //! Exits non-zero on any rank where something mismatched.
 
-use prism_comm::Communicator;
+use prism_comm::{CommError, Communicator};
 use prism_tasking::{
-    CallOptions, ParallelFactory, ParallelKind, ProgressConfig, TaskMode, TaskRng,
+    CallOptions, ParallelError, ParallelFactory, ParallelKind, ProgressConfig, TaskMode, TaskRng,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -53,6 +53,108 @@ fn quiet_deliberate_panics() {
             default(info);
         }
     }));
+}
+
+/// Ranks that disagree on a call, failures in Duplicated / RootOnly on one rank, calls from
+/// the wrong thread, and failing task indices: every rank returns the same error, no hang,
+/// and the next call works.
+fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let (rank, size) = (world.rank(), world.size());
+    let last = size - 1;
+    let p = factory.distributed();
+
+    // An explicit chunk size of 0 on the last rank only: Invalid everywhere.
+    let cs = if rank == last { 0 } else { 10 };
+    let r = p.call_with(&CallOptions::new().chunk_size(cs), 100, |_, _| ());
+    check!(
+        world,
+        matches!(&r, Err(ParallelError::Invalid(m)) if m.contains("chunk size")),
+        "{threads} threads, chunk size 0 on rank {last}: {r:?}"
+    );
+
+    // Different n on every rank: Invalid everywhere, naming the ranks and values; no task ran.
+    let n = 10 + 5 * rank;
+    let ran = AtomicU64::new(0);
+    let r = p.call_each(n, |_| {
+        ran.fetch_add(1, Ordering::Relaxed);
+    });
+    if size > 1 {
+        check!(
+            world,
+            matches!(&r, Err(ParallelError::Invalid(m))
+                if m.contains("n differs") && m.contains("10 on rank 0")
+                    && m.contains(&format!("{} on rank {last}", 10 + 5 * last))),
+            "{threads} threads, n = 10 + 5 * rank: {r:?}"
+        );
+        check!(
+            world,
+            ran.load(Ordering::Relaxed) == 0,
+            "tasks ran after a mismatch"
+        );
+    } else {
+        check!(world, r.is_ok(), "one process, n = 10: {r:?}");
+    }
+
+    // A failure on one rank only in Duplicated and RootOnly: every rank returns it.
+    for (mode, culprit) in [(TaskMode::Duplicated, last), (TaskMode::RootOnly, 0)] {
+        let r = factory.parallel(mode).call_each(100, |i| {
+            if rank == culprit && i == 50 {
+                panic!("deliberate panic in duplicated task {i}");
+            }
+        });
+        let f = r.as_ref().err().and_then(ParallelError::task_failure);
+        check!(
+            world,
+            f.is_some_and(|f| f.rank == culprit && f.task == Some(50) && f.panicked),
+            "{threads} threads, {mode:?} failure on rank {culprit}: {r:?}"
+        );
+        check!(
+            world,
+            r.as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains(&format!("process {culprit}"))),
+            "{mode:?}: error text {r:?}"
+        );
+        let r = factory.parallel(mode).call_each(10, |_| ());
+        check!(world, r.is_ok(), "{mode:?} after a failure: {r:?}");
+    }
+
+    // call_each names the failing task.
+    let r = p.call_each(200, |i| {
+        if i == 123 {
+            Err("deliberate refusal")
+        } else {
+            Ok(())
+        }
+    });
+    let f = r.as_ref().err().and_then(ParallelError::task_failure);
+    check!(
+        world,
+        f.is_some_and(|f| f.task == Some(123) && f.first <= 123 && 123 < f.first + f.count),
+        "failing task index: {r:?}"
+    );
+    check!(
+        world,
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("task 123 (in task chunk")),
+        "failing task text: {r:?}"
+    );
+
+    // A call from another thread: an error (not MPI_Abort) when it would communicate.
+    let r = std::thread::scope(|s| s.spawn(|| p.call(10, |_, _| ())).join());
+    let Ok(r) = r else {
+        fail(world, "call from another thread panicked".to_string())
+    };
+    if size > 1 {
+        check!(
+            world,
+            matches!(r, Err(ParallelError::Comm(CommError::WrongThread { .. }))),
+            "call from another thread: {r:?}"
+        );
+    }
+    let r = p.call_each(10, |_| ());
+    check!(world, r.is_ok(), "call after the checks: {r:?}");
 }
 
 fn main() {
@@ -194,6 +296,8 @@ fn main() {
                 "coverage after a failure"
             );
         }
+
+        agreement_and_outcome_checks(&world, &factory, threads);
 
         // Results streamed to the root, once each; nothing reaches the others.
         let mut got = vec![0u32; 2000];

@@ -411,23 +411,110 @@ fn check_names(names: &[String]) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// What each process says about a batch in [`Batch::new`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct BatchArgs {
+    group_size: u64,
+    tasks: u64,
+    names_hash: u64,
+    problem: Option<String>,
+}
+
+/// A hash of the task names (FNV-1a over the names and their lengths), the same in every
+/// process of a run.
+fn names_hash(names: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for n in names {
+        eat(&(n.len() as u64).to_le_bytes());
+        eat(n.as_bytes());
+    }
+    h
+}
+
+/// The same verdict on every process: a problem found on any process, or a disagreement.
+fn agree(all: &[BatchArgs]) -> Result<(), BatchError> {
+    if let Some(first) = all.iter().find_map(|a| a.problem.as_ref()) {
+        if all.iter().all(|a| a.problem.as_ref() == Some(first)) {
+            return Err(BatchError::Invalid(first.clone()));
+        }
+        let list: Vec<String> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(r, a)| a.problem.as_ref().map(|p| format!("process {r}: {p}")))
+            .collect();
+        return Err(BatchError::Invalid(list.join("; ")));
+    }
+    let differs = |what: &str, f: &dyn Fn(&BatchArgs) -> String| -> Option<String> {
+        let values: Vec<String> = all.iter().map(f).collect();
+        if values.iter().all(|v| *v == values[0]) {
+            return None;
+        }
+        let shown: Vec<String> = values
+            .iter()
+            .enumerate()
+            .take(16)
+            .map(|(r, v)| format!("process {r}: {v}"))
+            .collect();
+        let more = if values.len() > 16 { ", ..." } else { "" };
+        Some(format!("{what} differs ({}{more})", shown.join(", ")))
+    };
+    let problems: Vec<String> = [
+        differs("group size", &|a| a.group_size.to_string()),
+        differs("number of tasks", &|a| a.tasks.to_string()),
+        differs("task names", &|a| format!("hash {:016x}", a.names_hash)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(BatchError::Invalid(format!(
+            "the processes disagree on the batch (every process must pass the same task names \
+             and group size): {}",
+            problems.join("; ")
+        )))
+    }
+}
+
 impl Batch {
     /// Splits `world` into groups of `options.group_size` processes for the tasks `names`.
-    /// Collective over `world`.
+    /// Collective over `world`: every process must pass the same names and group size, or every
+    /// process gets [`BatchError::Invalid`] saying what differs (checked before anything runs).
     pub fn new(
         world: &Communicator,
         names: Vec<String>,
         options: BatchOptions,
     ) -> Result<Batch, BatchError> {
         let size = world.size();
-        if options.group_size == 0 || options.group_size > size {
-            return Err(BatchError::Invalid(format!(
+        let local = if options.group_size == 0 || options.group_size > size {
+            Err(format!(
                 "group size {} must be between 1 and the number of processes ({size})",
                 options.group_size
-            )));
-        }
-        check_names(&names)?;
+            ))
+        } else {
+            check_names(&names).map_err(|e| match e {
+                BatchError::Invalid(m) => m,
+                other => other.to_string(),
+            })
+        };
         let world = world.duplicate()?;
+        // Every process must describe the same batch: agree before anything depends on it,
+        // so that a mismatch (or a problem on one process only) is an error everywhere.
+        let mine = BatchArgs {
+            group_size: options.group_size as u64,
+            tasks: names.len() as u64,
+            names_hash: names_hash(&names),
+            problem: local.err(),
+        };
+        let all: Vec<BatchArgs> = world.all_gather(&mine)?;
+        agree(&all)?;
         let group_index = world.rank() / options.group_size;
         let group_count = size.div_ceil(options.group_size);
         let group = world
@@ -907,6 +994,36 @@ mod tests {
         ));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn processes_that_disagree_on_the_batch_get_a_clear_error() {
+        let args = |gs: u64, names: &[String], problem: Option<&str>| BatchArgs {
+            group_size: gs,
+            tasks: names.len() as u64,
+            names_hash: names_hash(names),
+            problem: problem.map(str::to_string),
+        };
+        let (a, b) = (names(6), names(2));
+        assert!(agree(&[args(1, &a, None), args(1, &a, None)]).is_ok());
+        let e = agree(&[args(1, &a, None), args(1, &b, None), args(1, &a, None)]).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("number of tasks differs") && m.contains("process 1: 2"),
+            "{m}"
+        );
+        let mut c = names(6);
+        c[3] = "other".into();
+        let e = agree(&[args(1, &a, None), args(1, &c, None)]).unwrap_err();
+        assert!(e.to_string().contains("task names differs"), "{e}");
+        let e = agree(&[args(1, &a, None), args(2, &a, None)]).unwrap_err();
+        assert!(e.to_string().contains("group size differs"), "{e}");
+        let e = agree(&[args(1, &a, None), args(0, &a, Some("group size 0"))]).unwrap_err();
+        assert!(e.to_string().contains("process 1: group size 0"), "{e}");
+        assert_ne!(
+            names_hash(&["ab".into()]),
+            names_hash(&["a".into(), "b".into()])
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct TaskFailure {
     pub count: usize,
     /// True if the body panicked, false if it returned an error.
     pub panicked: bool,
+    /// The failing task's index, when known (calls that run one task at a time, such as
+    /// [`crate::Parallel::call_each`], know it; chunk bodies do not).
+    #[serde(default)]
+    pub task: Option<usize>,
     /// The error's or the panic's message.
     pub message: String,
 }
@@ -27,11 +31,15 @@ pub struct TaskFailure {
 impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = if self.panicked { "panicked" } else { "failed" };
+        if let Some(task) = self.task {
+            write!(f, "task {task} (in ")?;
+        }
         write!(
             f,
-            "task chunk {}..{} {what} on process {} thread {}: {}",
+            "task chunk {}..{}{} {what} on process {} thread {}: {}",
             self.first,
             self.first + self.count,
+            if self.task.is_some() { ")" } else { "" },
             self.rank,
             self.thread,
             self.message

@@ -32,6 +32,8 @@ pub enum TaskMode {
 /// Builds and keeps the [`Parallel`] children of a run.
 pub struct ParallelFactory {
     comm: Option<Communicator>,
+    /// The thread that built the factory (the one allowed to communicate).
+    owner: std::thread::ThreadId,
     rank: usize,
     size: usize,
     threads: usize,
@@ -90,6 +92,7 @@ impl ParallelFactory {
         };
         Ok(ParallelFactory {
             comm: Some(comm),
+            owner: std::thread::current().id(),
             rank,
             size,
             threads,
@@ -111,6 +114,7 @@ impl ParallelFactory {
         };
         Ok(ParallelFactory {
             comm: None,
+            owner: std::thread::current().id(),
             rank: 0,
             size: 1,
             threads,
@@ -222,7 +226,20 @@ impl ParallelFactory {
             // the communicator) exists; anything else runs serially.
             _ => Imp::Serial,
         };
-        Parallel::new(kind, imp, self.rank, self.rank == 0, self.progress.clone())
+        // Across processes every call is collective (if only to agree on its outcome).
+        let group = self
+            .comm
+            .as_ref()
+            .filter(|c| c.size() > 1)
+            .map(|c| (c.clone(), self.owner));
+        Parallel::new(
+            kind,
+            imp,
+            self.rank,
+            self.rank == 0,
+            self.progress.clone(),
+            group,
+        )
     }
 }
 

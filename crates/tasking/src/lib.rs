@@ -88,7 +88,7 @@ pub use batch::{Batch, BatchOptions, BatchReport, BatchTask, TaskState};
 pub use chunk::{ChunkCounter, ChunkPlan};
 pub use error::{ParallelError, TaskFailure, TaskOutcome};
 pub use factory::{ParallelFactory, TaskMode};
-pub use orb::{orb, orb_weighted, OrbError, Subdomain};
+pub use orb::{orb, orb_weighted, OrbError, Subdomain, MAX_EMPTY_PARTS};
 pub use parallel::{CallOptions, Parallel, ParallelKind};
 pub use progress::{Progress, ProgressConfig, ProgressStyle};
 pub use random::{mix64, stream_key, TaskRng};

@@ -5,8 +5,17 @@
 //! subdomains and the upper to `ceil(N/2)` with a share of the points proportional to the
 //! number of subdomains, and each part is cut again the same way. Without weights every
 //! subdomain gets `floor(len/N)` or `ceil(len/N)` points.
+//!
+//! `N` may exceed the number of points (some subdomains are then empty), up to
+//! [`MAX_EMPTY_PARTS`] or the number of points, whichever is larger. Coordinates may be any
+//! finite values (cut planes never overflow), and weights any finite non-negative values:
+//! they are rescaled so their sums cannot overflow, and where a set of points weighs nothing
+//! in total (all-zero weights) its points are shared out as if their weights were equal.
 
 use std::cmp::Ordering;
+
+/// The most subdomains a decomposition may have beyond the number of points.
+pub const MAX_EMPTY_PARTS: usize = 1 << 16;
 
 /// Why a decomposition was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -14,6 +23,17 @@ pub enum OrbError {
     /// Zero subdomains were asked for.
     #[error("ORB needs at least one subdomain, got 0")]
     NoParts,
+    /// More subdomains than points and than [`MAX_EMPTY_PARTS`] were asked for.
+    #[error(
+        "ORB asked for {parts} subdomains of {points} points (at most the number of points or \
+         {MAX_EMPTY_PARTS}, whichever is larger)"
+    )]
+    TooManyParts {
+        /// Subdomains asked for.
+        parts: usize,
+        /// Points given.
+        points: usize,
+    },
     /// A coordinate was NaN or infinite.
     #[error("ORB point {index} has a non-finite coordinate on axis {axis}")]
     NonFinite {
@@ -105,6 +125,12 @@ fn decompose<const D: usize>(
     if parts == 0 {
         return Err(OrbError::NoParts);
     }
+    if parts > points.len().max(MAX_EMPTY_PARTS) {
+        return Err(OrbError::TooManyParts {
+            parts,
+            points: points.len(),
+        });
+    }
     for (index, p) in points.iter().enumerate() {
         if let Some(axis) = p.iter().position(|c| !c.is_finite()) {
             return Err(OrbError::NonFinite { index, axis });
@@ -149,16 +175,25 @@ fn split<const D: usize>(
         }
         Some(w) => {
             idx.sort_unstable_by(by_axis);
-            let total: f64 = idx.iter().map(|&i| w[i]).sum();
-            let target = total * left_parts as f64 / parts as f64;
-            let mut acc = 0.0;
-            let mut k = 0;
-            // Take points while that brings the left sum closer to its target.
-            while k < idx.len() && (acc + w[idx[k]] - target).abs() <= (acc - target).abs() {
-                acc += w[idx[k]];
-                k += 1;
+            // Scaled by the largest weight, the sum cannot overflow (it is at most len).
+            let max = idx.iter().map(|&i| w[i]).fold(0.0, f64::max);
+            if max > 0.0 {
+                let wi = |i: usize| w[i] / max;
+                let total: f64 = idx.iter().map(|&i| wi(i)).sum();
+                let target = total * left_parts as f64 / parts as f64;
+                let mut acc = 0.0;
+                let mut k = 0;
+                // Take points while that brings the left sum closer to its target.
+                while k < idx.len() && (acc + wi(idx[k]) - target).abs() <= (acc - target).abs() {
+                    acc += wi(idx[k]);
+                    k += 1;
+                }
+                k
+            } else {
+                // Weightless points: shared out as if their weights were equal.
+                let (q, r) = (idx.len() / parts, idx.len() % parts);
+                left_parts * q + r.min(left_parts)
             }
-            k
         }
     };
     if left_len > 0 && left_len < idx.len() {
@@ -182,7 +217,14 @@ fn split<const D: usize>(
             .map(|&i| points[i][axis])
             .fold(f64::NEG_INFINITY, f64::max);
         let above = points[idx[left_len]][axis];
-        0.5 * (below + above)
+        // Halves first: no overflow near f64::MAX. The cut must lie above the lower points
+        // (upper bounds are exclusive); if rounding put it on `below`, use `above`.
+        let mid = 0.5 * below + 0.5 * above;
+        if mid > below {
+            mid
+        } else {
+            above
+        }
     };
     let cut = cut.clamp(region.0[axis], region.1[axis]);
     let (left, right) = idx.split_at_mut(left_len);
@@ -302,6 +344,87 @@ mod tests {
             orb_weighted(&[[0.0]], &[], 1),
             Err(OrbError::BadWeights(_))
         ));
+    }
+
+    #[test]
+    fn too_many_parts_is_an_error_not_a_panic() {
+        let pts: Vec<[f64; 1]> = (0..5).map(|i| [i as f64]).collect();
+        assert_eq!(
+            orb(&pts, usize::MAX),
+            Err(OrbError::TooManyParts {
+                parts: usize::MAX,
+                points: 5
+            })
+        );
+        assert!(orb(&pts, MAX_EMPTY_PARTS + 1).is_err());
+        assert_eq!(orb(&pts, 8).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn huge_coordinates_give_finite_cuts_and_regions_holding_their_points() {
+        let pts: Vec<[f64; 1]> = vec![
+            [f64::MAX],
+            [f64::MAX * 0.9],
+            [-f64::MAX],
+            [f64::MAX * 0.95],
+            [-f64::MAX * 0.5],
+            [f64::MAX * 0.99],
+        ];
+        for n in 1..=6 {
+            let subs = orb(&pts, n).unwrap();
+            for s in &subs {
+                assert!(s.lo[0] < f64::INFINITY && s.hi[0] > f64::NEG_INFINITY);
+                for &i in &s.indices {
+                    assert!(
+                        s.region_contains(&pts[i]),
+                        "n {n}: {:?} not in {s:?}",
+                        pts[i]
+                    );
+                }
+            }
+            // Cuts are finite.
+            assert!(
+                subs[..n - 1].iter().all(|s| s.hi[0].is_finite()),
+                "{subs:?}"
+            );
+        }
+        // Adjacent floats: the cut still separates them.
+        let a = 1.0f64;
+        let b = f64::from_bits(a.to_bits() + 1);
+        let subs = orb(&[[a], [b]], 2).unwrap();
+        assert!(subs[0].region_contains(&[a]) && subs[1].region_contains(&[b]));
+    }
+
+    #[test]
+    fn weights_summing_past_f64_max_still_balance() {
+        let pts: Vec<[f64; 1]> = (0..5).map(|i| [i as f64]).collect();
+        let counts = |subs: Vec<Subdomain<1>>| -> Vec<usize> {
+            subs.iter().map(|s| s.indices.len()).collect()
+        };
+        let mut c = counts(orb_weighted(&pts, &[f64::MAX; 5], 2).unwrap());
+        c.sort_unstable();
+        assert_eq!(c, [2, 3]);
+        let pts: Vec<[f64; 1]> = (0..4).map(|i| [i as f64]).collect();
+        assert_eq!(
+            counts(orb_weighted(&pts, &[f64::MAX; 4], 2).unwrap()),
+            [2, 2]
+        );
+    }
+
+    #[test]
+    fn all_zero_weights_count_as_equal_weights() {
+        let pts: Vec<[f64; 1]> = (0..5).map(|i| [i as f64]).collect();
+        let subs = orb_weighted(&pts, &[0.0; 5], 3).unwrap();
+        let counts: Vec<usize> = subs.iter().map(|s| s.indices.len()).collect();
+        assert_eq!(
+            counts,
+            orb(&pts, 3)
+                .unwrap()
+                .iter()
+                .map(|s| s.indices.len())
+                .collect::<Vec<_>>()
+        );
+        assert!(counts.iter().all(|&c| c == 1 || c == 2), "{counts:?}");
     }
 
     #[test]

@@ -10,13 +10,16 @@ use crate::chunk::{ChunkCounter, ChunkPlan};
 use crate::error::{panic_message, ParallelError, TaskFailure, TaskOutcome};
 use crate::progress::{Progress, ProgressConfig};
 use crate::scheduler;
-use crate::worker::{current_worker, run_chunk, worker_loop, Body, Event, Shared, WorkerMark};
-use prism_comm::Communicator;
+use crate::worker::{
+    current_worker, run_chunk, set_current_task, worker_loop, Body, Event, Shared, WorkerMark,
+};
+use prism_comm::{CommError, Communicator, ThreadLevel};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 /// How often a coordinating thread with nothing else to do refreshes a progress display.
@@ -88,9 +91,17 @@ pub(crate) enum Imp {
 /// Runs loops over independent tasks on the resources it was given. Obtain one from
 /// [`crate::ParallelFactory::parallel`].
 ///
-/// All calls must come from the thread that created the factory's communicator (with MPI, the
-/// thread that initialised MPI), and with `Distributed` on several processes every process
-/// must make the same sequence of calls. A call made from inside a task body is refused.
+/// All calls must come from the thread that created the factory (with MPI, the thread that
+/// initialised MPI); on several processes a call from another thread returns
+/// [`ParallelError::Comm`] (`WrongThread`) without communicating. A call made from inside a
+/// task body is refused.
+///
+/// On several processes every call is collective, in every mode (RootOnly included: the
+/// other processes' `Null` calls learn the root's outcome): every process must make the same
+/// sequence of calls. A Distributed call starts by checking that all processes passed the
+/// same `n`, chunk size and result type; if not, every process returns
+/// [`ParallelError::Invalid`] naming the ranks and values that differ. Duplicated and RootOnly
+/// calls end by sharing their outcome, so a failure on any process is returned on all.
 pub struct Parallel {
     kind: ParallelKind,
     imp: Imp,
@@ -99,6 +110,9 @@ pub struct Parallel {
     show_progress: bool,
     progress: ProgressConfig,
     seq: AtomicU64,
+    /// The factory's communicator when it spans several processes (every call is then
+    /// collective), with the thread allowed to use it.
+    group: Option<(Communicator, ThreadId)>,
 }
 
 impl std::fmt::Debug for Parallel {
@@ -119,6 +133,7 @@ impl Parallel {
         rank: usize,
         show_progress: bool,
         progress: ProgressConfig,
+        group: Option<(Communicator, ThreadId)>,
     ) -> Parallel {
         let threads = match &imp {
             Imp::Null => 0,
@@ -133,6 +148,7 @@ impl Parallel {
             show_progress,
             progress,
             seq: AtomicU64::new(0),
+            group,
         }
     }
 
@@ -224,8 +240,11 @@ impl Parallel {
     {
         self.call_with(options, n, |first, count| {
             for i in first..first + count {
+                // Failures (errors and panics) name the task; cleared after success.
+                set_current_task(Some(i));
                 body(i).into_result()?;
             }
+            set_current_task(None);
             Ok::<(), String>(())
         })
     }
@@ -298,7 +317,49 @@ impl Parallel {
                  calls are not supported: run the inner loop serially"
             )));
         }
-        let plan = self.chunk_plan(n, options)?;
+        // Before any communication: from another thread an MPI call would end the job.
+        if let Some((_, owner)) = &self.group {
+            if std::thread::current().id() != *owner {
+                return Err(ParallelError::Comm(CommError::WrongThread {
+                    rank: self.rank,
+                    op: "Parallel::call",
+                    level: ThreadLevel::Funneled,
+                }));
+            }
+        }
+        let group = self.group.as_ref().map(|(c, _)| c);
+        if let (Imp::Distributed { comm, .. }, true) = (&self.imp, group.is_some()) {
+            // Every rank must run the same call: agree first, so that a mismatch (or an
+            // argument refused on one rank only) is the same error everywhere, not a hang.
+            agree_on_call::<R>(comm, n, options)?;
+        }
+        let plan = self.chunk_plan(n, options);
+        let outcome = match plan {
+            Err(e) => Err(e),
+            Ok(plan) => self.run_local(options, n, plan, body, on_result),
+        };
+        match (&self.imp, group) {
+            (Imp::Distributed { .. }, _) | (_, None) => outcome,
+            // Duplicated and RootOnly on several processes: every process returns the
+            // failure of any process.
+            (_, Some(comm)) => share_outcome(comm, outcome),
+        }
+    }
+
+    fn run_local<R>(
+        &self,
+        options: &CallOptions,
+        n: usize,
+        plan: ChunkPlan,
+        body: &Body<'_, R>,
+        on_result: &mut dyn FnMut(R),
+    ) -> Result<(), ParallelError>
+    where
+        R: Serialize + DeserializeOwned + Send,
+    {
+        if matches!(self.imp, Imp::Null) {
+            return Ok(());
+        }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut coord = Coordinator::new(
             self.rank,
@@ -311,7 +372,7 @@ impl Parallel {
                 .map(|label| Progress::start(&self.progress, label, n as u64)),
         );
         match &self.imp {
-            Imp::Null => return Ok(()),
+            Imp::Null => {}
             Imp::Serial => run_serial(self.rank, plan, body, &mut coord),
             Imp::MultiThread(pool) => run_threads(pool, self.rank, plan, body, &mut coord),
             Imp::Distributed { comm, pool, .. } => {
@@ -319,6 +380,128 @@ impl Parallel {
             }
         }
         coord.finish()
+    }
+}
+
+/// What every rank says about a Distributed call before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CallArgs {
+    n: u64,
+    chunk_size: Option<u64>,
+    result_type: String,
+}
+
+/// "v on rank(s) ..." for each distinct value, in order of first appearance.
+fn describe_values<T: PartialEq + std::fmt::Display>(values: &[T]) -> String {
+    let mut groups: Vec<(&T, Vec<usize>)> = Vec::new();
+    for (rank, v) in values.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| *g == v) {
+            Some((_, ranks)) => ranks.push(rank),
+            None => groups.push((v, vec![rank])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .take(8)
+        .map(|(v, ranks)| {
+            let mut list: Vec<String> = ranks.iter().take(8).map(ToString::to_string).collect();
+            if ranks.len() > 8 {
+                list.push(format!("and {} more", ranks.len() - 8));
+            }
+            let s = if ranks.len() > 1 { "s" } else { "" };
+            format!("{v} on rank{s} {}", list.join(", "))
+        })
+        .collect();
+    let more = if groups.len() > 8 {
+        format!("; {} more values", groups.len() - 8)
+    } else {
+        String::new()
+    };
+    format!("{}{more}", parts.join("; "))
+}
+
+/// Gathers every rank's arguments of a Distributed call and checks they agree; then checks
+/// them (an explicit chunk size of 0 anywhere is refused everywhere). Same result on all ranks.
+fn agree_on_call<R>(
+    comm: &Communicator,
+    n: usize,
+    options: &CallOptions,
+) -> Result<(), ParallelError> {
+    let mine = CallArgs {
+        n: n as u64,
+        chunk_size: options.chunk_size.map(|c| c as u64),
+        result_type: std::any::type_name::<R>().to_string(),
+    };
+    let all: Vec<CallArgs> = comm.all_gather(&mine)?;
+    let mut problems = Vec::new();
+    let ns: Vec<u64> = all.iter().map(|a| a.n).collect();
+    if ns.iter().any(|&x| x != ns[0]) {
+        problems.push(format!(
+            "number of tasks n differs: {}",
+            describe_values(&ns)
+        ));
+    }
+    let chunks: Vec<String> = all
+        .iter()
+        .map(|a| {
+            a.chunk_size
+                .map_or("automatic".to_string(), |c| c.to_string())
+        })
+        .collect();
+    if chunks.iter().any(|c| *c != chunks[0]) {
+        problems.push(format!("chunk size differs: {}", describe_values(&chunks)));
+    }
+    let types: Vec<&str> = all.iter().map(|a| a.result_type.as_str()).collect();
+    if types.iter().any(|t| *t != types[0]) {
+        problems.push(format!("result type differs: {}", describe_values(&types)));
+    }
+    if !problems.is_empty() {
+        return Err(ParallelError::Invalid(format!(
+            "the processes disagree on a distributed call (every process must make the same \
+             calls with the same arguments): {}",
+            problems.join("; ")
+        )));
+    }
+    if all[0].chunk_size == Some(0) {
+        return Err(ParallelError::Invalid(
+            "explicit chunk size is 0 on every process; it must be at least 1".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The end of a Duplicated or RootOnly call on several processes: every rank learns every
+/// rank's outcome and returns the first problem (an invalid call, else the failure on the
+/// lowest rank), so all return the same result.
+fn share_outcome(
+    comm: &Communicator,
+    outcome: Result<(), ParallelError>,
+) -> Result<(), ParallelError> {
+    #[derive(Serialize, Deserialize)]
+    enum Shared {
+        Ok,
+        Invalid(String),
+        Failed(TaskFailure),
+    }
+    let mine = match &outcome {
+        Ok(()) => Shared::Ok,
+        Err(ParallelError::Task(f)) => Shared::Failed(f.clone()),
+        Err(ParallelError::Invalid(m)) => Shared::Invalid(m.clone()),
+        Err(e) => Shared::Invalid(e.to_string()),
+    };
+    let all: Vec<Shared> = comm.all_gather(&mine)?;
+    if let Some((rank, msg)) = all.iter().enumerate().find_map(|(r, s)| match s {
+        Shared::Invalid(m) => Some((r, m)),
+        _ => None,
+    }) {
+        return Err(ParallelError::Invalid(format!("process {rank}: {msg}")));
+    }
+    match all.into_iter().find_map(|s| match s {
+        Shared::Failed(f) => Some(f),
+        _ => None,
+    }) {
+        Some(f) => Err(ParallelError::Task(f)),
+        None => Ok(()),
     }
 }
 
@@ -387,6 +570,7 @@ impl<'a, R> Coordinator<'a, R> {
                     first,
                     count,
                     panicked: true,
+                    task: None,
                     message: format!("result handler: {}", panic_message(payload.as_ref())),
                 };
                 self.fail(failure)
@@ -518,4 +702,22 @@ fn run_threads<R: Send>(
         }
     });
     coord.set_local_progress(done.load(Ordering::Relaxed));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differing_values_are_listed_with_their_ranks() {
+        assert_eq!(
+            describe_values(&[10u64, 15, 10, 20]),
+            "10 on ranks 0, 2; 15 on rank 1; 20 on rank 3"
+        );
+        let many: Vec<u64> = (0..20).map(|r| u64::from(r > 0)).collect();
+        assert_eq!(
+            describe_values(&many),
+            "0 on rank 0; 1 on ranks 1, 2, 3, 4, 5, 6, 7, 8, and 11 more"
+        );
+    }
 }

@@ -27,6 +27,14 @@ pub(crate) enum Event<R> {
 
 thread_local! {
     static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The task index a one-task-at-a-time body is running (set by `call_each`), so that a
+    /// failure can name it.
+    static TASK: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Records that the current thread now runs task `index` (see [`TaskFailure::task`]).
+pub(crate) fn set_current_task(index: Option<usize>) {
+    TASK.with(|t| t.set(index));
 }
 
 /// The index of the worker thread running the caller, inside a parallel call; `None` outside.
@@ -64,7 +72,9 @@ pub(crate) fn run_chunk<R>(
     count: usize,
     results: &mut Vec<R>,
 ) -> Result<(), TaskFailure> {
+    set_current_task(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| body(first, count, results)));
+    let task = TASK.with(|t| t.replace(None));
     let (panicked, message) = match outcome {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(message)) => (false, message),
@@ -76,6 +86,7 @@ pub(crate) fn run_chunk<R>(
         first,
         count,
         panicked,
+        task,
         message,
     })
 }

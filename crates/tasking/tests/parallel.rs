@@ -115,6 +115,55 @@ fn a_failing_task_is_reported_with_thread_and_chunk_and_the_next_call_works() {
 }
 
 #[test]
+fn call_each_failures_name_the_failing_task() {
+    for threads in 1..=3 {
+        let f = factory(threads);
+        for mode in [
+            TaskMode::Distributed,
+            TaskMode::Duplicated,
+            TaskMode::RootOnly,
+        ] {
+            let p = f.parallel(mode);
+            let opts = CallOptions::new().chunk_size(10);
+            let err = p
+                .call_each_with(
+                    &opts,
+                    100,
+                    |i| if i == 47 { Err("refused") } else { Ok(()) },
+                )
+                .unwrap_err();
+            let failure = err.task_failure().unwrap();
+            assert_eq!(
+                (failure.task, failure.first, failure.count),
+                (Some(47), 40, 10)
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with("task 47 (in task chunk 40..50) failed on process 0"),
+                "{text}"
+            );
+            let err = p
+                .call_each_with(&opts, 100, |i| {
+                    if i == 63 {
+                        panic!("boom at {i}");
+                    }
+                })
+                .unwrap_err();
+            let failure = err.task_failure().unwrap();
+            assert!(failure.panicked && failure.task == Some(63), "{err}");
+            // A chunk body's failure has no task index.
+            let err = p
+                .call_with(&CallOptions::new().chunk_size(5), 5, |_, _| {
+                    Err("chunk refused")
+                })
+                .unwrap_err();
+            assert_eq!(err.task_failure().unwrap().task, None, "{err}");
+            assert!(err.to_string().starts_with("task chunk 0..5"), "{err}");
+        }
+    }
+}
+
+#[test]
 fn other_workers_stop_at_their_next_chunk_after_a_failure() {
     let f = factory(3);
     let ran = AtomicUsize::new(0);
