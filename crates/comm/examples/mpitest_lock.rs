@@ -143,9 +143,17 @@ fn panicking_child(what: &str) {
 /// job ends through prism's MPI_Abort within `limit` (a hang is killed and reported).
 fn check_panic_ends_job(what: &str, limit: Duration) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // `$MPIRUN` is a command line, as ci/test.sh sets it ("mpirun --oversubscribe").
     let mpirun = std::env::var("MPIRUN").unwrap_or_else(|_| "mpirun".to_string());
-    let mut cmd = Command::new(&mpirun);
-    cmd.args(["--oversubscribe", "-n", "2"]).arg(&exe);
+    let mut words = mpirun.split_whitespace();
+    let program = words.next().unwrap_or("mpirun");
+    let given: Vec<&str> = words.collect();
+    let mut cmd = Command::new(program);
+    cmd.args(&given);
+    if !given.contains(&"--oversubscribe") {
+        cmd.arg("--oversubscribe");
+    }
+    cmd.args(["-n", "2"]).arg(&exe);
     // The outer launcher's variables would make the nested mpirun think it is one of its
     // processes; keep only the user's settings.
     for (k, _) in std::env::vars_os() {
