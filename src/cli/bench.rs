@@ -2,7 +2,7 @@
 //! every layout, written into docs/performance.md).
 
 use crate::cli::scaling::{self, PairedRatio, Row};
-use crate::cli::{msg, say, shared, warn, with_universe, CliError};
+use crate::cli::{check_parent_dir, msg, say, shared, warn, with_universe, CliError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -181,16 +181,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
 /// The study's file must be a text file that can be written, in a directory that exists;
 /// one that is not text would be replaced, not edited, so it is refused.
 fn check_study_file(path: &Path) -> Result<(), CliError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        if !dir.is_dir() {
-            return Err(msg(format!(
-                "--out {}: the directory {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
-    }
+    check_parent_dir("--out", path)?;
     if path.exists() {
         std::fs::read_to_string(path).map_err(|e| {
             msg(format!(

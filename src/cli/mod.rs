@@ -104,6 +104,18 @@ pub fn with_universe(
     Err(CliError::Reported(e.exit_status()))
 }
 
+/// An output file's directory must exist: checked before work that writing it would lose.
+pub fn check_parent_dir(option: &str, path: &std::path::Path) -> Result<(), CliError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(msg(format!(
+            "{option} {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn msg(text: impl Into<String>) -> CliError {
     CliError::Msg(text.into())
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::layout::Layout;
 use crate::cli::stats::{own_pss_bytes, RunStats};
-use crate::cli::{msg, say, shared, warn, with_universe, CliError};
+use crate::cli::{check_parent_dir, msg, say, shared, warn, with_universe, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism::comm::Universe;
@@ -91,16 +91,7 @@ fn validate(args: &RenderArgs) -> Result<(), CliError> {
 /// system; only the root writes).
 fn check_output_dirs(args: &RenderArgs) -> Result<(), CliError> {
     for (option, path) in output_files(args) {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(dir) = dir {
-            if !dir.is_dir() {
-                return Err(msg(format!(
-                    "{option} {}: the directory {} does not exist",
-                    path.display(),
-                    dir.display()
-                )));
-            }
-        }
+        check_parent_dir(option, path)?;
         if path.is_dir() {
             return Err(msg(format!("{option} {}: is a directory", path.display())));
         }

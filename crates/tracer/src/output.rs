@@ -130,23 +130,23 @@ fn write_png_bytes(
     data: &[u8],
 ) -> Result<(), OutputError> {
     replace_atomically(path, |tmp| {
-        let file = File::create(tmp).map_err(|source| OutputError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        encode_png(file, path, width, height, color, data)
+        encode_png(tmp, path, width, height, color, data)
     })
 }
 
-/// Encodes into `file`, naming `path` in errors.
+/// Encodes into a new file `tmp`, naming `path` in errors.
 fn encode_png(
-    file: File,
+    tmp: &Path,
     path: &Path,
     width: u32,
     height: u32,
     color: png::ColorType,
     data: &[u8],
 ) -> Result<(), OutputError> {
+    let file = File::create(tmp).map_err(|source| OutputError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let png_err = |source| OutputError::Png {
         path: path.to_path_buf(),
         source,
