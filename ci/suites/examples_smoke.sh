@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The examples that are not mpitest_* programs, run as their users would (rsmpi's habit: every
+# example also runs as a multi-process test): compare_engines in one process and under mpirun,
+# balance_probe with the same checksum on every layout, and the tracer's cornell_box writing
+# its four images. Needs $EXDIR (examples built with --features prism/mpi) and $MPIRUN.
+set -euo pipefail
+: "${EXDIR:?}" "${MPIRUN:=mpirun --oversubscribe}"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# compare_engines: one round; its table names every engine it compared.
+timeout 300 "$EXDIR/compare_engines" 1 >"$WORK/ce1.out" || fail "compare_engines in one process"
+grep -q '^| threads(2) dynamic' "$WORK/ce1.out" || fail "compare_engines: no threads row: $(cat "$WORK/ce1.out")"
+for n in 2 3; do
+  timeout 300 $MPIRUN -n "$n" "$EXDIR/compare_engines" 1 >"$WORK/ce$n.out" || fail "compare_engines with $n processes"
+  grep -q '^| mpi dynamic' "$WORK/ce$n.out" || fail "compare_engines -n $n: no mpi row: $(cat "$WORK/ce$n.out")"
+done
+echo "ok: compare_engines with 1, 2 and 3 processes"
+
+# balance_probe: the same checksum whatever the layout (the work is per task, not per worker).
+probe() { "$@" --tasks 96 --scale 2 --repeat 1 | sed -n 's/.* check \([0-9]*\)$/\1/p'; }
+ref=$(probe timeout 120 "$EXDIR/balance_probe" --threads 1)
+[ -n "$ref" ] || fail "balance_probe printed no checksum"
+for layout in "1 2" "2 1" "3 1" "2 2"; do
+  set -- $layout
+  got=$(probe timeout 120 $MPIRUN -n "$1" "$EXDIR/balance_probe" --threads "$2")
+  [ "$got" = "$ref" ] || fail "balance_probe $1 process(es) x $2 thread(s): checksum '$got', one thread '$ref'"
+done
+echo "ok: balance_probe checksum $ref on 1x1, 1x2, 2x1, 3x1 and 2x2"
+
+# cornell_box: the tracer alone (rayon) writes PNG, EXR and the error images.
+timeout 300 "$EXDIR/cornell_box" --size 32 --spp 2 --passes 2 --out "$WORK/cb" >"$WORK/cb.out" \
+  || fail "cornell_box: $(cat "$WORK/cb.out")"
+for f in cb.png cb.exr cb_error.png cb_error.exr; do
+  [ -s "$WORK/$f" ] || fail "cornell_box did not write $f"
+done
+echo "ok: cornell_box wrote its four images"
