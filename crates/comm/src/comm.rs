@@ -149,7 +149,9 @@ impl Communicator {
     /// Waits until every rank has called `barrier`.
     ///
     /// # Panics
-    /// With MPI, when called from a thread other than the one that initialised MPI.
+    /// With MPI, when called from a thread other than the one that initialised MPI, or after
+    /// the [`Universe`](crate::Universe) was dropped (MPI finalised): both are mistakes in the
+    /// program, not conditions to handle, so `barrier` returns nothing.
     pub fn barrier(&self) {
         match &self.inner.backend {
             Backend::Local(_) => {}
