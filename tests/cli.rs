@@ -194,6 +194,22 @@ fn bad_input_fails_with_one_clear_message() {
         vec!["render".into(), bad_toml.display().to_string()],
         "bogus",
     ));
+    // The scaling study checks its file before it runs (it takes minutes): a missing directory,
+    // and a file that is not text (it would be replaced rather than edited).
+    let not_text = dir.join("image.md");
+    std::fs::write(&not_text, [0xff, 0xfe, 0x00, 0x89]).unwrap();
+    for (file, want) in [
+        (
+            missing_dir.replace("x.png", "p.md"),
+            "no-such-dir does not exist",
+        ),
+        (not_text.display().to_string(), "cannot read it as text"),
+    ] {
+        cases.push((
+            vec!["bench".into(), "scaling".into(), "--out".into(), file],
+            want,
+        ));
+    }
     if !cfg!(feature = "mpi") {
         cases.push((
             vec!["render".into(), "--engine".into(), "mpi".into()],
@@ -218,6 +234,7 @@ fn bad_input_fails_with_one_clear_message() {
     for file in [out, &jpg, &exr_as_png] {
         assert!(!Path::new(file).exists(), "a failed run wrote {file}");
     }
+    assert_eq!(std::fs::read(&not_text).unwrap(), [0xff, 0xfe, 0x00, 0x89]);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -51,6 +51,8 @@ expect_once() {
   fi
   echo "ok: '$*' said once: $(grep "prism: error" <<<"$msg")"
 }
+# A benchmark of one thread refuses to run as N copies, and says so once.
+expect_once "run it without mpirun" $MPIRUN -n 2 "$BIN" bench trace --mesh crates/tracer/tests/data/cube.obj
 for attempt in 1 2 3; do
   expect_once "--width must be at least 1" $MPIRUN -n 3 "$BIN" render --width 0 --out "$OUT/x.png"
   expect_once "process 2" $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 2
