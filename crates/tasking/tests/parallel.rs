@@ -19,15 +19,18 @@ fn factory(threads: usize) -> ParallelFactory {
         .with_progress(ProgressConfig::quiet())
 }
 
+/// Every task mode, for tests that must hold in each.
+const MODES: [TaskMode; 3] = [
+    TaskMode::Distributed,
+    TaskMode::Duplicated,
+    TaskMode::RootOnly,
+];
+
 #[test]
 fn every_mode_covers_each_index_once_for_one_to_three_threads() {
     for threads in 1..=3 {
         let f = factory(threads);
-        for mode in [
-            TaskMode::Distributed,
-            TaskMode::Duplicated,
-            TaskMode::RootOnly,
-        ] {
+        for mode in MODES {
             // Zero tasks, fewer tasks than workers, and many.
             for n in [0, 1, 2, 5, 1000, 4321] {
                 let hits = counters(n);
@@ -118,11 +121,7 @@ fn a_failing_task_is_reported_with_thread_and_chunk_and_the_next_call_works() {
 fn call_each_failures_name_the_failing_task() {
     for threads in 1..=3 {
         let f = factory(threads);
-        for mode in [
-            TaskMode::Distributed,
-            TaskMode::Duplicated,
-            TaskMode::RootOnly,
-        ] {
+        for mode in MODES {
             let p = f.parallel(mode);
             let opts = CallOptions::new().chunk_size(10);
             let err = p
