@@ -720,7 +720,7 @@ impl<'g> Query<'g> {
             let Some((o, d, rb, shear)) = p.enter(ray, &world, &mut world_shear, &mut own) else {
                 return;
             };
-            traverse::<true>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
+            traverse(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
                 let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
                 for (b, block) in blocks[first..first + count].iter().enumerate() {
@@ -737,7 +737,7 @@ impl<'g> Query<'g> {
             None => {
                 let (instances, meshes) = (self.instances, self.meshes);
                 let root = self.tlas_root;
-                traverse::<true>(
+                traverse(
                     nodes,
                     root,
                     &world,
@@ -790,7 +790,7 @@ impl<'g> Query<'g> {
             let Some((o, d, rb, shear)) = p.enter(ray, &world, &mut world_shear, &mut own) else {
                 return false;
             };
-            traverse::<false>(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
+            traverse(nodes, p.root, rb, tmin, tmax, stack, |leaf, tmax, _| {
                 let (first, count) = leaf_parts(leaf);
                 let shear = shear.get_or_insert_with(|| Shear4::new(Shear::new(o, d)));
                 (first..first + count).any(|b| blocks[b].occludes(shear, tmin, *tmax))
@@ -801,7 +801,7 @@ impl<'g> Query<'g> {
             None => {
                 let (instances, meshes) = (self.instances, self.meshes);
                 let root = self.tlas_root;
-                traverse::<false>(
+                traverse(
                     nodes,
                     root,
                     &world,

@@ -64,6 +64,9 @@ pub struct Node4 {
     pub reserved: [u32; 4],
 }
 
+// Two whole cache lines: the traversal reads both ahead (`simd::prefetch`).
+const _: () = assert!(std::mem::size_of::<Node4>() == 128);
+
 impl Node4 {
     pub(crate) const EMPTY: Node4 = Node4 {
         bounds: [
@@ -195,9 +198,9 @@ impl Stack {
 /// Walks the tree below `root`, calling `leaf(leaf_ref, tmax, stack)` for every leaf whose box
 /// the ray enters before `*tmax`. The callback may shrink `*tmax` (a closer hit) and returns
 /// `true` to stop (an occlusion query found something); then `traverse` returns `true`.
-/// `ORDERED` visits children front to back, which pays off for closest-hit queries.
+/// Children are visited front to back.
 #[inline(always)]
-pub(crate) fn traverse<const ORDERED: bool>(
+pub(crate) fn traverse(
     nodes: &[Node4],
     root: u32,
     ray: &RayBox,
@@ -206,6 +209,15 @@ pub(crate) fn traverse<const ORDERED: bool>(
     stack: &mut Stack,
     mut leaf: impl FnMut(u32, &mut f32, &mut Stack) -> bool,
 ) -> bool {
+    // When a ray enters several children, the nodes among them are fetched into the cache
+    // while the first is worked on: on meshes larger than the caches most node visits are
+    // misses, and this overlaps them (1.1-1.3x on incoherent rays over 1.3M triangles; reading
+    // leaves ahead too gained nothing measurable).
+    let ahead = |c: u32| {
+        if c & LEAF == 0 {
+            simd::prefetch(&nodes[c as usize]);
+        }
+    };
     let base = stack.len;
     let mut cur = root;
     'walk: loop {
@@ -226,35 +238,30 @@ pub(crate) fn traverse<const ORDERED: bool>(
                     cur = node.child[first];
                     continue 'walk;
                 }
-                if ORDERED {
-                    // Insertion sort of up to four (distance, child) pairs, nearest first.
-                    let mut order = [(0.0f32, 0u32); 4];
-                    order[0] = (tn[first], node.child[first]);
-                    let mut n = 1;
-                    while mask != 0 {
-                        let i = mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        let e = (tn[i], node.child[i]);
-                        let mut j = n;
-                        while j > 0 && order[j - 1].0 > e.0 {
-                            order[j] = order[j - 1];
-                            j -= 1;
-                        }
-                        order[j] = e;
-                        n += 1;
+                // Insertion sort of up to four (distance, child) pairs, nearest first. Both
+                // queries go front to back: an occlusion query, too, ends sooner when the near
+                // side is searched first (1.1-1.3x on camera rays against unordered visits).
+                let mut order = [(0.0f32, 0u32); 4];
+                order[0] = (tn[first], node.child[first]);
+                ahead(order[0].1);
+                let mut n = 1;
+                while mask != 0 {
+                    let i = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let e = (tn[i], node.child[i]);
+                    ahead(e.1);
+                    let mut j = n;
+                    while j > 0 && order[j - 1].0 > e.0 {
+                        order[j] = order[j - 1];
+                        j -= 1;
                     }
-                    for &(d, c) in order[1..n].iter().rev() {
-                        stack.push((c, d));
-                    }
-                    cur = order[0].1;
-                } else {
-                    while mask != 0 {
-                        let i = mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        stack.push((node.child[i], tn[i]));
-                    }
-                    cur = node.child[first];
+                    order[j] = e;
+                    n += 1;
                 }
+                for &(d, c) in order[1..n].iter().rev() {
+                    stack.push((c, d));
+                }
+                cur = order[0].1;
                 continue 'walk;
             }
         }
