@@ -100,7 +100,8 @@ pub struct RenderArgs {
     /// Maximum path depth.
     #[arg(long, default_value_t = 8)]
     pub max_depth: u32,
-    /// Use (or create) a scene cache: the built BVH, memory-mapped on the next run.
+    /// Use (or create) a scene cache: the built BVH, memory-mapped on the next run (and
+    /// rebuilt when the scene changed or another prism version wrote it).
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// No progress bar or per-pass lines; errors and the summary line still print.

@@ -334,5 +334,32 @@ fn a_cache_of_an_edited_scene_is_rebuilt_not_used() {
     assert_eq!(render(&dir, "cached", &[s, "--cache", c]), fresh);
     // ... and the cache now holds the edited scene.
     assert_eq!(render(&dir, "cached2", &[s, "--cache", c]), fresh);
+
+    // A cache written by another format version (bytes 8..12) is rebuilt too, with a note.
+    let mut bytes = std::fs::read(&cache).unwrap();
+    let version = u32::from_ne_bytes(bytes[8..12].try_into().unwrap());
+    bytes[8..12].copy_from_slice(&(version - 1).to_ne_bytes());
+    std::fs::write(&cache, &bytes).unwrap();
+    let out = dir.join("old.png");
+    let mut args = vec!["render", s, "--cache", c, "--out", out.to_str().unwrap()];
+    args.extend("--width 24 --height 18 --spp 2 --passes 2 --tile 8 --quiet --seed 5".split(' '));
+    let o = prism(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains("format version") && said.contains("rebuilding it"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), fresh);
+    let rebuilt = std::fs::read(&cache).unwrap();
+    assert_eq!(rebuilt[8..12], version.to_ne_bytes());
+    // So is one from a machine of the other byte order (its mark, bytes 12..16, reversed).
+    let mut swapped = rebuilt.clone();
+    swapped[12..16].reverse();
+    std::fs::write(&cache, &swapped).unwrap();
+    let o = prism(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("other byte order"), "{}", text(&o));
+    assert_eq!(std::fs::read(&cache).unwrap(), rebuilt);
     std::fs::remove_dir_all(dir).unwrap();
 }

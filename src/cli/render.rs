@@ -250,21 +250,49 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
     }
     let cached = match &args.cache {
         Some(cache) if cache.exists() => {
-            let g = prism::tracer::Geometry::load_cache(cache).map_err(|e| e.to_string())?;
+            use prism::tracer::CacheError;
             // The meshes are read anyway (for the materials and camera); the cache saves the
             // build. A cache of other input — a mesh or a placement edited since — is rebuilt,
-            // never used for the wrong scene.
-            let key =
-                prism::tracer::Geometry::input_key(&description.meshes, &description.instances);
-            if g.source_key() == key {
-                Some(g)
-            } else {
-                warn(&format!(
-                    "prism: note: {} was built from other input than {} now holds: rebuilding it",
-                    cache.display(),
-                    path.display()
-                ));
-                None
+            // never used for the wrong scene; so is one this build cannot read because another
+            // version of prism (or a machine of the other byte order) wrote it. A damaged
+            // cache stays an error: it may be a sign of a failing disk, not of an old file.
+            match prism::tracer::Geometry::load_cache(cache) {
+                Ok(g) => {
+                    let key = prism::tracer::Geometry::input_key(
+                        &description.meshes,
+                        &description.instances,
+                    );
+                    if g.source_key() == key {
+                        Some(g)
+                    } else {
+                        warn(&format!(
+                            "prism: note: {} was built from other input than {} now holds: \
+                             rebuilding it",
+                            cache.display(),
+                            path.display()
+                        ));
+                        None
+                    }
+                }
+                Err(CacheError::WrongVersion {
+                    found, expected, ..
+                }) => {
+                    warn(&format!(
+                        "prism: note: {} is in cache format version {found}, this prism reads \
+                         version {expected}: rebuilding it",
+                        cache.display()
+                    ));
+                    None
+                }
+                Err(CacheError::WrongByteOrder { .. }) => {
+                    warn(&format!(
+                        "prism: note: {} was written on a machine of the other byte order: \
+                         rebuilding it",
+                        cache.display()
+                    ));
+                    None
+                }
+                Err(e) => return Err(e.to_string()),
             }
         }
         _ => None,
