@@ -256,43 +256,40 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
             // never used for the wrong scene; so is one this build cannot read because another
             // version of prism (or a machine of the other byte order) wrote it. A damaged
             // cache stays an error: it may be a sign of a failing disk, not of an old file.
-            match prism::tracer::Geometry::load_cache(cache) {
+            let usable = match prism::tracer::Geometry::load_cache(cache) {
                 Ok(g) => {
                     let key = prism::tracer::Geometry::input_key(
                         &description.meshes,
                         &description.instances,
                     );
                     if g.source_key() == key {
-                        Some(g)
+                        Ok(g)
                     } else {
-                        warn(&format!(
-                            "prism: note: {} was built from other input than {} now holds: \
-                             rebuilding it",
-                            cache.display(),
+                        Err(format!(
+                            "was built from other input than {} now holds",
                             path.display()
-                        ));
-                        None
+                        ))
                     }
                 }
                 Err(CacheError::WrongVersion {
                     found, expected, ..
-                }) => {
-                    warn(&format!(
-                        "prism: note: {} is in cache format version {found}, this prism reads \
-                         version {expected}: rebuilding it",
-                        cache.display()
-                    ));
-                    None
-                }
+                }) => Err(format!(
+                    "is in cache format version {found}, this prism reads version {expected}"
+                )),
                 Err(CacheError::WrongByteOrder { .. }) => {
-                    warn(&format!(
-                        "prism: note: {} was written on a machine of the other byte order: \
-                         rebuilding it",
-                        cache.display()
-                    ));
-                    None
+                    Err("was written on a machine of the other byte order".to_string())
                 }
                 Err(e) => return Err(e.to_string()),
+            };
+            match usable {
+                Ok(g) => Some(g),
+                Err(why) => {
+                    warn(&format!(
+                        "prism: note: {} {why}: rebuilding it",
+                        cache.display()
+                    ));
+                    None
+                }
             }
         }
         _ => None,
