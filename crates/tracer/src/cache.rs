@@ -159,26 +159,63 @@ fn header_hash(h: &Header) -> u64 {
 struct Line([u8; 64]);
 
 /// An owned, 64-byte aligned byte buffer: where a freshly built geometry lives.
+///
+/// A large geometry gets a mapping of its own, advised to use transparent huge pages:
+/// incoherent rays over a large mesh visit nodes and triangles all over it, and with 4 KiB
+/// pages most of those visits also miss the TLB (see docs/performance.md, "Huge pages").
 pub(crate) struct AlignedBytes {
-    lines: Vec<Line>,
+    store: Store,
     len: usize,
 }
 
+enum Store {
+    Heap(Vec<Line>),
+    Mapped(memmap2::MmapMut),
+}
+
+/// From this size on, a geometry's bytes get their own mapping, in whole 2 MiB huge pages
+/// (Linux aligns an anonymous mapping of a multiple of that size to it).
+const HUGE_PAGE: usize = 2 << 20;
+
 impl AlignedBytes {
     fn zeroed(len: usize) -> AlignedBytes {
-        AlignedBytes {
-            lines: vec![Line([0; 64]); len.div_ceil(64)],
-            len,
+        let store = if len >= HUGE_PAGE {
+            memmap2::MmapMut::map_anon(len.next_multiple_of(HUGE_PAGE))
+                .ok()
+                .map(|map| {
+                    // Only a hint: where transparent huge pages are off the kernel refuses
+                    // it, and small pages work as well, more slowly.
+                    #[cfg(target_os = "linux")]
+                    let _ = map.advise(memmap2::Advice::HugePage);
+                    Store::Mapped(map)
+                })
+        } else {
+            None
+        };
+        let store = store.unwrap_or_else(|| Store::Heap(vec![Line([0; 64]); len.div_ceil(64)]));
+        AlignedBytes { store, len }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.store {
+            Store::Heap(lines) => &mut bytemuck::cast_slice_mut(lines)[..self.len],
+            Store::Mapped(map) => &mut map[..self.len],
         }
     }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+
+    /// Whether the bytes have a mapping of their own (the huge-page route).
+    #[cfg(test)]
+    fn is_mapped(&self) -> bool {
+        matches!(self.store, Store::Mapped(_))
     }
 }
 
 impl ByteSource for AlignedBytes {
     fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.lines)[..self.len]
+        match &self.store {
+            Store::Heap(lines) => &bytemuck::cast_slice(lines)[..self.len],
+            Store::Mapped(map) => &map[..self.len],
+        }
     }
 }
 
@@ -570,6 +607,12 @@ pub(crate) fn map_file(path: &Path) -> Result<Arc<dyn ByteSource>, CacheError> {
         action: "memory-map",
         source,
     })?;
+    // As for a freshly built geometry (see `AlignedBytes`): only a hint, which the kernel
+    // honours for files whose pages it can cache in huge folios.
+    #[cfg(target_os = "linux")]
+    if map.len() >= HUGE_PAGE {
+        let _ = map.advise(memmap2::Advice::HugePage);
+    }
     Ok(Arc::new(map))
 }
 
@@ -618,5 +661,28 @@ impl Geometry {
             what,
         })?;
         Ok(Geometry::from_parts(g.src, g.layout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_get_their_own_aligned_zeroed_mapping_and_small_ones_the_heap() {
+        for (len, mapped) in [
+            (HUGE_PAGE - 64, false),
+            (HUGE_PAGE, true),
+            (3 * HUGE_PAGE + 5, true),
+        ] {
+            let mut b = AlignedBytes::zeroed(len);
+            assert_eq!(b.is_mapped(), mapped, "{len} bytes");
+            assert_eq!(b.bytes().len(), len);
+            assert_eq!(b.bytes().as_ptr() as usize % SECTION_ALIGN, 0);
+            assert!(b.bytes().iter().all(|&x| x == 0));
+            let last = len - 1;
+            b.bytes_mut()[last] = 7;
+            assert_eq!(b.bytes()[last], 7);
+        }
     }
 }

@@ -199,6 +199,9 @@ fn closest_hits_match_brute_force_on_a_real_mesh() {
     let hits = check_against_brute_force(&[piece], &[identity(0)], &rays(&g, 100_000, 3));
     assert!(hits > 40_000, "only {hits} hits");
     let g = Geometry::build(vec![full.clone()], vec![identity(0)]).unwrap();
+    // Past 2 MiB a built geometry lives in a mapping of its own (huge pages): this checks
+    // that route too.
+    assert!(g.as_bytes().len() > 2 << 20, "{} bytes", g.as_bytes().len());
     let hits = check_against_brute_force(&[full], &[identity(0)], &rays(&g, 500, 4));
     assert!(hits > 250, "only {hits} hits");
 }
