@@ -55,6 +55,8 @@ fn info_describes_a_one_process_run() {
         "prism://node-leaders",
         "ranks: 1",
         "nodes: 1",
+        "huge pages for scenes of 2 MiB or more:\n  built or cached: ",
+        "\n  node-shared:     ",
         "engine auto: threads",
     ] {
         assert!(t.contains(want), "missing {want:?} in:\n{t}");

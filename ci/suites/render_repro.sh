@@ -23,6 +23,17 @@ for e in threads mpi hybrid static own; do
 done
 echo "byte-identical PNG and EXR from serial, threads, mpi, hybrid, static and mpi with render threads"
 
+# `prism info` under mpirun: the root reports the whole job, once.
+info=$(timeout 120 $MPIRUN -n 3 "$BIN" info)
+for want in "mpi: yes" "ranks: 3" "nodes: 1" "ranks per node: 3" "threads per rank: 1" \
+            "huge pages for scenes of 2 MiB or more:" "engine auto: mpi"; do
+  if ! grep -qF -- "$want" <<<"$info"; then echo "FAIL: prism info under mpirun -n 3 lacks '$want':"; echo "$info"; exit 1; fi
+done
+if [ "$(grep -c '^prism ' <<<"$info")" -ne 1 ] || [ "$(grep -c 'built or cached:' <<<"$info")" -ne 1 ]; then
+  echo "FAIL: prism info under mpirun -n 3 reported more than once:"; echo "$info"; exit 1
+fi
+echo "ok: prism info under mpirun -n 3"
+
 # Bad input: one clear message, non-zero status.
 expect_fail() {
   local want=$1; shift
