@@ -271,11 +271,14 @@ pub(crate) fn serialize(p: &Parts) -> AlignedBytes {
     // In pieces on every core: the copy is also where a fresh mapping's pages are first
     // touched, and the kernel's zeroing of them costs as much as the copy itself.
     for (entry, s) in table.iter().zip(&sections) {
-        let start = entry[0] as usize;
-        buf[start..start + s.len()]
-            .par_chunks_mut(COPY_PIECE)
-            .zip(s.par_chunks(COPY_PIECE))
-            .for_each(|(to, from)| to.copy_from_slice(from));
+        let to = &mut buf[entry[0] as usize..][..s.len()];
+        if s.len() <= COPY_PIECE {
+            to.copy_from_slice(s);
+        } else {
+            to.par_chunks_mut(COPY_PIECE)
+                .zip(s.par_chunks(COPY_PIECE))
+                .for_each(|(to, from)| to.copy_from_slice(from));
+        }
     }
     let (lo, hi) = p.bounds;
     let mut h = Header {
