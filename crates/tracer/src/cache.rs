@@ -697,4 +697,53 @@ mod tests {
             assert_eq!(b.bytes()[last], 7);
         }
     }
+
+    /// The huge pages themselves, where the kernel offers them for the asking: the mapping's
+    /// `AnonHugePages` in /proc/self/smaps, unless the kernel reports that it fell back to
+    /// small pages (no free 2 MiB of physical memory).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_large_buffer_is_backed_by_huge_pages_where_the_kernel_offers_them() {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let mode = read("/sys/kernel/mm/transparent_hugepage/enabled");
+        if !(mode.contains("[madvise]") || mode.contains("[always]")) {
+            eprintln!("transparent huge pages are off here ({mode:?}): nothing to check");
+            return;
+        }
+        let fallbacks = || {
+            read("/proc/vmstat")
+                .lines()
+                .find_map(|l| l.strip_prefix("thp_fault_fallback "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = fallbacks();
+        let mut b = AlignedBytes::zeroed(4 * HUGE_PAGE);
+        b.bytes_mut().fill(1);
+        let at = b.bytes().as_ptr() as usize;
+        // The smaps entry of the mapping holding `at`: its header line is "start-end perms …".
+        let smaps = read("/proc/self/smaps");
+        let mut inside = false;
+        let mut huge_kib = None;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&at);
+                        continue;
+                    }
+                }
+            }
+            if let (true, Some(v)) = (inside, line.strip_prefix("AnonHugePages:")) {
+                huge_kib = v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
+            }
+        }
+        let huge_kib = huge_kib.expect("the buffer's mapping is in /proc/self/smaps");
+        assert!(
+            huge_kib >= 2048 || fallbacks() > before,
+            "{huge_kib} KiB of huge pages, and the kernel reported no fallback"
+        );
+    }
 }
