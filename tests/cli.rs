@@ -365,3 +365,40 @@ fn a_cache_of_an_edited_scene_is_rebuilt_not_used() {
     assert_eq!(std::fs::read(&cache).unwrap(), rebuilt);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pages() {
+    let dir = temp_dir("stats");
+    let json = dir.join("run.json");
+    let bunny = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/tracer/data/bunny.ply");
+    let o = prism(&[
+        "render",
+        bunny,
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--spp",
+        "1",
+        "--passes",
+        "1",
+        "--quiet",
+        "--out",
+        dir.join("b.png").to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // 75k triangles: past the 2 MiB from which a geometry gets a mapping of its own.
+    let bytes = stats["geometry_bytes"].as_u64().unwrap();
+    assert!(bytes > 2 << 20, "{stats}");
+    let huge = &stats["geometry_huge_page_bytes"];
+    if cfg!(target_os = "linux") {
+        assert!(huge.as_u64().is_some_and(|h| h <= bytes), "{stats}");
+    } else {
+        assert!(huge.is_null(), "{stats}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -34,6 +34,16 @@ if [ "$(grep -c '^prism ' <<<"$info")" -ne 1 ] || [ "$(grep -c 'built or cached:
 fi
 echo "ok: prism info under mpirun -n 3"
 
+# A scene shared by two ranks through node-shared memory: the run's statistics say how large its
+# geometry is and how much of it the root holds in huge pages (0 where /dev/shm gives none).
+run $MPIRUN -n 2 "$BIN" render crates/tracer/data/bunny.ply --engine mpi --width 16 --height 16 \
+  --spp 1 --passes 1 --quiet --out "$OUT/bunny.png" --stats-json "$OUT/bunny.json"
+if ! grep -Eq '"geometry_bytes": [1-9][0-9]{6},' "$OUT/bunny.json" ||
+   ! grep -Eq '"geometry_huge_page_bytes": [0-9]+' "$OUT/bunny.json"; then
+  echo "FAIL: no geometry size or huge-page count in the statistics:"; cat "$OUT/bunny.json"; exit 1
+fi
+echo "ok: $(grep -E '"geometry' "$OUT/bunny.json" | tr -d '\n ')"
+
 # Bad input: one clear message, non-zero status.
 expect_fail() {
   local want=$1; shift

@@ -159,14 +159,20 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     block.push_str("\nGoals, as ratios from the same run:\n\n");
     block.push_str(&goals(&rows, &uneven));
     if let Some(m) = &memory {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let huge = |h: Option<u64>| h.map_or("?".to_string(), |h| format!("{:.1}", mib(h)));
         block.push_str(&format!(
             "\nMemory with a {}-triangle mesh (summed PSS from /proc/<pid>/smaps_rollup over the \
              ranks, read after the scene was built): 1 rank {:.1} MiB, 4 ranks {:.1} MiB, \
-             ratio {:.2} (goal ≤ 1.3).\n",
+             ratio {:.2} (goal ≤ 1.3). The scene's geometry takes {:.1} MiB, of which the root \
+             held {} MiB in huge pages with 1 rank and {} MiB with 4 (node-shared).\n",
             args.memory_triangles,
-            m.0 as f64 / 1048576.0,
-            m.1 as f64 / 1048576.0,
-            m.1 as f64 / m.0 as f64
+            mib(m.pss[0]),
+            mib(m.pss[1]),
+            m.pss[1] as f64 / m.pss[0] as f64,
+            mib(m.geometry_bytes),
+            huge(m.huge_page_bytes[0]),
+            huge(m.huge_page_bytes[1]),
         ));
     }
     scaling::replace_block(&args.out, BEGIN, END, &block)
@@ -360,18 +366,30 @@ fn render_args(scene: &str, width: u32, height: u32, spp: u32, passes: usize) ->
 
 const UNEVEN_SCENE: &str = include_str!("uneven.toml");
 
-/// Summed PSS of 1 rank and of 4 ranks rendering a mesh of `triangles` triangles.
+/// Summed PSS of 1 rank and of 4 ranks rendering a mesh of `triangles` triangles, and the
+/// geometry they shared.
+struct MemoryPerNode {
+    pss: [u64; 2],
+    geometry_bytes: u64,
+    /// Of the geometry, the bytes the root held in huge pages, with 1 rank and with 4.
+    huge_page_bytes: [Option<u64>; 2],
+}
+
 fn memory_per_node(
     exe: &Path,
     work: &Path,
     triangles: usize,
     log: &mut dyn FnMut(&str),
-) -> Result<(u64, u64), CliError> {
+) -> Result<MemoryPerNode, CliError> {
     let mesh = work.join("memory-mesh.ply");
     write_procedural_ply(&mesh, triangles)?;
     let args = render_args(&mesh.display().to_string(), 32, 32, 1, 1);
-    let mut pss = Vec::new();
-    for p in [1usize, 4] {
+    let mut m = MemoryPerNode {
+        pss: [0; 2],
+        geometry_bytes: 0,
+        huge_page_bytes: [None; 2],
+    };
+    for (i, p) in [1usize, 4].into_iter().enumerate() {
         let cfg = scaling::Config {
             engine: "mpi",
             processes: p,
@@ -387,9 +405,11 @@ fn memory_per_node(
             "memory: {p} rank(s), summed PSS {:.1} MiB",
             s.pss_bytes_total as f64 / 1048576.0
         ));
-        pss.push(s.pss_bytes_total);
+        m.pss[i] = s.pss_bytes_total;
+        m.geometry_bytes = s.geometry_bytes;
+        m.huge_page_bytes[i] = s.geometry_huge_page_bytes;
     }
-    Ok((pss[0], pss[1]))
+    Ok(m)
 }
 
 /// A binary little-endian PLY of a bumpy sphere with about `triangles` triangles.

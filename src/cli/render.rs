@@ -421,6 +421,8 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
                 rays: report.rays,
                 rays_per_second: report.rays as f64 / secs,
                 pss_bytes_total: pss_total,
+                geometry_bytes: scene.geometry.as_bytes().len() as u64,
+                geometry_huge_page_bytes: scene.geometry.huge_page_bytes(),
                 ranks: report.rank_totals(),
             };
             let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;

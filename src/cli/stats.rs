@@ -22,6 +22,12 @@ pub struct RunStats {
     pub ranks: Vec<prism::engines::ProcessStats>,
     /// Proportional set size summed over every rank, read after the scene was built.
     pub pss_bytes_total: u64,
+    /// Bytes of the scene's geometry (BVH and triangles).
+    #[serde(default)]
+    pub geometry_bytes: u64,
+    /// How many of them the root holds in huge pages (`None`: cannot be read here).
+    #[serde(default)]
+    pub geometry_huge_page_bytes: Option<u64>,
 }
 
 impl RunStats {

@@ -166,6 +166,10 @@ pub struct TraceReport {
     /// Wall time of [`Geometry::build`] on rayon's thread pool.
     pub build_seconds: f64,
     pub build_threads: usize,
+    /// Bytes of the built geometry (BVH, triangles, header).
+    pub geometry_bytes: usize,
+    /// How many of them are in huge pages ([`Geometry::huge_page_bytes`]).
+    pub huge_page_bytes: Option<u64>,
     pub rays: usize,
     pub primary: RayThroughput,
     pub diffuse: RayThroughput,
@@ -177,6 +181,16 @@ impl fmt::Display for TraceReport {
             f,
             "{} triangles; BVH build {:.3} s on {} threads",
             self.triangles, self.build_seconds, self.build_threads
+        )?;
+        let mib = |b: f64| b / f64::from(1 << 20);
+        let huge = match self.huge_page_bytes {
+            Some(h) => format!("{:.1} MiB of it in huge pages", mib(h as f64)),
+            None => "huge pages unknown here".to_string(),
+        };
+        writeln!(
+            f,
+            "geometry {:.1} MiB in memory, {huge}",
+            mib(self.geometry_bytes as f64)
         )?;
         writeln!(
             f,
@@ -215,6 +229,8 @@ pub fn trace_benchmark(mesh: &Mesh, rays: usize, seed: u64) -> TraceReport {
         triangles: mesh.triangle_count(),
         build_seconds,
         build_threads: rayon::current_num_threads(),
+        geometry_bytes: geometry.as_bytes().len(),
+        huge_page_bytes: geometry.huge_page_bytes(),
         rays,
         primary: measure(&geometry, &primary),
         diffuse: measure(&geometry, &diffuse),
@@ -304,5 +320,12 @@ mod tests {
         assert!(r.primary.hit_fraction > 0.2, "{r}");
         assert_eq!(r.diffuse.hit_fraction, 0.0, "{r}");
         assert!(r.to_string().contains("primary"));
+        assert!(r.geometry_bytes > 1280 * 36, "{r}");
+        assert_eq!(
+            r.huge_page_bytes.is_some(),
+            cfg!(target_os = "linux"),
+            "{r}"
+        );
+        assert!(r.to_string().contains(" MiB in memory, "), "{r}");
     }
 }

@@ -628,11 +628,54 @@ pub(crate) fn map_file(path: &Path) -> Result<Arc<dyn ByteSource>, CacheError> {
     Ok(Arc::new(map))
 }
 
+/// How many bytes of the mappings that hold `bytes` are in huge pages (anonymous, shared
+/// memory or file pages mapped 2 MiB at a time), from /proc/self/smaps; at most
+/// `bytes.len()`. `None` where that file cannot be read (not Linux).
+pub(crate) fn huge_page_bytes(bytes: &[u8]) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let (lo, hi) = (
+        bytes.as_ptr() as usize,
+        bytes.as_ptr() as usize + bytes.len(),
+    );
+    let mut inside = false;
+    let mut kib = 0u64;
+    for line in smaps.lines() {
+        // A mapping's entry starts with "start-end perms offset …"; its fields follow.
+        let range = line.split_once(' ').and_then(|(r, _)| r.split_once('-'));
+        if let Some((Ok(start), Ok(end))) =
+            range.map(|(a, b)| (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)))
+        {
+            inside = start < hi && lo < end;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        for field in ["AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:"] {
+            if let Some(v) = line.strip_prefix(field) {
+                kib += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Some((kib * 1024).min(bytes.len() as u64))
+}
+
 impl Geometry {
     /// The whole geometry as bytes: what [`Geometry::write_cache`] writes and
     /// [`Geometry::from_bytes`] reads. Copy these into a shared buffer to share a scene.
     pub fn as_bytes(&self) -> &[u8] {
         self.src.bytes()
+    }
+
+    /// How much of the geometry's memory is in huge pages (see docs/running-on-clusters.md,
+    /// "Huge pages", for when the kernel grants them); `None` where that cannot be read.
+    pub fn huge_page_bytes(&self) -> Option<u64> {
+        huge_page_bytes(self.as_bytes())
     }
 
     /// A copy of [`Geometry::as_bytes`].
@@ -720,30 +763,10 @@ mod tests {
         let before = fallbacks();
         let mut b = AlignedBytes::zeroed(4 * HUGE_PAGE);
         b.bytes_mut().fill(1);
-        let at = b.bytes().as_ptr() as usize;
-        // The smaps entry of the mapping holding `at`: its header line is "start-end perms …".
-        let smaps = read("/proc/self/smaps");
-        let mut inside = false;
-        let mut huge_kib = None;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ') {
-                if let Some((lo, hi)) = range.split_once('-') {
-                    if let (Ok(lo), Ok(hi)) =
-                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                    {
-                        inside = (lo..hi).contains(&at);
-                        continue;
-                    }
-                }
-            }
-            if let (true, Some(v)) = (inside, line.strip_prefix("AnonHugePages:")) {
-                huge_kib = v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
-            }
-        }
-        let huge_kib = huge_kib.expect("the buffer's mapping is in /proc/self/smaps");
+        let huge = huge_page_bytes(b.bytes()).expect("/proc/self/smaps is readable");
         assert!(
-            huge_kib >= 2048 || fallbacks() > before,
-            "{huge_kib} KiB of huge pages, and the kernel reported no fallback"
+            huge >= HUGE_PAGE as u64 || fallbacks() > before,
+            "{huge} bytes in huge pages, and the kernel reported no fallback"
         );
     }
 }
