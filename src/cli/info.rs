@@ -21,8 +21,8 @@ fn report(universe: &Universe) -> Result<(), CliError> {
         let holders = members.iter().filter(|m| m.is_some()).count();
         sets.push((name, size, holders));
     }
-    let hosts = world.gather(0, &universe.processor_name())?;
-    let huge = world.gather(0, &(universe.processor_name(), huge_pages()))?;
+    // Each rank's host and what huge pages its node gives, one gather for both.
+    let nodes = world.gather(0, &(universe.processor_name(), huge_pages()))?;
     if world.is_root() {
         let mut text = format!("prism {}\n", env!("CARGO_PKG_VERSION"));
         let mpi = if universe.is_mpi() {
@@ -40,15 +40,13 @@ fn report(universe: &Universe) -> Result<(), CliError> {
             "ranks: {}\nnodes: {}\nranks per node: {}\nthreads per rank: {}\n",
             layout.world_size, layout.nodes, layout.ranks_per_node, layout.threads_per_rank
         ));
-        if let Some(mut hosts) = hosts {
-            hosts.sort();
+        if let Some(mut nodes) = nodes {
+            nodes.sort();
+            nodes.dedup();
+            let mut hosts: Vec<&str> = nodes.iter().map(|(host, _)| host.as_str()).collect();
             hosts.dedup();
             text.push_str(&format!("hosts: {}\n", hosts.join(", ")));
-        }
-        if let Some(mut huge) = huge {
-            huge.sort();
-            huge.dedup();
-            let mut kinds: Vec<&String> = huge.iter().map(|(_, h)| h).collect();
+            let mut kinds: Vec<&String> = nodes.iter().map(|(_, h)| h).collect();
             kinds.sort();
             kinds.dedup();
             if kinds.len() == 1 {
@@ -57,7 +55,7 @@ fn report(universe: &Universe) -> Result<(), CliError> {
                     kinds[0]
                 ));
             } else {
-                for (host, h) in &huge {
+                for (host, h) in &nodes {
                     text.push_str(&format!("huge pages on {host}:\n{h}"));
                 }
             }
