@@ -371,24 +371,12 @@ fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pa
     let dir = temp_dir("stats");
     let json = dir.join("run.json");
     let bunny = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/tracer/data/bunny.ply");
-    let o = prism(&[
-        "render",
-        bunny,
-        "--width",
-        "16",
-        "--height",
-        "16",
-        "--spp",
-        "1",
-        "--passes",
-        "1",
-        "--quiet",
-        "--out",
-        dir.join("b.png").to_str().unwrap(),
-        "--stats-json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    // The shared helper's small render, of the bunny, with the statistics written out.
+    render(
+        &dir,
+        "bunny",
+        &[bunny, "--stats-json", json.to_str().unwrap()],
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // 75k triangles: past the 2 MiB from which a geometry gets a mapping of its own.
