@@ -1,13 +1,15 @@
 //! Multi-process test of the observe loop: the built-in Cornell box rendered with the MPI and
 //! Hybrid engines (dynamic and static schedules), with the scene shared once per node, must
-//! give a film bit-identical to a serial render done on the root alone.
+//! give a film bit-identical to a serial render done on the root alone — also when the render
+//! stops after its first pass and another engine resumes it from the root's film.
 //!
 //! Run: `mpirun -n 3 target/debug/examples/mpitest_observe` (any rank count; one process
 //! without MPI). Exits non-zero on a mismatch.
 
 use prism::engines::{AnyEngine, HybridEngine, MpiEngine, Schedule, SerialEngine};
-use prism::observe::{observe, Hooks, ObserveSettings};
+use prism::observe::{observe, observe_from, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::{cornell::cornell_box, integrator::RenderSettings, AdaptiveSampler, Film};
+use prism::tracer::{TileResult, TileTask};
 use std::process::ExitCode;
 
 fn settings() -> ObserveSettings {
@@ -67,6 +69,54 @@ fn render(
         ));
     }
     Ok(film)
+}
+
+/// The first pass on `first`; the rest, from the root's film, on `then`.
+fn resumed(
+    first: &AnyEngine,
+    then: &AnyEngine,
+    world: &prism::comm::Communicator,
+    scene: &prism::tracer::Scene,
+    reference: Option<&Film>,
+) -> Result<(), String> {
+    let mut after = |_: &Film, _: &PassReport| Ok::<(), String>(());
+    let mut before = |_: usize, _: &[TileTask]| {};
+    let mut each = |_: &TileResult| {};
+    macro_rules! hooks {
+        () => {
+            Hooks {
+                after_pass: &mut after,
+                before_pass: &mut before,
+                on_result: &mut each,
+                fail_on_rank: None,
+            }
+        };
+    }
+    let one = ObserveSettings {
+        max_passes: 1,
+        ..settings()
+    };
+    let (film, _) = observe(first, world, scene, &one, hooks!())?;
+    // Only the root holds the film; the others start "fresh" and learn the pass from it.
+    let start = match film {
+        Some(film) => Start::Resume { film, passes: 1 },
+        None => Start::Fresh,
+    };
+    let (film, report) = observe_from(then, world, scene, &settings(), start, hooks!())?;
+    let indices: Vec<usize> = report.passes.iter().map(|p| p.pass).collect();
+    if indices != [1, 2] {
+        return Err(format!(
+            "rank {}: the resumed run rendered passes {indices:?}, not [1, 2]",
+            world.rank()
+        ));
+    }
+    match (film, reference) {
+        (Some(f), Some(r)) if !f.bit_identical(r) => {
+            Err("the film differs from the serial reference".to_string())
+        }
+        (None, _) if world.is_root() => Err("the root got no film".to_string()),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -132,6 +182,15 @@ fn main() -> ExitCode {
             Ok(None) => failures.push(format!("{name}: the root got no film")),
             Err(e) => failures.push(format!("{name}: {e}")),
         }
+    }
+    if let Err(e) = resumed(
+        &engines[0].1,
+        &engines[2].1,
+        &world,
+        &scene,
+        reference.as_ref(),
+    ) {
+        failures.push(format!("resumed: {e}"));
     }
     if failures.is_empty() {
         println!("rank {rank}/{}: observe ok", world.size());

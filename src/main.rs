@@ -104,6 +104,12 @@ pub struct RenderArgs {
     /// rebuilt when the scene changed or another prism version wrote it).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Keep the render's state in this file after every pass, and resume from it when it
+    /// exists: a render stopped by a job's time limit goes on where its last pass ended, with
+    /// the same image as a run never stopped. Refused if the file belongs to another render
+    /// (other scene, size, --spp, --seed, sampler or depth); --passes may grow between runs.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     /// No progress bar or per-pass lines; errors and the summary line still print.
     #[arg(long)]
     pub quiet: bool,

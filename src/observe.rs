@@ -85,6 +85,18 @@ impl ObserveReport {
     }
 }
 
+/// Where a render starts.
+#[derive(Clone, Debug, Default)]
+pub enum Start {
+    /// An empty film, pass 0.
+    #[default]
+    Fresh,
+    /// A film that already holds `passes` passes of this render (a checkpoint's): the render
+    /// goes on with pass `passes`, as if it had never stopped. Given on the root; the other
+    /// ranks pass [`Start::Fresh`] and learn the pass from the root.
+    Resume { film: Film, passes: usize },
+}
+
 /// Renders `scene` pass after pass on `engine`. Collective: every rank of `comm` calls it with
 /// the same settings. Returns the film on the root and `None` elsewhere.
 pub fn observe<E: Engine>(
@@ -94,6 +106,21 @@ pub fn observe<E: Engine>(
     settings: &ObserveSettings,
     hooks: Hooks<'_>,
 ) -> Result<(Option<Film>, ObserveReport), String> {
+    observe_from(engine, comm, scene, settings, Start::Fresh, hooks)
+}
+
+/// [`observe`] from `start`: a resumed render ends with the same film, bit for bit, as one
+/// that ran all its passes at once, since a pass's samples depend only on (seed, pixel, pass,
+/// sample) and the adaptive choice only on the film. Passes already in the film count towards
+/// `max_passes`; with none left, the film is returned as it is.
+pub fn observe_from<E: Engine>(
+    engine: &E,
+    comm: &Communicator,
+    scene: &Scene,
+    settings: &ObserveSettings,
+    start: Start,
+    hooks: Hooks<'_>,
+) -> Result<(Option<Film>, ObserveReport), String> {
     let Hooks {
         after_pass,
         before_pass,
@@ -101,15 +128,37 @@ pub fn observe<E: Engine>(
         fail_on_rank,
     } = hooks;
     settings.sampler.validate().map_err(|e| e.to_string())?;
-    let mut film = if comm.is_root() {
-        Some(Film::new(settings.width, settings.height).map_err(|e| e.to_string())?)
+    // The root's film and first pass; a film of the wrong size is an error on every rank.
+    let (mut film, first) = if comm.is_root() {
+        let (film, first) = match start {
+            Start::Fresh => (Film::new(settings.width, settings.height), 0),
+            Start::Resume { film, passes } => (Ok(film), passes),
+        };
+        let film = film.map_err(|e| e.to_string()).and_then(|f| {
+            if (f.width(), f.height()) == (settings.width, settings.height) {
+                Ok(f)
+            } else {
+                Err(format!(
+                    "the film to resume is {}x{} pixels, the render {}x{}",
+                    f.width(),
+                    f.height(),
+                    settings.width,
+                    settings.height
+                ))
+            }
+        });
+        let first = comm
+            .broadcast(0, Some(film.as_ref().map(|_| first).map_err(Clone::clone)))
+            .map_err(|e| e.to_string())??;
+        (Some(film?), first)
     } else {
-        None
+        let first: Result<usize, String> = comm.broadcast(0, None).map_err(|e| e.to_string())?;
+        (None, first?)
     };
     let mut report = ObserveReport::default();
     let start = Instant::now();
     let rank = comm.rank();
-    for pass in 0..settings.max_passes {
+    for pass in first..settings.max_passes {
         let selection: Option<PixelSelection> = if pass == 0 {
             None
         } else {

@@ -390,3 +390,171 @@ fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pa
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A render stopped after some passes and resumed from its checkpoint — with more passes
+/// asked for, by another engine — ends with the same files as one that ran all its passes.
+#[test]
+fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
+    let dir = temp_dir("checkpoint");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "render", "--width", "40", "--height", "30", "--spp", "3", "--seed", "9",
+        ];
+        args.extend_from_slice(extra);
+        prism(&args)
+    };
+    let (full, full_exr) = (path("full.png"), path("full.exr"));
+    let o = run(&[
+        "--passes", "4", "--tile", "8", "--quiet", "--out", &full, "--exr", &full_exr,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let (ckpt, part, part_exr) = (path("run.ckpt"), path("part.png"), path("part.exr"));
+    let first = [
+        "--passes",
+        "2",
+        "--tile",
+        "8",
+        "--engine",
+        "serial",
+        "--out",
+        &part,
+        "--exr",
+        &part_exr,
+        "--checkpoint",
+        &ckpt,
+    ];
+    let o = run(&first);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("resuming"), "{}", text(&o));
+    assert_ne!(
+        std::fs::read(&part_exr).unwrap(),
+        std::fs::read(&full_exr).unwrap()
+    );
+    // The tile size is not the render's: it may change too.
+    let o = run(&[
+        "--passes",
+        "4",
+        "--engine",
+        "threads",
+        "--threads",
+        "2",
+        "--tile",
+        "16",
+        "--out",
+        &part,
+        "--exr",
+        &part_exr,
+        "--checkpoint",
+        &ckpt,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains("resuming from") && said.contains("2 pass(es) done, going on with pass 3"),
+        "{said}"
+    );
+    assert!(
+        said.contains("in 2 passes (resumed after pass 2, from"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(&part_exr).unwrap(),
+        std::fs::read(&full_exr).unwrap()
+    );
+    assert_eq!(std::fs::read(&part).unwrap(), std::fs::read(&full).unwrap());
+
+    // A checkpoint that holds every pass asked for renders nothing, and writes its image again.
+    std::fs::remove_file(&part).unwrap();
+    let o = run(&["--passes", "3", "--out", &part, "--checkpoint", &ckpt]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in 0 passes"), "{}", text(&o));
+    assert_eq!(std::fs::read(&part).unwrap(), std::fs::read(&full).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A checkpoint of another render, or a damaged one, is refused with the reason and left as
+/// it was: hours of passes must not be overwritten by a typo.
+#[test]
+fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
+    let dir = temp_dir("checkpoint-refused");
+    let ckpt = dir.join("run.ckpt");
+    let out = dir.join("x.png");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "--width",
+            "16",
+            "--height",
+            "12",
+            "--passes",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        prism(&args)
+    };
+    assert!(run(&["--spp", "2"]).status.success());
+    let kept = std::fs::read(&ckpt).unwrap();
+    for (extra, want) in [
+        (&["--spp", "3"][..], "--spp 2 there, 3 here"),
+        (&["--spp", "2", "--seed", "1"][..], "--seed 0 there, 1 here"),
+        (
+            &["--spp", "2", "--max-depth", "3"][..],
+            "--max-depth 8 there, 3 here",
+        ),
+        (
+            &["--spp", "2", "--fraction", "0.5", "--ratio", "4"][..],
+            "--fraction 0.2 there, 0.5 here; --ratio 10 there, 4 here",
+        ),
+    ] {
+        let o = run(extra);
+        assert!(!o.status.success(), "{extra:?} resumed another render");
+        let said = text(&o);
+        assert!(
+            said.contains("belongs to another render") && said.contains(want),
+            "{extra:?}: {said}"
+        );
+        assert_eq!(said.matches("error").count(), 1, "{said}");
+        assert_eq!(std::fs::read(&ckpt).unwrap(), kept);
+    }
+    // Another scene: the same size and settings, a mesh instead of the Cornell box.
+    let cube = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/tracer/tests/data/cube.obj"
+    );
+    let o = run(&[cube, "--spp", "2"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("differs in the scene"), "{}", text(&o));
+    assert_eq!(std::fs::read(&ckpt).unwrap(), kept);
+
+    // A damaged checkpoint: one flipped bit in its film.
+    let mut damaged = kept.clone();
+    let at = damaged.len() - 30;
+    damaged[at] ^= 1;
+    std::fs::write(&ckpt, &damaged).unwrap();
+    let o = run(&["--spp", "2"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("checksum mismatch"), "{}", text(&o));
+    assert_eq!(std::fs::read(&ckpt).unwrap(), damaged);
+    // Not a file to write over: the checkpoint and the image named alike.
+    let o = prism(&[
+        "render",
+        "--out",
+        out.to_str().unwrap(),
+        "--checkpoint",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--checkpoint and --out name the same file"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

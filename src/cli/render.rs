@@ -10,10 +10,10 @@ use prism::engines::{
     AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule, SerialEngine,
     SingleThread,
 };
-use prism::observe::{observe, Hooks, ObserveSettings, PassReport};
+use prism::observe::{observe_from, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
-use prism::tracer::{AdaptiveSampler, Film, Scene, TileResult, TileTask};
+use prism::tracer::{AdaptiveSampler, Checkpoint, Film, Scene, TileResult, TileTask};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
@@ -106,6 +106,7 @@ fn output_files(args: &RenderArgs) -> impl Iterator<Item = (&'static str, &Path)
         ("--error-image", args.error_image.as_ref()),
         ("--stats-json", args.stats_json.as_ref()),
         ("--cache", args.cache.as_ref()),
+        ("--checkpoint", args.checkpoint.as_ref()),
     ]
     .into_iter()
     .filter_map(|(option, path)| Some((option, path?.as_path())))
@@ -325,6 +326,23 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
     // The root reads the scene; a failure reaches every rank alike.
     let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Shared)?;
 
+    // The root reads the checkpoint; a checkpoint that cannot be used stops every rank alike.
+    let from = if world.is_root() {
+        start_from_checkpoint(args, &scene)
+    } else {
+        Ok(Start::Fresh)
+    };
+    let refused: Option<String> =
+        world.broadcast(0, world.is_root().then(|| from.as_ref().err().cloned()))?;
+    if let Some(e) = refused {
+        return Err(CliError::Shared(e));
+    }
+    let from = from.map_err(CliError::Shared)?;
+    let passes_resumed = match &from {
+        Start::Resume { passes, .. } => *passes,
+        Start::Fresh => 0,
+    };
+
     // Memory after the scene is in place: every rank reads its own PSS at the same moment.
     world.barrier();
     let pss_total: u64 = world
@@ -371,8 +389,13 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
             b.set_message(format!("{:.2} Mrays/s", rays_so_far as f64 / secs / 1e6));
         }
     };
+    let keep_settings = checkpoint_settings(args, &scene);
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         write_outputs(args, film)?;
+        if let Some(path) = &args.checkpoint {
+            Checkpoint::write_film(path, pass.pass as u32 + 1, &keep_settings, film)
+                .map_err(|e| e.to_string())?;
+        }
         if bar.is_none() && !args.quiet {
             warn(&format!(
                 "pass {}: {} tiles, {} pixels, {} rays in {:.2} s ({:.2} Mrays/s)",
@@ -386,11 +409,12 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
         }
         Ok(())
     };
-    let (film, report) = observe(
+    let (film, report) = observe_from(
         &engine,
         &world,
         &scene,
         &settings,
+        from,
         Hooks {
             after_pass: &mut after_pass,
             before_pass: &mut before_pass,
@@ -405,6 +429,11 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
         b.finish_and_clear();
     }
     if let Some(film) = film {
+        // A checkpoint that already held every pass (or a converged film): its image, written
+        // again in case the files are gone or named anew.
+        if report.passes.is_empty() {
+            write_outputs(args, &film).map_err(msg)?;
+        }
         let secs = report.wall.as_secs_f64().max(1e-9);
         // The files first: a closed standard output must not cost them.
         if let Some(path) = &args.stats_json {
@@ -416,6 +445,7 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
                 width: args.width,
                 height: args.height,
                 passes: report.passes.len(),
+                passes_resumed,
                 wall_seconds: secs,
                 comm_seconds: report.comm.as_secs_f64(),
                 rays: report.rays,
@@ -429,8 +459,14 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
             std::fs::write(path, text)
                 .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
         }
+        let resumed = match (&args.checkpoint, passes_resumed) {
+            (Some(path), n) if n > 0 => {
+                format!(" (resumed after pass {n}, from {})", path.display())
+            }
+            _ => String::new(),
+        };
         say(&format!(
-            "rendered {}x{} in {} passes: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
+            "rendered {}x{} in {} passes{resumed}: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
             film.width(),
             film.height(),
             report.passes.len(),
@@ -444,6 +480,86 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
         ))?;
     }
     Ok(())
+}
+
+/// Everything besides the film that decides the image's bits, named as the user gives it; a
+/// checkpoint of other settings is another render's. The tile size, the engine and the
+/// number of processes and threads are not among them (the image does not depend on them),
+/// nor is `--passes`, which may grow between runs.
+fn checkpoint_settings(args: &RenderArgs, scene: &Scene) -> Vec<(String, String)> {
+    let sampler = sampler(args);
+    [
+        ("prism", env!("CARGO_PKG_VERSION").to_string()),
+        ("scene", format!("{:016x}", scene.content_key())),
+        ("--width", args.width.to_string()),
+        ("--height", args.height.to_string()),
+        ("--spp", args.spp.to_string()),
+        ("--seed", args.seed.to_string()),
+        ("--fraction", sampler.fraction.to_string()),
+        ("--ratio", sampler.ratio.to_string()),
+        ("--min-samples", sampler.min_samples.to_string()),
+        ("--cutoff", sampler.cutoff.to_string()),
+        ("--max-depth", args.max_depth.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
+/// Where the render starts: afresh, or from `--checkpoint`'s film when that file exists and
+/// belongs to this render. On the root.
+fn start_from_checkpoint(args: &RenderArgs, scene: &Scene) -> Result<Start, String> {
+    let Some(path) = &args.checkpoint else {
+        return Ok(Start::Fresh);
+    };
+    if !path.exists() {
+        return Ok(Start::Fresh);
+    }
+    let checkpoint = Checkpoint::read(path).map_err(|e| format!("--checkpoint {e}"))?;
+    let differences = checkpoint.differences(&checkpoint_settings(args, scene));
+    if !differences.is_empty() {
+        let what: Vec<String> = differences
+            .iter()
+            .map(|(name, there, here)| match name.as_str() {
+                "scene" => "the scene (its geometry, materials, camera or background)".to_string(),
+                "prism" => format!(
+                    "prism {} wrote it, this is prism {}",
+                    there.as_deref().unwrap_or("?"),
+                    here.as_deref().unwrap_or("?")
+                ),
+                _ => format!(
+                    "{name} {} there, {} here",
+                    there.as_deref().unwrap_or("unset"),
+                    here.as_deref().unwrap_or("unset")
+                ),
+            })
+            .collect();
+        return Err(format!(
+            "--checkpoint {} belongs to another render; it differs in {}. Run with the same \
+             settings to resume it, or remove it (or name another file) to start afresh",
+            path.display(),
+            what.join("; ")
+        ));
+    }
+    let passes = checkpoint.passes as usize;
+    if !args.quiet {
+        let plan = if passes >= args.passes {
+            format!(
+                "as many as --passes {} asks: writing its image",
+                args.passes
+            )
+        } else {
+            format!("going on with pass {}", passes + 1)
+        };
+        warn(&format!(
+            "prism: resuming from {}: {passes} pass(es) done, {plan}",
+            path.display()
+        ));
+    }
+    Ok(Start::Resume {
+        film: checkpoint.film,
+        passes,
+    })
 }
 
 fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {

@@ -10,7 +10,11 @@ pub struct RunStats {
     pub threads: usize,
     pub width: u32,
     pub height: u32,
+    /// Passes this run rendered.
     pub passes: usize,
+    /// Passes a `--checkpoint` already held when this run began (0: a fresh render).
+    #[serde(default)]
+    pub passes_resumed: usize,
     /// Wall time of the render loop on the root (scene setup excluded).
     pub wall_seconds: f64,
     /// Time the root's engine spent in communication (sends, receives, waits).

@@ -24,7 +24,6 @@ use crate::triangle::Tri4;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 use std::fs::File;
-use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -575,31 +574,14 @@ fn check_tree(
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that a reader never sees a half-written cache.
+/// Writes `bytes` to `path` whole or not at all (see [`crate::replace`]), so that a reader
+/// never sees a half-written cache.
 pub(crate) fn write_file(bytes: &[u8], path: &Path) -> Result<(), CacheError> {
-    let name = path.display().to_string();
-    let io = |action: &'static str| {
-        let name = name.clone();
-        move |source| CacheError::Io {
-            name,
-            action,
-            source,
-        }
-    };
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io("create a temporary file"))?;
-        f.write_all(bytes).map_err(io("write"))?;
-        f.sync_all().map_err(io("flush to disk"))?;
-        std::fs::rename(&tmp, path).map_err(io("rename the temporary file into place"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::replace::replace_with_bytes(path, bytes).map_err(|(action, source)| CacheError::Io {
+        name: path.display().to_string(),
+        action,
+        source,
+    })
 }
 
 /// Maps `path` read-only.

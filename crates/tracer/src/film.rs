@@ -117,6 +117,33 @@ impl Film {
         self.pixels.par_iter().map(PixelStats::error_rgb).collect()
     }
 
+    /// For each pixel, one more than the last pass merged into it (0: none yet).
+    pub(crate) fn next_passes(&self) -> &[u32] {
+        &self.next_pass
+    }
+
+    /// A film from its parts (a checkpoint's): `None` unless the lengths fit the size.
+    pub(crate) fn from_parts(
+        width: u32,
+        height: u32,
+        pixels: Vec<PixelStats>,
+        next_pass: Vec<u32>,
+        ray_count: u64,
+    ) -> Option<Film> {
+        let n = u64::from(width) * u64::from(height);
+        (n > 0
+            && n <= u64::from(u32::MAX)
+            && pixels.len() as u64 == n
+            && next_pass.len() as u64 == n)
+            .then_some(Film {
+                width,
+                height,
+                pixels,
+                next_pass,
+                ray_count,
+            })
+    }
+
     /// True if every pixel's statistics have the same bits as `other`'s (and the ray counts
     /// agree): the check for reproducible renders.
     pub fn bit_identical(&self, other: &Film) -> bool {

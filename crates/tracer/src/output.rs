@@ -100,26 +100,16 @@ pub fn to_srgb8(image: &[Rgb], tone: ToneMap) -> Vec<u8> {
     pixels.into_flattened()
 }
 
-/// Writes `path` through `write`, which is given a temporary name beside it, then renames the
-/// temporary file into place: a run killed mid-write (a job's time limit, Ctrl-C) leaves the
-/// previous pass's image whole rather than an empty or cut-off file. Errors name `path`.
+/// Writes `path` whole or not at all (see [`crate::replace`]): a run killed mid-write leaves
+/// the previous pass's image intact. Errors name `path`.
 fn replace_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|source| OutputError::Create {
-            path: path.to_path_buf(),
-            source,
-        })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::replace::replace_atomically(path, write, |source| OutputError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_png_bytes(

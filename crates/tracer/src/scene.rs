@@ -132,6 +132,24 @@ impl Scene {
         self.background
     }
 
+    /// A key of everything in the scene that decides what is rendered: the geometry's input
+    /// ([`Geometry::source_key`]), the materials, the camera and the background. With the same
+    /// render settings, scenes of equal keys render the same bits; a resumed render
+    /// ([`crate::checkpoint`]) checks it.
+    pub fn content_key(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&self.geometry.source_key().to_le_bytes());
+        // `Debug` prints floats in their shortest exact form: other values, other text.
+        h.update(
+            format!(
+                "{:?}|{:?}|{:?}",
+                self.materials, self.camera, self.background
+            )
+            .as_bytes(),
+        );
+        h.digest()
+    }
+
     /// Number of emissive triangles sampled as lights.
     pub fn light_count(&self) -> usize {
         self.lights.len()
@@ -162,5 +180,69 @@ impl Scene {
             normal: l.normal,
             radiance: l.radiance,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cornell::cornell_box;
+    use crate::geometry::Instance;
+    use crate::math::Transform;
+    use crate::mesh::Mesh;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_content_key_follows_every_part_of_the_scene_and_survives_sharing() {
+        let base = cornell_box();
+        let key = base.content_key();
+        assert_eq!(cornell_box().content_key(), key);
+        // The geometry as another rank sees it: the same bytes, read in place.
+        let shared = Geometry::from_bytes(Arc::new(base.geometry.to_bytes())).unwrap();
+        let same = Scene::new(shared, base.materials.clone(), base.camera).unwrap();
+        assert_eq!(same.content_key(), key);
+
+        let mut camera = base.camera;
+        camera.vfov_degrees += 1e-4;
+        let moved = Scene::new(base.geometry.clone(), base.materials.clone(), camera).unwrap();
+        let mut materials = base.materials.clone();
+        materials[0] = Material::Lambertian {
+            albedo: Rgb::new(0.5, 0.5, 0.5),
+        };
+        let recoloured = Scene::new(base.geometry.clone(), materials, base.camera).unwrap();
+        let lit = cornell_box()
+            .with_background(Rgb::new(0.0, 0.0, 1e-3))
+            .unwrap();
+        for (what, other) in [
+            ("camera", &moved),
+            ("material", &recoloured),
+            ("background", &lit),
+        ] {
+            assert_ne!(other.content_key(), key, "a changed {what} kept the key");
+        }
+        // A vertex moved by a thousandth.
+        let quad = |dx: f32| {
+            let mesh = Mesh::new(
+                vec![
+                    Vec3::new(dx, 0.0, 0.0),
+                    Vec3::new(1.0, 0.0, 0.0),
+                    Vec3::new(1.0, 1.0, 0.0),
+                    Vec3::new(0.0, 1.0, 0.0),
+                ],
+                vec![[0, 1, 2], [0, 2, 3]],
+            )
+            .unwrap();
+            let instance = Instance {
+                mesh: 0,
+                material: 0,
+                transform: Transform::IDENTITY,
+            };
+            let geometry = Geometry::build(vec![mesh], vec![instance]).unwrap();
+            Scene::new(geometry, base.materials.clone(), base.camera)
+                .unwrap()
+                .content_key()
+        };
+        assert_eq!(quad(0.0), quad(0.0));
+        assert_ne!(quad(0.0), quad(1e-3), "a changed geometry kept the key");
     }
 }

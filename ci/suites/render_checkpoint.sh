@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# A render stopped mid-run and resumed from its --checkpoint ends with the same bytes as one
+# never stopped: a 2-rank job is sent SIGTERM (a job's time limit) once its first checkpoint
+# is written, then resumed by a job of another shape (3 ranks, then hybrid 2 x 2 with more
+# passes). The stopped job must end (no hang) and leave nothing in /dev/shm.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${PRISM_BIN:-target/debug/prism}
+MPIRUN=${MPIRUN:-mpirun --oversubscribe}
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+# Every pass re-samples every pixel (--fraction 1), so that passes stay long enough for the
+# signal to land mid-run.
+ARGS=(render cornell --width 96 --height 96 --spp 16 --seed 13 --tile 8 --fraction 1)
+shm() { find /dev/shm -maxdepth 1 -name 'prism-*' 2>/dev/null | wc -l; }
+
+# The reference: every pass at once, one process.
+timeout 300 "$BIN" "${ARGS[@]}" --passes 30 --engine threads --quiet --out "$OUT/ref.png" --exr "$OUT/ref.exr"
+timeout 300 "$BIN" "${ARGS[@]}" --passes 36 --engine threads --quiet --out "$OUT/ref36.png" --exr "$OUT/ref36.exr"
+
+# Stopped: SIGTERM to the launcher as soon as the first checkpoint exists.
+before=$(shm)
+$MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --out "$OUT/run.png" \
+  --exr "$OUT/run.exr" --checkpoint "$OUT/run.ckpt" >"$OUT/stopped.log" 2>&1 &
+job=$!
+for _ in $(seq 1 1200); do
+  [ -e "$OUT/run.ckpt" ] && break
+  kill -0 "$job" 2>/dev/null || break
+  sleep 0.05
+done
+[ -e "$OUT/run.ckpt" ] || { cat "$OUT/stopped.log"; fail "no checkpoint was written"; }
+kill -TERM "$job" 2>/dev/null || true
+stopped=0
+for _ in $(seq 1 600); do
+  kill -0 "$job" 2>/dev/null || { stopped=1; break; }
+  sleep 0.1
+done
+[ "$stopped" -eq 1 ] || { kill -KILL "$job"; fail "the job did not end within 60 s of SIGTERM"; }
+wait "$job" && fail "the stopped job exited 0: it finished before SIGTERM reached it, so nothing was resumed" || true
+sleep 1
+[ "$(shm)" -le "$before" ] || fail "the stopped job left segments in /dev/shm"
+echo "ok: the job ended on SIGTERM; /dev/shm clean"
+
+# Resumed by 3 ranks: the passes done are not rendered again, and the image is the reference's.
+said=$(timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --out "$OUT/run.png" \
+  --exr "$OUT/run.exr" --checkpoint "$OUT/run.ckpt" 2>&1) || { echo "$said"; fail "the resumed job failed"; }
+grep -q "going on with pass" <<<"$said" || { echo "$said"; fail "the job did not resume mid-run"; }
+[ "$(grep -c 'resuming from' <<<"$said")" -eq 1 ] || { echo "$said"; fail "the resume note was not said once"; }
+cmp "$OUT/ref.exr" "$OUT/run.exr" || fail "the resumed EXR differs from the uninterrupted one"
+cmp "$OUT/ref.png" "$OUT/run.png" || fail "the resumed PNG differs from the uninterrupted one"
+echo "ok: $(grep 'resuming from' <<<"$said"); byte-identical to the render never stopped"
+
+# More passes later, by a hybrid job of 2 ranks x 2 threads.
+timeout 300 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 36 --engine hybrid --threads 2 --quiet \
+  --out "$OUT/run.png" --exr "$OUT/run.exr" --checkpoint "$OUT/run.ckpt"
+cmp "$OUT/ref36.exr" "$OUT/run.exr" || fail "six more passes differ from the uninterrupted 36"
+echo "ok: 6 more passes by hybrid 2 x 2 match the uninterrupted 36"
+
+# Another render's checkpoint under mpirun: refused once, and kept.
+cp "$OUT/run.ckpt" "$OUT/kept.ckpt"
+set +e
+said=$(timeout 120 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --max-depth 4 --passes 36 --engine mpi --quiet \
+  --out "$OUT/x.png" --checkpoint "$OUT/run.ckpt" 2>&1)
+code=$?
+set -e
+[ "$code" -ne 0 ] || fail "a checkpoint of --max-depth 8 resumed a render of --max-depth 4"
+[ "$(grep -c 'prism: error' <<<"$said")" -eq 1 ] && grep -q -- "--max-depth 8 there, 4 here" <<<"$said" ||
+  { echo "$said"; fail "the refusal was not said once, naming --max-depth"; }
+cmp "$OUT/kept.ckpt" "$OUT/run.ckpt" || fail "a refused checkpoint was changed"
+echo "ok: $(grep 'prism: error' <<<"$said")"
+echo "checkpoint suite passed"

@@ -1,0 +1,426 @@
+//! Checkpoints: a film and the passes behind it, kept in a file after every pass, so that a
+//! render stopped by a job's time limit (or a node failure, or Ctrl-C) resumes where its last
+//! pass ended — and ends with the same bits as a render that was never stopped.
+//!
+//! That holds because a sample's random numbers depend only on (seed, pixel, pass, sample) and
+//! the adaptive sampler's choice only on the film: the film after pass `k`, and the pass index,
+//! are the whole state of a render. What else decides the bits — the scene, the image size, the
+//! samples per pass, the seed, the sampler's and integrator's settings — is the caller's to
+//! name in [`Checkpoint::settings`]; a resume compares them with
+//! [`differences`](Checkpoint::differences) and must refuse a checkpoint of another render.
+//!
+//! The file is little-endian whatever the machine (a checkpoint moves between clusters),
+//! checksummed (a damaged file is an error, never a wrong image), and replaced whole after
+//! every pass (a run killed while writing leaves the previous checkpoint intact).
+//!
+//! ```
+//! use prism_tracer::checkpoint::Checkpoint;
+//! use prism_tracer::Film;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("render.ckpt");
+//! let settings = vec![("seed".to_string(), "7".to_string())];
+//! Checkpoint { passes: 3, settings: settings.clone(), film: Film::new(8, 4)? }.write(&path)?;
+//!
+//! let back = Checkpoint::read(&path)?;
+//! assert_eq!(back.passes, 3);
+//! assert!(back.differences(&settings).is_empty());
+//! let other = vec![("seed".to_string(), "8".to_string())];
+//! assert_eq!(back.differences(&other), vec![("seed".to_string(), Some("7".to_string()), Some("8".to_string()))]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::film::Film;
+use crate::stats::PixelStats;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const MAGIC: [u8; 8] = *b"PRISMCKP";
+const VERSION: u32 = 1;
+/// Magic, version, a reserved word, the payload's length and checksum.
+const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8;
+/// Mean and M2 per channel, the count, the next pass.
+const PIXEL_LEN: usize = 6 * 8 + 8 + 4;
+
+/// A render's state after some passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Passes merged into the film; a resumed render starts with pass index `passes`.
+    pub passes: u32,
+    /// Everything besides the film that decides the image, as (name, value) pairs in the
+    /// caller's words (`--spp`, `16`).
+    pub settings: Vec<(String, String)>,
+    pub film: Film,
+}
+
+/// A checkpoint that cannot be read or written; names the file.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a prism checkpoint (the first 8 bytes are not \"PRISMCKP\")", path.display())]
+    NotACheckpoint { path: PathBuf },
+    #[error("{}: checkpoint format version {found}, but this prism reads version {VERSION}", path.display())]
+    WrongVersion { path: PathBuf, found: u32 },
+    #[error("{}: truncated: {expected} bytes expected, {actual} present", path.display())]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{}: checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the file is damaged", path.display())]
+    Checksum {
+        path: PathBuf,
+        stored: u64,
+        computed: u64,
+    },
+    #[error("{}: corrupt: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+}
+
+impl Checkpoint {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(self.passes, &self.settings, &self.film)
+    }
+
+    /// Writes the checkpoint to `path`, replacing any file there only once the new one is
+    /// whole and flushed to disk.
+    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+        Checkpoint::write_film(path, self.passes, &self.settings, &self.film)
+    }
+
+    /// [`write`](Checkpoint::write) for a film the caller keeps rendering into, without
+    /// copying it into a `Checkpoint` first.
+    pub fn write_film(
+        path: &Path,
+        passes: u32,
+        settings: &[(String, String)],
+        film: &Film,
+    ) -> Result<(), CheckpointError> {
+        let bytes = encode(passes, settings, film);
+        crate::replace::replace_with_bytes(path, &bytes).map_err(|(action, source)| {
+            CheckpointError::Io {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        })
+    }
+
+    /// Reads a checkpoint from `bytes`; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let path = path.to_path_buf();
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err(CheckpointError::NotACheckpoint { path });
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(CheckpointError::Truncated {
+                path,
+                expected: HEADER_LEN as u64,
+                actual: bytes.len() as u64,
+            });
+        }
+        let mut header = Reader::new(&bytes[8..HEADER_LEN]);
+        let version = header.u32().unwrap_or_default();
+        if version != VERSION {
+            return Err(CheckpointError::WrongVersion {
+                path,
+                found: version,
+            });
+        }
+        let _reserved = header.u32();
+        let len = header.u64().unwrap_or_default();
+        let stored = header.u64().unwrap_or_default();
+        let expected = (HEADER_LEN as u64).saturating_add(len);
+        if bytes.len() as u64 != expected {
+            return Err(CheckpointError::Truncated {
+                path,
+                expected,
+                actual: bytes.len() as u64,
+            });
+        }
+        let payload = &bytes[HEADER_LEN..];
+        let computed = xxhash_rust::xxh3::xxh3_64(payload);
+        if computed != stored {
+            return Err(CheckpointError::Checksum {
+                path,
+                stored,
+                computed,
+            });
+        }
+        parse_payload(payload).map_err(|what| CheckpointError::Corrupt { path, what })
+    }
+
+    /// Reads the checkpoint at `path`.
+    pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
+        })?;
+        Checkpoint::from_bytes(&bytes, path)
+    }
+
+    /// The settings that differ between this checkpoint and `settings`, by name, in the
+    /// checkpoint's order and then `settings`'s: `(name, value here, value there)`, `None` for
+    /// a name one side lacks. Empty when the checkpoint belongs to that render.
+    pub fn differences(
+        &self,
+        settings: &[(String, String)],
+    ) -> Vec<(String, Option<String>, Option<String>)> {
+        let find = |list: &[(String, String)], name: &str| {
+            list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        };
+        let mut out = Vec::new();
+        for (name, mine) in &self.settings {
+            let theirs = find(settings, name);
+            if theirs.as_ref() != Some(mine) {
+                out.push((name.clone(), Some(mine.clone()), theirs));
+            }
+        }
+        for (name, theirs) in settings {
+            if find(&self.settings, name).is_none() {
+                out.push((name.clone(), None, Some(theirs.clone())));
+            }
+        }
+        out
+    }
+}
+
+fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> Vec<u8> {
+    let pixels = film.pixels();
+    let mut payload = Vec::with_capacity(64 + pixels.len() * PIXEL_LEN);
+    payload.extend_from_slice(&passes.to_le_bytes());
+    payload.extend_from_slice(&(settings.len() as u32).to_le_bytes());
+    for (name, value) in settings {
+        for text in [name, value] {
+            payload.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            payload.extend_from_slice(text.as_bytes());
+        }
+    }
+    payload.extend_from_slice(&film.width().to_le_bytes());
+    payload.extend_from_slice(&film.height().to_le_bytes());
+    payload.extend_from_slice(&film.ray_count().to_le_bytes());
+    for (p, next) in pixels.iter().zip(film.next_passes()) {
+        for v in p.mean.iter().chain(&p.m2) {
+            payload.extend_from_slice(&v.to_le_bytes());
+        }
+        payload.extend_from_slice(&p.count.to_le_bytes());
+        payload.extend_from_slice(&next.to_le_bytes());
+    }
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn parse_payload(payload: &[u8]) -> Result<Checkpoint, String> {
+    let mut r = Reader::new(payload);
+    let short = || "the payload ends early".to_string();
+    let passes = r.u32().ok_or_else(short)?;
+    let count = r.u32().ok_or_else(short)?;
+    let mut settings = Vec::new();
+    for i in 0..count {
+        let mut text = || -> Result<String, String> {
+            let len = r.u32().ok_or_else(short)? as usize;
+            let bytes = r.take(len).ok_or_else(short)?;
+            String::from_utf8(bytes.to_vec()).map_err(|_| format!("setting {i} is not UTF-8"))
+        };
+        let name = text()?;
+        let value = text()?;
+        settings.push((name, value));
+    }
+    let width = r.u32().ok_or_else(short)?;
+    let height = r.u32().ok_or_else(short)?;
+    let ray_count = r.u64().ok_or_else(short)?;
+    let n = u64::from(width) * u64::from(height);
+    if n == 0 || (r.rest() as u64) != n.saturating_mul(PIXEL_LEN as u64) {
+        return Err(format!(
+            "a film of {width}x{height} pixels needs {} bytes of pixels, the file holds {}",
+            n.saturating_mul(PIXEL_LEN as u64),
+            r.rest()
+        ));
+    }
+    let mut pixels = Vec::with_capacity(n as usize);
+    let mut next_pass = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let mut p = PixelStats::default();
+        for v in p.mean.iter_mut().chain(p.m2.iter_mut()) {
+            *v = r.f64().ok_or_else(short)?;
+        }
+        p.count = r.u64().ok_or_else(short)?;
+        let next = r.u32().ok_or_else(short)?;
+        // A pixel cannot hold a pass the render has not done.
+        if next > passes {
+            return Err(format!(
+                "pixel {} of row {} holds pass {} of a render of {passes} passes",
+                i % u64::from(width),
+                i / u64::from(width),
+                next - 1
+            ));
+        }
+        pixels.push(p);
+        next_pass.push(next);
+    }
+    let film = Film::from_parts(width, height, pixels, next_pass, ray_count)
+        .ok_or_else(|| format!("a film of {width}x{height} pixels is not one prism renders"))?;
+    Ok(Checkpoint {
+        passes,
+        settings,
+        film,
+    })
+}
+
+/// Little-endian values off the front of a byte slice; `None` past its end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes }
+    }
+    fn rest(&self) -> usize {
+        self.bytes.len()
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.bytes.len() {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn f64(&mut self) -> Option<f64> {
+        self.array().map(f64::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A film after two passes, the second over some of the pixels, holding values whose bits
+    /// a text format could lose (negative zero, a subnormal, a NaN with a payload).
+    fn film() -> Film {
+        let pixels = (0..15)
+            .map(|i| PixelStats {
+                mean: [i as f64 * 0.1, -0.0, f64::MIN_POSITIVE / 3.0],
+                m2: [
+                    1.0 / (i as f64 + 3.0),
+                    f64::from_bits(0x7ff8_0000_0000_0042),
+                    2.5,
+                ],
+                count: 4 + i,
+            })
+            .collect();
+        let next_pass = (0..15).map(|i| [2, 1][i % 2]).collect();
+        Film::from_parts(5, 3, pixels, next_pass, 1234).unwrap()
+    }
+
+    fn checkpoint() -> Checkpoint {
+        Checkpoint {
+            passes: 2,
+            settings: vec![
+                ("scene".into(), "cornell".into()),
+                ("--spp".into(), "16".into()),
+                ("note".into(), "ünïcode".into()),
+            ],
+            film: film(),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_comes_back_with_the_same_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.ckpt");
+        let c = checkpoint();
+        c.write(&path).unwrap();
+        let back = Checkpoint::read(&path).unwrap();
+        assert_eq!(back.passes, 2);
+        assert_eq!(back.settings, c.settings);
+        assert!(back.film.bit_identical(&c.film));
+        assert_eq!(back.film.next_passes(), c.film.next_passes());
+        assert_eq!(back.film.next_passes()[..3], [2, 1, 2]);
+        assert_eq!(back.film.ray_count(), 1234);
+        // -0.0 == 0.0 and NaN != NaN: compare bits, not values.
+        let p = back.film.pixels()[4];
+        assert_eq!(p.mean[1].to_bits(), (-0.0f64).to_bits());
+        assert_eq!(p.m2[1].to_bits(), 0x7ff8_0000_0000_0042);
+        assert_eq!(p.mean[2], f64::MIN_POSITIVE / 3.0);
+    }
+
+    #[test]
+    fn damaged_truncated_and_foreign_files_are_refused_with_the_reason() {
+        let path = Path::new("run.ckpt");
+        let bytes = checkpoint().to_bytes();
+        let err = |b: &[u8]| Checkpoint::from_bytes(b, path).unwrap_err().to_string();
+
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 9;
+        flipped[last] ^= 0x10;
+        assert!(
+            err(&flipped).contains("run.ckpt: checksum mismatch"),
+            "{}",
+            err(&flipped)
+        );
+        let cut = &bytes[..bytes.len() - 60];
+        assert!(err(cut).contains("run.ckpt: truncated"), "{}", err(cut));
+        assert!(err(b"P6\n1 1\n255\n").contains("not a prism checkpoint"));
+        assert!(err(&bytes[..20]).contains("truncated"));
+        let mut newer = bytes.clone();
+        newer[8] = 2;
+        assert!(err(&newer).contains("format version 2"), "{}", err(&newer));
+    }
+
+    #[test]
+    fn a_payload_that_contradicts_itself_is_corrupt_even_with_a_good_checksum() {
+        // Pixels that hold a pass beyond the render's passes.
+        let mut c = checkpoint();
+        c.passes = 1;
+        let e = Checkpoint::from_bytes(&c.to_bytes(), Path::new("x.ckpt")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("x.ckpt: corrupt: pixel 0 of row 0 holds pass 1 of a render of 1 passes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn differences_name_each_setting_that_changed_appeared_or_went() {
+        let c = checkpoint();
+        let mut here = c.settings.clone();
+        assert!(c.differences(&here).is_empty());
+        here[1].1 = "32".into();
+        here.remove(2);
+        here.push(("--max-depth".into(), "4".into()));
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            c.differences(&here),
+            vec![
+                ("--spp".to_string(), s("16"), s("32")),
+                ("note".to_string(), s("ünïcode"), None),
+                ("--max-depth".to_string(), None, s("4")),
+            ]
+        );
+    }
+}
