@@ -11,7 +11,8 @@
 //! | [`tracer`] (`prism-tracer`) | BVH kernel, scenes, meshes, path tracer, film |
 //!
 //! It adds the glue between engines and tracer: the [`observe`] loop (tile tasks, pass after
-//! pass, adaptive sampling) and [`share_scene`] (one scene copy per node).
+//! pass, adaptive sampling; [`observe::observe_from`] resumes a render from a
+//! [`tracer::checkpoint`]) and [`share_scene`] (one scene copy per node).
 //!
 //! Render the built-in Cornell box on all cores of this process:
 //!

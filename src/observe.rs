@@ -7,7 +7,9 @@
 //!
 //! Every pixel is sampled by exactly one tile per pass, with random numbers keyed by (seed,
 //! pixel, pass, sample), so the film — and the image files — are bit-identical whichever
-//! engine, schedule, process count or thread count rendered them.
+//! engine, schedule, process count or thread count rendered them. For the same reason a render
+//! can stop after any pass and go on later from its film ([`observe_from`]), on another engine
+//! or job shape, and still end with the same bits.
 
 use prism_comm::Communicator;
 use prism_engines::{Engine, ProcessStats};

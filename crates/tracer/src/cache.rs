@@ -577,7 +577,7 @@ fn check_tree(
 /// Writes `bytes` to `path` whole or not at all (see [`crate::replace`]), so that a reader
 /// never sees a half-written cache.
 pub(crate) fn write_file(bytes: &[u8], path: &Path) -> Result<(), CacheError> {
-    crate::replace::replace_with_bytes(path, bytes).map_err(|(action, source)| CacheError::Io {
+    crate::replace::replace_with_bytes(path, &[bytes]).map_err(|(action, source)| CacheError::Io {
         name: path.display().to_string(),
         action,
         source,

@@ -86,7 +86,8 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        encode(self.passes, &self.settings, &self.film)
+        let (header, payload) = encode(self.passes, &self.settings, &self.film);
+        [&header[..], &payload].concat()
     }
 
     /// Writes the checkpoint to `path`, replacing any file there only once the new one is
@@ -103,14 +104,15 @@ impl Checkpoint {
         settings: &[(String, String)],
         film: &Film,
     ) -> Result<(), CheckpointError> {
-        let bytes = encode(passes, settings, film);
-        crate::replace::replace_with_bytes(path, &bytes).map_err(|(action, source)| {
-            CheckpointError::Io {
+        // Header and payload written apart: a large film is not copied a second time.
+        let (header, payload) = encode(passes, settings, film);
+        crate::replace::replace_with_bytes(path, &[&header, &payload]).map_err(
+            |(action, source)| CheckpointError::Io {
                 path: path.to_path_buf(),
                 action,
                 source,
-            }
-        })
+            },
+        )
     }
 
     /// Reads a checkpoint from `bytes`; `path` names it in errors.
@@ -193,7 +195,8 @@ impl Checkpoint {
     }
 }
 
-fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> Vec<u8> {
+/// The file's header and payload.
+fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> ([u8; HEADER_LEN], Vec<u8>) {
     let pixels = film.pixels();
     let mut payload = Vec::with_capacity(64 + pixels.len() * PIXEL_LEN);
     payload.extend_from_slice(&passes.to_le_bytes());
@@ -214,14 +217,20 @@ fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> Vec<u8> {
         payload.extend_from_slice(&p.count.to_le_bytes());
         payload.extend_from_slice(&next.to_le_bytes());
     }
-    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
-    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
+    let mut header = [0u8; HEADER_LEN];
+    let fields = [
+        &MAGIC[..],
+        &VERSION.to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &(payload.len() as u64).to_le_bytes(),
+        &xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        header[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    (header, payload)
 }
 
 fn parse_payload(payload: &[u8]) -> Result<Checkpoint, String> {

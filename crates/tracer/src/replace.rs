@@ -24,19 +24,21 @@ pub(crate) fn replace_atomically<E>(
     result
 }
 
-/// Writes `bytes` to `path` through [`replace_atomically`], flushed to disk before the rename.
-/// Errors carry the step that failed ("create a temporary file", "write", "flush to disk",
-/// "rename the temporary file into place").
+/// Writes `parts`, one after the other, to `path` through [`replace_atomically`], flushed to
+/// disk before the rename. Errors carry the step that failed ("create a temporary file",
+/// "write", "flush to disk", "rename the temporary file into place").
 pub(crate) fn replace_with_bytes(
     path: &Path,
-    bytes: &[u8],
+    parts: &[&[u8]],
 ) -> Result<(), (&'static str, std::io::Error)> {
     use std::io::Write;
     replace_atomically(
         path,
         |tmp| {
             let mut f = std::fs::File::create(tmp).map_err(|e| ("create a temporary file", e))?;
-            f.write_all(bytes).map_err(|e| ("write", e))?;
+            for part in parts {
+                f.write_all(part).map_err(|e| ("write", e))?;
+            }
             f.sync_all().map_err(|e| ("flush to disk", e))
         },
         |e| ("rename the temporary file into place", e),
@@ -51,7 +53,7 @@ mod tests {
     fn a_failed_write_leaves_the_old_file_and_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.bin");
-        replace_with_bytes(&path, b"old").unwrap();
+        replace_with_bytes(&path, &[b"ol", b"d"]).unwrap();
         let r: Result<(), &str> = replace_atomically(
             &path,
             |tmp| {
@@ -64,7 +66,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "the temporary file was left behind");
-        replace_with_bytes(&path, b"new").unwrap();
+        replace_with_bytes(&path, &[b"new"]).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 }
