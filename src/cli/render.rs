@@ -13,7 +13,9 @@ use prism::engines::{
 use prism::observe::{observe_from, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
-use prism::tracer::{AdaptiveSampler, Checkpoint, Film, Scene, TileResult, TileTask};
+use prism::tracer::{
+    AdaptiveSampler, Checkpoint, CheckpointWriter, Film, Scene, TileResult, TileTask,
+};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
@@ -389,11 +391,18 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
             b.set_message(format!("{:.2} Mrays/s", rays_so_far as f64 / secs / 1e6));
         }
     };
-    let keep_settings = checkpoint_settings(args, &scene);
+    // The root's checkpoints, written while the next pass renders.
+    let mut checkpoints = match &args.checkpoint {
+        Some(path) if root => Some(CheckpointWriter::new(
+            path,
+            checkpoint_settings(args, &scene),
+        )),
+        _ => None,
+    };
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         write_outputs(args, film)?;
-        if let Some(path) = &args.checkpoint {
-            Checkpoint::write_film(path, pass.pass as u32 + 1, &keep_settings, film)
+        if let Some(w) = checkpoints.as_mut() {
+            w.save(pass.pass as u32 + 1, film)
                 .map_err(|e| e.to_string())?;
         }
         if bar.is_none() && !args.quiet {
@@ -427,6 +436,9 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
     .map_err(CliError::Shared)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if let Some(w) = checkpoints {
+        w.finish().map_err(|e| msg(e.to_string()))?;
     }
     if let Some(film) = film {
         // A checkpoint that already held every pass (or a converged film): its image, written

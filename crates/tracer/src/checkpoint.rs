@@ -32,6 +32,7 @@
 
 use crate::film::Film;
 use crate::stats::PixelStats;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -93,26 +94,8 @@ impl Checkpoint {
     /// Writes the checkpoint to `path`, replacing any file there only once the new one is
     /// whole and flushed to disk.
     pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
-        Checkpoint::write_film(path, self.passes, &self.settings, &self.film)
-    }
-
-    /// [`write`](Checkpoint::write) for a film the caller keeps rendering into, without
-    /// copying it into a `Checkpoint` first.
-    pub fn write_film(
-        path: &Path,
-        passes: u32,
-        settings: &[(String, String)],
-        film: &Film,
-    ) -> Result<(), CheckpointError> {
-        // Header and payload written apart: a large film is not copied a second time.
-        let (header, payload) = encode(passes, settings, film);
-        crate::replace::replace_with_bytes(path, &[&header, &payload]).map_err(
-            |(action, source)| CheckpointError::Io {
-                path: path.to_path_buf(),
-                action,
-                source,
-            },
-        )
+        let (header, payload) = encode(self.passes, &self.settings, &self.film);
+        write_parts(path, &header, &payload)
     }
 
     /// Reads a checkpoint from `bytes`; `path` names it in errors.
@@ -195,6 +178,85 @@ impl Checkpoint {
     }
 }
 
+/// Writes a render's checkpoints to one file, each on a thread of its own, so that the render
+/// goes on while the file is written and flushed to disk (at 1920×1080, 124 MB: about 0.1 s to
+/// encode, then 0.5 s to write and flush on the development machine, which every rank would
+/// otherwise wait out after every pass). [`save`](CheckpointWriter::save) takes its snapshot of
+/// the film at once; at most one write is in flight, and its error (a full disk, say) comes
+/// back from the next `save` or from [`finish`](CheckpointWriter::finish). Dropped unfinished,
+/// it still waits for the write in flight, so the file on disk is always a whole checkpoint.
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    path: PathBuf,
+    settings: Vec<(String, String)>,
+    pending: Option<std::thread::JoinHandle<Result<(), CheckpointError>>>,
+}
+
+impl CheckpointWriter {
+    /// A writer of checkpoints of the render that `settings` describe, to `path`.
+    pub fn new(path: &Path, settings: Vec<(String, String)>) -> CheckpointWriter {
+        CheckpointWriter {
+            path: path.to_path_buf(),
+            settings,
+            pending: None,
+        }
+    }
+
+    /// Saves `film`, which holds `passes` passes: encodes it now, writes it in the background.
+    /// Returns the previous write's error, if it failed.
+    pub fn save(&mut self, passes: u32, film: &Film) -> Result<(), CheckpointError> {
+        self.wait()?;
+        let (header, payload) = encode(passes, &self.settings, film);
+        let path = self.path.clone();
+        let handle = std::thread::Builder::new()
+            .name("prism-checkpoint".into())
+            .spawn(move || write_parts(&path, &header, &payload))
+            .map_err(|source| CheckpointError::Io {
+                path: self.path.clone(),
+                action: "start a thread to write",
+                source,
+            })?;
+        self.pending = Some(handle);
+        Ok(())
+    }
+
+    /// Waits for the last write; its error, if it failed.
+    pub fn finish(mut self) -> Result<(), CheckpointError> {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<(), CheckpointError> {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(handle) => handle.join().unwrap_or_else(|_| {
+                Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    action: "write",
+                    source: std::io::Error::other("the writing thread panicked"),
+                })
+            }),
+        }
+    }
+}
+
+impl Drop for CheckpointWriter {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
+}
+
+/// Writes a checkpoint's header and payload to `path`, whole or not at all (header and payload
+/// apart: a large film is not copied a second time).
+fn write_parts(path: &Path, header: &[u8], payload: &[u8]) -> Result<(), CheckpointError> {
+    crate::replace::replace_with_bytes(path, &[header, payload]).map_err(|(action, source)| {
+        CheckpointError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    })
+}
+
 /// The file's header and payload.
 fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> ([u8; HEADER_LEN], Vec<u8>) {
     let pixels = film.pixels();
@@ -210,13 +272,20 @@ fn encode(passes: u32, settings: &[(String, String)], film: &Film) -> ([u8; HEAD
     payload.extend_from_slice(&film.width().to_le_bytes());
     payload.extend_from_slice(&film.height().to_le_bytes());
     payload.extend_from_slice(&film.ray_count().to_le_bytes());
-    for (p, next) in pixels.iter().zip(film.next_passes()) {
-        for v in p.mean.iter().chain(&p.m2) {
-            payload.extend_from_slice(&v.to_le_bytes());
-        }
-        payload.extend_from_slice(&p.count.to_le_bytes());
-        payload.extend_from_slice(&next.to_le_bytes());
-    }
+    // The pixels on all cores: they are nearly all of the bytes.
+    let head = payload.len();
+    payload.resize(head + pixels.len() * PIXEL_LEN, 0);
+    payload[head..]
+        .par_chunks_mut(PIXEL_LEN)
+        .zip(pixels.par_iter().zip(film.next_passes()))
+        .for_each(|(out, (p, next))| {
+            let values = p.mean.iter().chain(&p.m2).map(|v| v.to_le_bytes());
+            let fields = values.chain([p.count.to_le_bytes()]);
+            for (slot, bytes) in out.chunks_exact_mut(8).zip(fields) {
+                slot.copy_from_slice(&bytes);
+            }
+            out[PIXEL_LEN - 4..].copy_from_slice(&next.to_le_bytes());
+        });
     let mut header = [0u8; HEADER_LEN];
     let fields = [
         &MAGIC[..],
@@ -410,6 +479,38 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("x.ckpt: corrupt: pixel 0 of row 0 holds pass 1 of a render of 1 passes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_background_writer_leaves_the_last_checkpoint_and_reports_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bg.ckpt");
+        let c = checkpoint();
+        let mut w = CheckpointWriter::new(&path, c.settings.clone());
+        w.save(1, &c.film).unwrap();
+        w.save(2, &c.film).unwrap();
+        w.finish().unwrap();
+        let back = Checkpoint::read(&path).unwrap();
+        assert_eq!(back.to_bytes(), c.to_bytes());
+
+        // A directory that is not there: the write fails in the background, and the error
+        // comes back from the next save, or from finish.
+        let lost = dir.path().join("gone").join("bg.ckpt");
+        let said = |e: CheckpointError| e.to_string();
+        let mut w = CheckpointWriter::new(&lost, c.settings.clone());
+        w.save(2, &c.film).unwrap();
+        let e = said(w.save(3, &c.film).unwrap_err());
+        assert!(
+            e.contains("gone/bg.ckpt: cannot create a temporary file"),
+            "{e}"
+        );
+        let mut w = CheckpointWriter::new(&lost, c.settings.clone());
+        w.save(2, &c.film).unwrap();
+        let e = said(w.finish().unwrap_err());
+        assert!(
+            e.contains("gone/bg.ckpt: cannot create a temporary file"),
             "{e}"
         );
     }

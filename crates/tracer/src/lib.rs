@@ -79,7 +79,7 @@ pub mod triangle;
 
 pub use cache::{ByteSource, CacheError};
 pub use camera::{Camera, CameraFrame};
-pub use checkpoint::{Checkpoint, CheckpointError};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointWriter};
 pub use cornell::cornell_box;
 pub use film::{Film, FilmError};
 pub use geometry::{Geometry, GeometryError, Hit, Instance, Query};
