@@ -411,21 +411,9 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
     assert!(o.status.success(), "{}", text(&o));
 
     let (ckpt, part, part_exr) = (path("run.ckpt"), path("part.png"), path("part.exr"));
-    let first = [
-        "--passes",
-        "2",
-        "--tile",
-        "8",
-        "--engine",
-        "serial",
-        "--out",
-        &part,
-        "--exr",
-        &part_exr,
-        "--checkpoint",
-        &ckpt,
-    ];
-    let o = run(&first);
+    let files = ["--out", &part, "--exr", &part_exr, "--checkpoint", &ckpt];
+    let with_checkpoint = |extra: &[&str]| run(&[extra, &files[..]].concat());
+    let o = with_checkpoint(&["--passes", "2", "--tile", "8", "--engine", "serial"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("resuming"), "{}", text(&o));
     assert_ne!(
@@ -433,7 +421,7 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
         std::fs::read(&full_exr).unwrap()
     );
     // The tile size is not the render's: it may change too.
-    let o = run(&[
+    let o = with_checkpoint(&[
         "--passes",
         "4",
         "--engine",
@@ -442,12 +430,6 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
         "2",
         "--tile",
         "16",
-        "--out",
-        &part,
-        "--exr",
-        &part_exr,
-        "--checkpoint",
-        &ckpt,
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
