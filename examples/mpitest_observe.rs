@@ -102,6 +102,19 @@ fn resumed(
         Some(film) => Start::Resume { film, passes: 1 },
         None => Start::Fresh,
     };
+    // A film of another size is refused on every rank, not only on the root.
+    let wrong = match &start {
+        Start::Resume { .. } => Start::Resume {
+            film: Film::new(7, 5).map_err(|e| e.to_string())?,
+            passes: 1,
+        },
+        Start::Fresh => Start::Fresh,
+    };
+    match observe_from(then, world, scene, &settings(), wrong, hooks!()) {
+        Err(e) if e.contains("the film to resume is 7x5 pixels, the render 24x20") => {}
+        Err(e) => return Err(format!("rank {}: a wrong film: {e}", world.rank())),
+        Ok(_) => return Err(format!("rank {}: a wrong film was resumed", world.rank())),
+    }
     let (film, report) = observe_from(then, world, scene, &settings(), start, hooks!())?;
     let indices: Vec<usize> = report.passes.iter().map(|p| p.pass).collect();
     if indices != [1, 2] {
