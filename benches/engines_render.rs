@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
         seed: 1,
         sampler: AdaptiveSampler::default(),
         render: RenderSettings::default(),
+        deadline: None,
     };
     let engines: Vec<(&str, AnyEngine)> = vec![
         ("serial", SerialEngine::new().into()),

@@ -25,6 +25,7 @@ fn settings() -> ObserveSettings {
             ..AdaptiveSampler::default()
         },
         render: RenderSettings::default(),
+        deadline: None,
     }
 }
 

@@ -26,7 +26,7 @@
 //! let scene = prism::share_scene(&world, || Ok(cornell_box()))?;
 //! let settings = ObserveSettings {
 //!     width: 32, height: 32, tile: 16, samples_per_pass: 2, max_passes: 2, seed: 1,
-//!     sampler: AdaptiveSampler::default(), render: RenderSettings::default(),
+//!     sampler: AdaptiveSampler::default(), render: RenderSettings::default(), deadline: None,
 //! };
 //! let engine = MultiThreadEngine::new(2);
 //! let (film, report) = observe(&engine, &world, &scene, &settings, Hooks {

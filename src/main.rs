@@ -43,6 +43,45 @@ pub enum ScheduleKind {
     Static,
 }
 
+/// A duration as a job script gives it: `90s`, `45m`, `2h`, `1h30m`; a number alone is seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeLimit(pub std::time::Duration);
+
+impl std::str::FromStr for TimeLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<TimeLimit, String> {
+        let bad = || format!("'{text}' is not a duration such as 90s, 45m, 2h or 1h30m");
+        let mut seconds = 0.0f64;
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit = match rest.chars().next() {
+                None if seconds == 0.0 => 1.0,
+                Some('s') => 1.0,
+                Some('m') => 60.0,
+                Some('h') => 3600.0,
+                _ => return Err(bad()),
+            };
+            rest = rest.get(1..).unwrap_or("");
+            seconds += value * unit;
+        }
+        // Ten years: past any job's limit, short of what a `Duration` added to now overflows.
+        if !(seconds > 0.0 && seconds <= 3.2e8) {
+            return Err(format!(
+                "'{text}' must be more than zero and at most ten years"
+            ));
+        }
+        Ok(TimeLimit(std::time::Duration::from_secs_f64(seconds)))
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct RenderArgs {
     /// `cornell` (built in), a scene `.toml`, or a mesh file (`.obj`, `.ply`, `.stl`).
@@ -110,6 +149,11 @@ pub struct RenderArgs {
     /// (other scene, size, --spp, --seed, sampler or depth); --passes may grow between runs.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Start no pass that would end later than this after the start, at the pace of the pass
+    /// before it: `90s`, `45m`, `2h`, `1h30m` (a number alone is seconds). For a job's time
+    /// limit, with --checkpoint to go on in the next job; the first pass always runs.
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<TimeLimit>,
     /// No progress bar or per-pass lines; errors and the summary line still print.
     #[arg(long)]
     pub quiet: bool,
@@ -154,6 +198,34 @@ fn main() -> ExitCode {
                 cli::warn(line.trim_end());
             }
             ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimeLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn time_limits_read_as_job_scripts_write_them() {
+        let secs = |text: &str| text.parse::<TimeLimit>().map(|t| t.0);
+        assert_eq!(secs("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(secs("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(secs("45m"), Ok(Duration::from_secs(45 * 60)));
+        assert_eq!(secs("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(secs("0.5h"), Ok(Duration::from_secs(1800)));
+        assert_eq!(secs("2h0m5s"), Ok(Duration::from_secs(7205)));
+        for bad in ["", "h", "5x", "1h30", "-5", "1.2.3s", "5 m"] {
+            let e = secs(bad).unwrap_err();
+            assert!(e.contains("is not a duration"), "{bad}: {e}");
+        }
+        for out_of_range in ["0", "0s", "400000000"] {
+            let e = secs(out_of_range).unwrap_err();
+            assert!(
+                e.contains("more than zero and at most ten years"),
+                "{out_of_range}: {e}"
+            );
         }
     }
 }

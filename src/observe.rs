@@ -17,6 +17,7 @@ use prism_tracer::integrator::{render_tile, RenderSettings};
 use prism_tracer::{
     pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene, TileResult, TileTask,
 };
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// What to render and how.
@@ -33,6 +34,10 @@ pub struct ObserveSettings {
     pub seed: u64,
     pub sampler: AdaptiveSampler,
     pub render: RenderSettings,
+    /// On the root: no pass starts that would end after this instant at the pace of the pass
+    /// before it (its time per pixel × the next pass's pixels), so that a job's time limit
+    /// ends a render between passes, not inside one. The first pass of a run always starts.
+    pub deadline: Option<Instant>,
 }
 
 /// What one pass did; handed to the root's callback after the pass.
@@ -62,9 +67,23 @@ pub struct Hooks<'a> {
     pub fail_on_rank: Option<usize>,
 }
 
+/// Why a render ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum End {
+    /// It rendered `max_passes` passes (or the film held them already).
+    #[default]
+    PassLimit,
+    /// The adaptive sampler picked no pixel.
+    Converged,
+    /// The next pass would have ended past [`ObserveSettings::deadline`].
+    Deadline,
+}
+
 /// The whole run, on every rank (film and totals are the root's).
 #[derive(Debug, Default)]
 pub struct ObserveReport {
+    /// Why the run ended; the same on every rank.
+    pub end: End,
     pub passes: Vec<PassReport>,
     pub rays: u64,
     pub wall: Duration,
@@ -164,11 +183,20 @@ pub fn observe_from<E: Engine>(
         let selection: Option<PixelSelection> = if pass == 0 {
             None
         } else {
-            // The root decides; `Some(None)` means converged.
-            let choice = film.as_ref().map(|f| settings.sampler.select(f));
-            match comm.broadcast(0, choice).map_err(|e| e.to_string())? {
-                Some(sel) => Some(sel),
-                None => break,
+            // The root decides for every rank.
+            let next = film.as_ref().map(|f| match settings.sampler.select(f) {
+                None => Err(End::Converged),
+                Some(sel) if past_deadline(settings.deadline, report.passes.last(), &sel) => {
+                    Err(End::Deadline)
+                }
+                Some(sel) => Ok(sel),
+            });
+            match comm.broadcast(0, next).map_err(|e| e.to_string())? {
+                Ok(sel) => Some(sel),
+                Err(end) => {
+                    report.end = end;
+                    break;
+                }
             }
         };
         let spec = PassSpec {
@@ -240,4 +268,19 @@ pub fn observe_from<E: Engine>(
     }
     report.wall = start.elapsed();
     Ok((film, report))
+}
+
+/// Whether a pass over `next` would end after `deadline`, at the pace of `last` (a pass of
+/// this run). Without a pass to go by, it would not.
+fn past_deadline(
+    deadline: Option<Instant>,
+    last: Option<&PassReport>,
+    next: &PixelSelection,
+) -> bool {
+    let (Some(deadline), Some(last)) = (deadline, last) else {
+        return false;
+    };
+    let per_pixel = last.wall.as_secs_f64() / last.pixels.max(1) as f64;
+    let expected = Duration::from_secs_f64(per_pixel * next.count() as f64);
+    Instant::now() + expected > deadline
 }

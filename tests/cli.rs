@@ -540,3 +540,63 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--time-limit` ends a render between passes, with a note that says how to go on, and the
+/// next run goes on from the checkpoint to the image a run without a limit makes.
+#[test]
+fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
+    let dir = temp_dir("time-limit");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (full, part, ckpt) = (path("full.exr"), path("part.exr"), path("run.ckpt"));
+    let base = [
+        "render", "--width", "32", "--height", "24", "--spp", "2", "--passes", "5", "--quiet",
+    ];
+    let run = |extra: &[&str]| prism(&[&base[..], extra].concat());
+    let o = run(&["--out", &path("full.png"), "--exr", &full]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A millisecond is gone before the first pass ends, and the first pass always runs.
+    let stats = path("stopped.json");
+    let part_args = [
+        "--out",
+        &path("part.png"),
+        "--exr",
+        &part,
+        "--checkpoint",
+        &ckpt,
+    ];
+    let o = run(&[
+        &part_args[..],
+        &["--time-limit", "0.001", "--stats-json", &stats],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("in 1 passes"), "{said}");
+    assert!(
+        said.contains("stopped after pass 1 of 5: the next would have ended past --time-limit")
+            && said.contains("run the same command again to go on from"),
+        "{said}"
+    );
+    let json = std::fs::read_to_string(&stats).unwrap();
+    assert!(json.contains("\"end\": \"Deadline\""), "{json}");
+
+    let o = run(&[&part_args[..], &["--time-limit", "1h"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("in 4 passes (resumed after pass 1"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("stopped"), "{}", text(&o));
+    assert_eq!(std::fs::read(&part).unwrap(), std::fs::read(&full).unwrap());
+
+    let o = run(&["--out", &path("x.png"), "--time-limit", "5x"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("'5x' is not a duration such as 90s, 45m, 2h or 1h30m"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,8 @@
 # A render stopped mid-run and resumed from its --checkpoint ends with the same bytes as one
 # never stopped: a 2-rank job is sent SIGTERM (a job's time limit) once its first checkpoint
 # is written, then resumed by a job of another shape (3 ranks, then hybrid 2 x 2 with more
-# passes). The stopped job must end (no hang) and leave nothing in /dev/shm.
+# passes). The stopped job must end (no hang) and leave nothing in /dev/shm. Also a job that
+# --time-limit ends between passes, resumed the same way.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${PRISM_BIN:-target/debug/prism}
@@ -56,6 +57,16 @@ timeout 300 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 36 --engine hybrid --threa
   --out "$OUT/run.png" --exr "$OUT/run.exr" --checkpoint "$OUT/run.ckpt"
 cmp "$OUT/ref36.exr" "$OUT/run.exr" || fail "six more passes differ from the uninterrupted 36"
 echo "ok: 6 more passes by hybrid 2 x 2 match the uninterrupted 36"
+
+# --time-limit under mpirun: the job stops between passes with status 0, says so once, and
+# the next job goes on to the reference image.
+said=$(timeout 300 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --time-limit 0.001 \
+  --out "$OUT/tl.png" --exr "$OUT/tl.exr" --checkpoint "$OUT/tl.ckpt" 2>&1) || { echo "$said"; fail "the job with a time limit failed"; }
+[ "$(grep -c 'stopped after pass 1 of 30' <<<"$said")" -eq 1 ] || { echo "$said"; fail "the time limit's note was not said once"; }
+timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --time-limit 1h \
+  --out "$OUT/tl.png" --exr "$OUT/tl.exr" --checkpoint "$OUT/tl.ckpt"
+cmp "$OUT/ref.exr" "$OUT/tl.exr" || fail "the render stopped by --time-limit and resumed differs"
+echo "ok: $(grep 'stopped after' <<<"$said" | cut -c1-80)...; resumed byte-identical"
 
 # Another render's checkpoint under mpirun: refused once, and kept.
 cp "$OUT/run.ckpt" "$OUT/kept.ckpt"

@@ -10,7 +10,7 @@ use prism::engines::{
     AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule, SerialEngine,
     SingleThread,
 };
-use prism::observe::{observe_from, Hooks, ObserveSettings, PassReport, Start};
+use prism::observe::{observe_from, End, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
 use prism::tracer::{
@@ -317,11 +317,13 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
 }
 
 pub fn run(args: &RenderArgs) -> Result<(), CliError> {
+    // A job's time limit counts from its start: MPI's start and the scene's build count too.
+    let started = Instant::now();
     validate(args)?;
-    with_universe(|universe| render(args, universe))
+    with_universe(|universe| render(args, universe, started))
 }
 
-fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
+fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<(), CliError> {
     let world = universe.world();
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
@@ -373,6 +375,7 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
             max_depth: args.max_depth,
             ..RenderSettings::default()
         },
+        deadline: args.time_limit.map(|limit| started + limit.0),
     };
     let start = Instant::now();
     let mut rays_so_far = 0u64;
@@ -441,6 +444,21 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
         w.finish().map_err(|e| msg(e.to_string()))?;
     }
     if let Some(film) = film {
+        if report.end == End::Deadline {
+            let done = passes_resumed + report.passes.len();
+            let later = match &args.checkpoint {
+                Some(path) => format!(
+                    "run the same command again to go on from {}",
+                    path.display()
+                ),
+                None => "with --checkpoint, a later run could have gone on from here".to_string(),
+            };
+            warn(&format!(
+                "prism: stopped after pass {done} of {}: the next would have ended past \
+                 --time-limit at the pace of the last; {later}",
+                args.passes
+            ));
+        }
         // A checkpoint that already held every pass (or a converged film): its image, written
         // again in case the files are gone or named anew.
         if report.passes.is_empty() {
@@ -458,6 +476,7 @@ fn render(args: &RenderArgs, universe: &Universe) -> Result<(), CliError> {
                 height: args.height,
                 passes: report.passes.len(),
                 passes_resumed,
+                end: format!("{:?}", report.end),
                 wall_seconds: secs,
                 comm_seconds: report.comm.as_secs_f64(),
                 rays: report.rays,

@@ -15,6 +15,9 @@ pub struct RunStats {
     /// Passes a `--checkpoint` already held when this run began (0: a fresh render).
     #[serde(default)]
     pub passes_resumed: usize,
+    /// Why the render ended: `PassLimit`, `Converged` or `Deadline` (`--time-limit`).
+    #[serde(default)]
+    pub end: String,
     /// Wall time of the render loop on the root (scene setup excluded).
     pub wall_seconds: f64,
     /// Time the root's engine spent in communication (sends, receives, waits).
