@@ -153,8 +153,9 @@ impl Checkpoint {
     }
 
     /// The settings that differ between this checkpoint and `settings`, by name, in the
-    /// checkpoint's order and then `settings`'s: `(name, value here, value there)`, `None` for
-    /// a name one side lacks. Empty when the checkpoint belongs to that render.
+    /// checkpoint's order and then `settings`'s: `(name, the checkpoint's value, the value in
+    /// settings)`, `None` for a name one side lacks. Empty when the checkpoint belongs to the
+    /// render that `settings` describe.
     pub fn differences(
         &self,
         settings: &[(String, String)],
@@ -183,8 +184,9 @@ impl Checkpoint {
 /// encode, then 0.5 s to write and flush on the development machine, which every rank would
 /// otherwise wait out after every pass). [`save`](CheckpointWriter::save) takes its snapshot of
 /// the film at once; at most one write is in flight, and its error (a full disk, say) comes
-/// back from the next `save` or from [`finish`](CheckpointWriter::finish). Dropped unfinished,
-/// it still waits for the write in flight, so the file on disk is always a whole checkpoint.
+/// back from the next `save` or from [`finish`](CheckpointWriter::finish). Dropped unfinished
+/// (a run that failed), it still waits for the write in flight, so that the last pass's
+/// checkpoint is not lost and no temporary file is left behind.
 #[derive(Debug)]
 pub struct CheckpointWriter {
     path: PathBuf,
