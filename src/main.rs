@@ -43,43 +43,87 @@ pub enum ScheduleKind {
     Static,
 }
 
-/// A duration as a job script gives it: `90s`, `45m`, `2h`, `1h30m`; a number alone is seconds.
+/// A duration: `90s`, `45m`, `2h`, `1h30m`, or as Slurm and PBS write a job's time:
+/// `MM:SS`, `HH:MM:SS`, `D-HH[:MM[:SS]]`. A number alone is refused: Slurm reads it as
+/// minutes, PBS as seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimeLimit(pub std::time::Duration);
 
 impl std::str::FromStr for TimeLimit {
     type Err = String;
     fn from_str(text: &str) -> Result<TimeLimit, String> {
-        let bad = || format!("'{text}' is not a duration such as 90s, 45m, 2h or 1h30m");
-        let mut seconds = 0.0f64;
-        let mut rest = text.trim();
-        if rest.is_empty() {
-            return Err(bad());
+        let t = text.trim();
+        let seconds = if t.contains([':', '-']) {
+            clock_seconds(t)
+        } else {
+            unit_seconds(t)
         }
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
-            let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit = match rest.chars().next() {
-                None if seconds == 0.0 => 1.0,
-                Some('s') => 1.0,
-                Some('m') => 60.0,
-                Some('h') => 3600.0,
-                _ => return Err(bad()),
-            };
-            rest = rest.get(1..).unwrap_or("");
-            seconds += value * unit;
-        }
+        .ok_or_else(|| {
+            if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                format!(
+                    "'{text}' needs a unit: {t}s, {t}m or {t}h (Slurm reads a number alone as \
+                     minutes, PBS as seconds)"
+                )
+            } else {
+                format!(
+                    "'{text}' is not a duration such as 90s, 45m, 1h30m, 01:30:00 or 2-12:00:00"
+                )
+            }
+        })?;
         // Ten years: past any job's limit, short of what a `Duration` added to now overflows.
-        if !(seconds > 0.0 && seconds <= 3.2e8) {
-            return Err(format!(
+        let limit = (seconds <= 3.2e8).then(|| std::time::Duration::from_secs_f64(seconds));
+        match limit {
+            Some(d) if !d.is_zero() => Ok(TimeLimit(d)),
+            _ => Err(format!(
                 "'{text}' must be more than zero and at most ten years"
-            ));
+            )),
         }
-        Ok(TimeLimit(std::time::Duration::from_secs_f64(seconds)))
     }
+}
+
+/// `1h30m15s` and its parts, hours before minutes before seconds, each at most once.
+fn unit_seconds(text: &str) -> Option<f64> {
+    let mut seconds = 0.0;
+    let mut rest = text;
+    let mut last_unit = f64::INFINITY;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        let unit = match rest[digits..].chars().next() {
+            Some('h') => 3600.0,
+            Some('m') => 60.0,
+            Some('s') => 1.0,
+            _ => return None,
+        };
+        if unit >= last_unit {
+            return None;
+        }
+        last_unit = unit;
+        seconds += value * unit;
+        rest = &rest[digits + 1..]; // past an ASCII unit
+    }
+    (!text.is_empty()).then_some(seconds)
+}
+
+/// Slurm's and PBS's clock forms: `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
+fn clock_seconds(text: &str) -> Option<f64> {
+    let (days, clock) = match text.split_once('-') {
+        Some((d, c)) => (Some(d.parse::<u64>().ok()?), c),
+        None => (None, text),
+    };
+    let parts: Vec<u64> = clock
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = match (days, parts.as_slice()) {
+        (None, &[m, s]) => [0, m, s],
+        (None, &[h, m, s]) | (Some(_), &[h, m, s]) => [h, m, s],
+        (Some(_), &[h]) => [h, 0, 0],
+        (Some(_), &[h, m]) => [h, m, 0],
+        _ => return None,
+    };
+    let total = days.unwrap_or(0) as f64 * 86400.0 + h as f64 * 3600.0 + m as f64 * 60.0;
+    Some(total + s as f64)
 }
 
 #[derive(Args, Clone, Debug)]
@@ -150,8 +194,8 @@ pub struct RenderArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Start no pass that would end later than this after the start, at the pace of the pass
-    /// before it: `90s`, `45m`, `2h`, `1h30m` (a number alone is seconds). For a job's time
-    /// limit, with --checkpoint to go on in the next job; the first pass always runs.
+    /// before it: `90s`, `45m`, `1h30m`, `01:30:00`, `2-12:00:00`. For a job's time limit,
+    /// with --checkpoint to go on in the next job; the first pass always runs.
     #[arg(long, value_name = "DURATION")]
     pub time_limit: Option<TimeLimit>,
     /// No progress bar or per-pass lines; errors and the summary line still print.
@@ -210,17 +254,27 @@ mod tests {
     #[test]
     fn time_limits_read_as_job_scripts_write_them() {
         let secs = |text: &str| text.parse::<TimeLimit>().map(|t| t.0);
-        assert_eq!(secs("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(secs("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(secs("45m"), Ok(Duration::from_secs(45 * 60)));
-        assert_eq!(secs("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(secs("0.5h"), Ok(Duration::from_secs(1800)));
-        assert_eq!(secs("2h0m5s"), Ok(Duration::from_secs(7205)));
-        for bad in ["", "h", "5x", "1h30", "-5", "1.2.3s", "5 m"] {
+        let ok = |text: &str, s: u64| assert_eq!(secs(text), Ok(Duration::from_secs(s)), "{text}");
+        ok("90s", 90);
+        ok("45m", 45 * 60);
+        ok("1h30m", 5400);
+        ok("1h30m15s", 5415);
+        ok("0.5h", 1800);
+        ok("10:00", 600);
+        ok("01:30:00", 5400);
+        ok("2-12", 2 * 86400 + 12 * 3600);
+        ok("1-00:30", 86400 + 1800);
+        ok("1-02:03:04", 86400 + 7384);
+        assert_eq!(secs("0.001s"), Ok(Duration::from_millis(1)));
+        for bad in [
+            "", "h", "5x", "1h30", "1m1m", "1s1h", "-5", "1.2.3s", "5 m", "1:2:3:4", "x-1",
+        ] {
             let e = secs(bad).unwrap_err();
             assert!(e.contains("is not a duration"), "{bad}: {e}");
         }
-        for out_of_range in ["0", "0s", "400000000"] {
+        let e = secs("90").unwrap_err();
+        assert!(e.contains("'90' needs a unit: 90s, 90m or 90h"), "{e}");
+        for out_of_range in ["0s", "00:00", "0.0000000001s", "400000000s"] {
             let e = secs(out_of_range).unwrap_err();
             assert!(
                 e.contains("more than zero and at most ten years"),

@@ -35,8 +35,9 @@ pub struct ObserveSettings {
     pub sampler: AdaptiveSampler,
     pub render: RenderSettings,
     /// On the root: no pass starts that would end after this instant at the pace of the pass
-    /// before it (its time per pixel × the next pass's pixels), so that a job's time limit
-    /// ends a render between passes, not inside one. The first pass of a run always starts.
+    /// before it (the time per pixel of its whole cycle, writing included, × the next pass's
+    /// pixels), so that a job's time limit ends a render between passes, not inside one. The
+    /// first pass of a run always starts.
     pub deadline: Option<Instant>,
 }
 
@@ -179,14 +180,18 @@ pub fn observe_from<E: Engine>(
     let mut report = ObserveReport::default();
     let start = Instant::now();
     let rank = comm.rank();
+    // The start of the last pass's whole cycle (choice, render, images, checkpoint) and its
+    // pixels: the pace a deadline is judged by.
+    let mut last_cycle: Option<(Instant, usize)> = None;
     for pass in first..settings.max_passes {
+        let cycle_start = Instant::now();
         let selection: Option<PixelSelection> = if pass == 0 {
             None
         } else {
             // The root decides for every rank.
             let next = film.as_ref().map(|f| match settings.sampler.select(f) {
                 None => Err(End::Converged),
-                Some(sel) if past_deadline(settings.deadline, report.passes.last(), &sel) => {
+                Some(sel) if past_deadline(settings.deadline, last_cycle, &sel) => {
                     Err(End::Deadline)
                 }
                 Some(sel) => Ok(sel),
@@ -257,6 +262,7 @@ pub fn observe_from<E: Engine>(
                 pass_error = Some(e);
             }
         }
+        last_cycle = Some((cycle_start, pass_report.pixels));
         report.passes.push(pass_report);
         // A failure on the root's side (say, an unwritable output file) must stop every rank.
         let failed = comm
@@ -270,17 +276,18 @@ pub fn observe_from<E: Engine>(
     Ok((film, report))
 }
 
-/// Whether a pass over `next` would end after `deadline`, at the pace of `last` (a pass of
-/// this run). Without a pass to go by, it would not.
+/// Whether a pass over `next` would end after `deadline`, at the pace of the last pass's whole
+/// cycle (`(its start, its pixels)`: the choice of pixels, the render, the images and the
+/// checkpoint, up to now). Without a pass to go by, it would not.
 fn past_deadline(
     deadline: Option<Instant>,
-    last: Option<&PassReport>,
+    last_cycle: Option<(Instant, usize)>,
     next: &PixelSelection,
 ) -> bool {
-    let (Some(deadline), Some(last)) = (deadline, last) else {
+    let (Some(deadline), Some((start, pixels))) = (deadline, last_cycle) else {
         return false;
     };
-    let per_pixel = last.wall.as_secs_f64() / last.pixels.max(1) as f64;
+    let per_pixel = start.elapsed().as_secs_f64() / pixels.max(1) as f64;
     let expected = Duration::from_secs_f64(per_pixel * next.count() as f64);
     Instant::now() + expected > deadline
 }

@@ -449,10 +449,43 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
 
     // A checkpoint that holds every pass asked for renders nothing, and writes its image again.
     std::fs::remove_file(&part).unwrap();
-    let o = run(&["--passes", "3", "--out", &part, "--checkpoint", &ckpt]);
+    let o = run(&["--passes", "4", "--out", &part, "--checkpoint", &ckpt]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("in 0 passes"), "{}", text(&o));
+    assert!(
+        text(&o).contains("as many as --passes asks"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(std::fs::read(&part).unwrap(), std::fs::read(&full).unwrap());
+
+    // A render that converged (every pixel below the cutoff after its first pass) is said to
+    // have, when run again, and renders nothing more.
+    let done = path("done.ckpt");
+    let converged = [
+        "--passes",
+        "5",
+        "--cutoff",
+        "1e9",
+        "--out",
+        &part,
+        "--checkpoint",
+        &done,
+    ];
+    let o = run(&converged);
+    assert!(
+        o.status.success() && text(&o).contains("in 1 passes"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&converged);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 pass(es) done, and the image has converged: writing it")
+            && text(&o).contains("in 0 passes"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -524,20 +557,66 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
     assert!(!o.status.success());
     assert!(text(&o).contains("checksum mismatch"), "{}", text(&o));
     assert_eq!(std::fs::read(&ckpt).unwrap(), damaged);
-    // Not a file to write over: the checkpoint and the image named alike.
+    // A checkpoint of more passes than asked for: its image is not the one asked for.
+    let two = dir.join("two.ckpt");
+    let small = [
+        "render", "--width", "16", "--height", "12", "--quiet", "--out",
+    ];
+    let with = |passes: &str| {
+        let mut args = small.to_vec();
+        args.extend([out.to_str().unwrap(), "--checkpoint", two.to_str().unwrap()]);
+        args.extend(["--passes", passes]);
+        prism(&args)
+    };
+    assert!(with("2").status.success());
+    let kept_two = std::fs::read(&two).unwrap();
+    let o = with("1");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("holds 2 passes, more than --passes 1 asks for"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&two).unwrap(), kept_two);
+
+    // Not a file to write over: the checkpoint named like another output, however spelt.
+    let spelt_other_ways = [
+        out.to_str().unwrap().to_string(),
+        dir.join(".").join("x.png").to_str().unwrap().to_string(),
+    ];
+    for other in &spelt_other_ways {
+        let o = prism(&[
+            "render",
+            "--out",
+            other,
+            "--checkpoint",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains("--checkpoint and --out name the same file"),
+            "{}",
+            text(&o)
+        );
+    }
+    let json = dir.join("sub").join("..").join("two.ckpt");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
     let o = prism(&[
         "render",
         "--out",
         out.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
         "--checkpoint",
-        out.to_str().unwrap(),
+        two.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("--checkpoint and --out name the same file"),
+        text(&o).contains("--checkpoint and --stats-json name the same file"),
         "{}",
         text(&o)
     );
+    assert_eq!(std::fs::read(&two).unwrap(), kept_two);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -567,7 +646,7 @@ fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
     ];
     let o = run(&[
         &part_args[..],
-        &["--time-limit", "0.001", "--stats-json", &stats],
+        &["--time-limit", "0.001s", "--stats-json", &stats],
     ]
     .concat());
     assert!(o.status.success(), "{}", text(&o));
@@ -594,7 +673,7 @@ fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
     let o = run(&["--out", &path("x.png"), "--time-limit", "5x"]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("'5x' is not a duration such as 90s, 45m, 2h or 1h30m"),
+        text(&o).contains("'5x' is not a duration such as 90s, 45m, 1h30m, 01:30:00"),
         "{}",
         text(&o)
     );

@@ -60,7 +60,7 @@ echo "ok: 6 more passes by hybrid 2 x 2 match the uninterrupted 36"
 
 # --time-limit under mpirun: the job stops between passes with status 0, says so once, and
 # the next job goes on to the reference image.
-said=$(timeout 300 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --time-limit 0.001 \
+said=$(timeout 300 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --time-limit 0.001s \
   --out "$OUT/tl.png" --exr "$OUT/tl.exr" --checkpoint "$OUT/tl.ckpt" 2>&1) || { echo "$said"; fail "the job with a time limit failed"; }
 [ "$(grep -c 'stopped after pass 1 of 30' <<<"$said")" -eq 1 ] || { echo "$said"; fail "the time limit's note was not said once"; }
 timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --time-limit 1h \

@@ -116,7 +116,7 @@ fn output_files(args: &RenderArgs) -> impl Iterator<Item = (&'static str, &Path)
 
 /// What the names alone say: the extensions, and no file named twice.
 fn check_output_names(args: &RenderArgs) -> Result<(), CliError> {
-    let mut seen: Vec<(&str, &Path)> = Vec::new();
+    let mut seen: Vec<(&str, std::path::PathBuf)> = Vec::new();
     for (option, path) in output_files(args) {
         let want = match option {
             "--out" | "--error-image" => Some("png"),
@@ -133,15 +133,33 @@ fn check_output_names(args: &RenderArgs) -> Result<(), CliError> {
                 )));
             }
         }
-        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+        let identity = file_identity(path);
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == identity) {
             return Err(msg(format!(
                 "{option} and {other} name the same file, {}: one would overwrite the other",
                 path.display()
             )));
         }
-        seen.push((option, path));
+        seen.push((option, identity));
     }
     Ok(())
+}
+
+/// What a name refers to, so that `x.png`, `./x.png`, `/abs/x.png` and a link to it count as
+/// one file: the file's real path if it exists, else its directory's real path and its name
+/// (else the name made absolute).
+fn file_identity(path: &Path) -> std::path::PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
 }
 
 /// `--threads` with an engine that has exactly one thread per process is a mistake to report,
@@ -406,7 +424,7 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
         write_outputs(args, film)?;
         if let Some(w) = checkpoints.as_mut() {
             w.save(pass.pass as u32 + 1, film)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("--checkpoint {e}"))?;
         }
         if bar.is_none() && !args.quiet {
             warn(&format!(
@@ -441,7 +459,7 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
         b.finish_and_clear();
     }
     if let Some(w) = checkpoints {
-        w.finish().map_err(|e| msg(e.to_string()))?;
+        w.finish().map_err(|e| msg(format!("--checkpoint {e}")))?;
     }
     if let Some(film) = film {
         if report.end == End::Deadline {
@@ -526,10 +544,11 @@ fn checkpoint_settings(args: &RenderArgs, scene: &Scene) -> Vec<(String, String)
         ("--height", args.height.to_string()),
         ("--spp", args.spp.to_string()),
         ("--seed", args.seed.to_string()),
-        ("--fraction", sampler.fraction.to_string()),
-        ("--ratio", sampler.ratio.to_string()),
+        // `+ 0.0` makes -0 read 0: the sampler treats them alike.
+        ("--fraction", (sampler.fraction + 0.0).to_string()),
+        ("--ratio", (sampler.ratio + 0.0).to_string()),
         ("--min-samples", sampler.min_samples.to_string()),
-        ("--cutoff", sampler.cutoff.to_string()),
+        ("--cutoff", (sampler.cutoff + 0.0).to_string()),
         ("--max-depth", args.max_depth.to_string()),
     ]
     .into_iter()
@@ -543,7 +562,9 @@ fn start_from_checkpoint(args: &RenderArgs, scene: &Scene) -> Result<Start, Stri
     let Some(path) = &args.checkpoint else {
         return Ok(Start::Fresh);
     };
-    if !path.exists() {
+    // Not `exists()`: a dangling link is an error to report, not a fresh start that would
+    // replace the link by a file.
+    if path.symlink_metadata().is_err() {
         return Ok(Start::Fresh);
     }
     let checkpoint = Checkpoint::read(path).map_err(|e| format!("--checkpoint {e}"))?;
@@ -573,12 +594,22 @@ fn start_from_checkpoint(args: &RenderArgs, scene: &Scene) -> Result<Start, Stri
         ));
     }
     let passes = checkpoint.passes as usize;
+    // Its film already holds those passes: a smaller --passes cannot take them back.
+    if passes > args.passes {
+        return Err(format!(
+            "--checkpoint {} holds {passes} passes, more than --passes {} asks for: give \
+             --passes {passes} or more to use it, or remove it (or name another file) to \
+             render {} passes afresh",
+            path.display(),
+            args.passes,
+            args.passes
+        ));
+    }
     if !args.quiet {
-        let plan = if passes >= args.passes {
-            format!(
-                "as many as --passes {} asks: writing its image",
-                args.passes
-            )
+        let plan = if passes == args.passes {
+            "as many as --passes asks: writing its image".to_string()
+        } else if sampler(args).select(&checkpoint.film).is_none() {
+            "and the image has converged: writing it".to_string()
         } else {
             format!("going on with pass {}", passes + 1)
         };
