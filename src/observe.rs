@@ -35,9 +35,9 @@ pub struct ObserveSettings {
     pub sampler: AdaptiveSampler,
     pub render: RenderSettings,
     /// On the root: no pass starts that would end after this instant at the pace of the pass
-    /// before it (the time per pixel of its whole cycle, writing included, × the next pass's
-    /// pixels), so that a job's time limit ends a render between passes, not inside one. The
-    /// first pass of a run always starts.
+    /// before it (its render time per pixel × the next pass's pixels, plus the rest of its
+    /// cycle: images, checkpoint), so that a job's time limit ends a render between passes, not
+    /// inside one. The first pass of a run always starts.
     pub deadline: Option<Instant>,
 }
 
@@ -180,9 +180,9 @@ pub fn observe_from<E: Engine>(
     let mut report = ObserveReport::default();
     let start = Instant::now();
     let rank = comm.rank();
-    // The start of the last pass's whole cycle (choice, render, images, checkpoint) and its
-    // pixels: the pace a deadline is judged by.
-    let mut last_cycle: Option<(Instant, usize)> = None;
+    // The last pass's whole cycle (choice, render, images, checkpoint): when it started, its
+    // pixels and its render time. The pace a deadline is judged by.
+    let mut last_cycle: Option<(Instant, usize, Duration)> = None;
     for pass in first..settings.max_passes {
         let cycle_start = Instant::now();
         let selection: Option<PixelSelection> = if pass == 0 {
@@ -262,7 +262,7 @@ pub fn observe_from<E: Engine>(
                 pass_error = Some(e);
             }
         }
-        last_cycle = Some((cycle_start, pass_report.pixels));
+        last_cycle = Some((cycle_start, pass_report.pixels, pass_report.wall));
         report.passes.push(pass_report);
         // A failure on the root's side (say, an unwritable output file) must stop every rank.
         let failed = comm
@@ -277,17 +277,19 @@ pub fn observe_from<E: Engine>(
 }
 
 /// Whether a pass over `next` would end after `deadline`, at the pace of the last pass's whole
-/// cycle (`(its start, its pixels)`: the choice of pixels, the render, the images and the
-/// checkpoint, up to now). Without a pass to go by, it would not.
+/// cycle (`(its start, its pixels, its render time)`): its render time per pixel × the next
+/// pass's pixels, plus the rest of its cycle (the choice of pixels, the images, the
+/// checkpoint), which does not shrink with fewer pixels. Without a pass to go by, it would not.
 fn past_deadline(
     deadline: Option<Instant>,
-    last_cycle: Option<(Instant, usize)>,
+    last_cycle: Option<(Instant, usize, Duration)>,
     next: &PixelSelection,
 ) -> bool {
-    let (Some(deadline), Some((start, pixels))) = (deadline, last_cycle) else {
+    let (Some(deadline), Some((start, pixels, render))) = (deadline, last_cycle) else {
         return false;
     };
-    let per_pixel = start.elapsed().as_secs_f64() / pixels.max(1) as f64;
-    let expected = Duration::from_secs_f64(per_pixel * next.count() as f64);
+    let rest = start.elapsed().saturating_sub(render);
+    let per_pixel = render.as_secs_f64() / pixels.max(1) as f64;
+    let expected = rest + Duration::from_secs_f64(per_pixel * next.count() as f64);
     Instant::now() + expected > deadline
 }
