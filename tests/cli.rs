@@ -580,42 +580,32 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
     assert_eq!(std::fs::read(&two).unwrap(), kept_two);
 
     // Not a file to write over: the checkpoint named like another output, however spelt.
-    let spelt_other_ways = [
-        out.to_str().unwrap().to_string(),
-        dir.join(".").join("x.png").to_str().unwrap().to_string(),
-    ];
-    for other in &spelt_other_ways {
-        let o = prism(&[
-            "render",
-            "--out",
-            other,
-            "--checkpoint",
-            out.to_str().unwrap(),
-        ]);
-        assert!(!o.status.success());
-        assert!(
-            text(&o).contains("--checkpoint and --out name the same file"),
-            "{}",
-            text(&o)
-        );
-    }
-    let json = dir.join("sub").join("..").join("two.ckpt");
     std::fs::create_dir_all(dir.join("sub")).unwrap();
-    let o = prism(&[
-        "render",
-        "--out",
-        out.to_str().unwrap(),
-        "--stats-json",
-        json.to_str().unwrap(),
-        "--checkpoint",
-        two.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("--checkpoint and --stats-json name the same file"),
-        "{}",
-        text(&o)
+    let name = |p: PathBuf| p.to_str().unwrap().to_string();
+    let (x, dot_x) = (name(out.clone()), name(dir.join(".").join("x.png")));
+    let (two_s, json) = (
+        name(two.clone()),
+        name(dir.join("sub").join("..").join("two.ckpt")),
     );
+    for (args, clash) in [
+        (
+            vec!["--out", &x, "--checkpoint", &x],
+            "--checkpoint and --out",
+        ),
+        (
+            vec!["--out", &dot_x, "--checkpoint", &x],
+            "--checkpoint and --out",
+        ),
+        (
+            vec!["--out", &x, "--stats-json", &json, "--checkpoint", &two_s],
+            "--checkpoint and --stats-json",
+        ),
+    ] {
+        let o = prism(&[&["render"][..], &args].concat());
+        assert!(!o.status.success());
+        let want = format!("{clash} name the same file");
+        assert!(text(&o).contains(&want), "{}", text(&o));
+    }
     assert_eq!(std::fs::read(&two).unwrap(), kept_two);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -349,8 +349,12 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
     let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Shared)?;
 
     // The root reads the checkpoint; a checkpoint that cannot be used stops every rank alike.
-    let from = if world.is_root() {
-        start_from_checkpoint(args, &scene)
+    let keep = match &args.checkpoint {
+        Some(path) if world.is_root() => Some((path, checkpoint_settings(args, &scene))),
+        _ => None,
+    };
+    let from = if let Some((path, settings)) = &keep {
+        start_from_checkpoint(args, path, settings)
     } else {
         Ok(Start::Fresh)
     };
@@ -413,13 +417,7 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
         }
     };
     // The root's checkpoints, written while the next pass renders.
-    let mut checkpoints = match &args.checkpoint {
-        Some(path) if root => Some(CheckpointWriter::new(
-            path,
-            checkpoint_settings(args, &scene),
-        )),
-        _ => None,
-    };
+    let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         write_outputs(args, film)?;
         if let Some(w) = checkpoints.as_mut() {
@@ -556,19 +554,20 @@ fn checkpoint_settings(args: &RenderArgs, scene: &Scene) -> Vec<(String, String)
     .collect()
 }
 
-/// Where the render starts: afresh, or from `--checkpoint`'s film when that file exists and
-/// belongs to this render. On the root.
-fn start_from_checkpoint(args: &RenderArgs, scene: &Scene) -> Result<Start, String> {
-    let Some(path) = &args.checkpoint else {
-        return Ok(Start::Fresh);
-    };
+/// Where the render starts: afresh, or from the checkpoint at `path` when that file exists
+/// and belongs to this render (`settings`). On the root.
+fn start_from_checkpoint(
+    args: &RenderArgs,
+    path: &Path,
+    settings: &[(String, String)],
+) -> Result<Start, String> {
     // Not `exists()`: a dangling link is an error to report, not a fresh start that would
     // replace the link by a file.
     if path.symlink_metadata().is_err() {
         return Ok(Start::Fresh);
     }
     let checkpoint = Checkpoint::read(path).map_err(|e| format!("--checkpoint {e}"))?;
-    let differences = checkpoint.differences(&checkpoint_settings(args, scene));
+    let differences = checkpoint.differences(settings);
     if !differences.is_empty() {
         let what: Vec<String> = differences
             .iter()
