@@ -12,7 +12,16 @@ step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 need=()
 command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
 command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# rsmpi's bindgen needs libclang itself; libclang-cpp (which some images carry without it)
+# does not do.
+has_libclang() {
+  local d
+  for d in /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu; do
+    ls "$d"/libclang.so* "$d"/libclang-[0-9]*.so* >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+has_libclang || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
