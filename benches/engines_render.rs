@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
         sampler: AdaptiveSampler::default(),
         render: RenderSettings::default(),
         deadline: None,
+        stop_requested: None,
     };
     let engines: Vec<(&str, AnyEngine)> = vec![
         ("serial", SerialEngine::new().into()),

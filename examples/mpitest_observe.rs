@@ -1,16 +1,19 @@
 //! Multi-process test of the observe loop: the built-in Cornell box rendered with the MPI and
 //! Hybrid engines (dynamic and static schedules), with the scene shared once per node, must
 //! give a film bit-identical to a serial render done on the root alone — also when the render
-//! stops after its first pass and another engine resumes it from the root's film.
+//! stops after its first pass and another engine resumes it from the root's film. A stop
+//! requested on the root ends the run after the pass in progress, on every rank.
 //!
 //! Run: `mpirun -n 3 target/debug/examples/mpitest_observe` (any rank count; one process
 //! without MPI). Exits non-zero on a mismatch.
 
 use prism::engines::{AnyEngine, HybridEngine, MpiEngine, Schedule, SerialEngine};
-use prism::observe::{observe, observe_from, Hooks, ObserveSettings, PassReport, Start};
+use prism::observe::{observe, observe_from, End, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::{cornell::cornell_box, integrator::RenderSettings, AdaptiveSampler, Film};
 use prism::tracer::{TileResult, TileTask};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 fn settings() -> ObserveSettings {
     ObserveSettings {
@@ -26,6 +29,7 @@ fn settings() -> ObserveSettings {
         },
         render: RenderSettings::default(),
         deadline: None,
+        stop_requested: None,
     }
 }
 
@@ -133,6 +137,46 @@ fn resumed(
     }
 }
 
+/// A stop asked for on the root during the first pass ends the run after it, on every rank
+/// (the others' own flags, set from the start, do not count: the root decides).
+fn stopped(
+    engine: &AnyEngine,
+    world: &prism::comm::Communicator,
+    scene: &prism::tracer::Scene,
+) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(!world.is_root()));
+    let settings = ObserveSettings {
+        stop_requested: Some(stop.clone()),
+        ..settings()
+    };
+    let (film, report) = observe(
+        engine,
+        world,
+        scene,
+        &settings,
+        Hooks {
+            after_pass: &mut |_, _| Ok(()),
+            before_pass: &mut |_, _| {},
+            on_result: &mut |_| stop.store(true, Ordering::Relaxed),
+            fail_on_rank: None,
+        },
+    )?;
+    let rank = world.rank();
+    if report.end != End::StopRequested || report.passes.len() != 1 {
+        return Err(format!(
+            "rank {rank}: ended with {:?} after {} passes, not StopRequested after 1",
+            report.end,
+            report.passes.len()
+        ));
+    }
+    match film {
+        Some(f) if f.pixel(0, 0).map(|p| p.count) != Some(2) => {
+            Err("the stopped film does not hold its one pass".to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let universe = prism::comm::init().expect("init");
     universe.abort_on_panic();
@@ -205,6 +249,9 @@ fn main() -> ExitCode {
         reference.as_ref(),
     ) {
         failures.push(format!("resumed: {e}"));
+    }
+    if let Err(e) = stopped(&engines[2].1, &world, &scene) {
+        failures.push(format!("stopped: {e}"));
     }
     if failures.is_empty() {
         println!("rank {rank}/{}: observe ok", world.size());

@@ -27,6 +27,7 @@
 //! let settings = ObserveSettings {
 //!     width: 32, height: 32, tile: 16, samples_per_pass: 2, max_passes: 2, seed: 1,
 //!     sampler: AdaptiveSampler::default(), render: RenderSettings::default(), deadline: None,
+//!     stop_requested: None,
 //! };
 //! let engine = MultiThreadEngine::new(2);
 //! let (film, report) = observe(&engine, &world, &scene, &settings, Hooks {

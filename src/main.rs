@@ -191,6 +191,8 @@ pub struct RenderArgs {
     /// exists: a render stopped by a job's time limit goes on where its last pass ended, with
     /// the same image as a run never stopped. Refused if the file belongs to another render
     /// (other scene, size, --spp, --seed, sampler or depth); --passes may grow between runs.
+    /// SIGUSR1 stops the render after the pass in progress; on SIGTERM or Ctrl-C the
+    /// checkpoint being written is finished first.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Start no pass that would end later than this after the start, at the pace of the pass

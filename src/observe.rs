@@ -18,6 +18,8 @@ use prism_tracer::{
     pass_tasks, AdaptiveSampler, Film, PassSpec, PixelSelection, Scene, TileResult, TileTask,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to render and how.
@@ -39,6 +41,10 @@ pub struct ObserveSettings {
     /// cycle: images, checkpoint), so that a job's time limit ends a render between passes, not
     /// inside one. The first pass of a run always starts.
     pub deadline: Option<Instant>,
+    /// On the root: once this is set (by a signal handler, say: `prism render` sets it on
+    /// SIGUSR1), the render ends after the pass in progress, as after a deadline. Read between
+    /// passes only, so the film always holds whole passes.
+    pub stop_requested: Option<Arc<AtomicBool>>,
 }
 
 /// What one pass did; handed to the root's callback after the pass.
@@ -78,6 +84,8 @@ pub enum End {
     Converged,
     /// The next pass would have ended past [`ObserveSettings::deadline`].
     Deadline,
+    /// [`ObserveSettings::stop_requested`] was set.
+    StopRequested,
 }
 
 /// The whole run, on every rank (film and totals are the root's).
@@ -191,6 +199,7 @@ pub fn observe_from<E: Engine>(
             // The root decides for every rank.
             let next = film.as_ref().map(|f| match settings.sampler.select(f) {
                 None => Err(End::Converged),
+                Some(_) if stop_requested(settings) => Err(End::StopRequested),
                 Some(sel) if past_deadline(settings.deadline, last_cycle, &sel) => {
                     Err(End::Deadline)
                 }
@@ -274,6 +283,13 @@ pub fn observe_from<E: Engine>(
     }
     report.wall = start.elapsed();
     Ok((film, report))
+}
+
+fn stop_requested(settings: &ObserveSettings) -> bool {
+    settings
+        .stop_requested
+        .as_ref()
+        .is_some_and(|stop| stop.load(Ordering::Relaxed))
 }
 
 /// Whether a pass over `next` would end after `deadline`, at the pace of the last pass's whole

@@ -669,3 +669,196 @@ fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts a render that would go on for minutes (its sampler never converges), with a
+/// checkpoint, and returns it once the first checkpoint is on disk.
+fn long_render(dir: &Path, ckpt: &str) -> std::process::Child {
+    let out = dir.join("long.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "render", "--width", "48", "--height", "32", "--spp", "2", "--seed", "4", "--quiet",
+            "--passes", "1000000", "--out",
+        ])
+        .arg(&out)
+        .args(["--checkpoint", ckpt])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start prism");
+    let begun = std::time::Instant::now();
+    while !Path::new(ckpt).exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the render ended early: {status}");
+        }
+        assert!(
+            begun.elapsed().as_secs() < 120,
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+fn send(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+fn temporaries_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// SIGUSR1 (a batch system's warning before the time limit) stops a render after the pass in
+/// progress, with status 0 and a checkpoint that a later run goes on from, to the same bytes.
+#[test]
+fn sigusr1_stops_a_render_between_passes_and_the_next_run_goes_on() {
+    let dir = temp_dir("sigusr1");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let ckpt = path("run.ckpt");
+    let child = long_render(&dir, &ckpt);
+    send(&child, "USR1");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    let done: usize = said
+        .split("stopped after pass ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop note: {said}"));
+    assert!(
+        said.contains(&format!(
+            "stopped after pass {done} of 1000000: SIGUSR1 asked for a stop; run the same \
+             command again to go on from {ckpt}"
+        )),
+        "{said}"
+    );
+    let held = prism::tracer::Checkpoint::read(Path::new(&ckpt)).unwrap();
+    assert_eq!(
+        held.passes as usize, done,
+        "the checkpoint is not of the last pass"
+    );
+    assert!(
+        temporaries_in(&dir).is_empty(),
+        "{:?}",
+        temporaries_in(&dir)
+    );
+
+    // Two passes more from the checkpoint, and the same two passes in one go.
+    let passes = (done + 2).to_string();
+    let common = [
+        "render", "--width", "48", "--height", "32", "--spp", "2", "--seed", "4", "--quiet",
+        "--passes", &passes,
+    ];
+    let (resumed, whole) = (path("resumed.exr"), path("whole.exr"));
+    let o = prism(
+        &[
+            &common[..],
+            &[
+                "--out",
+                &path("r.png"),
+                "--exr",
+                &resumed,
+                "--checkpoint",
+                &ckpt,
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("in 2 passes (resumed after pass {done}")),
+        "{}",
+        text(&o)
+    );
+    let o = prism(&[&common[..], &["--out", &path("w.png"), "--exr", &whole]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(&resumed).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SIGINT and SIGTERM still end a render with a checkpoint at once, by the signal, but only
+/// after the checkpoint being written is whole; the note says what it holds.
+#[test]
+fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
+    use std::os::unix::process::ExitStatusExt;
+    for signal in ["INT", "TERM"] {
+        let dir = temp_dir(&format!("sig{signal}"));
+        let ckpt = dir.join("run.ckpt").to_str().unwrap().to_string();
+        let child = long_render(&dir, &ckpt);
+        send(&child, signal);
+        let o = child.wait_with_output().unwrap();
+        let number = if signal == "INT" { 2 } else { 15 };
+        assert_eq!(o.status.signal(), Some(number), "{}", text(&o));
+        let said = text(&o);
+        let held = prism::tracer::Checkpoint::read(Path::new(&ckpt)).unwrap();
+        assert!(
+            said.contains(&format!(
+                "prism: SIG{signal}: ending the render; {ckpt} holds {} pass(es): run the same \
+                 command again to go on from there",
+                held.passes
+            )),
+            "{said}"
+        );
+        assert!(held.passes >= 1);
+        assert!(
+            temporaries_in(&dir).is_empty(),
+            "{:?}",
+            temporaries_in(&dir)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A temporary file that a killed run left beside an output is removed by the next run on
+/// this host, once its process is gone; another host's is kept.
+#[test]
+fn temporaries_of_killed_runs_are_swept() {
+    let dir = temp_dir("sweep");
+    let ckpt = dir.join("run.ckpt");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.join(format!("run.ckpt.tmp-{host}-{pid}"));
+    let foreign = dir.join(format!("run.ckpt.tmp-elsewhere-{pid}"));
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    std::fs::write(&foreign, b"being written on another node").unwrap();
+    let out = dir.join("x.png");
+    let o = prism(&[
+        "render",
+        "--width",
+        "8",
+        "--height",
+        "8",
+        "--passes",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "prism: note: removed {}, left by a run killed while writing {}",
+            stale.display(),
+            ckpt.display()
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(!stale.exists() && foreign.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,8 +2,8 @@
 # A render stopped mid-run and resumed from its --checkpoint ends with the same bytes as one
 # never stopped: a 2-rank job is sent SIGTERM (a job's time limit) once its first checkpoint
 # is written, then resumed by a job of another shape (3 ranks, then hybrid 2 x 2 with more
-# passes). The stopped job must end (no hang) and leave nothing in /dev/shm. Also a job that
-# --time-limit ends between passes, resumed the same way.
+# passes). The stopped job must end (no hang) and leave nothing in /dev/shm. Also jobs that
+# --time-limit, and SIGUSR1 forwarded by mpirun, end between passes, resumed the same way.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${PRISM_BIN:-target/debug/prism}
@@ -67,6 +67,27 @@ timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --
   --out "$OUT/tl.png" --exr "$OUT/tl.exr" --checkpoint "$OUT/tl.ckpt"
 cmp "$OUT/ref.exr" "$OUT/tl.exr" || fail "the render stopped by --time-limit and resumed differs"
 echo "ok: $(grep 'stopped after' <<<"$said" | cut -c1-80)...; resumed byte-identical"
+
+# SIGUSR1 to the launcher (a batch system's warning; mpirun forwards it to every rank): the job
+# ends after the pass in progress with status 0, says so once, and the next job goes on.
+$MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine hybrid --threads 2 --quiet \
+  --out "$OUT/u.png" --exr "$OUT/u.exr" --checkpoint "$OUT/u.ckpt" >"$OUT/usr1.log" 2>&1 &
+job=$!
+for _ in $(seq 1 1200); do
+  [ -e "$OUT/u.ckpt" ] && break
+  kill -0 "$job" 2>/dev/null || break
+  sleep 0.05
+done
+[ -e "$OUT/u.ckpt" ] || { cat "$OUT/usr1.log"; fail "no checkpoint was written before SIGUSR1"; }
+kill -USR1 "$job"
+wait "$job" || { cat "$OUT/usr1.log"; fail "the job stopped by SIGUSR1 did not exit 0"; }
+[ "$(grep -c 'stopped after pass [0-9]* of 30: SIGUSR1 asked for a stop' "$OUT/usr1.log")" -eq 1 ] ||
+  { cat "$OUT/usr1.log"; fail "the SIGUSR1 stop was not said once"; }
+grep -q "in 30 passes" "$OUT/usr1.log" && fail "SIGUSR1 came too late to stop anything"
+timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet \
+  --out "$OUT/u.png" --exr "$OUT/u.exr" --checkpoint "$OUT/u.ckpt"
+cmp "$OUT/ref.exr" "$OUT/u.exr" || fail "the render stopped by SIGUSR1 and resumed differs"
+echo "ok: $(grep 'stopped after' "$OUT/usr1.log" | cut -c1-70)...; resumed byte-identical"
 
 # Another render's checkpoint under mpirun: refused once, and kept.
 cp "$OUT/run.ckpt" "$OUT/kept.ckpt"

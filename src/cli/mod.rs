@@ -5,6 +5,7 @@ pub mod info;
 pub mod layout;
 pub mod render;
 pub mod scaling;
+pub mod signals;
 pub mod stats;
 
 use std::io::Write;

@@ -2,7 +2,7 @@
 
 use crate::cli::layout::Layout;
 use crate::cli::stats::{own_pss_bytes, RunStats};
-use crate::cli::{check_parent_dir, msg, say, shared, warn, with_universe, CliError};
+use crate::cli::{check_parent_dir, msg, say, shared, signals, warn, with_universe, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism::comm::Universe;
@@ -18,6 +18,7 @@ use prism::tracer::{
 };
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Threads per process at most: far above any node's cores, far below what makes spawning
@@ -342,7 +343,12 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
 }
 
 fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<(), CliError> {
+    // Before anything slow (the scene's build): from here on SIGUSR1 no longer kills a rank.
+    let stop = signals::stop_on_usr1().map_err(|e| msg(format!("cannot catch SIGUSR1: {e}")))?;
     let world = universe.world();
+    if world.is_root() {
+        remove_stale_temporaries(args);
+    }
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
     // The root reads the scene; a failure reaches every rank alike.
@@ -398,6 +404,7 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
             ..RenderSettings::default()
         },
         deadline: args.time_limit.map(|limit| started + limit.0),
+        stop_requested: Some(stop),
     };
     let start = Instant::now();
     let mut rays_so_far = 0u64;
@@ -418,7 +425,20 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
     };
     // The root's checkpoints, written while the next pass renders.
     let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
+    // Held while the root writes its files, so that SIGTERM does not cut one short.
+    let files = Arc::new(Mutex::new(()));
+    if let (Some(w), Some(path)) = (&checkpoints, &args.checkpoint) {
+        signals::finish_checkpoint_on_exit(
+            path.clone(),
+            w.progress(),
+            files.clone(),
+            passes_resumed,
+            bar.clone(),
+        )
+        .map_err(|e| msg(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
+    }
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
+        let _writing = files.lock().unwrap_or_else(|p| p.into_inner());
         write_outputs(args, film)?;
         if let Some(w) = checkpoints.as_mut() {
             w.save(pass.pass as u32 + 1, film)
@@ -460,7 +480,14 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
         w.finish().map_err(|e| msg(format!("--checkpoint {e}")))?;
     }
     if let Some(film) = film {
-        if report.end == End::Deadline {
+        let why = match report.end {
+            End::Deadline => {
+                Some("the next would have ended past --time-limit at the pace of the last")
+            }
+            End::StopRequested => Some("SIGUSR1 asked for a stop"),
+            End::PassLimit | End::Converged => None,
+        };
+        if let Some(why) = why {
             let done = passes_resumed + report.passes.len();
             let later = match &args.checkpoint {
                 Some(path) => format!(
@@ -470,14 +497,14 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
                 None => "with --checkpoint, a later run could have gone on from here".to_string(),
             };
             warn(&format!(
-                "prism: stopped after pass {done} of {}: the next would have ended past \
-                 --time-limit at the pace of the last; {later}",
+                "prism: stopped after pass {done} of {}: {why}; {later}",
                 args.passes
             ));
         }
         // A checkpoint that already held every pass (or a converged film): its image, written
         // again in case the files are gone or named anew.
         if report.passes.is_empty() {
+            let _writing = files.lock().unwrap_or_else(|p| p.into_inner());
             write_outputs(args, &film).map_err(msg)?;
         }
         let secs = report.wall.as_secs_f64().max(1e-9);
@@ -621,6 +648,23 @@ fn start_from_checkpoint(
         film: checkpoint.film,
         passes,
     })
+}
+
+/// Removes the temporary files that a run killed while writing an output (a checkpoint, an
+/// image, a cache) left beside it, and says so. On the root, which alone writes them.
+fn remove_stale_temporaries(args: &RenderArgs) {
+    for (_, path) in output_files(args) {
+        // A directory that cannot be read is reported when the file is written.
+        for stale in prism::tracer::replace::remove_stale_temporaries(path).unwrap_or_default() {
+            if !args.quiet {
+                warn(&format!(
+                    "prism: note: removed {}, left by a run killed while writing {}",
+                    stale.display(),
+                    path.display()
+                ));
+            }
+        }
+    }
 }
 
 fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {

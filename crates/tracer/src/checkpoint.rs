@@ -187,11 +187,73 @@ impl Checkpoint {
 /// back from the next `save` or from [`finish`](CheckpointWriter::finish). Dropped unfinished
 /// (a run that failed), it still waits for the write in flight, so that the last pass's
 /// checkpoint is not lost and no temporary file is left behind.
+///
+/// A process that is about to end on a signal, while its main thread is busy rendering, ends
+/// the writer from another thread through its [`CheckpointProgress`].
 #[derive(Debug)]
 pub struct CheckpointWriter {
     path: PathBuf,
     settings: Vec<(String, String)>,
     pending: Option<std::thread::JoinHandle<Result<(), CheckpointError>>>,
+    progress: CheckpointProgress,
+}
+
+/// Where a [`CheckpointWriter`]'s writes have got to, shared with other threads: the passes
+/// the file holds, whether a write is in flight, and whether the writer has been closed.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointProgress {
+    state: std::sync::Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    in_flight: bool,
+    written: Option<u32>,
+    closed: bool,
+}
+
+impl CheckpointProgress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        // The lock guards plain flags that a panic cannot leave half-set.
+        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The passes in the last checkpoint this writer completed (`None`: none yet).
+    pub fn written(&self) -> Option<u32> {
+        self.lock().written
+    }
+
+    /// Ends the writer for good: no write starts after this call, and the one in flight, if
+    /// any, is waited for — so that a process ending right after it (on SIGTERM, say) leaves a
+    /// whole checkpoint and no temporary file. Returns the passes in the last checkpoint the
+    /// writer completed. Later calls of [`CheckpointWriter::save`] write nothing.
+    pub fn close(&self) -> Option<u32> {
+        let mut p = self.lock();
+        p.closed = true;
+        while p.in_flight {
+            p = self.state.1.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p.written
+    }
+
+    /// Marks a write as started, unless the writer is closed (then `false`).
+    fn start(&self) -> bool {
+        let mut p = self.lock();
+        if p.closed {
+            return false;
+        }
+        p.in_flight = true;
+        true
+    }
+
+    fn done(&self, written: Option<u32>) {
+        let mut p = self.lock();
+        p.in_flight = false;
+        if written.is_some() {
+            p.written = written;
+        }
+        self.state.1.notify_all();
+    }
 }
 
 impl CheckpointWriter {
@@ -201,25 +263,43 @@ impl CheckpointWriter {
             path: path.to_path_buf(),
             settings,
             pending: None,
+            progress: CheckpointProgress::default(),
         }
     }
 
     /// Saves `film`, which holds `passes` passes: encodes it now, writes it in the background.
-    /// Returns the previous write's error, if it failed.
+    /// Returns the previous write's error, if it failed. Once the writer has been
+    /// [closed](CheckpointProgress::close), it writes nothing.
     pub fn save(&mut self, passes: u32, film: &Film) -> Result<(), CheckpointError> {
         self.wait()?;
         let (header, payload) = encode(passes, &self.settings, film);
+        if !self.progress.start() {
+            return Ok(());
+        }
         let path = self.path.clone();
+        let progress = self.progress.clone();
         let handle = std::thread::Builder::new()
             .name("prism-checkpoint".into())
-            .spawn(move || write_parts(&path, &header, &payload))
-            .map_err(|source| CheckpointError::Io {
-                path: self.path.clone(),
-                action: "start a thread to write",
-                source,
+            .spawn(move || {
+                let result = write_parts(&path, &header, &payload);
+                progress.done(result.is_ok().then_some(passes));
+                result
+            })
+            .map_err(|source| {
+                self.progress.done(None);
+                CheckpointError::Io {
+                    path: self.path.clone(),
+                    action: "start a thread to write",
+                    source,
+                }
             })?;
         self.pending = Some(handle);
         Ok(())
+    }
+
+    /// The writer's progress, for another thread to read or to [close](CheckpointProgress::close).
+    pub fn progress(&self) -> CheckpointProgress {
+        self.progress.clone()
     }
 
     /// Waits for the last write; its error, if it failed.
@@ -231,6 +311,8 @@ impl CheckpointWriter {
         match self.pending.take() {
             None => Ok(()),
             Some(handle) => handle.join().unwrap_or_else(|_| {
+                // The thread panicked before it could say so.
+                self.progress.done(None);
                 Err(CheckpointError::Io {
                     path: self.path.clone(),
                     action: "write",
@@ -515,6 +597,37 @@ mod tests {
             e.contains("gone/bg.ckpt: cannot create a temporary file"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_closed_writer_finishes_the_write_in_flight_and_starts_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("closed.ckpt");
+        let c = checkpoint();
+        let mut w = CheckpointWriter::new(&path, c.settings.clone());
+        let progress = w.progress();
+        assert_eq!(progress.written(), None);
+        w.save(c.passes, &c.film).unwrap();
+        // From another thread, as a signal watcher would: the write in flight is waited for.
+        let closer = std::thread::spawn({
+            let progress = progress.clone();
+            move || progress.close()
+        });
+        assert_eq!(closer.join().unwrap(), Some(c.passes));
+        assert_eq!(Checkpoint::read(&path).unwrap().to_bytes(), c.to_bytes());
+        // Nothing is written after the close, and no temporary file appears.
+        w.save(c.passes + 1, &c.film).unwrap();
+        w.finish().unwrap();
+        assert_eq!(Checkpoint::read(&path).unwrap().to_bytes(), c.to_bytes());
+        assert_eq!(progress.written(), Some(c.passes));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // A failed write counts as none written.
+        let lost = dir.path().join("gone").join("x.ckpt");
+        let mut w = CheckpointWriter::new(&lost, c.settings.clone());
+        w.save(1, &c.film).unwrap();
+        assert_eq!(w.progress().close(), None);
+        assert!(w.finish().is_err());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub mod material;
 pub mod math;
 pub mod mesh;
 pub mod output;
-mod replace;
+pub mod replace;
 pub mod rng;
 pub mod sampler;
 pub mod scene;
@@ -79,7 +79,7 @@ pub mod triangle;
 
 pub use cache::{ByteSource, CacheError};
 pub use camera::{Camera, CameraFrame};
-pub use checkpoint::{Checkpoint, CheckpointError, CheckpointWriter};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointProgress, CheckpointWriter};
 pub use cornell::cornell_box;
 pub use film::{Film, FilmError};
 pub use geometry::{Geometry, GeometryError, Hit, Instance, Query};

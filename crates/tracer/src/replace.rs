@@ -3,8 +3,84 @@
 //! A run killed mid-write (a job's time limit, Ctrl-C) then leaves the previous file whole —
 //! the last pass's image, a cache, a checkpoint — rather than an empty or cut-off one, and a
 //! reader that has the old file open or mapped keeps seeing the old bytes.
+//!
+//! The temporary name is `<name>.tmp-<host>-<pid>`: unique among the writers of one shared
+//! file system, and enough for a later run to tell a temporary file that a killed process
+//! left behind (its host is this one, its process is gone) from one still being written
+//! ([`remove_stale_temporaries`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// This machine's name as it goes into temporary names: only characters that are safe in a
+/// file name on any file system.
+fn host_tag() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let tag: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if tag.is_empty() {
+        "localhost".to_string()
+    } else {
+        tag
+    }
+}
+
+/// `<name>.tmp-<host>-`: the start of every temporary name of `path` written on this host.
+fn temporary_prefix(path: &Path) -> std::ffi::OsString {
+    let mut prefix = path.file_name().unwrap_or_default().to_os_string();
+    prefix.push(format!(".tmp-{}-", host_tag()));
+    prefix
+}
+
+/// Removes the temporary files of `path` that a process of this host left behind when it was
+/// killed mid-write (SIGKILL after a job's time limit, say): those whose process no longer
+/// exists. Files of other hosts, and of live processes, are left alone: they may be being
+/// written. Returns the files removed.
+pub fn remove_stale_temporaries(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = temporary_prefix(path);
+    let prefix = prefix.as_encoded_bytes();
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.as_encoded_bytes().strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(pid) = std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            // Another run swept it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
 
 /// Writes `path` through `write`, which is given the temporary name to create, then renames
 /// that file into place. On any failure the temporary file is removed and the error returned;
@@ -14,8 +90,8 @@ pub(crate) fn replace_atomically<E>(
     write: impl FnOnce(&Path) -> Result<(), E>,
     rename_failed: impl FnOnce(std::io::Error) -> E,
 ) -> Result<(), E> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let mut tmp_name = temporary_prefix(path);
+    tmp_name.push(std::process::id().to_string());
     let tmp = path.with_file_name(tmp_name);
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(rename_failed));
     if result.is_err() {
@@ -68,5 +144,63 @@ mod tests {
         assert_eq!(names.len(), 1, "the temporary file was left behind");
         replace_with_bytes(&path, &[b"new"]).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn only_temporaries_of_dead_processes_of_this_host_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.ckpt");
+        let ours = temporary_prefix(&path).into_string().unwrap();
+        // A process that has exited: its pid is free (until reused, which a test cannot
+        // rule out, but not within these few lines on a quiet machine).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!("{ours}{dead}"),                 // left by a killed run: swept
+            format!("{ours}{}", std::process::id()), // our own, being written
+            format!("{ours}1"),                      // pid 1 is alive
+            format!("c.ckpt.tmp-other-host-{dead}"), // another node's, maybe being written
+            format!("{ours}{dead}x"),                // not a temporary name
+            format!("d.ckpt.tmp-{}{dead}", &ours["c.ckpt.tmp-".len()..]), // another file's
+            "c.ckpt".to_string(),
+        ];
+        for name in &names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let removed = remove_stale_temporaries(&path).unwrap();
+        assert_eq!(removed, vec![dir.path().join(&names[0])]);
+        for name in &names[1..] {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        assert!(remove_stale_temporaries(&path).unwrap().is_empty());
+        // A directory that does not exist holds nothing stale.
+        let gone = dir.path().join("gone").join("c.ckpt");
+        assert!(remove_stale_temporaries(&gone).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_temporary_name_says_host_and_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let mut seen = None;
+        let _: Result<(), ()> = replace_atomically(
+            &path,
+            |tmp| {
+                seen = Some(tmp.to_path_buf());
+                std::fs::write(tmp, b"x").map_err(|_| ())
+            },
+            |_| (),
+        );
+        let name = seen
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let host = host_tag();
+        assert_eq!(name, format!("f.bin.tmp-{host}-{}", std::process::id()));
+        assert!(!host.contains('/') && !host.is_empty());
     }
 }
