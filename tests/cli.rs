@@ -671,15 +671,17 @@ fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
 }
 
 /// Starts a render that would go on for minutes (its sampler never converges), with a
-/// checkpoint, and returns it once the first checkpoint is on disk.
-fn long_render(dir: &Path, ckpt: &str) -> std::process::Child {
+/// checkpoint, and returns it once the first checkpoint is on disk. Without `--quiet` it
+/// prints a line after each pass's files are saved.
+fn long_render(dir: &Path, ckpt: &str, quiet: bool) -> std::process::Child {
     let out = dir.join("long.png");
     let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
         .args([
-            "render", "--width", "48", "--height", "32", "--spp", "2", "--seed", "4", "--quiet",
-            "--passes", "1000000", "--out",
+            "render", "--width", "48", "--height", "32", "--spp", "2", "--seed", "4", "--passes",
+            "1000000", "--out",
         ])
         .arg(&out)
+        .args(quiet.then_some("--quiet"))
         .args(["--checkpoint", ckpt])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -722,7 +724,7 @@ fn sigusr1_stops_a_render_between_passes_and_the_next_run_goes_on() {
     let dir = temp_dir("sigusr1");
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let ckpt = path("run.ckpt");
-    let child = long_render(&dir, &ckpt);
+    let child = long_render(&dir, &ckpt, true);
     send(&child, "USR1");
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -788,14 +790,15 @@ fn sigusr1_stops_a_render_between_passes_and_the_next_run_goes_on() {
 }
 
 /// SIGINT and SIGTERM still end a render with a checkpoint at once, by the signal, but only
-/// after the checkpoint being written is whole; the note says what it holds.
+/// after the checkpoint being written is whole; the note says what it holds, which is every
+/// pass that was said to be done.
 #[test]
 fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
     use std::os::unix::process::ExitStatusExt;
     for signal in ["INT", "TERM"] {
         let dir = temp_dir(&format!("sig{signal}"));
         let ckpt = dir.join("run.ckpt").to_str().unwrap().to_string();
-        let child = long_render(&dir, &ckpt);
+        let child = long_render(&dir, &ckpt, false);
         send(&child, signal);
         let o = child.wait_with_output().unwrap();
         let number = if signal == "INT" { 2 } else { 15 };
@@ -811,6 +814,22 @@ fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
             "{said}"
         );
         assert!(held.passes >= 1);
+        let last_said = said
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("pass ")?
+                    .split(':')
+                    .next()?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            last_said <= held.passes,
+            "pass {last_said} was said to be done, the checkpoint holds {}",
+            held.passes
+        );
         assert!(
             temporaries_in(&dir).is_empty(),
             "{:?}",
@@ -818,6 +837,54 @@ fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A render whose standard error nobody reads (a full pipe) still ends on SIGTERM: the note
+/// it cannot print does not keep it alive.
+#[test]
+fn sigterm_ends_a_render_whose_standard_error_is_full() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = temp_dir("sigterm-full");
+    let ckpt = dir.join("run.ckpt").to_str().unwrap().to_string();
+    // Not --quiet: a line per pass, until the pipe, never read, is full and the render waits.
+    let mut child = long_render(&dir, &ckpt, false);
+    let held = || {
+        prism::tracer::Checkpoint::read(Path::new(&ckpt))
+            .map(|c| c.passes)
+            .ok()
+    };
+    let begun = std::time::Instant::now();
+    let mut last = (held(), std::time::Instant::now());
+    while last.1.elapsed().as_millis() < 1500 {
+        assert!(
+            begun.elapsed().as_secs() < 120,
+            "the render never blocked on its output"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = held();
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+    }
+    send(&child, "TERM");
+    let sent = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed().as_secs() > 20 {
+            let _ = child.kill();
+            panic!("still running 20 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.signal(), Some(15));
+    assert!(
+        temporaries_in(&dir).is_empty(),
+        "{:?}",
+        temporaries_in(&dir)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A temporary file that a killed run left beside an output is removed by the next run on

@@ -18,7 +18,8 @@ use prism::tracer::{
 };
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Threads per process at most: far above any node's cores, far below what makes spawning
@@ -338,13 +339,19 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
 pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     // A job's time limit counts from its start: MPI's start and the scene's build count too.
     let started = Instant::now();
+    // Before anything slow (MPI's start, the scene's build): from here on a batch system's
+    // SIGUSR1 no longer kills a rank.
+    let stop = signals::stop_on_usr1().map_err(|e| msg(format!("cannot catch SIGUSR1: {e}")))?;
     validate(args)?;
-    with_universe(|universe| render(args, universe, started))
+    with_universe(|universe| render(args, universe, started, stop))
 }
 
-fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<(), CliError> {
-    // Before anything slow (the scene's build): from here on SIGUSR1 no longer kills a rank.
-    let stop = signals::stop_on_usr1().map_err(|e| msg(format!("cannot catch SIGUSR1: {e}")))?;
+fn render(
+    args: &RenderArgs,
+    universe: &Universe,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> Result<(), CliError> {
     let world = universe.world();
     if world.is_root() {
         remove_stale_temporaries(args);
@@ -425,24 +432,26 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
     };
     // The root's checkpoints, written while the next pass renders.
     let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
-    // Held while the root writes its files, so that SIGTERM does not cut one short.
-    let files = Arc::new(Mutex::new(()));
+    // What a SIGTERM waits for: the files of the pass being saved.
+    let saving = signals::Saving::default();
     if let (Some(w), Some(path)) = (&checkpoints, &args.checkpoint) {
         signals::finish_checkpoint_on_exit(
             path.clone(),
             w.progress(),
-            files.clone(),
+            saving.clone(),
             passes_resumed,
             bar.clone(),
         )
         .map_err(|e| msg(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
     }
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
-        let _writing = files.lock().unwrap_or_else(|p| p.into_inner());
-        write_outputs(args, film)?;
-        if let Some(w) = checkpoints.as_mut() {
-            w.save(pass.pass as u32 + 1, film)
-                .map_err(|e| format!("--checkpoint {e}"))?;
+        {
+            let _writing = saving.writing();
+            write_outputs(args, film)?;
+            if let Some(w) = checkpoints.as_mut() {
+                w.save(pass.pass as u32 + 1, film)
+                    .map_err(|e| format!("--checkpoint {e}"))?;
+            }
         }
         if bar.is_none() && !args.quiet {
             warn(&format!(
@@ -479,6 +488,9 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
     if let Some(w) = checkpoints {
         w.finish().map_err(|e| msg(format!("--checkpoint {e}")))?;
     }
+    if matches!(report.end, End::PassLimit | End::Converged) {
+        saving.rendered();
+    }
     if let Some(film) = film {
         let why = match report.end {
             End::Deadline => {
@@ -504,7 +516,7 @@ fn render(args: &RenderArgs, universe: &Universe, started: Instant) -> Result<()
         // A checkpoint that already held every pass (or a converged film): its image, written
         // again in case the files are gone or named anew.
         if report.passes.is_empty() {
-            let _writing = files.lock().unwrap_or_else(|p| p.into_inner());
+            let _writing = saving.writing();
             write_outputs(args, &film).map_err(msg)?;
         }
         let secs = report.wall.as_secs_f64().max(1e-9);
@@ -653,9 +665,9 @@ fn start_from_checkpoint(
 /// Removes the temporary files that a run killed while writing an output (a checkpoint, an
 /// image, a cache) left beside it, and says so. On the root, which alone writes them.
 fn remove_stale_temporaries(args: &RenderArgs) {
-    for (_, path) in output_files(args) {
-        // A directory that cannot be read is reported when the file is written.
-        for stale in prism::tracer::replace::remove_stale_temporaries(path).unwrap_or_default() {
+    for (option, path) in output_files(args) {
+        let sweep = prism::tracer::replace::remove_stale_temporaries(path);
+        for stale in &sweep.removed {
             if !args.quiet {
                 warn(&format!(
                     "prism: note: removed {}, left by a run killed while writing {}",
@@ -663,6 +675,24 @@ fn remove_stale_temporaries(args: &RenderArgs) {
                     path.display()
                 ));
             }
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        for (what, e) in &sweep.failed {
+            let failed = if what == dir {
+                format!(
+                    "cannot look in {} for files a killed run left",
+                    dir.display()
+                )
+            } else {
+                format!("cannot remove {}, left by a killed run", what.display())
+            };
+            warn(&format!(
+                "prism: warning: {option} {}: {failed}: {e}",
+                path.display()
+            ));
         }
     }
 }

@@ -4,20 +4,22 @@
 //! - **SIGUSR1 asks for a stop after the pass in progress** (Slurm's `--signal=USR1@300` some
 //!   minutes before a job's limit, `scancel --signal=USR1`, `kill -USR1`; `mpirun` forwards it
 //!   to every rank). The render then ends as at `--time-limit`: images and checkpoint of whole
-//!   passes, a note, status 0. Every rank catches it, since its default action would kill the
-//!   process; only the root's counts (it decides for every rank between passes).
+//!   passes, a note, status 0. Every rank catches it from its start, before MPI's, since its
+//!   default action would kill the process; only the root's counts (it decides for every rank
+//!   between passes).
 //! - **SIGTERM and SIGINT still end the process, as they would have** (a job's time limit,
 //!   `scancel`, Ctrl-C), with one difference on the root of a render with `--checkpoint`: it
-//!   first lets the checkpoint and the images being written reach the disk (no temporary file
-//!   is left) and says what the checkpoint holds. A second signal ends it at once. Without
-//!   `--checkpoint` nothing is changed.
+//!   first lets the images and the checkpoint of the pass being saved reach the disk (no
+//!   temporary file is left) and says what the checkpoint holds. A second signal ends it at
+//!   once. Without `--checkpoint` nothing is changed.
 
 use indicatif::ProgressBar;
 use prism::tracer::CheckpointProgress;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Catches SIGUSR1 from now on: the flag it sets asks the render to stop between passes.
 pub fn stop_on_usr1() -> std::io::Result<Arc<AtomicBool>> {
@@ -26,23 +28,45 @@ pub fn stop_on_usr1() -> std::io::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// On SIGTERM or SIGINT: closes the checkpoint writer whose `progress` this is (waiting for
-/// the write in flight), waits for the images being written (the main thread holds `files`
-/// while it writes them), says what `path` holds (`resumed`: the passes it held before this
-/// run), then ends the process by the signal's default action, so that the launcher and the
-/// batch system see the signal they sent. A second signal ends the process at once.
+/// What the root's signal thread must know of the main thread's saving: when it writes files,
+/// and whether the render is over.
+#[derive(Clone, Debug, Default)]
+pub struct Saving {
+    files: Arc<Mutex<()>>,
+    rendered: Arc<AtomicBool>,
+}
+
+impl Saving {
+    /// Held while the root writes a pass's images and hands its checkpoint to the writer:
+    /// a SIGTERM then waits for both. Nothing else (no printing) may happen under it.
+    pub fn writing(&self) -> MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every pass the render will do is done and saved.
+    pub fn rendered(&self) {
+        self.rendered.store(true, Ordering::SeqCst);
+    }
+}
+
+/// On SIGTERM or SIGINT: waits for the files of the pass being saved (`saving`), closes the
+/// checkpoint writer whose `progress` this is (waiting for the write in flight), says what
+/// `path` holds (`resumed`: the passes it held before this run), then ends the process by the
+/// signal's default action, so that the launcher and the batch system see the signal they
+/// sent. A second signal ends the process at once.
 pub fn finish_checkpoint_on_exit(
     path: PathBuf,
     progress: CheckpointProgress,
-    files: Arc<Mutex<()>>,
+    saving: Saving,
     resumed: usize,
     bar: Option<ProgressBar>,
 ) -> std::io::Result<()> {
     let ending = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
-        // Registered first, so that it runs before the watcher hears of the signal: once the
-        // first signal is being handled, the next one takes the default action.
+        // In the handler itself, in this order: a signal that finds the flag set (a second
+        // one) takes the default action at once; the first sets it.
         signal_hook::flag::register_conditional_default(signal, ending.clone())?;
+        signal_hook::flag::register(signal, ending.clone())?;
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
@@ -51,19 +75,23 @@ pub fn finish_checkpoint_on_exit(
             let Some(signal) = signals.forever().next() else {
                 return;
             };
-            ending.store(true, Ordering::SeqCst);
             let name = if signal == SIGINT {
                 "SIGINT"
             } else {
                 "SIGTERM"
             };
+            // Held until the process ends: no file write starts after the pass being saved.
+            let _writing = saving.writing();
             let held = progress.close().map_or(resumed, |passes| passes as usize);
-            // Held until the process ends: no file write starts after this one.
-            let _writing = files.lock().unwrap_or_else(|p| p.into_inner());
             let note = if held == 0 {
                 format!(
                     "prism: {name}: ending the render before its first checkpoint; {} was not \
                      written",
+                    path.display()
+                )
+            } else if saving.rendered.load(Ordering::SeqCst) {
+                format!(
+                    "prism: {name}: ending after the render; {} holds its {held} pass(es)",
                     path.display()
                 )
             } else {
@@ -73,13 +101,26 @@ pub fn finish_checkpoint_on_exit(
                     path.display()
                 )
             };
-            match &bar {
-                Some(b) => b.suspend(|| super::warn(&note)),
-                None => super::warn(&note),
-            }
+            say_briefly(note, bar);
             let _ = signal_hook::low_level::emulate_default_handler(signal);
             // Only if the default action did not end the process (it always should).
             std::process::exit(128 + signal);
         })?;
     Ok(())
+}
+
+/// Prints `note` on standard error, giving it at most two seconds: a full pipe or a stopped
+/// reader must not keep a process alive that was told to end.
+fn say_briefly(note: String, bar: Option<ProgressBar>) {
+    let (done, printed) = std::sync::mpsc::channel();
+    let printer = std::thread::Builder::new().spawn(move || {
+        match &bar {
+            Some(b) => b.suspend(|| super::warn(&note)),
+            None => super::warn(&note),
+        }
+        let _ = done.send(());
+    });
+    if printer.is_ok() {
+        let _ = printed.recv_timeout(Duration::from_secs(2));
+    }
 }

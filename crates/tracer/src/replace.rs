@@ -40,46 +40,95 @@ fn temporary_prefix(path: &Path) -> std::ffi::OsString {
     prefix
 }
 
+/// What [`remove_stale_temporaries`] did: the files it removed, and those it could not look
+/// at or remove (with the directory itself when it cannot be read), each with its error.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pub removed: Vec<PathBuf>,
+    pub failed: Vec<(PathBuf, std::io::Error)>,
+}
+
 /// Removes the temporary files of `path` that a process of this host left behind when it was
 /// killed mid-write (SIGKILL after a job's time limit, say): those whose process no longer
-/// exists. Files of other hosts, and of live processes, are left alone: they may be being
-/// written. Returns the files removed.
-pub fn remove_stale_temporaries(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// exists. Files of other hosts, of live processes (also those of other users, which a
+/// process may not signal), and names this module does not make are left alone. A file that
+/// cannot be removed does not stop the sweep.
+pub fn remove_stale_temporaries(path: &Path) -> Sweep {
+    let mut sweep = Sweep::default();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let prefix = temporary_prefix(path);
     let prefix = prefix.as_encoded_bytes();
-    let mut removed = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-        Err(e) => return Err(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return sweep,
+        Err(e) => {
+            sweep.failed.push((dir.to_path_buf(), e));
+            return sweep;
+        }
     };
     for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(pid) = name.as_encoded_bytes().strip_prefix(prefix) else {
-            continue;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                sweep.failed.push((dir.to_path_buf(), e));
+                continue;
+            }
         };
-        let Some(pid) = std::str::from_utf8(pid)
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
+        let name = entry.file_name();
+        let Some(pid) = name
+            .as_encoded_bytes()
+            .strip_prefix(prefix)
+            .and_then(pid_of)
         else {
             continue;
         };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        if pid == std::process::id() || process_exists(pid) {
             continue;
         }
+        let shown = path.with_file_name(&name);
         match std::fs::remove_file(entry.path()) {
-            Ok(()) => removed.push(entry.path()),
+            Ok(()) => sweep.removed.push(shown),
             // Another run swept it first.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => sweep.failed.push((shown, e)),
         }
     }
-    Ok(removed)
+    sweep
+}
+
+/// The process id that ends a temporary name, written as this module writes it: decimal
+/// digits, no sign, no leading zero, within the range of process ids.
+fn pid_of(digits: &[u8]) -> Option<u32> {
+    let plain = !digits.is_empty()
+        && digits.len() <= 10
+        && digits[0] != b'0'
+        && digits.iter().all(u8::is_ascii_digit);
+    let pid: u32 = std::str::from_utf8(digits)
+        .ok()
+        .filter(|_| plain)?
+        .parse()
+        .ok()?;
+    (pid <= i32::MAX as u32).then_some(pid)
+}
+
+/// Whether process `pid` exists on this host: signal 0 tests it without sending anything. A
+/// process of another user answers "not permitted" — it exists — where `/proc/<pid>` may be
+/// hidden (`hidepid`). Where that cannot be asked, every process is taken to exist.
+fn process_exists(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        use nix::errno::Errno;
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        !matches!(nix::sys::signal::kill(pid, None), Err(Errno::ESRCH))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// Writes `path` through `write`, which is given the temporary name to create, then renames
@@ -168,15 +217,62 @@ mod tests {
         for name in &names {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let removed = remove_stale_temporaries(&path).unwrap();
-        assert_eq!(removed, vec![dir.path().join(&names[0])]);
+        let sweep = remove_stale_temporaries(&path);
+        assert_eq!(sweep.removed, vec![dir.path().join(&names[0])]);
+        assert!(sweep.failed.is_empty(), "{:?}", sweep.failed);
         for name in &names[1..] {
             assert!(dir.path().join(name).exists(), "{name} was removed");
         }
-        assert!(remove_stale_temporaries(&path).unwrap().is_empty());
+        assert!(remove_stale_temporaries(&path).removed.is_empty());
         // A directory that does not exist holds nothing stale.
         let gone = dir.path().join("gone").join("c.ckpt");
-        assert!(remove_stale_temporaries(&gone).unwrap().is_empty());
+        let sweep = remove_stale_temporaries(&gone);
+        assert!(sweep.removed.is_empty() && sweep.failed.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_removed_does_not_stop_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.png");
+        let ours = temporary_prefix(&path).into_string().unwrap();
+        // Pids far above any live one; a directory under a temporary's name cannot be removed
+        // as a file.
+        let stale: Vec<String> = (0..5)
+            .map(|i| format!("{ours}{}", 2_000_000_000 + i))
+            .collect();
+        for (i, name) in stale.iter().enumerate() {
+            if i == 2 {
+                std::fs::create_dir(dir.path().join(name)).unwrap();
+            } else {
+                std::fs::write(dir.path().join(name), b"x").unwrap();
+            }
+        }
+        let sweep = remove_stale_temporaries(&path);
+        assert_eq!(sweep.removed.len(), 4, "{sweep:?}");
+        assert_eq!(sweep.failed.len(), 1, "{sweep:?}");
+        assert_eq!(sweep.failed[0].0, dir.path().join(&stale[2]));
+        assert!(sweep.removed.iter().all(|p| p.parent() == Some(dir.path())));
+    }
+
+    #[test]
+    fn pids_are_read_only_as_written() {
+        assert_eq!(pid_of(b"123"), Some(123));
+        assert_eq!(pid_of(b"2147483647"), Some(2147483647));
+        for bad in [
+            &b""[..],
+            b"0",
+            b"012",
+            b"+12",
+            b"-12",
+            b" 12",
+            b"12 ",
+            b"2147483648",
+            b"99999999999",
+        ] {
+            assert_eq!(pid_of(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(process_exists(std::process::id()));
+        assert!(process_exists(1));
     }
 
     #[test]
