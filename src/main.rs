@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Render a scene (the built-in Cornell box by default) with any engine.
-    Render(RenderArgs),
+    Render(Box<RenderArgs>),
     /// Print process sets, ranks per node, threads per rank and the engine `auto` picks.
     Info,
     /// Benchmarks: the ray-tracing kernel, and the scaling study.
@@ -200,6 +200,11 @@ pub struct RenderArgs {
     /// with --checkpoint to go on in the next job; the first pass always runs.
     #[arg(long, value_name = "DURATION")]
     pub time_limit: Option<TimeLimit>,
+    /// When standard error is not a terminal (a batch job's log), a progress line this often
+    /// during a pass, with its share of pixels done, rays/s and the time left: `30s`, `5m`.
+    /// Default 1m.
+    #[arg(long, value_name = "DURATION")]
+    pub progress_every: Option<TimeLimit>,
     /// No progress bar or per-pass lines; errors and the summary line still print.
     #[arg(long)]
     pub quiet: bool,

@@ -929,3 +929,58 @@ fn temporaries_of_killed_runs_are_swept() {
     assert!(!stale.exists() && foreign.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// In a batch job's log (standard error not a terminal) a long pass reports its progress every
+/// so often; not by default within a short run, and never with --quiet.
+#[test]
+fn a_batch_log_gets_progress_lines_during_a_pass() {
+    let dir = temp_dir("progress");
+    let out = dir.join("p.png");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "render", "--width", "160", "--height", "120", "--spp", "16", "--passes", "2",
+            "--engine", "serial", "--out",
+        ];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = prism(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let progress_lines = |said: &str| {
+        said.lines()
+            .filter(|l| l.starts_with("pass 1: ") && l.contains("% of its 19200 pixels after"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let said = run(&["--progress-every", "0.01s"]);
+    let lines = progress_lines(&said);
+    assert!(!lines.is_empty(), "{said}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" Mrays/s, about ") && l.ends_with(" left")),
+        "{said}"
+    );
+    // The shares grow, and never reach 100 % (the pass's own line says it is done).
+    let shares: Vec<u32> = lines
+        .iter()
+        .map(|l| {
+            l["pass 1: ".len()..]
+                .split('%')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        shares.windows(2).all(|w| w[0] <= w[1]) && shares.iter().all(|&s| s < 100),
+        "{said}"
+    );
+    assert!(progress_lines(&run(&[])).is_empty());
+    assert!(run(&["--progress-every", "0.01s", "--quiet"])
+        .trim()
+        .is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod info;
 pub mod layout;
+pub mod progress;
 pub mod render;
 pub mod scaling;
 pub mod signals;

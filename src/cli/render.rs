@@ -1,6 +1,7 @@
 //! `prism render`: a scene on any engine, pass after pass, into PNG (and EXR) files.
 
 use crate::cli::layout::Layout;
+use crate::cli::progress::Progress;
 use crate::cli::stats::{own_pss_bytes, RunStats};
 use crate::cli::{check_parent_dir, msg, say, shared, signals, warn, with_universe, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
@@ -16,11 +17,12 @@ use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
 use prism::tracer::{
     AdaptiveSampler, Checkpoint, CheckpointWriter, Film, Scene, TileResult, TileTask,
 };
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Threads per process at most: far above any node's cores, far below what makes spawning
 /// them a hang (`--threads 4294967295`).
@@ -413,23 +415,16 @@ fn render(
         deadline: args.time_limit.map(|limit| started + limit.0),
         stop_requested: Some(stop),
     };
-    let start = Instant::now();
-    let mut rays_so_far = 0u64;
-    let mut before_pass = |pass: usize, tasks: &[TileTask]| {
-        if let Some(b) = &bar {
-            b.set_prefix(format!("pass {}", pass + 1));
-            b.set_length(tasks.iter().map(|t| t.pixel_count() as u64).sum());
-            b.set_position(0);
-        }
-    };
-    let mut on_result = |result: &TileResult| {
-        rays_so_far += result.ray_count;
-        if let Some(b) = &bar {
-            b.inc(result.stats.len() as u64);
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            b.set_message(format!("{:.2} Mrays/s", rays_so_far as f64 / secs / 1e6));
-        }
-    };
+    // Without a bar (a batch job's log), a line every minute during a pass, unless --quiet.
+    let every = (root && !args.quiet).then(|| {
+        args.progress_every
+            .as_ref()
+            .map_or(Duration::from_secs(60), |d| d.0)
+    });
+    let progress = RefCell::new(Progress::new(bar.clone(), every));
+    let mut before_pass =
+        |pass: usize, tasks: &[TileTask]| progress.borrow_mut().begin_pass(pass, tasks);
+    let mut on_result = |result: &TileResult| progress.borrow_mut().result(result);
     // The root's checkpoints, written while the next pass renders.
     let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
     // What a SIGTERM waits for: the files of the pass being saved.
