@@ -709,12 +709,14 @@ fn send(child: &std::process::Child, signal: &str) {
     assert!(sent.success());
 }
 
-fn temporaries_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
+/// No file of `dir` is a temporary one that a write left behind.
+fn assert_no_temporaries(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp-"))
-        .collect()
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// SIGUSR1 (a batch system's warning before the time limit) stops a render after the pass in
@@ -747,11 +749,7 @@ fn sigusr1_stops_a_render_between_passes_and_the_next_run_goes_on() {
         held.passes as usize, done,
         "the checkpoint is not of the last pass"
     );
-    assert!(
-        temporaries_in(&dir).is_empty(),
-        "{:?}",
-        temporaries_in(&dir)
-    );
+    assert_no_temporaries(&dir);
 
     // Two passes more from the checkpoint, and the same two passes in one go.
     let passes = (done + 2).to_string();
@@ -830,11 +828,7 @@ fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
             "pass {last_said} was said to be done, the checkpoint holds {}",
             held.passes
         );
-        assert!(
-            temporaries_in(&dir).is_empty(),
-            "{:?}",
-            temporaries_in(&dir)
-        );
+        assert_no_temporaries(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -879,11 +873,7 @@ fn sigterm_ends_a_render_whose_standard_error_is_full() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert_eq!(status.signal(), Some(15));
-    assert!(
-        temporaries_in(&dir).is_empty(),
-        "{:?}",
-        temporaries_in(&dir)
-    );
+    assert_no_temporaries(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -15,6 +15,16 @@ fail() { echo "FAIL: $*"; exit 1; }
 # signal to land mid-run.
 ARGS=(render cornell --width 96 --height 96 --spp 16 --seed 13 --tile 8 --fraction 1)
 shm() { find /dev/shm -maxdepth 1 -name 'prism-*' 2>/dev/null | wc -l; }
+# wait_for_checkpoint FILE JOB LOG: until the background job JOB has written FILE (fails if it
+# ends or a minute passes first).
+wait_for_checkpoint() {
+  for _ in $(seq 1 1200); do
+    [ -e "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$3"; fail "no checkpoint $1 was written"
+}
 
 # The reference: every pass at once, one process.
 timeout 300 "$BIN" "${ARGS[@]}" --passes 30 --engine threads --quiet --out "$OUT/ref.png" --exr "$OUT/ref.exr"
@@ -25,12 +35,7 @@ before=$(shm)
 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet --out "$OUT/run.png" \
   --exr "$OUT/run.exr" --checkpoint "$OUT/run.ckpt" >"$OUT/stopped.log" 2>&1 &
 job=$!
-for _ in $(seq 1 1200); do
-  [ -e "$OUT/run.ckpt" ] && break
-  kill -0 "$job" 2>/dev/null || break
-  sleep 0.05
-done
-[ -e "$OUT/run.ckpt" ] || { cat "$OUT/stopped.log"; fail "no checkpoint was written"; }
+wait_for_checkpoint "$OUT/run.ckpt" "$job" "$OUT/stopped.log"
 kill -TERM "$job" 2>/dev/null || true
 stopped=0
 for _ in $(seq 1 600); do
@@ -73,12 +78,7 @@ echo "ok: $(grep 'stopped after' <<<"$said" | cut -c1-80)...; resumed byte-ident
 $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine hybrid --threads 2 --quiet \
   --out "$OUT/u.png" --exr "$OUT/u.exr" --checkpoint "$OUT/u.ckpt" >"$OUT/usr1.log" 2>&1 &
 job=$!
-for _ in $(seq 1 1200); do
-  [ -e "$OUT/u.ckpt" ] && break
-  kill -0 "$job" 2>/dev/null || break
-  sleep 0.05
-done
-[ -e "$OUT/u.ckpt" ] || { cat "$OUT/usr1.log"; fail "no checkpoint was written before SIGUSR1"; }
+wait_for_checkpoint "$OUT/u.ckpt" "$job" "$OUT/usr1.log"
 kill -USR1 "$job"
 wait "$job" || { cat "$OUT/usr1.log"; fail "the job stopped by SIGUSR1 did not exit 0"; }
 [ "$(grep -c 'stopped after pass [0-9]* of 30: SIGUSR1 asked for a stop' "$OUT/usr1.log")" -eq 1 ] ||
