@@ -138,7 +138,8 @@ fn resumed(
 }
 
 /// A stop asked for on the root during the first pass ends the run after it, on every rank
-/// (the others' own flags, set from the start, do not count: the root decides).
+/// (the others' own flags, set from the start, do not count: the root decides); one asked for
+/// before the first pass keeps it from starting.
 fn stopped(
     engine: &AnyEngine,
     world: &prism::comm::Communicator,
@@ -169,10 +170,36 @@ fn stopped(
             report.passes.len()
         ));
     }
-    match film {
-        Some(f) if f.pixel(0, 0).map(|p| p.count) != Some(2) => {
-            Err("the stopped film does not hold its one pass".to_string())
+    if let Some(f) = film {
+        if f.pixel(0, 0).map(|p| p.count) != Some(2) {
+            return Err("the stopped film does not hold its one pass".to_string());
         }
+    }
+    // Asked for before the first pass: no pass runs.
+    let (film, report) = observe(
+        engine,
+        world,
+        scene,
+        &settings,
+        Hooks {
+            after_pass: &mut |_, _| Err("a pass ran after a stop".to_string()),
+            before_pass: &mut |_, _| {},
+            on_result: &mut |_| {},
+            fail_on_rank: None,
+        },
+    )?;
+    if report.end != End::StopRequested || !report.passes.is_empty() {
+        return Err(format!(
+            "rank {rank}: a stop before the first pass ended with {:?} after {} passes",
+            report.end,
+            report.passes.len()
+        ));
+    }
+    match film {
+        Some(f) if f.pixels().iter().any(|p| p.count != 0) => {
+            Err("a render stopped before its first pass has samples".to_string())
+        }
+        None if world.is_root() => Err("the root got no film".to_string()),
         _ => Ok(()),
     }
 }

@@ -42,8 +42,9 @@ pub struct ObserveSettings {
     /// inside one. The first pass of a run always starts.
     pub deadline: Option<Instant>,
     /// On the root: once this is set (by a signal handler, say: `prism render` sets it on
-    /// SIGUSR1), the render ends after the pass in progress, as after a deadline. Read between
-    /// passes only, so the film always holds whole passes.
+    /// SIGUSR1), the render ends after the pass in progress, as after a deadline — or before
+    /// the first, if set before it starts. Read between passes only, so the film always holds
+    /// whole passes.
     pub stop_requested: Option<Arc<AtomicBool>>,
 }
 
@@ -193,24 +194,31 @@ pub fn observe_from<E: Engine>(
     let mut last_cycle: Option<(Instant, usize, Duration)> = None;
     for pass in first..settings.max_passes {
         let cycle_start = Instant::now();
-        let selection: Option<PixelSelection> = if pass == 0 {
-            None
-        } else {
-            // The root decides for every rank.
-            let next = film.as_ref().map(|f| match settings.sampler.select(f) {
+        // The root decides for every rank: the pixels of the next pass (none: all of them, in
+        // the first pass), or why there is none.
+        let next: Option<Result<Option<PixelSelection>, End>> = film.as_ref().map(|f| {
+            if pass == 0 {
+                // Only a stop asked for before it keeps the full first pass from starting.
+                return if stop_requested(settings) {
+                    Err(End::StopRequested)
+                } else {
+                    Ok(None)
+                };
+            }
+            match settings.sampler.select(f) {
                 None => Err(End::Converged),
                 Some(_) if stop_requested(settings) => Err(End::StopRequested),
                 Some(sel) if past_deadline(settings.deadline, last_cycle, &sel) => {
                     Err(End::Deadline)
                 }
-                Some(sel) => Ok(sel),
-            });
-            match comm.broadcast(0, next).map_err(|e| e.to_string())? {
-                Ok(sel) => Some(sel),
-                Err(end) => {
-                    report.end = end;
-                    break;
-                }
+                Some(sel) => Ok(Some(sel)),
+            }
+        });
+        let selection = match comm.broadcast(0, next).map_err(|e| e.to_string())? {
+            Ok(selection) => selection,
+            Err(end) => {
+                report.end = end;
+                break;
             }
         };
         let spec = PassSpec {

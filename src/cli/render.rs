@@ -494,23 +494,31 @@ fn render(
             End::StopRequested => Some("SIGUSR1 asked for a stop"),
             End::PassLimit | End::Converged => None,
         };
+        // Stopped before a first pass: there is no image to write, nor a render to go on with.
+        let nothing = passes_resumed + report.passes.len() == 0;
         if let Some(why) = why {
             let done = passes_resumed + report.passes.len();
             let later = match &args.checkpoint {
+                _ if nothing => "nothing was rendered".to_string(),
                 Some(path) => format!(
                     "run the same command again to go on from {}",
                     path.display()
                 ),
                 None => "with --checkpoint, a later run could have gone on from here".to_string(),
             };
+            let when = if nothing {
+                "before pass 1".to_string()
+            } else {
+                format!("after pass {done}")
+            };
             warn(&format!(
-                "prism: stopped after pass {done} of {}: {why}; {later}",
+                "prism: stopped {when} of {}: {why}; {later}",
                 args.passes
             ));
         }
         // A checkpoint that already held every pass (or a converged film): its image, written
         // again in case the files are gone or named anew.
-        if report.passes.is_empty() {
+        if report.passes.is_empty() && !nothing {
             let _writing = saving.writing();
             write_outputs(args, &film).map_err(msg)?;
         }
@@ -539,6 +547,9 @@ fn render(
             let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;
             std::fs::write(path, text)
                 .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+        }
+        if nothing {
+            return Ok(());
         }
         let resumed = match (&args.checkpoint, passes_resumed) {
             (Some(path), n) if n > 0 => {
