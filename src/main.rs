@@ -8,7 +8,13 @@ use std::process::ExitCode;
 
 /// prism: hybrid parallel computing and reproducible ray-traced rendering.
 #[derive(Parser)]
-#[command(name = "prism", version, about, propagate_version = true)]
+#[command(
+    name = "prism",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,15 +65,16 @@ impl std::str::FromStr for TimeLimit {
             unit_seconds(t)
         }
         .ok_or_else(|| {
-            if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                format!(
+            let plain = t.chars().all(|c| c.is_ascii_digit() || c == '.');
+            match t.parse::<f64>().ok().filter(|_| plain) {
+                Some(n) if n > 0.0 => format!(
                     "'{text}' needs a unit: {t}s, {t}m or {t}h (Slurm reads a number alone as \
                      minutes, PBS as seconds)"
-                )
-            } else {
-                format!(
+                ),
+                Some(_) => format!("'{text}' must be more than zero and at most ten years"),
+                None => format!(
                     "'{text}' is not a duration such as 90s, 45m, 1h30m, 01:30:00 or 2-12:00:00"
-                )
+                ),
             }
         })?;
         // Ten years: past any job's limit, short of what a `Duration` added to now overflows.
@@ -233,7 +240,17 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Every rank of a job gets the same command line: rank 0 alone says what is wrong with
+        // it (or prints the help), not one copy per rank.
+        Err(e) => {
+            if prism::comm::launcher_rank().unwrap_or(0) == 0 {
+                let _ = e.print();
+            }
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
     let result = match cli.command {
         Command::Render(args) => cli::render::run(&args),
         Command::Info => cli::info::run(),
@@ -281,7 +298,7 @@ mod tests {
         }
         let e = secs("90").unwrap_err();
         assert!(e.contains("'90' needs a unit: 90s, 90m or 90h"), "{e}");
-        for out_of_range in ["0s", "00:00", "0.0000000001s", "400000000s"] {
+        for out_of_range in ["0", "0s", "00:00", "0.0000000001s", "400000000s"] {
             let e = secs(out_of_range).unwrap_err();
             assert!(
                 e.contains("more than zero and at most ten years"),

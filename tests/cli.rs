@@ -474,7 +474,9 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
     ];
     let o = run(&converged);
     assert!(
-        o.status.success() && text(&o).contains("in 1 passes"),
+        o.status.success()
+            && text(&o).contains("in 1 passes")
+            && text(&o).contains("converged after pass 1 of 5"),
         "{}",
         text(&o)
     );
@@ -482,7 +484,8 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("1 pass(es) done, and the image has converged: writing it")
-            && text(&o).contains("in 0 passes"),
+            && text(&o).contains("in 0 passes")
+            && !text(&o).contains("converged after"),
         "{}",
         text(&o)
     );
@@ -596,16 +599,50 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
             vec!["--out", &dot_x, "--checkpoint", &x],
             "--checkpoint and --out",
         ),
-        (
-            vec!["--out", &x, "--stats-json", &json, "--checkpoint", &two_s],
-            "--checkpoint and --stats-json",
-        ),
     ] {
         let o = prism(&[&["render"][..], &args].concat());
         assert!(!o.status.success());
         let want = format!("{clash} name the same file");
         assert!(text(&o).contains(&want), "{}", text(&o));
     }
+    // The statistics, written as JSON, only go to a .json file: never over a checkpoint.
+    let o = prism(&[
+        "render",
+        "--out",
+        &x,
+        "--stats-json",
+        &json,
+        "--checkpoint",
+        &two_s,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("this file is written as JSON, so its name must end in .json"),
+        "{}",
+        text(&o)
+    );
+    // Nor over the scene file, however it is spelt.
+    let scene = dir.join("scene.json");
+    std::fs::write(&scene, b"not a scene, but named like statistics").unwrap();
+    let spelt = name(dir.join("sub").join("..").join("scene.json"));
+    let o = prism(&[
+        "render",
+        &name(scene.clone()),
+        "--out",
+        &x,
+        "--stats-json",
+        &spelt,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--stats-json") && text(&o).contains("names the scene file"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(&scene).unwrap(),
+        b"not a scene, but named like statistics"
+    );
     assert_eq!(std::fs::read(&two).unwrap(), kept_two);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -972,5 +1009,46 @@ fn a_batch_log_gets_progress_lines_during_a_pass() {
     assert!(run(&["--progress-every", "0.01s", "--quiet"])
         .trim()
         .is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// More render threads than the process has CPUs is said once, as a warning, and still runs;
+/// as many as its CPUs is not.
+#[test]
+fn more_threads_than_cpus_is_a_warning() {
+    let dir = temp_dir("crowded");
+    let out = dir.join("c.png");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let run = |threads: usize, quiet: bool| {
+        let threads = threads.to_string();
+        let mut args = vec![
+            "render",
+            "--width",
+            "16",
+            "--height",
+            "16",
+            "--passes",
+            "1",
+            "--threads",
+            &threads,
+            "--out",
+        ];
+        args.push(out.to_str().unwrap());
+        if quiet {
+            args.push("--quiet");
+        }
+        let o = prism(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let said = run(cpus + 1, false);
+    let want = format!(
+        "prism: warning: this process runs {} render threads on {cpus} CPU(s), so they share \
+         cores: give --threads {cpus} or fewer",
+        cpus + 1
+    );
+    assert_eq!(said.matches(&want).count(), 1, "{said}");
+    assert!(!run(cpus, false).contains("warning"));
+    assert!(!run(cpus + 1, true).contains("warning"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

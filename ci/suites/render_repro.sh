@@ -79,4 +79,11 @@ for attempt in 1 2 3; do
   expect_once "process 2" $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 2
   expect_once "process 0" $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine hybrid --threads 2 --out "$OUT/x.png" --fail-on-rank 0
 done
+# A command line that does not parse (each rank gets the same one) is answered by rank 0 alone.
+set +e; msg=$(timeout 120 $MPIRUN -n 3 "$BIN" render --bogus --time-limit 58 2>&1); code=$?; set -e
+[ "$code" -ne 0 ] || { echo "FAIL: an unknown option was accepted"; exit 1; }
+if [ "$(grep -c "unexpected argument '--bogus'" <<<"$msg")" -ne 1 ]; then
+  echo "FAIL: a bad command line under mpirun -n 3 was not answered once:"; echo "$msg"; exit 1
+fi
+echo "ok: a bad command line under mpirun -n 3 answered once"
 echo "render suite passed"

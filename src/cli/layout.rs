@@ -11,6 +11,8 @@ pub struct Layout {
     /// Cores available to this process, shared with the ranks of its node that may run on
     /// the same CPUs (at least 1).
     pub threads_per_rank: usize,
+    /// CPUs this process may run on (its affinity mask and CPU quota; at least 1).
+    pub cpus: usize,
 }
 
 impl Layout {
@@ -38,6 +40,7 @@ impl Layout {
             nodes,
             ranks_per_node: node.size(),
             threads_per_rank: threads_per_rank(cores, mine.as_deref(), &all),
+            cpus: cores,
         })
     }
 

@@ -118,13 +118,15 @@ fn output_files(args: &RenderArgs) -> impl Iterator<Item = (&'static str, &Path)
     .filter_map(|(option, path)| Some((option, path?.as_path())))
 }
 
-/// What the names alone say: the extensions, and no file named twice.
+/// What the names alone say: the extensions, no file named twice, and not the scene's.
 fn check_output_names(args: &RenderArgs) -> Result<(), CliError> {
+    let scene = (args.scene != "cornell").then(|| file_identity(Path::new(&args.scene)));
     let mut seen: Vec<(&str, std::path::PathBuf)> = Vec::new();
     for (option, path) in output_files(args) {
         let want = match option {
             "--out" | "--error-image" => Some("png"),
             "--exr" => Some("exr"),
+            "--stats-json" => Some("json"),
             _ => None,
         };
         if let Some(want) = want {
@@ -138,6 +140,12 @@ fn check_output_names(args: &RenderArgs) -> Result<(), CliError> {
             }
         }
         let identity = file_identity(path);
+        if scene.as_ref() == Some(&identity) {
+            return Err(msg(format!(
+                "{option} {} names the scene file: it would be overwritten",
+                path.display()
+            )));
+        }
         if let Some((other, _)) = seen.iter().find(|(_, p)| *p == identity) {
             return Err(msg(format!(
                 "{option} and {other} name the same file, {}: one would overwrite the other",
@@ -229,10 +237,16 @@ fn make_engine(
         ..Options::default()
     };
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && args.render_thread {
+        let chosen = match args.engine {
+            EngineKind::Auto => format!(
+                "the {} engine that --engine auto chose for this one process",
+                engine_name(kind)
+            ),
+            _ => format!("--engine {}", engine_name(kind)),
+        };
         return Err(shared(format!(
             "--render-thread applies to processes of an MPI job (--engine mpi or hybrid), not \
-             to --engine {}",
-            engine_name(kind)
+             to {chosen}"
         )));
     }
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
@@ -304,7 +318,11 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
                 Err(CacheError::WrongByteOrder { .. }) => {
                     Err("was written on a machine of the other byte order".to_string())
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    return Err(format!(
+                        "{e}; remove it (or name another --cache) to have it rebuilt"
+                    ))
+                }
             };
             match usable {
                 Ok(g) => Some(g),
@@ -360,6 +378,33 @@ fn render(
     }
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
+    // Threads beyond a rank's CPUs share cores: a launcher's binding (Open MPI binds each of
+    // two ranks to one core) would quietly halve the speed asked for. Said once, by the root.
+    let crowded = world.gather(
+        0,
+        &(threads > layout.cpus).then_some((threads, layout.cpus)),
+    )?;
+    if let (Some(all), false) = (crowded, args.quiet) {
+        if let Some((rank, Some((t, c)))) = all.iter().enumerate().find(|(_, c)| c.is_some()) {
+            let (who, how) = if all.len() == 1 {
+                (
+                    "this process".to_string(),
+                    format!("give --threads {c} or fewer"),
+                )
+            } else {
+                (
+                    format!("rank {rank}"),
+                    "launch with `mpirun --bind-to none` (or Slurm's --cpus-per-task), or give \
+                     fewer --threads"
+                        .to_string(),
+                )
+            };
+            warn(&format!(
+                "prism: warning: {who} runs {t} render threads on {c} CPU(s), so they share \
+                 cores: {how}"
+            ));
+        }
+    }
     // The root reads the scene; a failure reaches every rank alike.
     let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Shared)?;
 
@@ -393,7 +438,8 @@ fn render(
     let root = world.is_root();
     let show_bar = root && !args.quiet && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| {
-        let b = ProgressBar::new(0);
+        // Length 1 until the first pass sets it: a bar of length 0 would first show 100 %.
+        let b = ProgressBar::new(1);
         b.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% of its pixels {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -487,6 +533,14 @@ fn render(
         saving.rendered();
     }
     if let Some(film) = film {
+        if report.end == End::Converged && !report.passes.is_empty() && !args.quiet {
+            warn(&format!(
+                "prism: converged after pass {} of {}: the adaptive sampler left no pixel to \
+                 sample again",
+                passes_resumed + report.passes.len(),
+                args.passes
+            ));
+        }
         let why = match report.end {
             End::Deadline => {
                 Some("the next would have ended past --time-limit at the pace of the last")

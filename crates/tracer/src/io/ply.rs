@@ -305,7 +305,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 path,
                 LoadErrorKind::Header,
                 Location::line(line),
-                format!("not a valid PLY header: {}", without_line_prefix(&e)),
+                format!("not a valid PLY header: {}", header_message(&e)),
             )
         })?;
     check_declarations(path, skip_bom(bytes))?;
@@ -406,6 +406,26 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
         ));
     }
     finish_mesh(path, positions, indices, warnings)
+}
+
+/// A header error as a user can act on it: ply-rs quotes the line and then dumps its
+/// grammar's internals (`…; String: 'line; '; Error: ParseError { … }`).
+fn header_message(e: &ply_rs_bw::parser::ParseError) -> String {
+    // Its parts are on lines of their own, as `LoadError` prints them: `; ` between them.
+    let text = without_line_prefix(e)
+        .replace("\n\t", "; ")
+        .replace('\n', "; ");
+    let text = text.split("; Error: ").next().unwrap_or_default();
+    match text.split_once("; String: '") {
+        Some((_, quoted)) => {
+            let line = quoted.trim_end_matches('\'').trim_end_matches("; ").trim();
+            format!(
+                "cannot read the line `{line}` (a header line starts with ply, format, \
+                 comment, obj_info, element, property or end_header)"
+            )
+        }
+        None => text.to_string(),
+    }
 }
 
 /// The crate's message without its own `Line N: ` prefix (the location already says it).
@@ -548,6 +568,22 @@ mod tests {
     const HEAD: &str = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\n\
                         property float y\nproperty float z\nelement face 2\n\
                         property list uchar int vertex_indices\nend_header\n";
+
+    #[test]
+    fn a_bad_header_line_is_quoted_without_the_parsers_internals() {
+        let e =
+            parse(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nbogus line here\n")
+                .unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.contains(
+                "line 5: not a valid PLY header: cannot read the line `bogus line here` \
+                 (a header line starts with ply, format,"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains("ParseError"), "{said}");
+    }
 
     #[test]
     fn ascii_errors_name_line_and_element() {
