@@ -351,9 +351,13 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
             g
         }
     };
-    Scene::new(geometry, description.materials, description.camera)
+    let scene = Scene::new(geometry, description.materials, description.camera)
         .and_then(|s| s.with_background(description.background))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(w) = scene.precision_warning() {
+        warn(&format!("prism: warning: {}: {w}", path.display()));
+    }
+    Ok(scene)
 }
 
 pub fn run(args: &RenderArgs) -> Result<(), CliError> {

@@ -99,19 +99,21 @@ fn power_heuristic(a: f32, b: f32) -> f32 {
 ///
 /// Wächter & Binder, "A Fast and Robust Method for Avoiding Self-Intersection" (Ray Tracing
 /// Gems, 2019): a fixed number of ulps for coordinates away from zero, a small absolute step
-/// near zero, where ulps are tiny.
-pub(crate) fn offset_origin(p: Vec3, n: Vec3) -> Vec3 {
-    const ORIGIN: f32 = 1.0 / 32.0;
-    const FLOAT_SCALE: f32 = 1.0 / 65536.0;
+/// near zero, where ulps are tiny. That step and the band where it applies assume a scene of
+/// unit size or more; `scale` ([`Scene::offset_scale`], at most 1) shrinks both for a smaller
+/// one, whose surfaces the unit step would jump over.
+pub(crate) fn offset_origin(p: Vec3, n: Vec3, scale: f32) -> Vec3 {
+    let origin = scale * (1.0 / 32.0);
+    let float_scale = scale * (1.0 / 65536.0);
     const INT_SCALE: f32 = 256.0;
     // Both offsets computed, then one chosen: the choice depends on each coordinate's size,
     // which branches would mispredict often (every bounce calls this two or three times).
     let one = |p: f32, n: f32| {
-        let near = p + FLOAT_SCALE * n;
+        let near = p + float_scale * n;
         let of = (INT_SCALE * n) as i32;
         let of = if p < 0.0 { -of } else { of };
         let far = f32::from_bits((p.to_bits() as i32).wrapping_add(of) as u32);
-        if p.abs() < ORIGIN {
+        if p.abs() < origin {
             near
         } else {
             far
@@ -188,12 +190,15 @@ pub(crate) fn radiance(
                 let (wi, cos) = sample_cosine(facing, rng.next_f32(), rng.next_f32());
                 beta = beta.mul_elem(albedo);
                 diffuse_pdf = Some(cos * FRAC_1_PI);
-                ray = Ray::new(offset_origin(p, facing), wi);
+                ray = Ray::new(offset_origin(p, facing, scene.offset_scale()), wi);
             }
             Material::Mirror { reflectance } => {
                 beta = beta.mul_elem(reflectance);
                 diffuse_pdf = None;
-                ray = Ray::new(offset_origin(p, facing), reflect(d, facing).normalize());
+                ray = Ray::new(
+                    offset_origin(p, facing, scene.offset_scale()),
+                    reflect(d, facing).normalize(),
+                );
             }
             Material::Dielectric { ior } => {
                 let entering = n.dot(d) < 0.0;
@@ -204,10 +209,13 @@ pub(crate) fn radiance(
                 // Radiance's eta^2 scaling across the interface is left out: it cancels on
                 // paths that leave the medium again, the only ones that reach an emitter here.
                 ray = if rng.next_f32() < fresnel {
-                    Ray::new(offset_origin(p, facing), reflect(d, facing).normalize())
+                    Ray::new(
+                        offset_origin(p, facing, scene.offset_scale()),
+                        reflect(d, facing).normalize(),
+                    )
                 } else {
                     let t = refract(d, facing, eta_i / eta_t, cos_i, cos_t);
-                    Ray::new(offset_origin(p, -facing), t)
+                    Ray::new(offset_origin(p, -facing, scene.offset_scale()), t)
                 };
                 diffuse_pdf = None;
             }
@@ -255,7 +263,7 @@ fn direct_light(
     }
     let pdf_light = dist2 / (cos_l.abs() * scene.light_area() as f32);
     // Both ends leave their surfaces towards each other.
-    let from = offset_origin(p, n);
+    let from = offset_origin(p, n, scene.offset_scale());
     let to_point = offset_origin(
         light.point,
         if cos_l > 0.0 {
@@ -263,6 +271,7 @@ fn direct_light(
         } else {
             light.normal
         },
+        scene.offset_scale(),
     );
     let shadow = Ray::segment(from, to_point - from, 0.0, 1.0);
     *rays += 1;
@@ -289,7 +298,7 @@ mod tests {
                 Vec3::new(-0.6, 0.0, 0.8),
                 Vec3::new(0.577, -0.577, 0.577),
             ] {
-                let q = offset_origin(p, n);
+                let q = offset_origin(p, n, 1.0);
                 let moved = (q - p).dot(n);
                 assert!(moved > 0.0, "{p:?} {n:?}");
                 // Small relative to the coordinates: well under 1e-3 relative.

@@ -54,6 +54,8 @@ pub struct Scene {
     /// Running sums of light triangle areas (f64: many small lights must not vanish).
     light_cdf: Vec<f64>,
     light_area: f64,
+    /// The scene's size where it is below 1, else 1: how far rays leave surfaces near zero.
+    offset_scale: f32,
 }
 
 impl Scene {
@@ -106,6 +108,7 @@ impl Scene {
                 total
             })
             .collect();
+        let extent = geometry_extent(&geometry);
         Ok(Scene {
             geometry,
             materials,
@@ -114,7 +117,34 @@ impl Scene {
             lights,
             light_cdf,
             light_area: total,
+            offset_scale: if extent > 0.0 { extent.min(1.0) } else { 1.0 },
         })
+    }
+
+    /// How far a ray leaves the surface it starts on, near the origin, relative to a scene of
+    /// unit size: the scene's size where it is smaller (a model in metres of a part a few
+    /// micrometres wide), else 1.
+    pub(crate) fn offset_scale(&self) -> f32 {
+        self.offset_scale
+    }
+
+    /// Why this scene may not render as it should, if it may: single-precision coordinates
+    /// far from the origin, relative to its size, are too coarse for its surfaces (a
+    /// building's model at its map coordinates, say).
+    pub fn precision_warning(&self) -> Option<String> {
+        let (lo, hi) = self.geometry.bounds();
+        let extent = geometry_extent(&self.geometry);
+        let far = lo.abs().max_component().max(hi.abs().max_component());
+        if extent > 0.0 && far > 1e4 * extent {
+            let step = f32::EPSILON * far;
+            Some(format!(
+                "the scene is {extent} units across but lies {far} units from the origin, \
+                 where coordinates come in steps of about {step:.2e} (single precision): its \
+                 surfaces may render dark or faceted; move it near the origin"
+            ))
+        } else {
+            None
+        }
     }
 
     /// Sets a uniform environment radiance seen by rays that leave the scene (default black).
@@ -180,6 +210,17 @@ impl Scene {
             normal: l.normal,
             radiance: l.radiance,
         })
+    }
+}
+
+/// The largest side of the geometry's bounds (0 for an empty or unbounded one).
+fn geometry_extent(geometry: &Geometry) -> f32 {
+    let (lo, hi) = geometry.bounds();
+    let extent = (hi - lo).max_component();
+    if extent.is_finite() {
+        extent.max(0.0)
+    } else {
+        0.0
     }
 }
 

@@ -1,0 +1,127 @@
+//! A model renders the same at any size: one a millionth of the size of another (a part in
+//! metres a few micrometres wide) gives the same picture, and one far from the origin for
+//! its size is flagged, since single precision cannot hold its surfaces there.
+
+use prism_tracer::scene_file::load_scene_with_report;
+use prism_tracer::{pass_tasks, render_tile, Film, PassSpec, RenderSettings, Scene};
+use std::f64::consts::PI;
+use std::path::Path;
+
+/// A sphere of radius 1 on a floor 8 wide, scaled by `scale` and moved by `offset`, as OBJ.
+fn write_model(path: &Path, scale: f64, offset: f64) {
+    let (rings, segments) = (16, 32);
+    let mut text = String::new();
+    let mut vertex = |x: f64, y: f64, z: f64| {
+        let [x, y, z] = [x, y, z].map(|c| c * scale + offset);
+        text.push_str(&format!("v {x:.15e} {y:.15e} {z:.15e}\n"));
+    };
+    for i in 1..rings {
+        let theta = PI * i as f64 / rings as f64;
+        for j in 0..segments {
+            let phi = 2.0 * PI * j as f64 / segments as f64;
+            vertex(
+                theta.sin() * phi.cos(),
+                theta.cos(),
+                theta.sin() * phi.sin(),
+            );
+        }
+    }
+    vertex(0.0, 1.0, 0.0);
+    vertex(0.0, -1.0, 0.0);
+    for (x, z) in [(-4.0, -4.0), (4.0, -4.0), (4.0, 4.0), (-4.0, 4.0)] {
+        vertex(x, -1.0, z);
+    }
+    let at = |i: usize, j: usize| 1 + (i - 1) * segments + j % segments;
+    let (top, bottom, floor) = (
+        1 + (rings - 1) * segments,
+        2 + (rings - 1) * segments,
+        3 + (rings - 1) * segments,
+    );
+    for j in 0..segments {
+        text.push_str(&format!("f {top} {} {}\n", at(1, j + 1), at(1, j)));
+        text.push_str(&format!(
+            "f {bottom} {} {}\n",
+            at(rings - 1, j),
+            at(rings - 1, j + 1)
+        ));
+        for i in 1..rings - 1 {
+            let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
+            text.push_str(&format!("f {a} {b} {d}\nf {a} {d} {c}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "f {} {} {}\nf {} {} {}\n",
+        floor,
+        floor + 2,
+        floor + 1,
+        floor,
+        floor + 3,
+        floor + 2
+    ));
+    std::fs::write(path, text).unwrap();
+}
+
+fn load(dir: &Path, name: &str, scale: f64, offset: f64) -> Scene {
+    let path = dir.join(name);
+    write_model(&path, scale, offset);
+    load_scene_with_report(&path, 1.0).unwrap().0
+}
+
+/// The mean of every pixel's mean, over all channels, after one pass.
+fn mean_brightness(scene: &Scene) -> f64 {
+    let (w, h) = (48, 48);
+    let spec = PassSpec {
+        index: 0,
+        samples_per_pixel: 8,
+        seed: 3,
+    };
+    let mut film = Film::new(w, h).unwrap();
+    for task in pass_tasks(w, h, 16, &spec, None).unwrap() {
+        film.merge(&render_tile(scene, &RenderSettings::default(), &task))
+            .unwrap();
+    }
+    let sum: f64 = film
+        .pixels()
+        .iter()
+        .map(|p| p.mean.iter().sum::<f64>())
+        .sum();
+    sum / (3 * w * h) as f64
+}
+
+#[test]
+fn a_model_a_millionth_of_the_size_renders_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = mean_brightness(&load(dir.path(), "unit.obj", 1.0, 0.0));
+    let tiny = mean_brightness(&load(dir.path(), "tiny.obj", 1e-6, 0.0));
+    assert!(unit > 0.0);
+    // The same picture but for rounding: rays from the tiny model's surfaces used to jump
+    // over them (a tenth darker, the lower half of the sphere missing).
+    assert!(
+        (tiny - unit).abs() < 0.01 * unit,
+        "unit {unit}, a millionth {tiny}"
+    );
+}
+
+#[test]
+fn a_model_far_from_the_origin_for_its_size_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        load(dir.path(), "near.obj", 1.0, 0.0).precision_warning(),
+        None
+    );
+    assert_eq!(
+        load(dir.path(), "tiny.obj", 1e-6, 0.0).precision_warning(),
+        None
+    );
+    assert_eq!(
+        load(dir.path(), "moved.obj", 1.0, 1e3).precision_warning(),
+        None
+    );
+    let far = load(dir.path(), "far.obj", 1.0, 1e6).precision_warning();
+    let said = far.expect("a model a few units across a million units out is flagged");
+    assert!(
+        said.contains(" units across but lies 10000") && said.contains("move it near the origin"),
+        "{said}"
+    );
+    assert_eq!(prism_tracer::cornell_box().precision_warning(), None);
+}
