@@ -156,13 +156,18 @@ pub struct RenderArgs {
     pub passes: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// PNG output (sRGB, tone-mapped); rewritten after every pass.
-    #[arg(long, default_value = "cornell.png")]
+    /// PNG output (sRGB, tone-mapped); rewritten after every pass. Default: the scene's name
+    /// with .png in the current directory (cornell.png for the built-in box).
+    #[arg(long = "out", value_name = "FILE.png")]
+    pub out_given: Option<PathBuf>,
+    /// `--out`, or its default (see [`RenderArgs::with_output_named`]).
+    #[arg(skip)]
     pub out: PathBuf,
     /// OpenEXR output (linear radiance).
     #[arg(long)]
     pub exr: Option<PathBuf>,
-    /// The per-pixel standard error as a PNG image.
+    /// Each pixel's normalised standard error (what --cutoff compares) as a grey-scale PNG:
+    /// black at 0, white at the 99th percentile of the image's values.
     #[arg(long)]
     pub error_image: Option<PathBuf>,
     /// Tile edge in pixels: the unit of work.
@@ -239,6 +244,25 @@ enum BenchCommand {
     Scaling(cli::bench::ScalingArgs),
 }
 
+impl RenderArgs {
+    /// The arguments with `out` set: `--out`, else `<scene's file stem>.png` in the current
+    /// directory, so that rendering `bunny.ply` writes `bunny.png`, not `cornell.png`.
+    fn with_output_named(mut self) -> RenderArgs {
+        self.out = match &self.out_given {
+            Some(out) => out.clone(),
+            None => {
+                let stem = std::path::Path::new(&self.scene)
+                    .file_stem()
+                    .map_or_else(|| "render".into(), |s| s.to_os_string());
+                let mut name = stem;
+                name.push(".png");
+                PathBuf::from(name)
+            }
+        };
+        self
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -252,7 +276,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Render(args) => cli::render::run(&args),
+        Command::Render(args) => cli::render::run(&args.with_output_named()),
         Command::Info => cli::info::run(),
         Command::Bench(BenchCommand::Trace { mesh, rays, seed }) => {
             cli::bench::trace(&mesh, rays, seed)

@@ -1052,3 +1052,27 @@ fn more_threads_than_cpus_is_a_warning() {
     assert!(!run(cpus + 1, true).contains("warning"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without --out, the image is named after the scene, in the current directory: the built-in
+/// box's is cornell.png, a mesh's or scene file's takes its name.
+#[test]
+fn the_default_image_is_named_after_the_scene() {
+    let dir = temp_dir("default-out");
+    let cube = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/tracer/tests/data/cube.obj"
+    );
+    for (scene, png) in [(None, "cornell.png"), (Some(cube), "cube.png")] {
+        let mut args = vec!["render", "--width", "8", "--height", "8", "--passes", "1"];
+        args.extend(scene);
+        let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains(&format!("-> {png}")), "{}", text(&o));
+        assert!(dir.join(png).is_file(), "{png} was not written");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
