@@ -55,6 +55,7 @@ expect_fail() {
 expect_fail "width" "$BIN" render --width 0 --out "$OUT/x.png"
 expect_fail "missing.toml" "$BIN" render missing.toml --out "$OUT/x.png"
 expect_fail "render-thread" "$BIN" render --engine threads --render-thread --out "$OUT/x.png"
+expect_fail "one render thread" "$BIN" render --engine hybrid --threads 2 --render-thread --out "$OUT/x.png"
 printf '[camera]\nposition = [0, 0, 1]\nbogus = 3\n' > "$OUT/bad.toml"
 expect_fail "bogus" "$BIN" render "$OUT/bad.toml" --out "$OUT/x.png"
 # A rank that fails must end the job with a non-zero status, not hang.

@@ -249,6 +249,13 @@ fn make_engine(
              to {chosen}"
         )));
     }
+    if args.render_thread && kind == EngineKind::Hybrid && threads > 1 {
+        return Err(shared(format!(
+            "--render-thread applies to processes with one render thread (--engine mpi, or \
+             hybrid with --threads 1); this hybrid run has {threads} threads per process, which \
+             render on threads of their own anyway"
+        )));
+    }
     if matches!(kind, EngineKind::Serial | EngineKind::Threads) && world.size() > 1 {
         return Err(shared(format!(
             "--engine {} runs in one process, but this job has {} processes: use --engine mpi \
