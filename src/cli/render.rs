@@ -544,11 +544,12 @@ fn render(
         saving.rendered();
     }
     if let Some(film) = film {
+        // Passes in the film: those resumed and those rendered.
+        let done = passes_resumed + report.passes.len();
         if report.end == End::Converged && !report.passes.is_empty() && !args.quiet {
             warn(&format!(
-                "prism: converged after pass {} of {}: the adaptive sampler left no pixel to \
-                 sample again",
-                passes_resumed + report.passes.len(),
+                "prism: converged after pass {done} of {}: the adaptive sampler left no pixel \
+                 to sample again",
                 args.passes
             ));
         }
@@ -560,9 +561,8 @@ fn render(
             End::PassLimit | End::Converged => None,
         };
         // Stopped before a first pass: there is no image to write, nor a render to go on with.
-        let nothing = passes_resumed + report.passes.len() == 0;
+        let nothing = done == 0;
         if let Some(why) = why {
-            let done = passes_resumed + report.passes.len();
             let later = match &args.checkpoint {
                 _ if nothing => "nothing was rendered".to_string(),
                 Some(path) => format!(
@@ -747,21 +747,20 @@ fn remove_stale_temporaries(args: &RenderArgs) {
                 ));
             }
         }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        for (what, e) in &sweep.failed {
-            let failed = if what == dir {
-                format!(
-                    "cannot look in {} for files a killed run left",
-                    dir.display()
-                )
-            } else {
-                format!("cannot remove {}, left by a killed run", what.display())
-            };
+        let unreadable = sweep.unreadable.iter().map(|(dir, e)| {
+            let what = format!(
+                "cannot look in {} for files a killed run left",
+                dir.display()
+            );
+            (what, e)
+        });
+        let failed = sweep.failed.iter().map(|(file, e)| {
+            let what = format!("cannot remove {}, left by a killed run", file.display());
+            (what, e)
+        });
+        for (what, e) in unreadable.chain(failed) {
             warn(&format!(
-                "prism: warning: {option} {}: {failed}: {e}",
+                "prism: warning: {option} {}: {what}: {e}",
                 path.display()
             ));
         }

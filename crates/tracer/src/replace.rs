@@ -40,12 +40,13 @@ fn temporary_prefix(path: &Path) -> std::ffi::OsString {
     prefix
 }
 
-/// What [`remove_stale_temporaries`] did: the files it removed, and those it could not look
-/// at or remove (with the directory itself when it cannot be read), each with its error.
+/// What [`remove_stale_temporaries`] did: the files it removed, those it could not remove,
+/// and the directory, if it could not be read through.
 #[derive(Debug, Default)]
 pub struct Sweep {
     pub removed: Vec<PathBuf>,
     pub failed: Vec<(PathBuf, std::io::Error)>,
+    pub unreadable: Option<(PathBuf, std::io::Error)>,
 }
 
 /// Removes the temporary files of `path` that a process of this host left behind when it was
@@ -65,7 +66,7 @@ pub fn remove_stale_temporaries(path: &Path) -> Sweep {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return sweep,
         Err(e) => {
-            sweep.failed.push((dir.to_path_buf(), e));
+            sweep.unreadable = Some((dir.to_path_buf(), e));
             return sweep;
         }
     };
@@ -73,7 +74,7 @@ pub fn remove_stale_temporaries(path: &Path) -> Sweep {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                sweep.failed.push((dir.to_path_buf(), e));
+                sweep.unreadable = Some((dir.to_path_buf(), e));
                 continue;
             }
         };
@@ -227,7 +228,7 @@ mod tests {
         // A directory that does not exist holds nothing stale.
         let gone = dir.path().join("gone").join("c.ckpt");
         let sweep = remove_stale_temporaries(&gone);
-        assert!(sweep.removed.is_empty() && sweep.failed.is_empty());
+        assert!(sweep.removed.is_empty() && sweep.failed.is_empty() && sweep.unreadable.is_none());
     }
 
     #[test]
