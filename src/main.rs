@@ -220,7 +220,8 @@ pub struct RenderArgs {
     /// No progress bar or per-pass lines; errors and the summary line still print.
     #[arg(long)]
     pub quiet: bool,
-    /// Write the run's measurements (time, rays, communication, memory) as JSON.
+    /// Write the run's measurements as JSON: time, rays, communication, memory, and each
+    /// rank's render, wait and message times in seconds.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
     /// Testing aid: make this rank's first task fail, to check that a failure ends the run.

@@ -388,6 +388,12 @@ fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pa
     } else {
         assert!(huge.is_null(), "{stats}");
     }
+    // Each rank's times are plain seconds, which scripts can read without knowing serde.
+    let root = &stats["ranks"][0];
+    let (wall, render) = (&root["wall_seconds"], &root["render_seconds"]);
+    assert!(wall.as_f64().is_some_and(|w| w > 0.0), "{stats}");
+    assert!(render.as_f64().is_some_and(|r| r > 0.0), "{stats}");
+    assert!(root.get("wall").is_none(), "{stats}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,7 +2,7 @@
 
 use crate::cli::layout::Layout;
 use crate::cli::progress::Progress;
-use crate::cli::stats::{own_pss_bytes, RunStats};
+use crate::cli::stats::{own_pss_bytes, RankStats, RunStats};
 use crate::cli::{check_parent_dir, msg, say, shared, signals, warn, with_universe, CliError};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -607,7 +607,7 @@ fn render(
                 pss_bytes_total: pss_total,
                 geometry_bytes: scene.geometry.as_bytes().len() as u64,
                 geometry_huge_page_bytes: scene.geometry.huge_page_bytes(),
-                ranks: report.rank_totals(),
+                ranks: report.rank_totals().iter().map(RankStats::from).collect(),
             };
             let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;
             std::fs::write(path, text)

@@ -26,7 +26,7 @@ pub struct RunStats {
     pub rays_per_second: f64,
     /// Every rank's engine counters summed over the passes (render, wait, communication).
     #[serde(default)]
-    pub ranks: Vec<prism::engines::ProcessStats>,
+    pub ranks: Vec<RankStats>,
     /// Proportional set size summed over every rank, read after the scene was built.
     pub pss_bytes_total: u64,
     /// Bytes of the scene's geometry (BVH and triangles).
@@ -37,17 +37,67 @@ pub struct RunStats {
     pub geometry_huge_page_bytes: Option<u64>,
 }
 
+/// One rank's engine counters, summed over the passes, with times in seconds (the engine's
+/// own [`ProcessStats`](prism::engines::ProcessStats) holds `Duration`s, which serde writes as
+/// `{secs, nanos}`: exact on the wire between ranks, awkward in a file read by scripts).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RankStats {
+    pub rank: usize,
+    pub threads: usize,
+    /// Tiles it rendered.
+    pub rendered: usize,
+    /// Wall time of its engine runs.
+    pub wall_seconds: f64,
+    /// Time its render threads spent rendering, summed over threads.
+    pub render_seconds: f64,
+    /// Time its render threads waited for work, summed over threads.
+    pub wait_seconds: f64,
+    /// Time its main thread spent in `update` (the root only).
+    pub update_seconds: f64,
+    /// Time its main thread spent in message calls, encoding and decoding.
+    pub comm_seconds: f64,
+    /// Time in the runs' opening collectives (mostly waiting for the last rank).
+    pub sync_seconds: f64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub messages_received: u64,
+    pub bytes_received: u64,
+    /// Most results held at once between its render threads and its main thread.
+    pub peak_outbox_results: usize,
+}
+
+impl From<&prism::engines::ProcessStats> for RankStats {
+    fn from(p: &prism::engines::ProcessStats) -> Self {
+        RankStats {
+            rank: p.rank,
+            threads: p.threads,
+            rendered: p.rendered,
+            wall_seconds: p.wall.as_secs_f64(),
+            render_seconds: p.render_time.as_secs_f64(),
+            wait_seconds: p.wait_time.as_secs_f64(),
+            update_seconds: p.update_time.as_secs_f64(),
+            comm_seconds: p.comm_time.as_secs_f64(),
+            sync_seconds: p.sync_time.as_secs_f64(),
+            messages_sent: p.messages_sent,
+            bytes_sent: p.bytes_sent,
+            messages_received: p.messages_received,
+            bytes_received: p.bytes_received,
+            peak_outbox_results: p.peak_outbox_results,
+        }
+    }
+}
+
 impl RunStats {
     /// The share of its workers' time the run spent rendering: render time summed over every
     /// thread of every rank, over the run's span (the longest rank's engine wall time, which
     /// is the root's: it ends with the last result) × the threads. What is missing is the
     /// engines' own cost: waiting for work, for the slowest worker, for messages.
     pub fn busy_fraction(&self) -> f64 {
-        let render: f64 = self.ranks.iter().map(|p| p.render_time.as_secs_f64()).sum();
+        let render: f64 = self.ranks.iter().map(|p| p.render_seconds).sum();
         let span = self
             .ranks
             .iter()
-            .map(|p| p.wall.as_secs_f64())
+            .map(|p| p.wall_seconds)
             .fold(0.0, f64::max);
         let threads: usize = self.ranks.iter().map(|p| p.threads).sum();
         let capacity = span * threads as f64;
@@ -96,11 +146,10 @@ mod tests {
 
     #[test]
     fn busy_fraction_weighs_ranks_by_threads() {
-        use std::time::Duration;
-        let rank = |threads, wall_ms, render_ms| prism::engines::ProcessStats {
+        let rank = |threads, wall_ms: u64, render_ms: u64| RankStats {
             threads,
-            wall: Duration::from_millis(wall_ms),
-            render_time: Duration::from_millis(render_ms),
+            wall_seconds: wall_ms as f64 / 1000.0,
+            render_seconds: render_ms as f64 / 1000.0,
             ..Default::default()
         };
         let mut s = RunStats::default();
@@ -109,6 +158,22 @@ mod tests {
         // ended earlier: it waited for nothing, but its thread idled to the end of the run.
         s.ranks = vec![rank(2, 100, 150), rank(1, 95, 90)];
         assert!((s.busy_fraction() - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rank_times_are_written_in_seconds() {
+        let p = prism::engines::ProcessStats {
+            rank: 1,
+            threads: 2,
+            wall: std::time::Duration::from_millis(1500),
+            wait_time: std::time::Duration::from_micros(250),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(RankStats::from(&p)).unwrap();
+        assert_eq!(json["rank"], 1);
+        assert_eq!(json["wall_seconds"], 1.5);
+        assert_eq!(json["wait_seconds"], 0.00025);
+        assert!(json.get("wall").is_none(), "{json}");
     }
 
     #[test]
