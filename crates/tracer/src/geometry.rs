@@ -81,8 +81,9 @@ pub struct Hit {
     pub prim: u32,
     /// The instance's material.
     pub material: u32,
-    /// World-space geometric normal, unit length, oriented as `(b - a) x (c - a)` of the
-    /// transformed triangle (not flipped towards the ray).
+    /// World-space geometric normal, unit length: the mesh's own `(b - a) x (c - a)` carried
+    /// by the instance's transform (inverse transpose), so it points out of a closed mesh
+    /// whatever the transform, mirrors included; not flipped towards the ray.
     pub normal: Vec3,
     /// World-space first corner `a`, exactly as [`Geometry::world_triangle`] gives it: with
     /// `normal` it fixes the triangle's plane, which shading needs for every hit, without a
@@ -755,11 +756,10 @@ impl<'g> Query<'g> {
         let (p, block, lane, h) = best?;
         let [a, b, c] = blocks[block].corners(lane);
         let n = (b - a).cross(c - a);
-        let normal = if p.identity {
-            n
-        } else {
-            p.transform.normal(n) * det_sign(p.transform)
-        };
+        // The inverse transpose keeps the object's outside out, also under a mirroring
+        // transform (whose world-space winding is reversed): a glass ball scaled by -1 stays
+        // a glass ball, not a bubble.
+        let normal = if p.identity { n } else { p.transform.normal(n) };
         Some(Hit {
             t: h.t,
             u: h.u,
@@ -815,19 +815,5 @@ impl<'g> Query<'g> {
                 )
             }
         }
-    }
-}
-
-/// +1 or -1: whether the transform keeps or mirrors orientation (a mirrored triangle's
-/// `(b - a) x (c - a)` is the negated inverse-transpose image of the original one).
-fn det_sign(t: &Transform) -> f32 {
-    let m = &t.m;
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if det < 0.0 {
-        -1.0
-    } else {
-        1.0
     }
 }

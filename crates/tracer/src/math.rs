@@ -48,16 +48,41 @@ impl Vec3 {
     pub fn length_squared(self) -> f32 {
         self.dot(self)
     }
+    /// The Euclidean length, also where its square would overflow or underflow f32 (the cross
+    /// product of two 1e10-unit edges is 1e20 long; its square is past f32's 3.4e38).
     pub fn length(self) -> f32 {
-        self.length_squared().sqrt()
+        let l2 = self.length_squared();
+        if (f32::MIN_POSITIVE..=f32::MAX).contains(&l2) {
+            l2.sqrt()
+        } else {
+            self.rescaled_length()
+        }
     }
-    /// The unit vector in this direction; zero stays zero (never NaN).
+    /// The unit vector in this direction; zero (or not finite) gives zero, never NaN.
     pub fn normalize(self) -> Vec3 {
-        let l = self.length();
-        if l > 0.0 && l.is_finite() {
-            self / l
+        let l2 = self.length_squared();
+        if (f32::MIN_POSITIVE..=f32::MAX).contains(&l2) {
+            return self / l2.sqrt();
+        }
+        // Rare: a vector too long or too short to square. Divide by its largest component
+        // first, which is exact enough and brings the square into range.
+        let m = self.abs().max_component();
+        if m > 0.0 && self.is_finite() {
+            let v = self / m;
+            v / v.length_squared().sqrt()
         } else {
             Vec3::ZERO
+        }
+    }
+    #[cold]
+    fn rescaled_length(self) -> f32 {
+        let m = self.abs().max_component();
+        if m > 0.0 && m.is_finite() {
+            (self / m).length_squared().sqrt() * m
+        } else if self.is_finite() {
+            0.0
+        } else {
+            f32::INFINITY
         }
     }
     pub fn min(self, o: Vec3) -> Vec3 {
@@ -409,6 +434,27 @@ mod tests {
         let tangent = Vec3::new(1.0, 1.0, 0.0);
         let normal = Vec3::new(1.0, -1.0, 0.0);
         assert!(t.normal(normal).dot(t.vector(tangent)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn lengths_and_directions_survive_squares_out_of_f32_range() {
+        for scale in [1e-30f32, 1e-20, 1e-3, 1.0, 1e10, 1e20, 1e30, 3e37] {
+            let v = Vec3::new(3.0, -4.0, 0.0) * scale;
+            let l = v.length();
+            assert!((l / (5.0 * scale) - 1.0).abs() < 1e-6, "{scale}: {l}");
+            let n = v.normalize();
+            assert!(
+                (n - Vec3::new(0.6, -0.8, 0.0)).abs().max_component() < 1e-6,
+                "{n:?}"
+            );
+        }
+        assert_eq!(Vec3::new(f32::INFINITY, 0.0, 0.0).normalize(), Vec3::ZERO);
+        assert_eq!(Vec3::new(f32::NAN, 1.0, 0.0).normalize(), Vec3::ZERO);
+        assert_eq!(Vec3::new(f32::INFINITY, 0.0, 0.0).length(), f32::INFINITY);
+        assert_eq!(
+            Vec3::new(f32::MIN_POSITIVE / 8.0, 0.0, 0.0).normalize().x,
+            1.0
+        );
     }
 
     #[test]

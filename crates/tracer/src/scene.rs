@@ -21,7 +21,16 @@ pub enum SceneError {
     InvalidCamera(String),
     #[error("background radiance {0:?} must be finite and >= 0 per channel")]
     InvalidBackground([f32; 3]),
+    #[error(
+        "the scene reaches {far:e} units from the origin; single-precision arithmetic \
+         (squared distances) overflows past {MAX_COORDINATE:e}: scale it down"
+    )]
+    TooLarge { far: f32 },
 }
+
+/// The farthest from the origin a scene (geometry and camera) may reach: distances up to
+/// twice this still square within f32's 3.4e38.
+pub const MAX_COORDINATE: f32 = 1e18;
 
 /// An emissive world-space triangle.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +78,14 @@ impl Scene {
         camera: Camera,
     ) -> Result<Scene, SceneError> {
         camera.validate().map_err(SceneError::InvalidCamera)?;
+        let (lo, hi) = geometry.bounds();
+        let far = [lo, hi, camera.position]
+            .iter()
+            .map(|p| p.abs().max_component())
+            .fold(0.0, f32::max);
+        if far > MAX_COORDINATE {
+            return Err(SceneError::TooLarge { far });
+        }
         for (index, m) in materials.iter().enumerate() {
             m.validate()
                 .map_err(|reason| SceneError::InvalidMaterial { index, reason })?;
@@ -89,7 +106,9 @@ impl Scene {
             for prim in 0..geometry.mesh_triangle_count(inst.mesh) {
                 let [a, b, c] = geometry.world_triangle(i as u32, prim as u32);
                 let n = (b - a).cross(c - a);
-                if n.length() > 0.0 && n.is_finite() {
+                // `length` and `normalize` hold for edges whose cross product cannot be
+                // squared in f32 (a light 1e10 units wide), so such a light still shines.
+                if n.is_finite() && n.length() > 0.0 {
                     lights.push(LightTriangle {
                         a,
                         ab: b - a,
@@ -285,5 +304,61 @@ mod tests {
         };
         assert_eq!(quad(0.0), quad(0.0));
         assert_ne!(quad(0.0), quad(1e-3), "a changed geometry kept the key");
+    }
+
+    /// A square light of side `size`, centred on the origin, facing +z.
+    fn lit_square(size: f32) -> Result<Scene, SceneError> {
+        let h = size / 2.0;
+        let mesh = Mesh::new(
+            vec![
+                Vec3::new(-h, -h, 0.0),
+                Vec3::new(h, -h, 0.0),
+                Vec3::new(h, h, 0.0),
+                Vec3::new(-h, h, 0.0),
+            ],
+            vec![[0, 1, 2], [0, 2, 3]],
+        )
+        .unwrap();
+        let instance = Instance {
+            mesh: 0,
+            material: 0,
+            transform: Transform::IDENTITY,
+        };
+        let geometry = Geometry::build(vec![mesh], vec![instance]).unwrap();
+        let light = Material::Emissive {
+            radiance: Rgb::new(1.0, 1.0, 1.0),
+        };
+        let mut camera = cornell_box().camera;
+        camera.position = Vec3::new(0.0, 0.0, 2.0 * size);
+        camera.look_at = Vec3::ZERO;
+        camera.up = Vec3::new(0.0, 1.0, 0.0);
+        Scene::new(geometry, vec![light], camera)
+    }
+
+    #[test]
+    fn lights_too_wide_to_square_their_normal_still_shine() {
+        // At 1e10 units a side, the cross product of two edges (1e20) cannot be squared in
+        // f32; the light must keep its area and a unit normal all the same.
+        for size in [1.0f32, 1e10, 1e15] {
+            let scene = lit_square(size).unwrap();
+            let area = f64::from(size) * f64::from(size);
+            assert!((scene.light_area() / area - 1.0).abs() < 1e-5, "{size}");
+            let s = scene.sample_light(0.3, 0.2, 0.7).unwrap();
+            assert!(
+                (s.normal.z.abs() - 1.0).abs() < 1e-6,
+                "{size}: {:?}",
+                s.normal
+            );
+        }
+    }
+
+    #[test]
+    fn a_scene_past_what_f32_can_square_is_refused_with_its_size() {
+        let err = lit_square(1e19).err().expect("refused").to_string();
+        // The camera, at twice the side, is the farthest.
+        assert!(
+            err.contains("2e19") && err.contains("scale it down"),
+            "{err}"
+        );
     }
 }

@@ -160,15 +160,22 @@ fn check_against_brute_force(meshes: &[Mesh], instances: &[Instance], rays: &[Ra
     rays.iter().filter(|r| g.intersect(r).is_some()).count()
 }
 
-/// Unit length, oriented like the world triangle, barycentrics inside, the triangle's first
-/// corner exactly as `world_triangle` gives it.
+/// Unit length, oriented like the world triangle (reversed where the instance mirrors, whose
+/// world winding is reversed), barycentrics inside, the triangle's first corner exactly as
+/// `world_triangle` gives it.
 fn normal_ok(g: &Geometry, h: &Hit) -> bool {
     let [a, b, c] = g.world_triangle(h.instance, h.prim);
     if h.corner != a {
         return false;
     }
-    let n = (b - a).cross(c - a).normalize();
     let inst = &g.instances()[h.instance as usize];
+    let t = &inst.transform;
+    let x = |v: Vec3| t.vector(v);
+    let mirrors = x(Vec3::new(1.0, 0.0, 0.0))
+        .cross(x(Vec3::new(0.0, 1.0, 0.0)))
+        .dot(x(Vec3::new(0.0, 0.0, 1.0)))
+        < 0.0;
+    let n = (b - a).cross(c - a).normalize() * if mirrors { -1.0 } else { 1.0 };
     (h.normal.length() - 1.0).abs() < 1e-4
         && h.normal.dot(n) > 0.999
         && h.material == inst.material
@@ -230,7 +237,7 @@ fn closest_hits_match_brute_force_on_an_instanced_scene() {
         Instance {
             mesh: 1,
             material: 2,
-            // A mirror: normals must still follow the transformed winding.
+            // A mirror: normals must still point out of the sphere.
             transform: tr(Vec3::new(-1.0, -0.5, 0.0)).then_after(&scale(Vec3::new(-0.4, 0.4, 0.4))),
         },
         Instance {
@@ -453,4 +460,42 @@ fn queries_report_what_was_built() {
     std::thread::spawn(move || assert_eq!(g2.triangle_count(), 80))
         .join()
         .unwrap();
+}
+
+/// A closed mesh placed by a mirroring transform keeps its outside out: every ray from far
+/// outside meets a normal that faces it. (The world winding of a mirrored mesh is reversed;
+/// a normal that followed it would point in, and a glass ball would render as a bubble.)
+#[test]
+fn mirrored_closed_meshes_keep_outward_normals() {
+    let mirrors = [
+        Vec3::new(-0.6, 0.6, 0.6),
+        Vec3::new(-0.6, -0.6, -0.6),
+        Vec3::new(0.6, 0.6, 0.6),
+    ];
+    for s in mirrors {
+        let transform = Transform::translate(Vec3::new(0.5, -0.2, 0.1))
+            .then_after(&Transform::scale(s).unwrap());
+        let instance = Instance {
+            mesh: 0,
+            material: 0,
+            transform,
+        };
+        let g = Geometry::build(vec![icosphere(2)], vec![instance]).unwrap();
+        let mut rng = Rng::new(11);
+        let mut hits = 0;
+        for _ in 0..2000 {
+            let origin = Vec3::new(0.5, -0.2, 0.1) + rng.unit_vector() * 5.0;
+            let target = Vec3::new(0.5, -0.2, 0.1) + rng.unit_vector() * 0.3;
+            let dir = (target - origin).normalize();
+            let h = g
+                .intersect(&Ray::new(origin, dir))
+                .expect("aimed inside the ball");
+            assert!(
+                h.normal.dot(dir) < 0.0,
+                "scale {s:?}: {h:?} faces away from {dir:?}"
+            );
+            hits += 1;
+        }
+        assert_eq!(hits, 2000);
+    }
 }
