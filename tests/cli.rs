@@ -180,8 +180,26 @@ fn bad_input_fails_with_one_clear_message() {
     let missing_dir = missing_dir.display().to_string();
     let jpg = dir.join("x.jpg").display().to_string();
     let exr_as_png = dir.join("x-exr.png").display().to_string();
-    for (option, value, want) in [
+    // A file where a directory belongs, and (Linux) a directory nobody may create files in,
+    // root included: found before the render, not when the first pass is written.
+    let under_a_file = dir.join("bad.toml").join("x.png").display().to_string();
+    let mut outputs = vec![
         ("--out", missing_dir.as_str(), "no-such-dir does not exist"),
+        (
+            "--out",
+            under_a_file.as_str(),
+            "bad.toml is not a directory",
+        ),
+    ];
+    if Path::new("/sys").is_dir() {
+        outputs.push((
+            "--exr",
+            "/sys/x.exr",
+            "--exr /sys/x.exr: cannot create files in /sys",
+        ));
+        outputs.push(("--checkpoint", "/sys/r.ckpt", "cannot create files in /sys"));
+    }
+    for (option, value, want) in outputs.into_iter().chain([
         ("--out", jpg.as_str(), "must end in .png"),
         ("--exr", exr_as_png.as_str(), "must end in .exr"),
         (
@@ -189,7 +207,7 @@ fn bad_input_fails_with_one_clear_message() {
             out,
             "--error-image and --out name the same file",
         ),
-    ] {
+    ]) {
         cases.push((vec!["render".into(), option.into(), value.into()], want));
     }
     cases.push((

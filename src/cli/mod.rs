@@ -109,11 +109,18 @@ pub fn with_universe(
 /// An output file's directory must exist: checked before work that writing it would lose.
 pub fn check_parent_dir(option: &str, path: &std::path::Path) -> Result<(), CliError> {
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if !dir.is_dir() => Err(msg(format!(
-            "{option} {}: the directory {} does not exist",
-            path.display(),
-            dir.display()
-        ))),
+        Some(dir) if !dir.is_dir() => {
+            let what = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
+            Err(msg(format!(
+                "{option} {}: the directory {} {what}",
+                path.display(),
+                dir.display()
+            )))
+        }
         _ => Ok(()),
     }
 }

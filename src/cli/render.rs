@@ -386,6 +386,9 @@ fn render(
     let world = universe.world();
     if world.is_root() {
         remove_stale_temporaries(args);
+        // Only the root writes, so only its view of the file system counts. A refusal here
+        // aborts every rank, before the scene's build and the first pass.
+        check_outputs_writable(args)?;
     }
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
@@ -731,6 +734,26 @@ fn start_from_checkpoint(
         film: checkpoint.film,
         passes,
     })
+}
+
+/// Every file the run will write can be created where it goes (a read-only or foreign
+/// directory shows now rather than after the first pass). `--cache` is left out: a cache that
+/// is valid is only read, and may well sit where this user cannot write.
+fn check_outputs_writable(args: &RenderArgs) -> Result<(), CliError> {
+    for (option, path) in output_files(args).filter(|(o, _)| *o != "--cache") {
+        if let Err(e) = prism::tracer::replace::check_replaceable(path) {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            return Err(msg(format!(
+                "{option} {}: cannot create files in {}: {e}",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Removes the temporary files that a run killed while writing an output (a checkpoint, an

@@ -132,6 +132,24 @@ fn process_exists(pid: u32) -> bool {
     }
 }
 
+/// Whether `path` can be replaced here, found by creating and removing its temporary file:
+/// what a write needs is to create a file in its directory (the rename then works even over
+/// a read-only file). Meant for a check before long work whose result would go there.
+pub fn check_replaceable(path: &Path) -> std::io::Result<()> {
+    let tmp = temporary_path(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    std::fs::remove_file(&tmp)
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut tmp_name = temporary_prefix(path);
+    tmp_name.push(std::process::id().to_string());
+    path.with_file_name(tmp_name)
+}
+
 /// Writes `path` through `write`, which is given the temporary name to create, then renames
 /// that file into place. On any failure the temporary file is removed and the error returned;
 /// `rename_failed` turns a failed rename into the caller's error type.
@@ -140,9 +158,7 @@ pub(crate) fn replace_atomically<E>(
     write: impl FnOnce(&Path) -> Result<(), E>,
     rename_failed: impl FnOnce(std::io::Error) -> E,
 ) -> Result<(), E> {
-    let mut tmp_name = temporary_prefix(path);
-    tmp_name.push(std::process::id().to_string());
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = temporary_path(path);
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(rename_failed));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -194,6 +210,22 @@ mod tests {
         assert_eq!(names.len(), 1, "the temporary file was left behind");
         replace_with_bytes(&path, &[b"new"]).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_replaceable_path_is_checked_without_leaving_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.png");
+        check_replaceable(&path).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let missing = dir.path().join("no").join("x.png");
+        assert!(check_replaceable(&missing).is_err());
+        // sysfs refuses new files to everyone, root included (who may write anywhere else).
+        let sys = Path::new("/sys");
+        if sys.is_dir() {
+            let e = check_replaceable(&sys.join("prism-check.png")).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        }
     }
 
     #[test]
