@@ -29,6 +29,7 @@ mod ply;
 mod stl;
 
 use crate::mesh::{Mesh, MeshError};
+use std::borrow::Cow;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -289,22 +290,13 @@ fn finish_mesh(
 ) -> Result<(Mesh, Vec<String>), LoadError> {
     let before = indices.len();
     if before == 0 {
-        return Err(LoadError::new(
-            path,
-            LoadErrorKind::NoTriangles,
-            Location::default(),
-            "the file holds no faces",
-        ));
+        return Err(no_triangles(path, "the file holds no faces", &warnings));
     }
     let mesh = Mesh::new(positions, indices).map_err(|e| mesh_error(path, e))?;
     let dropped = mesh.dropped_degenerate();
     if mesh.triangle_count() == 0 {
-        return Err(LoadError::new(
-            path,
-            LoadErrorKind::NoTriangles,
-            Location::default(),
-            format!("all {before} triangles are degenerate (zero area)"),
-        ));
+        let message = format!("all {before} triangles are degenerate (zero area)");
+        return Err(no_triangles(path, &message, &warnings));
     }
     if dropped > 0 {
         warnings.push(format!(
@@ -314,6 +306,27 @@ fn finish_mesh(
         ));
     }
     Ok((mesh, warnings))
+}
+
+/// The error for a file without a usable triangle. The warnings gathered so far often say why
+/// (short faces skipped, data after the announced end), and an error is all the user sees.
+fn no_triangles(path: &Path, message: &str, warnings: &[String]) -> LoadError {
+    let prefix = format!("{}: ", path.display());
+    let notes: Vec<&str> = warnings
+        .iter()
+        .map(|w| w.strip_prefix(&prefix).unwrap_or(w))
+        .collect();
+    let message = if notes.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message} ({})", notes.join("; "))
+    };
+    LoadError::new(
+        path,
+        LoadErrorKind::NoTriangles,
+        Location::default(),
+        message,
+    )
 }
 
 fn mesh_error(path: &Path, e: MeshError) -> LoadError {
@@ -341,6 +354,23 @@ fn one_line(s: &str) -> String {
         out.push_str(part.trim());
     }
     out
+}
+
+/// `bytes` with every carriage return that is not part of a CR LF pair turned into a line feed,
+/// so that files saved with old Mac line endings read line by line like any other. One byte
+/// for one byte: offsets and line numbers in the result are the file's own.
+fn lone_cr_to_lf(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let lone = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    if !(0..bytes.len()).any(lone) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = bytes.to_vec();
+    for (i, b) in out.iter_mut().enumerate() {
+        if lone(i) {
+            *b = b'\n';
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// 1-based line number of byte `offset` in `bytes`.
@@ -394,6 +424,23 @@ mod tests {
         fan(&[0, 1], &mut out);
         fan(&[], &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_and_keep_offsets() {
+        assert_eq!(&*lone_cr_to_lf(b"a\rb\r\nc\r"), b"a\nb\r\nc\n");
+        assert!(matches!(lone_cr_to_lf(b"a\r\nb\n"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn no_triangles_says_what_was_ignored() {
+        let w = vec!["m.obj: ignored 1 face with fewer than 3 vertices".to_string()];
+        let e = finish_mesh(Path::new("m.obj"), Vec::new(), Vec::new(), w).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NoTriangles);
+        assert_eq!(
+            e.to_string(),
+            "m.obj: the file holds no faces (ignored 1 face with fewer than 3 vertices)"
+        );
     }
 
     #[test]

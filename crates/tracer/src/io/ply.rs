@@ -7,8 +7,8 @@
 //! index. Other elements (edges, materials, ...) are parsed and ignored.
 
 use super::{
-    check_not_empty, fan, finish_mesh, guard, line_of_offset, read_file, skip_bom, LoadError,
-    LoadErrorKind, Location,
+    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, skip_bom,
+    LoadError, LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -16,7 +16,9 @@ use ply_rs_bw::parser::{Parser, Reader};
 use ply_rs_bw::ply::{
     ElementDef, Encoding, Header, PropertyAccess, PropertyAccessResult, PropertyType, ScalarType,
 };
+use std::borrow::Cow;
 use std::io::{Cursor, ErrorKind};
+use std::num::IntErrorKind;
 use std::path::Path;
 
 /// Reads a PLY file; warnings are printed to stderr (see [`load_ply_with_report`]).
@@ -36,7 +38,34 @@ pub fn load_ply_with_report(path: &Path) -> Result<(Mesh, Vec<String>), LoadErro
 /// Parses PLY contents already in memory; `path` is used only in messages.
 pub fn parse_ply(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     check_not_empty(path, bytes)?;
-    guard(path, || read(path, bytes))
+    let bytes = with_line_feeds(bytes);
+    guard(path, || read(path, &bytes))
+}
+
+/// The file with old Mac line ends (a lone CR) turned into line feeds: everywhere in an ASCII
+/// file, in the header only of a binary one (its payload bytes are data).
+fn with_line_feeds(bytes: &[u8]) -> Cow<'_, [u8]> {
+    const END: &[u8] = b"end_header";
+    let Some(at) = bytes.windows(END.len()).position(|w| w == END) else {
+        return lone_cr_to_lf(bytes);
+    };
+    let header_len = (at + END.len() + 1).min(bytes.len());
+    let header = lone_cr_to_lf(&bytes[..header_len]);
+    let ascii = header.split(|&b| b == b'\n').any(|line| {
+        let mut words = line
+            .split(u8::is_ascii_whitespace)
+            .filter(|w| !w.is_empty());
+        words.next() == Some(b"format") && words.next() == Some(b"ascii")
+    });
+    if ascii {
+        return lone_cr_to_lf(bytes);
+    }
+    if matches!(header, Cow::Borrowed(_)) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = header.into_owned();
+    out.extend_from_slice(&bytes[header_len..]);
+    Cow::Owned(out)
 }
 
 const FACE_LISTS: [&str; 2] = ["vertex_indices", "vertex_index"];
@@ -148,54 +177,55 @@ struct Payload<'a> {
     bytes: &'a [u8],
     cursor: Cursor<&'a [u8]>,
     encoding: Encoding,
+    /// The ASCII line read last, for messages that quote a value from it.
+    last_line: &'a str,
 }
 
 impl<'a> Payload<'a> {
     /// Reads element `index` of `def` into an `E`; errors carry the line or byte offset.
     fn next<E: PropertyAccess>(&mut self, def: &ElementDef, index: usize) -> Result<E, LoadError> {
-        let parser = Parser::<E>::new();
         let start = self.cursor.position() as usize;
         let here = Location::element(&def.name, index);
         match self.encoding {
             Encoding::Ascii => {
                 let (line_no, line) = self.next_text_line(def, index)?;
-                let element = parser.read_ascii_element(line, def).map_err(|e| {
-                    LoadError::new(
-                        self.path,
-                        LoadErrorKind::Syntax,
-                        here.clone().with_line(line_no),
-                        format!("cannot read {} {index}: {e}", def.name),
-                    )
-                })?;
-                // The crate stops reading a line once the declared properties are filled, so
-                // a list longer than its count, or a value nobody declared, would otherwise
-                // pass unseen: the line is not what the header says it is.
+                self.last_line = line;
                 let values: Vec<&str> = line.split_whitespace().collect();
-                let declared = declared_values(&values, def);
-                if values.len() > declared {
-                    let extra = values[declared..].join(" ");
-                    let shown: String = extra.chars().take(40).collect();
-                    return Err(LoadError::new(
-                        self.path,
-                        LoadErrorKind::Syntax,
-                        here.with_line(line_no),
-                        format!(
-                            "{} {index} has {} values, but the properties the header declares \
-                             for `{}` take {declared}{}; extra: `{shown}`",
-                            def.name,
-                            values.len(),
-                            def.name,
-                            if has_list(def) {
-                                " (with the lengths its list counts give)"
+                read_ascii_element(&values, def).map_err(|bad| {
+                    let (kind, message) = match bad {
+                        Bad::Value { kind, message } => (kind, message),
+                        // The line is not what the header says it is: a value missing, or one
+                        // nobody declared (a list longer than its count, say).
+                        Bad::Count => {
+                            let declared = declared_values(&values, def);
+                            let extra = if values.len() > declared {
+                                let extra: String =
+                                    values[declared..].join(" ").chars().take(40).collect();
+                                format!("; extra: `{extra}`")
                             } else {
-                                ""
-                            },
-                        ),
-                    ));
-                }
-                Ok(element)
+                                String::new()
+                            };
+                            let message = format!(
+                                "{} {index} has {} value{}, but the properties the header \
+                                 declares for `{}` take {declared}{}{extra}",
+                                def.name,
+                                values.len(),
+                                if values.len() == 1 { "" } else { "s" },
+                                def.name,
+                                if has_list(def) {
+                                    " (with the lengths its list counts give)"
+                                } else {
+                                    ""
+                                },
+                            );
+                            (LoadErrorKind::Syntax, message)
+                        }
+                    };
+                    LoadError::new(self.path, kind, here.with_line(line_no), message)
+                })
             }
             Encoding::BinaryLittleEndian | Encoding::BinaryBigEndian => {
+                let parser = Parser::<E>::new();
                 let result = if self.encoding == Encoding::BinaryLittleEndian {
                     parser.read_little_endian_element(&mut self.cursor, def)
                 } else {
@@ -209,6 +239,11 @@ impl<'a> Payload<'a> {
                                 "the file ends inside {} {index} (the header announces {})",
                                 def.name, def.count
                             ),
+                        )
+                    } else if e.to_string().contains("cannot be negative") {
+                        (
+                            LoadErrorKind::Syntax,
+                            format!("{} {index} holds a list whose length is negative", def.name),
                         )
                     } else {
                         (
@@ -291,6 +326,239 @@ fn has_list(def: &ElementDef) -> bool {
         .any(|p| matches!(p.data_type, PropertyType::List(..)))
 }
 
+/// Why an ASCII line could not be read as its element.
+enum Bad {
+    /// The line holds fewer or more values than the declared properties take.
+    Count,
+    /// One value is wrong; the message names the property and quotes the value.
+    Value {
+        kind: LoadErrorKind,
+        message: String,
+    },
+}
+
+/// Reads one ASCII line, split into `values`, as element `def`, through `E`'s typed setters.
+/// Done here rather than by the crate so that a bad value is reported in the file's own words
+/// rather than the crate's grammar.
+fn read_ascii_element<E: PropertyAccess>(values: &[&str], def: &ElementDef) -> Result<E, Bad> {
+    let mut element = E::new();
+    let mut rest = values;
+    for (name, prop) in &def.properties {
+        let (&first, after) = rest.split_first().ok_or(Bad::Count)?;
+        rest = after;
+        match &prop.data_type {
+            PropertyType::Scalar(ty) => {
+                set_scalar(&mut element, name, ty, first).map_err(|c| c.about(name, first))?;
+            }
+            PropertyType::List(count_ty, item_ty) => {
+                let len = ascii_int(first, count_ty).map_err(|c| c.about_length(name, first))?;
+                let len = usize::try_from(len).map_err(|_| Bad::Value {
+                    kind: LoadErrorKind::Syntax,
+                    message: format!("list `{name}`: the length `{first}` is negative"),
+                })?;
+                if rest.len() < len {
+                    return Err(Bad::Count);
+                }
+                let (items, after) = rest.split_at(len);
+                rest = after;
+                set_list(&mut element, name, item_ty, items)?;
+            }
+        }
+    }
+    if rest.is_empty() {
+        Ok(element)
+    } else {
+        Err(Bad::Count)
+    }
+}
+
+/// What is wrong with one ASCII value, before the property it belongs to is named.
+struct Complaint {
+    kind: LoadErrorKind,
+    what: String,
+}
+
+impl Complaint {
+    fn syntax(what: impl Into<String>) -> Complaint {
+        Complaint {
+            kind: LoadErrorKind::Syntax,
+            what: what.into(),
+        }
+    }
+    fn about(self, property: &str, value: &str) -> Bad {
+        Bad::Value {
+            kind: self.kind,
+            message: format!("property `{property}`: `{value}` {}", self.what),
+        }
+    }
+    fn about_length(self, list: &str, value: &str) -> Bad {
+        Bad::Value {
+            kind: self.kind,
+            message: format!("list `{list}`: the length `{value}` {}", self.what),
+        }
+    }
+    fn about_item(self, list: &str, value: &str) -> Bad {
+        let item = if FACE_LISTS.contains(&list) {
+            "vertex index"
+        } else {
+            "item"
+        };
+        Bad::Value {
+            kind: self.kind,
+            message: format!("list `{list}`: {item} `{value}` {}", self.what),
+        }
+    }
+}
+
+/// The PLY name and the range of an integer type.
+fn int_range(ty: &ScalarType) -> (&'static str, i64, i64) {
+    match ty {
+        ScalarType::Char => ("char", i8::MIN.into(), i8::MAX.into()),
+        ScalarType::UChar => ("uchar", 0, u8::MAX.into()),
+        ScalarType::Short => ("short", i16::MIN.into(), i16::MAX.into()),
+        ScalarType::UShort => ("ushort", 0, u16::MAX.into()),
+        ScalarType::Int => ("int", i32::MIN.into(), i32::MAX.into()),
+        ScalarType::UInt => ("uint", 0, u32::MAX.into()),
+        // Not integer types; callers only ask for these after `is_integer`.
+        ScalarType::Float => ("float", i64::MIN, i64::MAX),
+        ScalarType::Double => ("double", i64::MIN, i64::MAX),
+    }
+}
+
+/// An ASCII value of integer type `ty`, range-checked.
+fn ascii_int(text: &str, ty: &ScalarType) -> Result<i64, Complaint> {
+    let (name, min, max) = int_range(ty);
+    let out_of_range = || Complaint::syntax(format!("is out of range for {name} ({min} to {max})"));
+    match text.parse::<i64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(_) => Err(out_of_range()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow
+            ) =>
+        {
+            Err(out_of_range())
+        }
+        Err(_) if text.parse::<f64>().is_ok() && text.bytes().any(|b| b.is_ascii_digit()) => {
+            Err(Complaint::syntax("is not an integer"))
+        }
+        Err(_) => Err(Complaint::syntax("is not a number")),
+    }
+}
+
+/// An ASCII value of a float type. Rust also reads `nan` and `inf`, which are no coordinates.
+fn ascii_float(text: &str) -> Result<f64, Complaint> {
+    match text.parse::<f64>() {
+        Ok(v) if text.bytes().any(|b| b.is_ascii_digit()) => Ok(v),
+        Ok(v) => Err(Complaint {
+            kind: LoadErrorKind::NonFinite,
+            what: if v.is_nan() {
+                "is not a number".to_string()
+            } else {
+                "is not a finite number".to_string()
+            },
+        }),
+        Err(_) => Err(Complaint::syntax("is not a number")),
+    }
+}
+
+fn set_scalar<E: PropertyAccess>(
+    e: &mut E,
+    name: &str,
+    ty: &ScalarType,
+    text: &str,
+) -> Result<(), Complaint> {
+    // The casts are exact: `ascii_int` has checked the range of `ty`.
+    match ty {
+        ScalarType::Char => e.set_char(name, ascii_int(text, ty)? as i8),
+        ScalarType::UChar => e.set_uchar(name, ascii_int(text, ty)? as u8),
+        ScalarType::Short => e.set_short(name, ascii_int(text, ty)? as i16),
+        ScalarType::UShort => e.set_ushort(name, ascii_int(text, ty)? as u16),
+        ScalarType::Int => e.set_int(name, ascii_int(text, ty)? as i32),
+        ScalarType::UInt => e.set_uint(name, ascii_int(text, ty)? as u32),
+        ScalarType::Float => e.set_float(name, ascii_float(text)? as f32),
+        ScalarType::Double => e.set_double(name, ascii_float(text)?),
+    };
+    Ok(())
+}
+
+fn set_list<E: PropertyAccess>(
+    e: &mut E,
+    name: &str,
+    ty: &ScalarType,
+    items: &[&str],
+) -> Result<(), Bad> {
+    let ints = || -> Result<Vec<i64>, Bad> {
+        items
+            .iter()
+            .map(|t| ascii_int(t, ty).map_err(|c| c.about_item(name, t)))
+            .collect()
+    };
+    let floats = || -> Result<Vec<f64>, Bad> {
+        items
+            .iter()
+            .map(|t| ascii_float(t).map_err(|c| c.about_item(name, t)))
+            .collect()
+    };
+    // The casts are exact: `ascii_int` has checked the range of `ty`.
+    match ty {
+        ScalarType::Char => e.set_list_char(name, ints()?.into_iter().map(|v| v as i8).collect()),
+        ScalarType::UChar => e.set_list_uchar(name, ints()?.into_iter().map(|v| v as u8).collect()),
+        ScalarType::Short => {
+            e.set_list_short(name, ints()?.into_iter().map(|v| v as i16).collect())
+        }
+        ScalarType::UShort => {
+            e.set_list_ushort(name, ints()?.into_iter().map(|v| v as u16).collect())
+        }
+        ScalarType::Int => e.set_list_int(name, ints()?.into_iter().map(|v| v as i32).collect()),
+        ScalarType::UInt => e.set_list_uint(name, ints()?.into_iter().map(|v| v as u32).collect()),
+        ScalarType::Float => {
+            e.set_list_float(name, floats()?.into_iter().map(|v| v as f32).collect())
+        }
+        ScalarType::Double => e.set_list_double(name, floats()?),
+    };
+    Ok(())
+}
+
+/// The text of property `name` on an ASCII line of element `def` (lists take their length
+/// and items), for messages that quote the file.
+fn ascii_value<'l>(line: &'l str, def: &ElementDef, name: &str) -> Option<&'l str> {
+    let values: Vec<&str> = line.split_whitespace().collect();
+    let mut at = 0usize;
+    for (prop_name, prop) in &def.properties {
+        if prop_name == name {
+            return values.get(at).copied();
+        }
+        let len = match prop.data_type {
+            PropertyType::List(..) => values.get(at)?.parse::<usize>().ok()?,
+            PropertyType::Scalar(_) => 0,
+        };
+        at = at.checked_add(1)?.checked_add(len)?;
+    }
+    None
+}
+
+/// The fewest bytes one binary element of `def` can take: every scalar, and every list's
+/// length with no items.
+fn min_binary_size(def: &ElementDef) -> u64 {
+    def.properties
+        .values()
+        .map(|p| match &p.data_type {
+            PropertyType::Scalar(t) | PropertyType::List(t, _) => scalar_size(t),
+        })
+        .sum()
+}
+
+fn scalar_size(t: &ScalarType) -> u64 {
+    match t {
+        ScalarType::Char | ScalarType::UChar => 1,
+        ScalarType::Short | ScalarType::UShort => 2,
+        ScalarType::Int | ScalarType::UInt | ScalarType::Float => 4,
+        ScalarType::Double => 8,
+    }
+}
+
 fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     // Start past a byte-order mark, on a cursor over the whole file, so that byte offsets in
     // errors stay the file's own.
@@ -326,12 +594,21 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
         bytes,
         cursor,
         encoding: header.encoding,
+        last_line: "",
     };
     let mut positions = Vec::new();
     let mut indices = Vec::new();
     let mut short_faces = 0usize;
     let mut polygon = Vec::new();
     for def in header.elements.values() {
+        if def.properties.is_empty() {
+            // Such an element holds no bytes (binary) and no values (ASCII): reading it one by
+            // one would take as long as the count says and read nothing.
+            continue;
+        }
+        if header.encoding != Encoding::Ascii {
+            check_room(&payload, def)?;
+        }
         if def.name == vertex_def.name {
             positions.reserve(def.count.min(1 << 20));
             for i in 0..def.count {
@@ -339,14 +616,19 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 let v: VertexRec = payload.next(def, i)?;
                 let p = Vec3::new(v.p[0] as f32, v.p[1] as f32, v.p[2] as f32);
                 if !p.is_finite() {
+                    let axis = (0..3).find(|&a| !p[a].is_finite()).unwrap_or(0);
+                    let name = ["x", "y", "z"][axis];
+                    // Quote the file: its `1e39` says more than the `inf` it became.
+                    let value = match header.encoding {
+                        Encoding::Ascii => ascii_value(payload.last_line, def, name)
+                            .map_or_else(|| format!("{:?}", v.p[axis]), str::to_string),
+                        _ => format!("{:?}", v.p[axis]),
+                    };
                     return Err(LoadError::new(
                         path,
                         LoadErrorKind::NonFinite,
                         located(&payload, at, def, i),
-                        format!(
-                            "vertex {i} has a coordinate that is not a finite f32 ({} {} {})",
-                            v.p[0], v.p[1], v.p[2]
-                        ),
+                        format!("property `{name}`: `{value}` is not a finite f32"),
                     ));
                 }
                 positions.push(p);
@@ -406,6 +688,36 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
         ));
     }
     finish_mesh(path, positions, indices, warnings)
+}
+
+/// Refuses at once a binary element count the rest of the file cannot hold, rather than
+/// reading up to the end of the file to find out.
+fn check_room(payload: &Payload, def: &ElementDef) -> Result<(), LoadError> {
+    let at = payload.cursor.position();
+    let left = payload.bytes.len() as u64 - at.min(payload.bytes.len() as u64);
+    let size = min_binary_size(def);
+    let needed = u128::from(size) * def.count as u128;
+    if needed <= u128::from(left) {
+        return Ok(());
+    }
+    Err(LoadError::new(
+        payload.path,
+        LoadErrorKind::Truncated,
+        Location::default().with_byte_offset(at),
+        format!(
+            "the header announces {} `{}` elements of {}{size} byte{} each{}, but only {left} \
+             bytes follow",
+            def.count,
+            def.name,
+            if has_list(def) { "at least " } else { "" },
+            if size == 1 { "" } else { "s" },
+            if size == 1 {
+                String::new()
+            } else {
+                format!(" ({needed} bytes)")
+            },
+        ),
+    ))
 }
 
 /// A header error as a user can act on it: ply-rs quotes the line and then dumps its
@@ -511,6 +823,20 @@ fn check_header<'h>(
     };
     let wrong =
         |what: String| LoadError::new(path, LoadErrorKind::WrongType, Location::default(), what);
+    for element in header.elements.values() {
+        for (name, prop) in &element.properties {
+            if let PropertyType::List(count, _) = &prop.data_type {
+                if !is_integer(count) {
+                    return Err(wrong(format!(
+                        "property `{}.{name}` has {} list lengths; a length must be an integer \
+                         type",
+                        element.name,
+                        int_range(count).0
+                    )));
+                }
+            }
+        }
+    }
     let vertex = header
         .elements
         .get("vertex")
@@ -602,7 +928,6 @@ mod tests {
         let body = "0 0 0\n1 0 0\n0 1 nan\n1 1 0\n3 0 1 2\n3 0 1 3\n";
         let e = parse(format!("{HEAD}{body}").as_bytes()).unwrap_err();
         assert_eq!(e.location.line, Some(12), "{e}");
-        println!("{e}");
 
         let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n";
         let e = parse(format!("{HEAD}{body}").as_bytes()).unwrap_err();
@@ -613,6 +938,194 @@ mod tests {
         let e = parse(format!("{HEAD}{body}").as_bytes()).unwrap_err();
         assert_eq!(e.kind, LoadErrorKind::Syntax, "{e}");
         assert_eq!(e.location.line, Some(13), "{e}");
+    }
+
+    /// A binary little-endian file: a triangle, plus `extra` declared before the faces.
+    fn binary(extra_header: &str, extra_body: &[u8]) -> Vec<u8> {
+        let mut b = format!(
+            "ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\n\
+             property float y\nproperty float z\n{extra_header}element face 1\n\
+             property list uchar int vertex_indices\nend_header\n"
+        )
+        .into_bytes();
+        for v in [0.0f32, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(extra_body);
+        b.push(3);
+        for i in 0i32..3 {
+            b.extend_from_slice(&i.to_le_bytes());
+        }
+        b
+    }
+
+    /// Runs `f` on another thread and fails the test if it takes longer than a few seconds:
+    /// the bug it guards against is a loop that never ends.
+    fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("still reading after 10 s")
+    }
+
+    #[test]
+    fn elements_without_properties_are_skipped_at_once() {
+        let b = binary("element empty 1000000000000\n", b"");
+        let (m, w) = within_seconds(move || parse(&b).map_err(|e| e.to_string())).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert!(w.is_empty(), "{w:?}");
+        // The largest count there is, after the faces.
+        let mut b = binary("", b"");
+        let at = b.windows(10).position(|w| w == b"end_header").unwrap();
+        b.splice(
+            at..at,
+            b"element empty 18446744073709551615\n".iter().copied(),
+        );
+        let (m, _) = within_seconds(move || parse(&b).map_err(|e| e.to_string())).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        // ASCII: no values, so no lines either; blank lines are allowed anywhere.
+        let text = "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n\
+                    property float z\nelement empty 1000000000000\nelement face 1\n\
+                    property list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n\n\
+                    3 0 1 2\n";
+        let (m, _) =
+            within_seconds(move || parse(text.as_bytes()).map_err(|e| e.to_string())).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+    }
+
+    #[test]
+    fn a_binary_count_the_file_cannot_hold_is_refused_at_once() {
+        let b = binary(
+            "element edge 1000000000\nproperty int a\nproperty int b\n",
+            b"",
+        );
+        let edges_at = b.len() as u64 - 13;
+        let e = within_seconds(move || parse(&b).unwrap_err());
+        assert_eq!(e.kind, LoadErrorKind::Truncated, "{e}");
+        assert!(
+            e.message.contains(
+                "the header announces 1000000000 `edge` elements of 8 bytes each \
+                 (8000000000 bytes), but only 13 bytes follow"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.location.byte_offset, Some(edges_at), "{e}");
+        let mut b = binary("", b"");
+        let at = b.windows(7).position(|w| w == b"face 1\n").unwrap();
+        b.splice(at..at + 6, b"face 18446744073709551615".iter().copied());
+        let e = within_seconds(move || parse(&b).unwrap_err());
+        assert!(
+            e.message
+                .contains("`face` elements of at least 1 byte each, but only 13 bytes follow"),
+            "{e}"
+        );
+    }
+
+    /// The message for one bad ASCII data line, with the parser's internals nowhere in it.
+    fn ascii_error(head: &str, body: &str) -> LoadError {
+        let e = parse(format!("{head}{body}").as_bytes()).unwrap_err();
+        for internal in [
+            "Error",
+            "String:",
+            "expected one of",
+            "ParseIntError",
+            "index 1",
+        ] {
+            assert!(!e.message.contains(internal), "{e}");
+        }
+        e
+    }
+
+    #[test]
+    fn bad_ascii_values_are_named_in_plain_words() {
+        let verts = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n";
+        let e = ascii_error(HEAD, "0 0 0\n1 0 0\nnan 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n");
+        assert_eq!(e.location, Location::element("vertex", 2).with_line(12));
+        assert_eq!(e.message, "property `x`: `nan` is not a number");
+        assert_eq!(e.kind, LoadErrorKind::NonFinite);
+        let e = ascii_error(HEAD, &format!("{verts}3 0 1.5 2\n3 0 1 3\n"));
+        assert_eq!(e.location, Location::element("face", 0).with_line(14));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: vertex index `1.5` is not an integer"
+        );
+        let e = ascii_error(HEAD, &format!("{verts}3 0 1 2\n3 0 1 4294967296\n"));
+        assert_eq!(e.location, Location::element("face", 1).with_line(15));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: vertex index `4294967296` is out of range for int \
+             (-2147483648 to 2147483647)"
+        );
+        let e = ascii_error(HEAD, &format!("{verts}300 0 1 2\n3 0 1 3\n"));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: the length `300` is out of range for uchar (0 to 255)"
+        );
+        let e = ascii_error(HEAD, &format!("{verts}3 0x0 1 2\n3 0 1 3\n"));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: vertex index `0x0` is not a number"
+        );
+        let e = ascii_error(HEAD, &format!("{verts}comment here\n3 0 1 3\n"));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: the length `comment` is not a number"
+        );
+        let signed = HEAD.replace("list uchar int", "list char int");
+        let e = ascii_error(&signed, &format!("{verts}-3 0 1 2\n3 0 1 3\n"));
+        assert_eq!(
+            e.message,
+            "list `vertex_indices`: the length `-3` is negative"
+        );
+        let e = ascii_error(HEAD, &format!("{verts}3 0 1\n3 0 1 3\n"));
+        assert_eq!(e.kind, LoadErrorKind::Syntax);
+        assert!(e.message.starts_with("face 0 has 3 values, but"), "{e}");
+    }
+
+    #[test]
+    fn coordinates_too_large_for_f32_are_quoted_as_written() {
+        let body = "0 0 0\n1 0 0\n0 1e39 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let e = parse(format!("{HEAD}{body}").as_bytes()).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NonFinite);
+        assert_eq!(e.message, "property `y`: `1e39` is not a finite f32");
+        let h = HEAD.replace("float", "double");
+        let body = "0 0 0\n1 0 0\n0 1 -2.5E+40\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let e = parse(format!("{h}{body}").as_bytes()).unwrap_err();
+        assert_eq!(e.message, "property `z`: `-2.5E+40` is not a finite f32");
+    }
+
+    #[test]
+    fn old_mac_line_ends_are_line_ends() {
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let text = format!("{HEAD}{body}").replace('\n', "\r");
+        let (m, w) = parse(text.as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 2);
+        assert!(w.is_empty(), "{w:?}");
+        // Binary: the header's CRs only; a 13 (CR) in the payload is data.
+        let mut b = binary("", b"");
+        let end = b.windows(11).position(|w| w == b"end_header\n").unwrap() + 11;
+        for c in &mut b[..end] {
+            if *c == b'\n' {
+                *c = b'\r';
+            }
+        }
+        b[end..end + 4].copy_from_slice(&f32::from_bits(0x3f80_000d).to_le_bytes());
+        let (m, _) = parse(&b).unwrap();
+        assert_eq!(m.positions[0].x, f32::from_bits(0x3f80_000d));
+        let e = parse(format!("{HEAD}0 0 0\r1 x 0\r").as_bytes()).unwrap_err();
+        assert_eq!(e.location.line, Some(11), "{e}");
+    }
+
+    #[test]
+    fn list_lengths_must_be_integers() {
+        let h = HEAD.replace("list uchar int", "list float int");
+        let e = parse(h.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::WrongType, "{e}");
+        assert_eq!(
+            e.message,
+            "property `face.vertex_indices` has float list lengths; a length must be an integer \
+             type"
+        );
     }
 
     #[test]
