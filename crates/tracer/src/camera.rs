@@ -21,44 +21,89 @@ impl Camera {
     /// Checks that the camera defines a view: finite values, a look direction, `up` not parallel
     /// to it, and a field of view in (0, 180) degrees.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.position.is_finite() && self.look_at.is_finite() && self.up.is_finite()) {
-            return Err(format!(
-                "camera position, look_at and up must be finite (got {:?}, {:?}, {:?})",
-                self.position.to_array(),
-                self.look_at.to_array(),
-                self.up.to_array()
-            ));
+        self.check().map_err(|(_, reason)| reason)
+    }
+
+    /// [`Camera::validate`], also naming the field the problem is best shown at
+    /// (`"position"`, `"look_at"`, `"up"` or `"vfov_degrees"`), so a scene file can point at
+    /// its line.
+    ///
+    /// Only exactly equal points and an exactly zero `up` are degenerate: a scene of any scale
+    /// that f32 can hold has a view, whether its camera is a millionth of a unit from what it
+    /// looks at or 10^30 units away.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, v) in [
+            ("position", self.position),
+            ("look_at", self.look_at),
+            ("up", self.up),
+        ] {
+            if !v.is_finite() {
+                return Err((
+                    field,
+                    format!(
+                        "camera position, look_at and up must be finite (got {:?}, {:?}, {:?})",
+                        self.position.to_array(),
+                        self.look_at.to_array(),
+                        self.up.to_array()
+                    ),
+                ));
+            }
         }
-        let forward = self.look_at - self.position;
-        // Finite inputs (checked above) give a finite length.
-        if forward.length() <= 1e-6 * self.position.abs().max_component().max(1.0) {
-            return Err(format!(
-                "camera look_at {:?} coincides with its position",
-                self.look_at.to_array()
+        let Some(f) = self.forward() else {
+            return Err((
+                "look_at",
+                format!(
+                    "camera look_at {:?} coincides with its position",
+                    self.look_at.to_array()
+                ),
             ));
-        }
-        let f = forward.normalize();
-        let u = self.up.normalize();
-        if u == Vec3::ZERO || f.cross(u).length() < 1e-4 {
-            return Err(format!(
-                "camera up {:?} is zero or parallel to the view direction {:?}",
-                self.up.to_array(),
-                f.to_array()
+        };
+        // The sine of the angle between the view direction and `up`: relative to neither's
+        // length, so it refuses the same directions at every scale.
+        let parallel =
+            !unit(self.up, || f64s(self.up)).is_some_and(|u| f.cross(u).length() >= 1e-4);
+        if parallel {
+            return Err((
+                "up",
+                format!(
+                    "camera up {:?} is zero or parallel to the view direction {:?}",
+                    self.up.to_array(),
+                    f.to_array()
+                ),
             ));
         }
         if !(self.vfov_degrees > 0.0 && self.vfov_degrees < 180.0) {
-            return Err(format!(
-                "camera vfov_degrees is {}; it must be in (0, 180)",
-                self.vfov_degrees
+            return Err((
+                "vfov_degrees",
+                format!(
+                    "camera vfov_degrees is {}; it must be in (0, 180)",
+                    self.vfov_degrees
+                ),
             ));
         }
         Ok(())
     }
 
+    /// The unit view direction; `None` if `look_at` is `position`.
+    fn forward(&self) -> Option<Vec3> {
+        let (p, l) = (f64s(self.position), f64s(self.look_at));
+        unit(self.look_at - self.position, || {
+            [l[0] - p[0], l[1] - p[1], l[2] - p[2]]
+        })
+    }
+
     /// The camera's view of a `width` x `height` image, to generate rays from.
     pub fn frame(&self, width: u32, height: u32) -> CameraFrame {
-        let forward = (self.look_at - self.position).normalize();
-        let right = forward.cross(self.up).normalize();
+        let forward = self.forward().unwrap_or(Vec3::ZERO);
+        let right = unit(forward.cross(self.up), || {
+            let (f, u) = (f64s(forward), f64s(self.up));
+            [
+                f[1] * u[2] - f[2] * u[1],
+                f[2] * u[0] - f[0] * u[2],
+                f[0] * u[1] - f[1] * u[0],
+            ]
+        })
+        .unwrap_or(Vec3::ZERO);
         let up = right.cross(forward);
         let half_h = (self.vfov_degrees.to_radians() * 0.5).tan();
         let aspect = width as f32 / height.max(1) as f32;
@@ -71,6 +116,25 @@ impl Camera {
             inv_height: 1.0 / height.max(1) as f32,
         }
     }
+}
+
+fn f64s(v: Vec3) -> [f64; 3] {
+    v.to_array().map(f64::from)
+}
+
+/// The unit vector along `v`, `None` for zero. `v` is normalized in f32 as before when its
+/// squared length is a normal f32 (so ordinary cameras keep their bits); otherwise `exact`,
+/// the same vector computed in f64, is normalized there, where neither the difference of two
+/// f32 points nor a squared length can overflow or underflow.
+fn unit(v: Vec3, exact: impl FnOnce() -> [f64; 3]) -> Option<Vec3> {
+    let l2 = v.length_squared();
+    if v.is_finite() && l2.is_finite() && l2 >= f32::MIN_POSITIVE {
+        return Some(v.normalize());
+    }
+    let e = exact();
+    let l = (e[0] * e[0] + e[1] * e[1] + e[2] * e[2]).sqrt();
+    (l > 0.0 && l.is_finite())
+        .then(|| Vec3::new((e[0] / l) as f32, (e[1] / l) as f32, (e[2] / l) as f32))
 }
 
 /// A camera set up for one image size.
@@ -147,5 +211,74 @@ mod tests {
             ..cam()
         };
         assert!(nan.validate().is_err());
+    }
+
+    #[test]
+    fn cameras_of_any_scale_have_a_view() {
+        // 5e-7 apart, 5e-8 from the origin (a scene a millionth of a unit across), and the
+        // same scene at 10^30 units, seen from 10^30 units away.
+        for s in [1e-6f32, 1e-30, 1.0, 1e30] {
+            let c = Camera {
+                position: Vec3::new(0.0, 1.5, 5.0) * (0.1 * s),
+                look_at: Vec3::new(0.0, 0.5, 0.0) * (0.1 * s),
+                up: Vec3::new(0.0, 1.0, 0.0) * s,
+                vfov_degrees: 40.0,
+            };
+            assert_eq!(c.check(), Ok(()), "scale {s}");
+            let centre = c.frame(16, 16).ray(8.0, 8.0).dir;
+            let want = Vec3::new(0.0, -1.0, -5.0).normalize();
+            assert!((centre - want).length() < 1e-5, "scale {s}: {centre:?}");
+        }
+        // Points 3e38 apart (their f32 difference overflows) still give a direction.
+        let far = Camera {
+            position: Vec3::new(0.0, 0.0, 3e38),
+            look_at: Vec3::new(0.0, 0.0, -3e38),
+            ..cam()
+        };
+        assert_eq!(far.check(), Ok(()));
+        assert_eq!(far.frame(2, 2).ray(1.0, 1.0).dir, Vec3::new(0.0, 0.0, -1.0));
+        // Only equal points coincide, however small the scene; only a zero or parallel `up`
+        // is refused.
+        let tiny = Vec3::new(0.0, 5e-8, 0.0);
+        let same = Camera {
+            position: tiny,
+            look_at: tiny,
+            ..cam()
+        };
+        assert_eq!(same.check().unwrap_err().0, "look_at");
+        let next = Camera {
+            position: Vec3::new(0.0, 0.0, 1e-45),
+            look_at: Vec3::ZERO,
+            ..cam()
+        };
+        assert_eq!(next.check(), Ok(()));
+        for up in [
+            Vec3::ZERO,
+            Vec3::new(0.0, 0.0, 1e-40),
+            Vec3::new(0.0, 1e-9, 1.0),
+        ] {
+            let c = Camera { up, ..cam() };
+            assert_eq!(c.check().unwrap_err().0, "up", "{up:?}");
+        }
+        let vfov = Camera {
+            vfov_degrees: 0.0,
+            ..cam()
+        };
+        assert_eq!(vfov.check().unwrap_err().0, "vfov_degrees");
+    }
+
+    #[test]
+    fn ordinary_cameras_keep_their_f32_frame() {
+        let c = Camera {
+            position: Vec3::new(0.3, 1.4, 6.0),
+            look_at: Vec3::new(0.1, 0.7, -0.2),
+            up: Vec3::new(0.1, 1.0, 0.0),
+            vfov_degrees: 40.0,
+        };
+        let forward = (c.look_at - c.position).normalize();
+        let right = forward.cross(c.up).normalize();
+        let f = c.frame(64, 32);
+        assert_eq!(f.forward, forward);
+        assert_eq!(f.up, right.cross(forward) * (20f32.to_radians().tan()));
     }
 }

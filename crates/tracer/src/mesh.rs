@@ -161,10 +161,20 @@ pub fn icosphere(subdivisions: u32) -> Mesh {
     Mesh::new(positions, faces).expect("the icosphere is a valid mesh")
 }
 
+/// Whether the triangle has no area: repeated or collinear corners. Computed in f64, where
+/// products of f32 coordinates neither underflow nor overflow, so a triangle 1e-20 or 1e30
+/// across counts as a triangle like any other; only an area of exactly zero is degenerate.
 fn is_degenerate(positions: &[Vec3], t: &[u32; 3]) -> bool {
-    let [a, b, c] = t.map(|v| positions[v as usize]);
-    let n = (b - a).cross(c - a);
-    !n.is_finite() || n.length_squared() <= 0.0
+    let [a, b, c] = t.map(|v| positions[v as usize].to_array().map(f64::from));
+    let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+    let n = [
+        u[1] * v[2] - u[2] * v[1],
+        u[2] * v[0] - u[0] * v[2],
+        u[0] * v[1] - u[1] * v[0],
+    ];
+    // Positions are finite (checked first), so `n` is too.
+    n == [0.0; 3]
 }
 
 #[cfg(test)]
@@ -207,5 +217,25 @@ mod tests {
         assert_eq!(m.triangle_count(), 1);
         assert_eq!(m.dropped_degenerate(), 2);
         assert_eq!(m.bounds(), Some((Vec3::ZERO, Vec3::new(1.0, 1.0, 0.0))));
+    }
+
+    #[test]
+    fn only_zero_area_counts_as_degenerate_at_any_scale() {
+        for s in [1e-20f32, 1e-12, 1.0, 1e30, 3e38] {
+            let p = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (0.5, 0.0)]
+                .map(|(x, y)| Vec3::new(x * s, y * s, 0.0))
+                .to_vec();
+            // A right triangle, a collinear one and a repeated corner.
+            let m = Mesh::new(p, vec![[0, 1, 2], [0, 3, 1], [1, 1, 2]]).unwrap();
+            assert_eq!(m.indices, vec![[0, 1, 2]], "scale {s}");
+            assert_eq!(m.dropped_degenerate(), 2, "scale {s}");
+        }
+        // A sliver far thinner than its length has area: it stays.
+        let p = vec![
+            Vec3::ZERO,
+            Vec3::new(1.0, 0.0, 0.0),
+            Vec3::new(0.5, 1e-30, 0.0),
+        ];
+        assert_eq!(Mesh::new(p, vec![[0, 1, 2]]).unwrap().triangle_count(), 1);
     }
 }
