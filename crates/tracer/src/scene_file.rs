@@ -201,9 +201,18 @@ pub fn read_scene_description(
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_toml {
-        let text = std::fs::read_to_string(path).map_err(|e| SceneFileError::Io {
+        let bytes = std::fs::read(path).map_err(|e| SceneFileError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            SceneFileError::Invalid {
+                path: path.to_path_buf(),
+                key: String::new(),
+                line: Some(line_of_bytes(e.as_bytes(), offset)),
+                message: format!("byte offset {offset}: the file is not UTF-8 text"),
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         parse_scene_description(&text, base, path)
@@ -213,7 +222,7 @@ pub fn read_scene_description(
         let mut d = mesh_scene_description(mesh, aspect_ratio).map_err(|message| {
             SceneFileError::Invalid {
                 path: path.to_path_buf(),
-                key: "aspect_ratio".into(),
+                key: String::new(),
                 line: None,
                 message,
             }
@@ -265,8 +274,16 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
     let (lo, hi) = mesh
         .bounds()
         .ok_or_else(|| "the mesh has no triangles".to_string())?;
-    let center = (lo + hi) * 0.5;
-    let radius = ((hi - lo).length() * 0.5).max(1e-6 * center.abs().max_component().max(1.0));
+    let center = lo * 0.5 + hi * 0.5;
+    // The framing follows the model's own extent, whatever its size or position: a floor
+    // relative to the distance from the origin would frame a model 1e-8 across at the origin
+    // as a speck. A non-degenerate triangle has a positive extent, but one small enough
+    // (1e-20) that its squared length underflows f32, hence the f64 fallback.
+    let mut radius = (hi - lo).length() * 0.5;
+    if !(radius >= f32::MIN_POSITIVE && radius.is_finite()) {
+        let d = (hi - lo).to_array().map(f64::from);
+        radius = ((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() * 0.5) as f32;
+    }
     let vfov_degrees = 40.0f32;
     let half_v = (vfov_degrees * 0.5).to_radians();
     let half_h = (half_v.tan() * aspect_ratio).atan();
@@ -279,6 +296,13 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
         up: Vec3::new(0.0, 1.0, 0.0),
         vfov_degrees,
     };
+    if !(radius > 0.0 && camera.position.is_finite()) || camera.validate().is_err() {
+        return Err(format!(
+            "the mesh is too large or too small to frame (bounds {:?} to {:?})",
+            lo.to_array(),
+            hi.to_array()
+        ));
+    }
     let side = 1.5 * radius;
     let corner = center + Vec3::new(-0.5 * side, 2.0 * radius, -0.5 * side + 0.5 * radius);
     let light = parallelogram(corner, Vec3::new(side, 0.0, 0.0), Vec3::new(0.0, 0.0, side))
@@ -306,14 +330,15 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
 }
 
 // ---------------------------------------------------------------------------------------------
-// The file's structure, as serde reads it.
+// The file's structure, as serde reads it. Values that are checked after reading keep their
+// span, so an error points at the key's own line rather than its table's header.
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SceneToml {
     camera: Spanned<CameraToml>,
     #[serde(default)]
-    background: Option<Spanned<[f32; 3]>>,
+    background: Option<Spanned<Vec3Toml>>,
     #[serde(default)]
     materials: Vec<Spanned<MaterialToml>>,
     #[serde(default)]
@@ -327,15 +352,10 @@ struct SceneToml {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CameraToml {
-    position: [f32; 3],
-    look_at: [f32; 3],
-    #[serde(default = "default_up")]
-    up: [f32; 3],
-    vfov_degrees: f32,
-}
-
-fn default_up() -> [f32; 3] {
-    [0.0, 1.0, 0.0]
+    position: Spanned<Vec3Toml>,
+    look_at: Spanned<Vec3Toml>,
+    up: Option<Spanned<Vec3Toml>>,
+    vfov_degrees: Spanned<F32>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
@@ -350,13 +370,13 @@ enum MaterialKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MaterialToml {
-    name: String,
+    name: Spanned<String>,
     #[serde(rename = "type")]
     kind: MaterialKind,
-    albedo: Option<[f32; 3]>,
-    radiance: Option<[f32; 3]>,
-    reflectance: Option<[f32; 3]>,
-    ior: Option<f32>,
+    albedo: Option<Spanned<Vec3Toml>>,
+    radiance: Option<Spanned<Vec3Toml>>,
+    reflectance: Option<Spanned<Vec3Toml>>,
+    ior: Option<Spanned<F32>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
@@ -370,17 +390,17 @@ enum ShapeKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MeshToml {
-    name: String,
+    name: Spanned<String>,
     file: Option<Spanned<String>>,
-    shape: Option<ShapeKind>,
-    subdivisions: Option<u32>,
+    shape: Option<Spanned<ShapeKind>>,
+    subdivisions: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InstanceToml {
-    mesh: String,
-    material: String,
+    mesh: Spanned<String>,
+    material: Spanned<String>,
     #[serde(default)]
     transform: TransformToml,
 }
@@ -388,26 +408,133 @@ struct InstanceToml {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransformToml {
-    scale: Option<Scale>,
-    rotate: Option<Vec<RotationToml>>,
-    translate: Option<[f32; 3]>,
-    matrix: Option<[[f32; 4]; 3]>,
+    scale: Option<Spanned<Scale>>,
+    rotate: Option<Vec<Spanned<RotationToml>>>,
+    translate: Option<Spanned<Vec3Toml>>,
+    matrix: Option<Spanned<Array<Array<F32, 4>, 3>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotationToml {
-    axis: [f32; 3],
-    degrees: f32,
+    axis: Vec3Toml,
+    degrees: F32,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LightToml {
-    corner: [f32; 3],
-    edge_a: [f32; 3],
-    edge_b: [f32; 3],
-    radiance: [f32; 3],
+    corner: Vec3Toml,
+    edge_a: Vec3Toml,
+    edge_b: Vec3Toml,
+    radiance: Spanned<Vec3Toml>,
+}
+
+/// A number held as f32. A value the file writes within f64's range but outside f32's is an
+/// error quoting it, where a plain `f32` field would quietly read `1e39` as infinity and
+/// `1e-50` as zero (and a later check would then quote `inf` or call the value zero).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct F32(f32);
+
+impl F32 {
+    fn from_f64<E: de::Error>(v: f64) -> Result<F32, E> {
+        let f = v as f32;
+        if v.is_finite() && f.is_infinite() {
+            return Err(E::custom(format!(
+                "{v:e} is too large for 32-bit floats (at most about 3.4e38)"
+            )));
+        }
+        if v != 0.0 && f == 0.0 {
+            return Err(E::custom(format!(
+                "{v:e} is too small for 32-bit floats (it would become 0; the smallest is about \
+                 1.4e-45)"
+            )));
+        }
+        Ok(F32(f))
+    }
+}
+
+impl<'de> Deserialize<'de> for F32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<F32, D::Error> {
+        d.deserialize_any(NumberVisitor)
+    }
+}
+
+struct NumberVisitor;
+
+impl<'de> Visitor<'de> for NumberVisitor {
+    type Value = F32;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<F32, E> {
+        F32::from_f64(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<F32, E> {
+        F32::from_f64(v as f64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<F32, E> {
+        F32::from_f64(v as f64)
+    }
+}
+
+/// An array of exactly `N` elements. Serde's own `[T; N]` stops reading after `N` and the
+/// toml crate does not complain about the rest, so `albedo = [0.7, 0.7, 0.65, "rgba"]` would
+/// pass as three numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Array<T, const N: usize>([T; N]);
+
+type Vec3Toml = Array<F32, 3>;
+
+impl Vec3Toml {
+    fn vec3(&self) -> Vec3 {
+        Vec3::from_array(self.0.map(|F32(v)| v))
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Default for Array<T, N> {
+    fn default() -> Self {
+        Array([T::default(); N])
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Copy + Default, const N: usize> Deserialize<'de> for Array<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Copy + Default, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Array<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an array of length {N}")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Array<T, N>, A::Error> {
+                let mut out = [T::default(); N];
+                read_exactly(seq, &mut out, &self)?;
+                Ok(Array(out))
+            }
+        }
+        d.deserialize_seq(V::<T, N>(std::marker::PhantomData))
+    }
+}
+
+/// Fills `out` from `seq`, refusing a shorter or longer sequence with its actual length.
+fn read_exactly<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+    mut seq: A,
+    out: &mut [T],
+    expected: &dyn de::Expected,
+) -> Result<(), A::Error> {
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(i, expected))?;
+    }
+    let mut len = out.len();
+    while seq.next_element::<de::IgnoredAny>()?.is_some() {
+        len += 1;
+    }
+    if len > out.len() {
+        return Err(de::Error::invalid_length(len, expected));
+    }
+    Ok(())
 }
 
 /// `scale = 2` or `scale = [1, 2, 1]`. Read with a visitor rather than an untagged enum, so
@@ -424,25 +551,18 @@ impl<'de> Deserialize<'de> for Scale {
                 f.write_str("a number or an array of 3 numbers")
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scale, E> {
-                Ok(Scale([v as f32; 3]))
+                Ok(Scale([NumberVisitor.visit_f64::<E>(v)?.0; 3]))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scale, E> {
-                Ok(Scale([v as f32; 3]))
+                Ok(Scale([NumberVisitor.visit_i64::<E>(v)?.0; 3]))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scale, E> {
-                Ok(Scale([v as f32; 3]))
+                Ok(Scale([NumberVisitor.visit_u64::<E>(v)?.0; 3]))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scale, A::Error> {
-                let mut s = [0.0f32; 3];
-                for (i, slot) in s.iter_mut().enumerate() {
-                    *slot = seq
-                        .next_element()?
-                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
-                }
-                if seq.next_element::<de::IgnoredAny>()?.is_some() {
-                    return Err(de::Error::invalid_length(4, &self));
-                }
-                Ok(Scale(s))
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scale, A::Error> {
+                let mut s = [F32(0.0); 3];
+                read_exactly(seq, &mut s, &self)?;
+                Ok(Scale(s.map(|F32(v)| v)))
             }
         }
         d.deserialize_any(V)
@@ -459,8 +579,19 @@ fn parse_toml(text: &str, origin: &Path) -> Result<SceneToml, SceneFileError> {
             message: message.trim().replace('\n', " "),
         }
     };
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| invalid(String::new(), e.span(), e.message()))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| {
+        // The toml crate says only "duplicate key"; the span holds the key's text.
+        let quoted = e
+            .span()
+            .and_then(|s| text.get(s))
+            .filter(|k| !k.is_empty() && !k.contains('\n'));
+        match quoted {
+            Some(k) if e.message().trim() == "duplicate key" => {
+                invalid(String::new(), e.span(), &format!("duplicate key `{k}`"))
+            }
+            _ => invalid(String::new(), e.span(), e.message()),
+        }
+    })?;
     // The path of an unknown key ends with the key itself: `instances[1].transform.sclae`.
     serde_path_to_error::deserialize(de)
         .map_err(|e| invalid(key_path(e.path()), e.inner().span(), e.inner().message()))
@@ -489,7 +620,11 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    1 + text.as_bytes()[..offset.min(text.len())]
+    line_of_bytes(text.as_bytes(), offset)
+}
+
+fn line_of_bytes(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
@@ -524,7 +659,7 @@ impl Resolver<'_> {
         let camera = self.camera(&file.camera)?;
         let background = match &file.background {
             Some(b) => {
-                let v = Vec3::from_array(*b.get_ref());
+                let v = b.get_ref().vec3();
                 if !(v.is_finite() && v.max(Rgb::ZERO) == v) {
                     return self.err(
                         "background",
@@ -543,10 +678,10 @@ impl Resolver<'_> {
             let key = format!("materials[{i}]");
             let material = self.material(&key, m)?;
             let name = &m.get_ref().name;
-            if let Some(first) = material_index.insert(name.clone(), materials.len()) {
+            if let Some(first) = material_index.insert(name.get_ref().clone(), materials.len()) {
                 return self.err(
                     format!("{key}.name"),
-                    m.span(),
+                    name.span(),
                     format!("duplicate material name `{name}` (also materials[{first}])"),
                 );
             }
@@ -556,10 +691,10 @@ impl Resolver<'_> {
         let mut mesh_index = HashMap::new();
         for (i, m) in file.meshes.iter().enumerate() {
             let name = &m.get_ref().name;
-            if let Some(first) = mesh_index.insert(name.clone(), i) {
+            if let Some(first) = mesh_index.insert(name.get_ref().clone(), i) {
                 return self.err(
                     format!("meshes[{i}].name"),
-                    m.span(),
+                    name.span(),
                     format!("duplicate mesh name `{name}` (also meshes[{first}])"),
                 );
             }
@@ -570,31 +705,30 @@ impl Resolver<'_> {
         let mut instances = Vec::new();
         for (i, inst) in file.instances.iter().enumerate() {
             let key = format!("instances[{i}]");
-            let span = inst.span();
             let def = inst.get_ref();
-            let Some(&mesh) = mesh_index.get(&def.mesh) else {
+            let Some(&mesh) = mesh_index.get(def.mesh.get_ref()) else {
                 return self.err(
                     format!("{key}.mesh"),
-                    span,
+                    def.mesh.span(),
                     format!(
                         "no mesh named `{}` (meshes: {})",
-                        def.mesh,
-                        names(file.meshes.iter().map(|m| &m.get_ref().name))
+                        def.mesh.get_ref(),
+                        names(file.meshes.iter().map(|m| m.get_ref().name.get_ref()))
                     ),
                 );
             };
-            let Some(&material) = material_index.get(&def.material) else {
+            let Some(&material) = material_index.get(def.material.get_ref()) else {
                 return self.err(
                     format!("{key}.material"),
-                    span,
+                    def.material.span(),
                     format!(
                         "no material named `{}` (materials: {})",
-                        def.material,
-                        names(file.materials.iter().map(|m| &m.get_ref().name))
+                        def.material.get_ref(),
+                        names(file.materials.iter().map(|m| m.get_ref().name.get_ref()))
                     ),
                 );
             };
-            let transform = self.transform(&format!("{key}.transform"), span, &def.transform)?;
+            let transform = self.transform(&format!("{key}.transform"), &def.transform)?;
             used[mesh] = true;
             instances.push((mesh, material as u32, transform));
         }
@@ -623,7 +757,7 @@ impl Resolver<'_> {
                 None => warnings.push(format!(
                     "{}: meshes[{i}] (`{}`) is not used by any instance",
                     self.origin.display(),
-                    file.meshes[i].get_ref().name
+                    file.meshes[i].get_ref().name.get_ref()
                 )),
             }
         }
@@ -639,16 +773,13 @@ impl Resolver<'_> {
         for (i, l) in file.lights.iter().enumerate() {
             let key = format!("lights[{i}]");
             let d = l.get_ref();
-            let radiance = Vec3::from_array(d.radiance);
+            let radiance = d.radiance.get_ref().vec3();
             let material = Material::Emissive { radiance };
             if let Err(reason) = material.validate() {
-                return self.err(format!("{key}.radiance"), l.span(), reason);
+                return self.err(format!("{key}.radiance"), d.radiance.span(), reason);
             }
-            let Some(quad) = parallelogram(
-                Vec3::from_array(d.corner),
-                Vec3::from_array(d.edge_a),
-                Vec3::from_array(d.edge_b),
-            ) else {
+            let Some(quad) = parallelogram(d.corner.vec3(), d.edge_a.vec3(), d.edge_b.vec3())
+            else {
                 return self.err(
                     key,
                     l.span(),
@@ -695,121 +826,153 @@ impl Resolver<'_> {
     fn camera(&self, c: &Spanned<CameraToml>) -> Result<Camera, SceneFileError> {
         let d = c.get_ref();
         let camera = Camera {
-            position: Vec3::from_array(d.position),
-            look_at: Vec3::from_array(d.look_at),
-            up: Vec3::from_array(d.up),
-            vfov_degrees: d.vfov_degrees,
+            position: d.position.get_ref().vec3(),
+            look_at: d.look_at.get_ref().vec3(),
+            up: d
+                .up
+                .as_ref()
+                .map_or(Vec3::new(0.0, 1.0, 0.0), |u| u.get_ref().vec3()),
+            vfov_degrees: d.vfov_degrees.get_ref().0,
         };
-        if let Err(reason) = camera.validate() {
-            return self.err("camera", c.span(), reason);
+        if let Err((field, reason)) = camera.check() {
+            // The message names the field; the line is the field's own (the table's for a
+            // default `up`).
+            let span = match field {
+                "position" => d.position.span(),
+                "look_at" => d.look_at.span(),
+                "up" => d.up.as_ref().map_or(c.span(), |u| u.span()),
+                _ => d.vfov_degrees.span(),
+            };
+            return self.err("camera", span, reason);
         }
         Ok(camera)
     }
 
     fn material(&self, key: &str, m: &Spanned<MaterialToml>) -> Result<Material, SceneFileError> {
         let d = m.get_ref();
-        let span = m.span();
+        let rgb =
+            |v: &Option<Spanned<Vec3Toml>>| v.as_ref().map(|v| (v.get_ref().vec3(), v.span()));
         let (wanted, material) = match d.kind {
             MaterialKind::Lambertian => (
                 "albedo",
-                d.albedo.map(|a| Material::Lambertian {
-                    albedo: Vec3::from_array(a),
-                }),
+                rgb(&d.albedo).map(|(albedo, s)| (Material::Lambertian { albedo }, s)),
             ),
             MaterialKind::Emissive => (
                 "radiance",
-                d.radiance.map(|r| Material::Emissive {
-                    radiance: Vec3::from_array(r),
-                }),
+                rgb(&d.radiance).map(|(radiance, s)| (Material::Emissive { radiance }, s)),
             ),
             MaterialKind::Mirror => (
                 "reflectance",
-                d.reflectance.map(|r| Material::Mirror {
-                    reflectance: Vec3::from_array(r),
+                rgb(&d.reflectance).map(|(reflectance, s)| (Material::Mirror { reflectance }, s)),
+            ),
+            MaterialKind::Dielectric => (
+                "ior",
+                d.ior.as_ref().map(|ior| {
+                    (
+                        Material::Dielectric {
+                            ior: ior.get_ref().0,
+                        },
+                        ior.span(),
+                    )
                 }),
             ),
-            MaterialKind::Dielectric => ("ior", d.ior.map(|ior| Material::Dielectric { ior })),
         };
         let given = [
-            ("albedo", d.albedo.is_some()),
-            ("radiance", d.radiance.is_some()),
-            ("reflectance", d.reflectance.is_some()),
-            ("ior", d.ior.is_some()),
+            ("albedo", d.albedo.as_ref().map(|v| v.span())),
+            ("radiance", d.radiance.as_ref().map(|v| v.span())),
+            ("reflectance", d.reflectance.as_ref().map(|v| v.span())),
+            ("ior", d.ior.as_ref().map(|v| v.span())),
         ];
         let type_name = format!("{:?}", d.kind).to_lowercase();
-        if let Some((extra, _)) = given.iter().find(|(k, g)| *g && *k != wanted) {
+        if let Some((extra, Some(at))) = given.iter().find(|(k, g)| g.is_some() && *k != wanted) {
             return self.err(
                 format!("{key}.{extra}"),
-                span,
+                at.clone(),
                 format!("not a parameter of type = \"{type_name}\" (it takes `{wanted}`)"),
             );
         }
-        let Some(material) = material else {
+        let Some((material, at)) = material else {
             return self.err(
                 format!("{key}.{wanted}"),
-                span,
+                m.span(),
                 format!("missing field `{wanted}` (required by type = \"{type_name}\")"),
             );
         };
         if let Err(reason) = material.validate() {
-            return self.err(format!("{key}.{wanted}"), span, reason);
+            return self.err(format!("{key}.{wanted}"), at, reason);
         }
         Ok(material)
     }
 
-    fn transform(
-        &self,
-        key: &str,
-        span: std::ops::Range<usize>,
-        t: &TransformToml,
-    ) -> Result<Transform, SceneFileError> {
+    fn transform(&self, key: &str, t: &TransformToml) -> Result<Transform, SceneFileError> {
         if let Some(m) = &t.matrix {
             if t.scale.is_some() || t.rotate.is_some() || t.translate.is_some() {
                 return self.err(
                     format!("{key}.matrix"),
-                    span,
+                    m.span(),
                     "give either `matrix` or scale/rotate/translate, not both",
                 );
             }
-            return Transform::from_rows(*m).map_or_else(
+            let rows = m.get_ref().0.map(|Array(row)| row.map(|F32(v)| v));
+            return Transform::from_rows(rows).map_or_else(
                 || {
-                    self.err(
-                        format!("{key}.matrix"),
-                        span.clone(),
-                        "singular or not finite",
-                    )
+                    let det = determinant(&rows);
+                    let finite = rows.iter().flatten().all(|v| v.is_finite());
+                    let message = if finite && det != 0.0 {
+                        format!(
+                            "singular: its determinant, {det:.1e}, is below \
+                             {MIN_DETERMINANT:e} in magnitude, too near singular to invert"
+                        )
+                    } else {
+                        "singular or not finite".to_string()
+                    };
+                    self.err(format!("{key}.matrix"), m.span(), message)
                 },
                 Ok,
             );
         }
         let mut out = Transform::IDENTITY;
-        if let Some(Scale(s)) = &t.scale {
-            let Some(scale) = Transform::scale(Vec3::from_array(*s)) else {
+        if let Some(scale) = &t.scale {
+            let Scale(s) = *scale.get_ref();
+            let Some(transform) = Transform::scale(Vec3::from_array(s)) else {
+                let product: f64 = s.iter().map(|&v| f64::from(v)).product();
+                let why = if s.iter().all(|v| v.is_finite() && *v != 0.0) {
+                    format!(
+                        "the factors multiply to {product:.1e}; a transform whose determinant \
+                         (here that product) is below {MIN_DETERMINANT:e} in magnitude is \
+                         refused as too near singular to invert, so a uniform scale must be at \
+                         least about {:.0e}",
+                        MIN_DETERMINANT.cbrt()
+                    )
+                } else {
+                    "every factor must be finite and non-zero".to_string()
+                };
                 return self.err(
                     format!("{key}.scale"),
-                    span,
-                    format!("{s:?}: every factor must be finite and non-zero"),
+                    scale.span(),
+                    format!("{s:?}: {why}"),
                 );
             };
-            out = scale;
+            out = transform;
         }
         for (j, r) in t.rotate.iter().flatten().enumerate() {
-            let axis = Vec3::from_array(r.axis);
-            let rotation = Transform::rotate(axis, r.degrees)
-                .filter(|_| axis.is_finite() && r.degrees.is_finite());
+            let d = r.get_ref();
+            let (axis, degrees) = (d.axis.vec3(), d.degrees.0);
+            let rotation = Transform::rotate(axis, degrees)
+                .filter(|_| axis.is_finite() && degrees.is_finite());
             let Some(rotation) = rotation else {
                 return self.err(
                     format!("{key}.rotate[{j}]"),
-                    span,
+                    r.span(),
                     "the axis must be finite and non-zero, the angle finite",
                 );
             };
             out = rotation.then_after(&out);
         }
-        if let Some(tr) = t.translate {
-            let v = Vec3::from_array(tr);
+        if let Some(tr) = &t.translate {
+            let v = tr.get_ref().vec3();
             if !v.is_finite() {
-                return self.err(format!("{key}.translate"), span, "must be finite");
+                return self.err(format!("{key}.translate"), tr.span(), "must be finite");
             }
             out = Transform::translate(v).then_after(&out);
         }
@@ -820,14 +983,17 @@ impl Resolver<'_> {
         let key = format!("meshes[{i}]");
         let span = m.span();
         let d = m.get_ref();
-        match (&d.file, d.shape) {
-            (Some(_), Some(_)) => self.err(key, span, "give either `file` or `shape`, not both"),
+        let subdivisions = d.subdivisions.as_ref().map(|s| (*s.get_ref(), s.span()));
+        match (&d.file, &d.shape) {
+            (Some(_), Some(shape)) => {
+                self.err(key, shape.span(), "give either `file` or `shape`, not both")
+            }
             (None, None) => self.err(key, span, "missing field `file` or `shape`"),
             (Some(file), None) => {
-                if d.subdivisions.is_some() {
+                if let Some((_, at)) = subdivisions {
                     return self.err(
                         format!("{key}.subdivisions"),
-                        span,
+                        at,
                         "only for shape = \"sphere\"",
                     );
                 }
@@ -840,25 +1006,26 @@ impl Resolver<'_> {
                 })
             }
             (None, Some(shape)) => {
-                let mesh = match (shape, d.subdivisions) {
+                let mesh = match (shape.get_ref(), subdivisions) {
                     (ShapeKind::Sphere, s) => {
-                        let s = s.unwrap_or(3);
-                        if s > shapes::MAX_SPHERE_SUBDIVISIONS {
-                            return self.err(
-                                format!("{key}.subdivisions"),
-                                span,
-                                format!(
-                                    "{s} is too fine; at most {}",
-                                    shapes::MAX_SPHERE_SUBDIVISIONS
-                                ),
-                            );
+                        if let Some((s, at)) = s.clone() {
+                            if s > shapes::MAX_SPHERE_SUBDIVISIONS {
+                                return self.err(
+                                    format!("{key}.subdivisions"),
+                                    at,
+                                    format!(
+                                        "{s} is too fine; at most {}",
+                                        shapes::MAX_SPHERE_SUBDIVISIONS
+                                    ),
+                                );
+                            }
                         }
-                        shapes::sphere(s)
+                        shapes::sphere(s.map_or(3, |(s, _)| s))
                     }
-                    (_, Some(_)) => {
+                    (_, Some((_, at))) => {
                         return self.err(
                             format!("{key}.subdivisions"),
-                            span,
+                            at,
                             "only for shape = \"sphere\"",
                         )
                     }
@@ -886,6 +1053,19 @@ fn parallelogram(corner: Vec3, a: Vec3, b: Vec3) -> Option<Mesh> {
     let positions = vec![corner, corner + a, corner + a + b, corner + b];
     let mesh = Mesh::new(positions, vec![[0, 1, 2], [0, 2, 3]]).ok()?;
     (mesh.triangle_count() == 2).then_some(mesh)
+}
+
+/// The smallest |determinant| [`Transform::from_rows`] inverts; below it a transform counts
+/// as singular. Mirrors the threshold in `math.rs` (a unit test checks they agree), so that
+/// a refusal can say what the limit is.
+const MIN_DETERMINANT: f64 = 1e-30;
+
+/// The determinant of the matrix's linear part, in f64 as `Transform::from_rows` computes it.
+fn determinant(m: &[[f32; 4]; 3]) -> f64 {
+    let a = |i: usize, j: usize| f64::from(m[i][j]);
+    a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
+        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0))
 }
 
 /// Built-in unit shapes for scene files, each closed (except the quad) with outward-facing
@@ -982,6 +1162,14 @@ mod tests {
         assert!((b - a).cross(c - a).y > 0.0);
         let [a, b, c] = q.triangle(0);
         assert!((b - a).cross(c - a).y > 0.0);
+    }
+
+    #[test]
+    fn the_determinant_limit_is_the_one_transforms_have() {
+        let uniform = |s: f64| Transform::scale(Vec3::splat(s as f32));
+        let edge = MIN_DETERMINANT.cbrt();
+        assert!(uniform(edge * 1.01).is_some());
+        assert!(uniform(edge * 0.99).is_none());
     }
 
     #[test]
