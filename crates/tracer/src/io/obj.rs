@@ -1,15 +1,17 @@
 //! Wavefront OBJ through `tobj`.
 //!
-//! `tobj` reports what went wrong but not where, so on failure the reader re-parses ever
-//! shorter prefixes of the file (a binary search over lines) to find the first line at which
-//! the prefix stops parsing. That costs a few extra parses on the error path only.
+//! `tobj` reports what went wrong but not where, so before it runs the reader checks the file
+//! line by line itself (two passes: one over the `v` lines, one over the rest) for what tobj
+//! would refuse, and names the first bad line. Faces may refer to vertices defined further
+//! down (tobj accepts that), so an index is checked against the `v` lines of the whole file.
 
 use super::{
-    check_not_empty, finish_mesh, guard, line_of_offset, read_file, LoadError, LoadErrorKind,
-    Location,
+    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, LoadError,
+    LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
 
@@ -30,11 +32,12 @@ pub fn load_obj_with_report(path: &Path) -> Result<(Mesh, Vec<String>), LoadErro
 /// Parses OBJ text already in memory; `path` is used only in messages.
 pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     check_not_empty(path, bytes)?;
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+    let bytes = lone_cr_to_lf(bytes);
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
         LoadError::new(
             path,
             LoadErrorKind::Syntax,
-            Location::line(line_of_offset(bytes, e.valid_up_to()))
+            Location::line(line_of_offset(&bytes, e.valid_up_to()))
                 .with_byte_offset(e.valid_up_to() as u64),
             "the file is not UTF-8 text",
         )
@@ -43,51 +46,79 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut warnings = Vec::new();
 
+    // A light scan on every load, for what tobj does not check or report; the full one, which
+    // costs about as much as a third of tobj's parse, only once something is known to be wrong.
+    let scan = scan(text, false);
+    if scan.problem.is_some() {
+        return Err(locate(path, text, None));
+    }
+
     // tobj reads `l` (polyline) statements as faces, which would turn a three-point line into
-    // a triangle. Lines are not surfaces: blank them (keeping line numbers) and say so.
-    let polylines = text
-        .lines()
-        .filter(|l| l.split_whitespace().next() == Some("l"))
-        .count();
-    let filtered;
-    let text = if polylines > 0 {
+    // a triangle. Lines are not surfaces: blank them (keeping line numbers) and say so. Objects
+    // and groups are blanked too: everything goes into one mesh anyway, and tobj checks a
+    // face's indices when its object ends, so a face referring to a vertex defined in a later
+    // object would fail.
+    let polylines = scan.polylines;
+    if polylines > 0 {
         warnings.push(format!(
             "{}: ignored {polylines} polyline (`l`) statement{}",
             path.display(),
             if polylines == 1 { "" } else { "s" }
         ));
+    }
+    let filtered;
+    let text = if polylines > 0 || scan.groups > 0 {
         filtered = text
             .split_inclusive('\n')
-            .map(|l| {
-                if l.split_whitespace().next() == Some("l") {
-                    "\n"
-                } else {
-                    l
-                }
+            .map(|l| match l.split_whitespace().next() {
+                Some("l" | "o" | "g") => "\n",
+                _ => l,
             })
             .collect::<String>();
         filtered.as_str()
     } else {
         text
     };
-
-    if let Some((line, failure)) = check_attribute_indices(text) {
-        // tobj may fail on an earlier line; the first problem in the file is the one to name.
-        let ends = line_ends(text);
-        let before = &text[..if line >= 2 { ends[line - 2] } else { 0 }];
-        if let Err(err) = parse_prefix(path, before) {
-            return Err(locate_error(path, before, err));
-        }
-        return Err(error_at(path, text, &ends, line, failure));
+    if scan.short_faces > 0 {
+        // What the PLY reader says of the same faces.
+        warnings.push(format!(
+            "{}: ignored {} face{} with fewer than 3 vertices",
+            path.display(),
+            scan.short_faces,
+            if scan.short_faces == 1 { "" } else { "s" }
+        ));
     }
-    let (positions, indices) = match parse_prefix(path, text) {
-        Ok(parsed) => parsed,
-        Err(err) => return Err(locate_error(path, text, err)),
-    };
+    let (positions, indices) = parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
     finish_mesh(path, positions, indices, warnings)
 }
 
-/// What went wrong in one attempt, before the line is known.
+/// The error for the first bad line of a file known to have one. Should the full scan find
+/// nothing, tobj's own words (`failure`) are all there is to say.
+fn locate(path: &Path, text: &str, failure: Option<ObjFailure>) -> LoadError {
+    match (scan(text, true).problem, failure) {
+        (Some(problem), _) => LoadError::new(
+            path,
+            problem.kind,
+            Location::line(problem.line),
+            format!("{} (`{}`)", problem.message, shown(problem.text)),
+        ),
+        (None, Some(f)) => LoadError::new(path, f.kind, Location::default(), f.message),
+        // The light scan's checks are a subset of the full scan's.
+        (None, None) => LoadError::new(
+            path,
+            LoadErrorKind::Syntax,
+            Location::default(),
+            "the file could not be read",
+        ),
+    }
+}
+
+/// The start of a line for a message.
+fn shown(line: &str) -> String {
+    line.trim().chars().take(60).collect()
+}
+
+/// What went wrong, without a line: what tobj's result says.
 struct ObjFailure {
     kind: LoadErrorKind,
     message: String,
@@ -96,14 +127,13 @@ struct ObjFailure {
 type Parsed = (Vec<Vec3>, Vec<[u32; 3]>);
 
 /// Parses `text` with tobj and merges all its models into one triangle list.
-fn parse_prefix(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
+fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
     let options = tobj::LoadOptions {
         triangulate: true,
         single_index: false,
-        // Points and two-vertex faces become degenerate triangles, so they are counted in the
-        // degenerate-triangle warning rather than vanishing silently.
-        ignore_points: false,
-        ignore_lines: false,
+        // Faces of one or two vertices are no surfaces; the scan counts them for a warning.
+        ignore_points: true,
+        ignore_lines: true,
     };
     let result = guard(path, || {
         tobj::load_obj_buf(&mut Cursor::new(text.as_bytes()), &options, |_| {
@@ -129,6 +159,7 @@ fn parse_prefix(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
         for p in m.positions.chunks_exact(3) {
             let v = Vec3::new(p[0], p[1], p[2]);
             if !v.is_finite() {
+                // The scan checks this itself; a failure here is a scan bug, still an error.
                 return Err(ObjFailure {
                     kind: LoadErrorKind::NonFinite,
                     message: format!(
@@ -176,112 +207,351 @@ fn tobj_kind(e: &tobj::LoadError) -> LoadErrorKind {
     }
 }
 
-/// Checks the texture-coordinate and normal parts of face corners (`v/vt/vn`). The renderer
-/// uses neither, but a wrong index means the file is not what its writer meant, and tobj
-/// ignores such an index when the file has no `vt` or `vn` lines and overflows on a 0 or an
-/// out-of-range negative one. Indices count from 1, negatives count back from the last line
-/// read so far, as for positions. Returns the 1-based line of the first bad index.
-fn check_attribute_indices(text: &str) -> Option<(usize, ObjFailure)> {
-    let (mut texcoords, mut normals) = (0usize, 0usize);
-    for (n, line) in text.lines().enumerate() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("vt") => texcoords += 1,
-            Some("vn") => normals += 1,
-            Some("f") => {
-                for corner in words {
-                    let mut parts = corner.split('/').skip(1);
-                    let attributes = [
-                        (parts.next(), texcoords, "texture coordinate", "vt"),
-                        (parts.next(), normals, "normal", "vn"),
-                    ];
-                    for (part, count, what, keyword) in attributes {
-                        // An empty part (`1//3`) means "none"; text that is not a number is a
-                        // syntax error, which tobj reports.
-                        let Some(Ok(index)) = part.filter(|p| !p.is_empty()).map(str::parse::<i64>)
-                        else {
-                            continue;
-                        };
-                        let message = if index == 0 {
-                            format!("{what} index 0 is invalid: OBJ indices start at 1")
-                        } else if index > 0 && index.unsigned_abs() > count as u64 {
-                            format!(
-                                "a face refers to {what} {index}, but only {count} `{keyword}` \
-                                 line{} come before it",
-                                if count == 1 { "" } else { "s" }
-                            )
-                        } else if index < 0 && index.unsigned_abs() > count as u64 {
-                            format!(
-                                "relative {what} index {index} reaches before the first \
-                                 `{keyword}` line ({count} come before it)"
-                            )
-                        } else {
-                            continue;
-                        };
-                        let failure = ObjFailure {
-                            kind: LoadErrorKind::IndexOutOfRange,
-                            message,
-                        };
-                        return Some((n + 1, failure));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+/// The first line tobj would refuse (or whose data the renderer cannot use), and what the
+/// reader needs to know of the rest.
+struct Scan<'t> {
+    problem: Option<Problem<'t>>,
+    polylines: usize,
+    /// `o` and `g` lines.
+    groups: usize,
+    /// Faces of one or two vertices.
+    short_faces: usize,
 }
 
-/// Byte offsets just past each line: the prefix of k lines (1-based) is `text[..ends[k - 1]]`.
-fn line_ends(text: &str) -> Vec<usize> {
-    text.split_inclusive('\n')
-        .scan(0, |acc, l| {
-            *acc += l.len();
-            Some(*acc)
-        })
-        .collect()
-}
-
-/// Finds the first line at which a prefix of the file fails and names it in the error.
-fn locate_error(path: &Path, text: &str, full: ObjFailure) -> LoadError {
-    let ends = line_ends(text);
-    // Invariant: the prefix of `lo` lines parses, the prefix of `hi` lines fails.
-    let (mut lo, mut hi) = (0usize, ends.len());
-    let mut failure = full;
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        match parse_prefix(path, &text[..ends[mid - 1]]) {
-            Ok(_) => lo = mid,
-            Err(f) => {
-                hi = mid;
-                failure = f;
-            }
-        }
-    }
-    error_at(path, text, &ends, hi.max(1), failure)
-}
-
-/// The error for `failure` on 1-based `line`, quoting the start of that line.
-fn error_at(
-    path: &Path,
-    text: &str,
-    ends: &[usize],
+struct Problem<'t> {
     line: usize,
-    failure: ObjFailure,
-) -> LoadError {
-    let start = if line >= 2 {
-        ends.get(line - 2).copied().unwrap_or(text.len())
+    text: &'t str,
+    kind: LoadErrorKind,
+    message: String,
+}
+
+fn syntax(message: impl Into<String>) -> (LoadErrorKind, String) {
+    (LoadErrorKind::Syntax, message.into())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
     } else {
-        0
+        "s"
+    }
+}
+
+/// A `v` line with a coordinate that is no finite f32: the line and the coordinate as written.
+struct BadVertex<'t> {
+    line: usize,
+    value: &'t str,
+}
+
+/// Checks the file as tobj reads it. The `v` lines go first, so that a face can be checked
+/// against every vertex of the file (faces may refer forward); then every other line in order.
+/// The first problem in the file is the one reported. Unless `full`, only what tobj does not
+/// check itself: texture-coordinate and normal indices, relative vertex indices, index 0.
+fn scan(text: &str, full: bool) -> Scan<'_> {
+    let mut positions = if full { 0 } else { usize::MAX };
+    let mut bad_vertices: HashMap<usize, BadVertex> = HashMap::new();
+    let mut first: Option<Problem> = None;
+    for (n, line) in text.lines().enumerate().filter(|_| full) {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("v") {
+            continue;
+        }
+        match check_position(words) {
+            Ok(None) => {}
+            Ok(Some(value)) => {
+                bad_vertices.insert(positions, BadVertex { line: n + 1, value });
+            }
+            Err((kind, message)) if first.is_none() => {
+                first = Some(Problem {
+                    line: n + 1,
+                    text: line,
+                    kind,
+                    message,
+                })
+            }
+            Err(_) => {}
+        }
+        positions += 1;
+    }
+
+    let mut scan = Scan {
+        problem: None,
+        polylines: 0,
+        groups: 0,
+        short_faces: 0,
     };
-    let end = ends.get(line - 1).copied().unwrap_or(text.len());
-    let shown: String = text[start.min(end)..end].trim().chars().take(60).collect();
-    LoadError::new(
-        path,
-        failure.kind,
-        Location::line(line),
-        format!("{} (`{shown}`)", failure.message),
-    )
+    let (mut before, mut texcoords, mut normals) = (0usize, 0usize, 0usize);
+    // tobj ignores the faces of one or two vertices it is told to ignore, indices and all.
+    let mut largest = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        if first.as_ref().is_some_and(|p| p.line <= n + 1) {
+            break;
+        }
+        let mut words = line.split_whitespace();
+        let checked = match words.next() {
+            Some("v") => {
+                before += 1;
+                Ok(())
+            }
+            Some("vt") => {
+                texcoords += 1;
+                check_numbers(words, 2, "`vt` line", "u v", full)
+            }
+            Some("vn") => {
+                normals += 1;
+                check_numbers(words, 3, "`vn` line", "x y z", full)
+            }
+            Some("l") => {
+                scan.polylines += 1;
+                Ok(())
+            }
+            Some("o" | "g") => {
+                scan.groups += 1;
+                Ok(())
+            }
+            Some("usemtl")
+                if line
+                    .split_once(' ')
+                    .is_none_or(|(_, m)| m.trim().is_empty()) =>
+            {
+                Err(syntax("`usemtl` without a material name"))
+            }
+            Some("f") => {
+                let corners: Vec<&str> = words.collect();
+                if (1..3).contains(&corners.len()) {
+                    scan.short_faces += 1;
+                }
+                let counts = Counts {
+                    positions,
+                    before,
+                    texcoords,
+                    normals,
+                };
+                check_face(&corners, &counts, &bad_vertices, &mut largest)
+            }
+            _ => Ok(()),
+        };
+        if let Err((kind, message)) = checked {
+            first = Some(Problem {
+                line: n + 1,
+                text: line,
+                kind,
+                message,
+            });
+            break;
+        }
+    }
+    if first.is_none() && largest > before {
+        // The light scan cannot know the line before the end; the full one will find it.
+        first = Some(Problem {
+            line: 0,
+            text: "",
+            kind: LoadErrorKind::IndexOutOfRange,
+            message: String::new(),
+        });
+    }
+    scan.problem = first;
+    scan
+}
+
+/// Checks the words after `v` as tobj reads them: x y z, then nothing, a weight w, or a colour
+/// r g b. `Ok(Some(value))` when the position is no finite f32, quoting the value.
+fn check_position<'t>(
+    words: std::str::SplitWhitespace<'t>,
+) -> Result<Option<&'t str>, (LoadErrorKind, String)> {
+    let words: Vec<&str> = words.collect();
+    if words.len() < 3 {
+        return Err(syntax(format!(
+            "a `v` line needs three numbers x y z; this one has {}",
+            words.len()
+        )));
+    }
+    let mut xyz = [0.0f32; 3];
+    for (c, word) in xyz.iter_mut().zip(&words) {
+        *c = word
+            .parse()
+            .map_err(|_| syntax(format!("`{word}` is not a number")))?;
+    }
+    match words.len() {
+        3 | 6 => {}
+        4 => {
+            let w: f32 = words[3]
+                .parse()
+                .map_err(|_| syntax(format!("the weight `{}` is not a number", words[3])))?;
+            if w == 0.0 {
+                return Err(syntax("the weight w is 0, which divides x y z"));
+            }
+            for c in &mut xyz {
+                *c /= w;
+            }
+        }
+        n => {
+            return Err(syntax(format!(
+                "a `v` line holds x y z, then a weight w or a colour r g b; this one has {n} \
+                 numbers"
+            )))
+        }
+    }
+    Ok(xyz
+        .iter()
+        .position(|c| !c.is_finite())
+        .map(|axis| match words[axis].parse::<f32>() {
+            // Finite as written, not after dividing by w: the weight is what to look at.
+            Ok(v) if v.is_finite() => words[3],
+            _ => words[axis],
+        }))
+}
+
+/// Checks that the words after `vt` or `vn` start with `count` numbers (if `full`).
+fn check_numbers(
+    words: std::str::SplitWhitespace,
+    count: usize,
+    what: &str,
+    names: &str,
+    full: bool,
+) -> Result<(), (LoadErrorKind, String)> {
+    if !full {
+        return Ok(());
+    }
+    let words: Vec<&str> = words.take(count).collect();
+    if words.len() < count {
+        return Err(syntax(format!(
+            "a {what} needs {count} numbers {names}; this one has {}",
+            words.len()
+        )));
+    }
+    match words.iter().find(|w| w.parse::<f32>().is_err()) {
+        Some(bad) => Err(syntax(format!("`{bad}` is not a number"))),
+        None => Ok(()),
+    }
+}
+
+/// How many of each kind of line the file has, or has before the line being checked.
+struct Counts {
+    /// `v` lines in the whole file: faces may refer forward.
+    positions: usize,
+    /// `v` lines before this one: relative (negative) indices count back from here.
+    before: usize,
+    texcoords: usize,
+    normals: usize,
+}
+
+/// Checks one face's corners (`v`, `v/vt`, `v//vn` or `v/vt/vn`). Texture-coordinate and
+/// normal indices are checked too, although the renderer uses neither: a wrong one means the
+/// file is not what its writer meant, and tobj ignores such an index when the file has no `vt`
+/// or `vn` lines and overflows on a 0 or an out-of-range negative one. Unlike positions, they
+/// must refer to lines before the face.
+fn check_face(
+    corners: &[&str],
+    counts: &Counts,
+    bad_vertices: &HashMap<usize, BadVertex>,
+    largest: &mut usize,
+) -> Result<(), (LoadErrorKind, String)> {
+    if corners.is_empty() {
+        return Err(syntax("a face without vertices"));
+    }
+    let out_of_range = |message: String| (LoadErrorKind::IndexOutOfRange, message);
+    for corner in corners {
+        let parts: Vec<&str> = corner.split('/').collect();
+        if parts.len() > 3 {
+            return Err(syntax(format!(
+                "the face corner `{corner}` has more than three parts (v/vt/vn)"
+            )));
+        }
+        let mut indices = [None; 3];
+        let names = ["vertex", "texture coordinate", "normal"];
+        for ((slot, part), name) in indices.iter_mut().zip(&parts).zip(names) {
+            if part.is_empty() {
+                continue;
+            }
+            *slot = Some(part.parse::<isize>().map_err(|e| {
+                let what = if matches!(
+                    e.kind(),
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+                ) {
+                    "is too large for an index"
+                } else {
+                    "is not an integer"
+                };
+                let corner = if parts.len() > 1 {
+                    format!(" in the face corner `{corner}`")
+                } else {
+                    String::new()
+                };
+                syntax(format!("{name} index `{part}`{corner} {what}"))
+            })?);
+        }
+        let Some(v) = indices[0] else {
+            return Err(out_of_range(format!(
+                "the face corner `{corner}` has no vertex index"
+            )));
+        };
+        let vertex = match v {
+            0 => {
+                return Err(out_of_range(
+                    "vertex index 0 is invalid: OBJ indices start at 1".into(),
+                ))
+            }
+            v if v > 0 && v.unsigned_abs() > counts.positions => {
+                return Err(out_of_range(format!(
+                    "a face refers to vertex {v}, but the file has only {} `v` line{}",
+                    counts.positions,
+                    plural(counts.positions)
+                )))
+            }
+            v if v < 0 && v.unsigned_abs() > counts.before => {
+                return Err(out_of_range(format!(
+                    "relative vertex index {v} reaches before the first `v` line ({} come \
+                     before it)",
+                    counts.before
+                )))
+            }
+            v if v > 0 => {
+                *largest = (*largest).max(v.unsigned_abs());
+                v.unsigned_abs() - 1
+            }
+            v => counts.before - v.unsigned_abs(),
+        };
+        if corners.len() >= 3 {
+            if let Some(bad) = bad_vertices.get(&vertex) {
+                return Err((
+                    LoadErrorKind::NonFinite,
+                    format!(
+                        "a face uses vertex {} (line {}), whose coordinate `{}` is not a finite \
+                         f32",
+                        vertex + 1,
+                        bad.line,
+                        bad.value
+                    ),
+                ));
+            }
+        }
+        let attributes = [
+            (indices[1], counts.texcoords, "texture coordinate", "vt"),
+            (indices[2], counts.normals, "normal", "vn"),
+        ];
+        for (index, count, what, keyword) in attributes {
+            let Some(index) = index else { continue };
+            let message = if index == 0 {
+                format!("{what} index 0 is invalid: OBJ indices start at 1")
+            } else if index > 0 && index.unsigned_abs() > count {
+                format!(
+                    "a face refers to {what} {index}, but only {count} `{keyword}` line{} come \
+                     before it",
+                    plural(count)
+                )
+            } else if index < 0 && index.unsigned_abs() > count {
+                format!(
+                    "relative {what} index {index} reaches before the first `{keyword}` line \
+                     ({count} come before it)"
+                )
+            } else {
+                continue;
+            };
+            return Err(out_of_range(message));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -334,6 +604,106 @@ mod tests {
         assert_eq!(m.positions.len(), 6);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("polyline"), "{w:?}");
+    }
+
+    #[test]
+    fn faces_may_refer_forward_and_errors_name_the_right_line() {
+        let (m, _) = parse("f 1 2 3\nv 0 0 0\nv 1 0 0\nv 0 1 0\n").unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        let e = parse("f 1 2 3\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::IndexOutOfRange);
+        assert_eq!(e.location.line, Some(5), "{e}");
+        assert_eq!(
+            e.message,
+            "a face refers to vertex 9, but the file has only 3 `v` lines (`f 1 2 9`)"
+        );
+        // Across objects too (tobj checks a face when its object ends): all is one mesh.
+        let text = "o a\nf 1 2 3\no b\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n";
+        let (m, _) = parse(text).unwrap();
+        assert_eq!(m.triangle_count(), 2);
+        let e = parse(&format!("{text}v 1 x 0\n")).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Syntax);
+        assert_eq!(e.location.line, Some(8), "{e}");
+        assert_eq!(e.message, "`x` is not a number (`v 1 x 0`)");
+        // Relative indices count back from the face, not from the end of the file.
+        let e = parse("v 0 0 0\nv 1 0 0\nf -1 -2 -3\nv 0 1 0\n").unwrap_err();
+        assert_eq!(e.location.line, Some(3), "{e}");
+        assert!(e.message.starts_with("relative vertex index -3"), "{e}");
+    }
+
+    #[test]
+    fn locating_an_error_costs_about_one_more_pass() {
+        let n = 300;
+        let mut text = String::new();
+        for y in 0..=n {
+            for x in 0..=n {
+                text.push_str(&format!("v {x} {y} 0\n"));
+            }
+        }
+        for y in 0..n {
+            for x in 0..n {
+                let i = y * (n + 1) + x + 1;
+                text.push_str(&format!("f {i} {} {}\n", i + 1, i + n + 2));
+            }
+        }
+        let time = |text: &str| {
+            let start = std::time::Instant::now();
+            let result = parse(text);
+            (start.elapsed(), result)
+        };
+        let (good, result) = (0..2).map(|_| time(&text)).min_by_key(|(t, _)| *t).unwrap();
+        assert!(result.is_ok());
+        text.push_str("f 1 2 999999\n");
+        let (bad, result) = time(&text);
+        let e = result.unwrap_err();
+        assert_eq!(e.location.line, Some(text.lines().count()), "{e}");
+        // A bisection over prefixes parses the file about 20 times.
+        assert!(bad < good * 4, "good file {good:?}, bad file {bad:?}");
+    }
+
+    #[test]
+    fn coordinates_too_large_for_f32_are_quoted_as_written() {
+        let e = parse("v 0 0 0\nv 1 0 0\nv 1e39 1 0\nf 1 2 3\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NonFinite);
+        assert_eq!(e.location.line, Some(4), "{e}");
+        assert_eq!(
+            e.message,
+            "a face uses vertex 3 (line 3), whose coordinate `1e39` is not a finite f32 \
+             (`f 1 2 3`)"
+        );
+        // Unused, it does no harm.
+        let (m, _) = parse("v 0 0 0\nv 1 0 0\nv 1e39 1 0\nv 0 1 0\nf 1 2 4\n").unwrap();
+        assert_eq!(m.triangle_count(), 1);
+    }
+
+    #[test]
+    fn short_faces_and_index_zero_are_named() {
+        let e = parse("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NoTriangles);
+        assert_eq!(
+            e.to_string(),
+            "t.obj: the file holds no faces (ignored 1 face with fewer than 3 vertices)"
+        );
+        let (m, w) = parse("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2\nf 1\nf 1 2 3\n").unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert_eq!(w, ["t.obj: ignored 2 faces with fewer than 3 vertices"]);
+        let e = parse("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::IndexOutOfRange);
+        assert_eq!(
+            e.message,
+            "vertex index 0 is invalid: OBJ indices start at 1 (`f 0 1 2`)"
+        );
+        // A short face's indices are checked all the same.
+        let e = parse("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 7\n").unwrap_err();
+        assert_eq!(e.location.line, Some(5), "{e}");
+    }
+
+    #[test]
+    fn old_mac_line_ends_are_line_ends() {
+        let (m, _) = parse("v 0 0 0\rv 1 0 0\rv 0 1 0\rf 1 2 3\r").unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        let e = parse("v 0 0 0\rv 1 0 0\rv 0 1 0\rf 1 2 4\r").unwrap_err();
+        assert_eq!(e.location.line, Some(4), "{e}");
     }
 
     #[test]
