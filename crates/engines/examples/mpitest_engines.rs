@@ -430,6 +430,68 @@ fn main() {
         );
     }
 
+    // 6c. A run refused on one process alone (called from a thread other than MPI's) and a
+    //     run called from inside a render (nested) leave the engine usable: the next run of
+    //     every process is the same run, not one process a run ahead of the others.
+    {
+        let engine = HybridEngine::new(&world, 2).unwrap_or_else(|e| fail(&world, e.to_string()));
+        // (With one process the call may well succeed: no collective to refuse it.)
+        if size > 1 && rank == size - 1 {
+            let r = std::thread::scope(|s| {
+                s.spawn(|| engine.run(tiles(5), shade, |_| Ok(())).map(|_| ()))
+                    .join()
+                    .unwrap()
+            });
+            check!(
+                &world,
+                r.is_err(),
+                "a run from another thread was let through"
+            );
+        }
+        let inline = MpiEngine::new(&world)
+            .unwrap_or_else(|e| fail(&world, e.to_string()))
+            .with_options(Options {
+                single_thread: SingleThread::MainThread,
+                ..Options::default()
+            });
+        let r = inline.run(
+            tiles(9),
+            |t: &Tile| {
+                if t.id == 4 {
+                    let inner = inline.run(tiles(2), shade, |_| Ok(()));
+                    let said = inner.err().map(|e| e.to_string()).unwrap_or_default();
+                    return Err(said);
+                }
+                shade(t)
+            },
+            |_| Ok(()),
+        );
+        check!(
+            &world,
+            matches!(&r, Err(EngineError::Render { task: 4, message, .. }) if message.contains("already running")),
+            "a nested run gave {r:?}"
+        );
+        let mut seen = 0;
+        engine
+            .run(tasks.clone(), shade, |_| {
+                seen += 1;
+                Ok(())
+            })
+            .unwrap_or_else(|e| fail(&world, format!("after a refused run: {e}")));
+        let mut seen_inline = 0;
+        inline
+            .run(tasks.clone(), shade, |_| {
+                seen_inline += 1;
+                Ok(())
+            })
+            .unwrap_or_else(|e| fail(&world, format!("after a nested run: {e}")));
+        check!(
+            &world,
+            rank != 0 || (seen, seen_inline) == (n, n),
+            "{seen} and {seen_inline} results after refused runs"
+        );
+    }
+
     // 7. The engines' results combine like the serial ones, whatever the split (order-free
     //    check of the whole run via a map on the root).
     let engine = HybridEngine::new(&world, 2).unwrap_or_else(|e| fail(&world, e.to_string()));

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The state shared by the multi-process engines.
@@ -34,8 +34,22 @@ pub(crate) struct Cluster {
     /// Render threads of every process.
     pub threads_of: Vec<usize>,
     pub options: Options,
-    /// Runs made so far; every message carries its run's number.
+    /// Runs started so far; every message carries its run's number. Only a run that got
+    /// through the opening collective counts, on every process alike: a call refused on one
+    /// process alone (from another thread, or nested) must not put it a run ahead.
     seq: AtomicU64,
+    /// Whether a run is in progress in this process: a `run` from inside `render` or `update`
+    /// is refused before it sends anything.
+    busy: AtomicBool,
+}
+
+/// Clears [`Cluster::busy`] however the run ends.
+struct NotBusy<'a>(&'a AtomicBool);
+
+impl Drop for NotBusy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Cluster {
@@ -58,6 +72,7 @@ impl Cluster {
             threads_of: all.iter().map(|&t| t as usize).collect(),
             options: Options::default(),
             seq: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
         })
     }
 
@@ -80,8 +95,16 @@ impl Cluster {
         U: FnMut(usize, R) -> std::result::Result<(), E>,
     {
         let start = Instant::now();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let rank = self.comm.rank();
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(EngineError::Invalid(format!(
+                "process {rank}: run called while this engine is already running (from render, \
+                 update or another thread): use another engine, such as a MultiThreadEngine, \
+                 inside a task"
+            )));
+        }
+        let _not_busy = NotBusy(&self.busy);
+        let seq = self.seq.load(Ordering::Relaxed);
         // Invalid options and unencodable tasks go through the start's all-gather too, so
         // every process fails alike instead of some waiting for one that gave up.
         let mine: std::result::Result<(u64, u64, String), String> = self
@@ -100,6 +123,7 @@ impl Cluster {
             .comm
             .all_gather(&mine)
             .map_err(|e| EngineError::comm(rank, "comparing task lists", e))?;
+        self.seq.store(seq + 1, Ordering::Relaxed);
         let mut checked = Vec::with_capacity(lists.len());
         let mut shared = Vec::with_capacity(lists.len());
         for (r, l) in lists.into_iter().enumerate() {

@@ -126,7 +126,7 @@ pub use cluster::{HybridEngine, MpiEngine};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use node_shared::{BuildOutput, NodeShared};
-pub use options::{Options, Schedule, SingleThread};
+pub use options::{Options, Schedule, SingleThread, MAX_PREFETCH_CHUNKS};
 pub use serial::SerialEngine;
 pub use stats::{ProcessStats, RunStats};
 pub use threads::MultiThreadEngine;

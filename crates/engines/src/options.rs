@@ -91,6 +91,9 @@ impl Options {
     }
 }
 
+/// The most chunks [`Options::prefetch_chunks`] may queue per render thread.
+pub const MAX_PREFETCH_CHUNKS: usize = 1024;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -135,6 +138,14 @@ impl Options {
                 )));
             }
         }
+        // Chunks are planned for workers × (1 + prefetch) holders, and grants travel as u32.
+        if self.prefetch_chunks > MAX_PREFETCH_CHUNKS {
+            return Err(EngineError::Invalid(format!(
+                "Options::prefetch_chunks is {}: at most {MAX_PREFETCH_CHUNKS} (each queued \
+                 chunk makes every chunk smaller; a few hide a round trip)",
+                self.prefetch_chunks
+            )));
+        }
         Ok(())
     }
 }
@@ -142,6 +153,26 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefetch_too_large_to_plan_with_is_refused() {
+        let ok = Options {
+            prefetch_chunks: MAX_PREFETCH_CHUNKS,
+            ..Options::default()
+        };
+        ok.validate().unwrap();
+        for prefetch_chunks in [MAX_PREFETCH_CHUNKS + 1, usize::MAX / 2, usize::MAX] {
+            let bad = Options {
+                prefetch_chunks,
+                ..Options::default()
+            };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("prefetch_chunks") && e.contains("at most 1024"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_zeros_are_named() {
