@@ -234,11 +234,10 @@ struct Blas {
     bounds: Aabb,
 }
 
+/// The criterion of `Mesh::new`, which drops these triangles (a mesh built by hand may hold
+/// them); tiny and huge triangles are kept as there.
 fn is_degenerate(t: &[Vec3; 3]) -> bool {
-    let n = (t[1] - t[0]).cross(t[2] - t[0]);
-    // The criterion of `Mesh::new`, which drops these triangles.
-    let l = n.length_squared();
-    l <= 0.0 || l.is_nan() || !n.is_finite()
+    !t.iter().all(|p| p.is_finite()) || crate::mesh::has_zero_area(t)
 }
 
 fn check_mesh(m: usize, mesh: &Mesh) -> Result<(), GeometryError> {

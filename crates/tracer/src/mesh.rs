@@ -165,7 +165,13 @@ pub fn icosphere(subdivisions: u32) -> Mesh {
 /// products of f32 coordinates neither underflow nor overflow, so a triangle 1e-20 or 1e30
 /// across counts as a triangle like any other; only an area of exactly zero is degenerate.
 fn is_degenerate(positions: &[Vec3], t: &[u32; 3]) -> bool {
-    let [a, b, c] = t.map(|v| positions[v as usize].to_array().map(f64::from));
+    has_zero_area(&t.map(|v| positions[v as usize]))
+}
+
+/// [`is_degenerate`] for corners given as they are (the geometry's build checks the same way
+/// the meshes it is handed, whose fields are public). Finite corners expected.
+pub(crate) fn has_zero_area(corners: &[Vec3; 3]) -> bool {
+    let [a, b, c] = corners.map(|p| p.to_array().map(f64::from));
     let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
     let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
     let n = [
