@@ -102,6 +102,28 @@ fn a_model_a_millionth_of_the_size_renders_the_same() {
     );
 }
 
+/// From 1e-12 to 1e10 units across: the same picture. At the ends, squares of lengths leave
+/// f32's range (a 1e10 model's light, whose edges' cross product is 1e20, went dark; a
+/// triangle of 1e-12 counted as degenerate) and the default camera's framing had a floor.
+#[test]
+fn models_of_any_size_f32_can_trace_render_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = mean_brightness(&load(dir.path(), "unit.obj", 1.0, 0.0));
+    for scale in [1e-12, 1e-9, 1e5, 1e10] {
+        let name = format!("m{scale:e}.obj");
+        let other = mean_brightness(&load(dir.path(), &name, scale, 0.0));
+        assert!(
+            (other - unit).abs() < 0.01 * unit,
+            "unit {unit}, {scale} {other}"
+        );
+    }
+    // Past 1e12 units the ray-triangle test would overflow: refused, saying so.
+    let path = dir.path().join("huge.obj");
+    write_model(&path, 1e13, 0.0);
+    let err = load_scene_with_report(&path, 1.0).err().expect("refused");
+    assert!(err.to_string().contains("scale it down"), "{err}");
+}
+
 #[test]
 fn a_model_far_from_the_origin_for_its_size_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
