@@ -1,15 +1,17 @@
-//! STL (ASCII and binary). Binary facets are read by `stl_io`; ASCII is read here, line by
-//! line, so that an error names the line holding the bad value and a file of several
-//! `solid ... endsolid` blocks (what many exporters write, one block per part) is read whole.
+//! STL (ASCII and binary). Binary facets are read by `stl_io`; ASCII is read here, word by
+//! word (keywords in any case, lines broken anywhere), so that an error names the line holding
+//! the bad value and a file of several `solid ... endsolid` blocks (what many exporters write,
+//! one block per part) is read whole.
 //!
 //! `stl_io` decides ASCII versus binary by whether the file starts with `solid `. Real files
 //! break that rule both ways: binary files whose 80-byte header begins with `solid` (common in
-//! CAD exports) and ASCII files with a bare `solid` line. This layer decides by the binary
-//! size rule first (84 + 50 × facet count bytes). Identical corner positions are merged into
+//! CAD exports) and ASCII files with a bare `solid` line or an upper-case `SOLID`. This layer
+//! decides by the binary size rule first (84 + 50 × facet count bytes), then by content. Identical corner positions are merged into
 //! one vertex, so a closed STL mesh becomes a closed indexed mesh.
 
 use super::{
-    check_not_empty, finish_mesh, guard, read_file, skip_bom, LoadError, LoadErrorKind, Location,
+    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, skip_bom,
+    LoadError, LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -43,8 +45,14 @@ pub fn parse_stl(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
     let exact_binary =
         binary_count.is_some_and(|n| HEADER as u64 + FACET as u64 * n == bytes.len() as u64);
     let text = skip_bom(bytes);
-    let starts_solid =
-        text.starts_with(b"solid") && text.get(5).is_none_or(|b| b.is_ascii_whitespace());
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let starts_solid = text[start..]
+        .get(..5)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"solid"))
+        && text.get(start + 5).is_none_or(|b| b.is_ascii_whitespace());
     // Text never holds NUL bytes; binary headers and floats nearly always do. This keeps a
     // truncated binary file whose header says `solid` from being read as text.
     let looks_binary = bytes[..bytes.len().min(4096)].contains(&0);
@@ -178,85 +186,134 @@ fn read_binary(path: &Path, bytes: &[u8]) -> Result<Welded, LoadError> {
     Ok(welded)
 }
 
-/// The non-blank lines of a text, split into words, with their 1-based numbers.
+/// The words of a text, each with the number of the line it is on.
 struct Words<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     pos: usize,
-    /// The number of the last line read; at the end, the file's last line.
+    /// The line `pos` is on.
     line: usize,
+    /// The line of the last word read: where a file that ends too early ends.
+    last: usize,
 }
 
-impl<'a> Words<'a> {
-    fn next(&mut self, path: &Path) -> Result<Option<(usize, Vec<&'a str>)>, LoadError> {
-        while self.pos < self.bytes.len() {
-            let start = self.pos;
-            let end = self.bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(self.bytes.len(), |p| start + p);
-            self.pos = end + 1;
-            self.line += 1;
-            let text = std::str::from_utf8(&self.bytes[start..end]).map_err(|_| {
-                LoadError::new(
-                    path,
-                    LoadErrorKind::Syntax,
-                    Location::line(self.line),
-                    "the line is not text",
-                )
-            })?;
-            let words: Vec<&str> = text.split_whitespace().collect();
-            if !words.is_empty() {
-                return Ok(Some((self.line, words)));
-            }
-        }
-        Ok(None)
+/// One word and where it is: its line and its byte offset.
+#[derive(Clone, Copy)]
+struct Word<'a> {
+    line: usize,
+    at: usize,
+    text: &'a str,
+}
+
+impl<'a> Word<'a> {
+    fn is(&self, keyword: &str) -> bool {
+        self.text.eq_ignore_ascii_case(keyword)
     }
 }
 
-/// The start of a line's words for a message.
-fn shown(words: &[&str]) -> String {
-    words.join(" ").chars().take(60).collect()
+impl<'a> Words<'a> {
+    fn next(&mut self) -> Option<Word<'a>> {
+        let bytes = self.text.as_bytes();
+        while self.pos < bytes.len() && bytes[self.pos].is_ascii_whitespace() {
+            if bytes[self.pos] == b'\n' {
+                self.line += 1;
+            }
+            self.pos += 1;
+        }
+        if self.pos == bytes.len() {
+            return None;
+        }
+        let at = self.pos;
+        while self.pos < bytes.len() && !bytes[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+        self.last = self.line;
+        Some(Word {
+            line: self.line,
+            at,
+            text: &self.text[at..self.pos],
+        })
+    }
+
+    fn peek(&self) -> Option<Word<'a>> {
+        let mut copy = Words { ..*self };
+        copy.next()
+    }
+
+    /// Skips a name: the words left on `line`, up to one of `stops` (a file on one line goes on
+    /// with its next keyword).
+    fn skip_name(&mut self, line: usize, stops: &[&str]) {
+        while let Some(w) = self.peek() {
+            if w.line != line || stops.iter().any(|s| w.is(s)) {
+                break;
+            }
+            self.next();
+        }
+    }
+
+    /// The text from `word` to the end of its line, for a message.
+    fn shown(&self, word: Word) -> String {
+        let rest = &self.text[word.at..];
+        let line = rest.split('\n').next().unwrap_or(rest);
+        line.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(60)
+            .collect()
+    }
 }
 
-/// Reads ASCII STL: any number of `solid ... endsolid` blocks, blank lines anywhere, nothing
-/// else after the last block. Each facet is `facet normal nx ny nz`, `outer loop`, three
-/// `vertex x y z`, `endloop`, `endfacet`, one statement a line.
+/// Reads ASCII STL: any number of `solid ... endsolid` blocks, nothing else after the last
+/// block. Each facet is `facet normal nx ny nz`, `outer loop`, three `vertex x y z`, `endloop`,
+/// `endfacet`, usually one statement a line, but any whitespace separates words.
 fn read_ascii(path: &Path, text: &[u8]) -> Result<Welded, LoadError> {
+    // Old Mac files end lines with a lone CR; counted as line ends, lines are numbered right.
+    let text = lone_cr_to_lf(text);
+    let text = std::str::from_utf8(&text).map_err(|e| {
+        LoadError::new(
+            path,
+            LoadErrorKind::Syntax,
+            Location::line(line_of_offset(&text, e.valid_up_to())),
+            "the line is not text",
+        )
+    })?;
     let mut r = AsciiReader {
         path,
-        lines: Words {
-            bytes: text,
+        words: Words {
+            text,
             pos: 0,
-            line: 0,
+            line: 1,
+            last: 1,
         },
         facet: 0,
         opened: 1,
     };
     let mut welded = Welded::default();
     let mut solids = 0usize;
-    while let Some((n, words)) = r.lines.next(path)? {
-        if words[0] != "solid" {
+    while let Some(word) = r.words.next() {
+        if !word.is("solid") {
+            let found = r.words.shown(word);
             let message = if solids == 0 {
-                format!("expected `solid`, found `{}`", shown(&words))
+                format!("expected `solid`, found `{found}`")
             } else {
                 format!(
                     "expected another `solid` or the end of the file after `endsolid`, found \
-                     `{}`",
-                    shown(&words)
+                     `{found}`"
                 )
             };
             return Err(LoadError::new(
                 path,
                 LoadErrorKind::Syntax,
-                Location::line(n),
+                Location::line(word.line),
                 message,
             ));
         }
         solids += 1;
-        r.opened = n;
+        r.opened = word.line;
+        r.words.skip_name(word.line, &["facet", "endsolid"]);
         while let Some(corners) = r.facet()? {
             if !welded.push(corners) {
-                return Err(r.error(LoadErrorKind::Syntax, r.lines.line, TOO_MANY.into()));
+                return Err(r.error(LoadErrorKind::Syntax, r.words.last, TOO_MANY.into()));
             }
             r.facet += 1;
         }
@@ -266,7 +323,7 @@ fn read_ascii(path: &Path, text: &[u8]) -> Result<Welded, LoadError> {
 
 struct AsciiReader<'a> {
     path: &'a Path,
-    lines: Words<'a>,
+    words: Words<'a>,
     /// The index of the facet being read, counted over all solids.
     facet: usize,
     /// The line of the current `solid`.
@@ -283,13 +340,13 @@ impl<'a> AsciiReader<'a> {
         )
     }
 
-    /// The next non-blank line, which must exist because `wanted` belongs there.
-    fn expect(&mut self, wanted: &str) -> Result<(usize, Vec<&'a str>), LoadError> {
-        match self.lines.next(self.path)? {
-            Some(line) => Ok(line),
+    /// The next word, which must exist because `wanted` belongs there.
+    fn expect(&mut self, wanted: &str) -> Result<Word<'a>, LoadError> {
+        match self.words.next() {
+            Some(word) => Ok(word),
             None => Err(self.error(
                 LoadErrorKind::Truncated,
-                self.lines.line.max(1),
+                self.words.last,
                 format!(
                     "the file ends where {wanted} belongs (in the solid opened on line {})",
                     self.opened
@@ -298,58 +355,86 @@ impl<'a> AsciiReader<'a> {
         }
     }
 
-    /// A line that must be exactly `wanted`.
+    /// Keywords that must come next, exactly (in any case).
     fn statement(&mut self, wanted: &[&str]) -> Result<(), LoadError> {
-        let wanted = wanted.join(" ");
-        let (n, words) = self.expect(&format!("`{wanted}`"))?;
-        if words.join(" ") != wanted {
-            let message = format!("expected `{wanted}`, found `{}`", shown(&words));
-            return Err(self.error(LoadErrorKind::Syntax, n, message));
+        let text = wanted.join(" ");
+        let first = self.expect(&format!("`{text}`"))?;
+        let mut word = first;
+        for (i, keyword) in wanted.iter().enumerate() {
+            if i > 0 {
+                word = self.expect(&format!("`{text}`"))?;
+            }
+            if !word.is(keyword) {
+                let message = format!("expected `{text}`, found `{}`", self.words.shown(first));
+                return Err(self.error(LoadErrorKind::Syntax, word.line, message));
+            }
         }
         Ok(())
     }
 
+    /// Three numbers after `keyword` (a word already read); `what` names one in messages.
+    fn numbers(&mut self, keyword: Word<'a>, what: &str) -> Result<[f32; 3], LoadError> {
+        let mut xyz = [0.0f32; 3];
+        for c in &mut xyz {
+            let word = self.expect(&format!("a {what}"))?;
+            let Ok(v) = word.text.parse::<f32>() else {
+                // A keyword on a later line: this statement is short of a number, which is
+                // best shown by quoting the statement.
+                let message = if word.line != keyword.line {
+                    format!(
+                        "expected `{} x y z`, found `{}`",
+                        keyword.text.to_ascii_lowercase(),
+                        self.words.shown(keyword)
+                    )
+                } else {
+                    format!("{what} `{}` is not a number", word.text)
+                };
+                return Err(self.error(LoadErrorKind::Syntax, keyword.line, message));
+            };
+            *c = v;
+        }
+        Ok(xyz)
+    }
+
     /// The corners of the next facet, or `None` at the `endsolid` closing the solid.
     fn facet(&mut self) -> Result<Option<[Vec3; 3]>, LoadError> {
-        let (n, words) = self.expect("`facet normal` or `endsolid`")?;
-        if words[0] == "endsolid" {
+        let word = self.expect("`facet normal` or `endsolid`")?;
+        if word.is("endsolid") {
+            self.words.skip_name(word.line, &["solid"]);
             return Ok(None);
         }
-        if words.len() != 5 || words[0] != "facet" || words[1] != "normal" {
+        let normal = self.words.peek();
+        if !word.is("facet") || !normal.is_some_and(|n| n.is("normal")) {
             let message = format!(
                 "expected `facet normal nx ny nz` or `endsolid`, found `{}`",
-                shown(&words)
+                self.words.shown(word)
             );
-            return Err(self.error(LoadErrorKind::Syntax, n, message));
+            return Err(self.error(LoadErrorKind::Syntax, word.line, message));
         }
-        // The normal is not used (the winding gives it), but a facet line without one is
-        // not STL.
-        if let Some(bad) = words[2..].iter().find(|w| w.parse::<f32>().is_err()) {
-            let message = format!("facet normal component `{bad}` is not a number");
-            return Err(self.error(LoadErrorKind::Syntax, n, message));
-        }
+        let normal = self.expect("`normal`")?;
+        // The normal is not used (the winding gives it), but a facet without one is not STL.
+        self.numbers(normal, "facet normal component")?;
         self.statement(&["outer", "loop"])?;
         let mut corners = [Vec3::ZERO; 3];
         for corner in &mut corners {
-            let (n, words) = self.expect("`vertex`")?;
-            if words.len() != 4 || words[0] != "vertex" {
-                let message = format!("expected `vertex x y z`, found `{}`", shown(&words));
-                return Err(self.error(LoadErrorKind::Syntax, n, message));
+            let vertex = self.expect("`vertex`")?;
+            if !vertex.is("vertex") {
+                let message = format!(
+                    "expected `vertex x y z`, found `{}`",
+                    self.words.shown(vertex)
+                );
+                return Err(self.error(LoadErrorKind::Syntax, vertex.line, message));
             }
-            let mut xyz = [0.0f32; 3];
-            for (c, word) in xyz.iter_mut().zip(&words[1..]) {
-                let Ok(v) = word.parse::<f32>() else {
-                    let message = format!("vertex coordinate `{word}` is not a number");
-                    return Err(self.error(LoadErrorKind::Syntax, n, message));
-                };
-                if !v.is_finite() {
-                    let message = format!("vertex coordinate `{word}` is not a finite f32");
-                    return Err(self.error(LoadErrorKind::NonFinite, n, message));
-                }
-                // Fold -0 into +0 so that the two weld into one vertex.
-                *c = v + 0.0;
+            let xyz = self.numbers(vertex, "vertex coordinate")?;
+            if let Some(axis) = xyz.iter().position(|c| !c.is_finite()) {
+                // Quote the file: its `1e39` says more than the `inf` it became.
+                let written = self.words.shown(vertex);
+                let value = written.split_whitespace().nth(axis + 1).unwrap_or("?");
+                let message = format!("vertex coordinate `{value}` is not a finite f32");
+                return Err(self.error(LoadErrorKind::NonFinite, vertex.line, message));
             }
-            *corner = Vec3::new(xyz[0], xyz[1], xyz[2]);
+            // Fold -0 into +0 so that the two weld into one vertex.
+            *corner = Vec3::new(xyz[0] + 0.0, xyz[1] + 0.0, xyz[2] + 0.0);
         }
         self.statement(&["endloop"])?;
         self.statement(&["endfacet"])?;
@@ -393,6 +478,64 @@ mod tests {
         assert_eq!(e.kind, LoadErrorKind::Syntax);
         assert_eq!(e.location.element, Some(("facet".to_string(), 1)));
         assert_eq!(e.location.line, Some(12), "the line of the bad vertex: {e}");
+    }
+
+    #[test]
+    fn upper_case_keywords_are_ascii() {
+        let text = format!(
+            "SOLID PART\n{}ENDSOLID PART\n",
+            ascii_facet([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]).to_uppercase()
+        );
+        let (m, _) = parse_stl(Path::new("t.stl"), text.as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+    }
+
+    #[test]
+    fn any_whitespace_separates_statements() {
+        let facet = ascii_facet([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]);
+        let text = format!("solid one line {facet} endsolid one line")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (m, _) = parse_stl(Path::new("t.stl"), text.as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        let e = parse_stl(
+            Path::new("t.stl"),
+            text.replace("0 1 0", "0 x 0").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.location.line, Some(1), "{e}");
+        assert_eq!(e.message, "vertex coordinate `x` is not a number");
+        // Two solids on one line, each with a name.
+        let two = format!("{text} {text}");
+        let (m, _) = parse_stl(Path::new("t.stl"), two.as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 2);
+        // Old Mac line ends: lines are numbered as the file shows them.
+        let text = format!("solid x\n{facet}endsolid x\n").replace('\n', "\r");
+        let (m, _) = parse_stl(Path::new("t.stl"), text.as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        let e = parse_stl(
+            Path::new("t.stl"),
+            text.replace("0 1 0", "0 1e39 0").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.location.line, Some(6), "{e}");
+        assert_eq!(e.message, "vertex coordinate `1e39` is not a finite f32");
+        let e = parse_stl(Path::new("t.stl"), b"solid x\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Truncated);
+        assert_eq!(e.location.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn a_binary_file_without_facets_says_what_it_ignored() {
+        let mut b = vec![0u8; 84];
+        b.extend_from_slice(&[0; 100]);
+        let e = parse_stl(Path::new("t.stl"), &b).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NoTriangles);
+        assert_eq!(
+            e.message,
+            "the file holds no faces (ignored 100 bytes after the last of 0 binary STL facets)"
+        );
     }
 
     #[test]
