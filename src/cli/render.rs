@@ -311,8 +311,11 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
                     if g.source_key() == key {
                         Ok(g)
                     } else {
+                        // The key covers the meshes as read and their placement, so the
+                        // change may be in a mesh file the scene names, not the scene file.
                         Err(format!(
-                            "was built from other input than {} now holds",
+                            "was built from other geometry than {} now gives (its meshes or \
+                             their placement changed)",
                             path.display()
                         ))
                     }

@@ -159,9 +159,9 @@ impl Scene {
         if extent > 0.0 && far > 1e4 * extent {
             let step = f32::EPSILON * far;
             Some(format!(
-                "the scene is {extent} units across but lies {far} units from the origin, \
-                 where coordinates come in steps of about {step:.2e} (single precision): its \
-                 surfaces may render dark or faceted; move it near the origin"
+                "the scene (lights included) is {extent} units across but lies {far} units from \
+                 the origin, where coordinates come in steps of about {step:.2e} (single \
+                 precision): its surfaces may render dark or faceted; move it near the origin"
             ))
         } else {
             None
