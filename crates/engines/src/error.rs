@@ -101,8 +101,10 @@ pub enum EngineError {
         message: String,
     },
 
-    /// Options or arguments that cannot work (detected identically on every process).
-    #[error("invalid engine setting: {0}")]
+    /// Options or arguments that cannot work: options out of range, tasks that cannot be
+    /// encoded, processes that disagree, a nested run (detected identically on every process
+    /// where it concerns them all).
+    #[error("invalid engine run: {0}")]
     Invalid(String),
 }
 
