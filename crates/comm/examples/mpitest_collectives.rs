@@ -1,6 +1,7 @@
 //! Multi-process test of collectives and process sets: broadcast, gather, all-gather, sums to
 //! all and to root (also in tiny pieces, as for arrays past 2^31 elements), barrier, split by
-//! colour, split_shared, duplicate and the named process sets. Every result is compared with an
+//! colour, split_shared, duplicate and the named process sets; sums whose ranks pass different
+//! lengths or roots are an error on every rank. Every result is compared with an
 //! expectation computed locally. Run under `mpirun -n 1..4`; exits non-zero on a mismatch.
 
 use prism_comm::{Communicator, Source, Universe};
@@ -116,6 +117,87 @@ fn sums(w: &Communicator) -> Res {
     Ok(())
 }
 
+/// Sums with slices of different lengths, or different roots, on different ranks: MPI does not
+/// check them (some ranks got partial sums, another aborted the job with MPI_ERR_TRUNCATE);
+/// every rank must return the same error, and later sums still work.
+fn mismatched_sums(w: &Communicator) -> Res {
+    let (n, r) = (w.size(), w.rank());
+    let expect_err = |what: &str, e: Result<(), prism_comm::CommError>, needle: &str| match e {
+        Err(e) if n > 1 => {
+            let m = e.to_string();
+            ensure!(w, m.contains(needle), "{what}: unexpected error: {m}");
+        }
+        Err(e) => ensure!(w, false, "{what} with one rank failed: {e}"),
+        Ok(()) => ensure!(w, n == 1, "{what} with different arguments succeeded"),
+    };
+    // The last rank passes one element more; with 3+ ranks the middle ones one fewer.
+    let len = |rank: usize| {
+        if rank == n - 1 {
+            11
+        } else if rank == 0 {
+            10
+        } else {
+            9
+        }
+    };
+    let mut f = vec![1.0f64; len(r)];
+    expect_err(
+        "sum_to_all_f64",
+        w.sum_to_all_f64(&mut f),
+        "different lengths",
+    );
+    ensure!(w, f.iter().all(|&x| x == 1.0), "a refused sum changed data");
+    let mut u = vec![1u64; len(r)];
+    expect_err(
+        "sum_to_all_u64",
+        w.sum_to_all_u64(&mut u),
+        "different lengths",
+    );
+    expect_err(
+        "sum_to_all_u64_in_pieces",
+        w.sum_to_all_u64_in_pieces(&mut u, 3),
+        "different lengths",
+    );
+    for root in 0..n {
+        expect_err(
+            "sum_to_root_f64",
+            w.sum_to_root_f64(root, &mut f),
+            "different lengths",
+        );
+        expect_err(
+            "sum_to_root_u64",
+            w.sum_to_root_u64(root, &mut u),
+            "different lengths",
+        );
+    }
+    ensure!(w, u.iter().all(|&x| x == 1), "a refused sum changed data");
+    // Same lengths, different roots (one of them out of range).
+    if n > 1 {
+        let mut same = vec![1u64; 4];
+        expect_err(
+            "sum_to_root_u64 with different roots",
+            w.sum_to_root_u64(if r == n - 1 { n } else { 0 }, &mut same),
+            "different roots",
+        );
+    }
+    // The same root out of range everywhere: the same error everywhere.
+    let e = w.sum_to_root_f64(n, &mut [1.0]);
+    ensure!(
+        w,
+        matches!(e, Err(prism_comm::CommError::InvalidRank { given, .. }) if given == n),
+        "root {n} of {n}: {e:?}"
+    );
+    // Nothing is left half done: a good sum afterwards adds up.
+    let mut ok = vec![r as u64 + 1; 5];
+    w.sum_to_all_u64(&mut ok)?;
+    ensure!(
+        w,
+        ok == vec![(n * (n + 1) / 2) as u64; 5],
+        "sum after refusals: {ok:?}"
+    );
+    Ok(())
+}
+
 fn splits(w: &Communicator) -> Res {
     let (n, r) = (w.size(), w.rank());
     // Two colours, ordered by decreasing world rank.
@@ -221,6 +303,7 @@ fn run(u: &Universe, w: &Communicator) -> Res {
     broadcasts(w)?;
     gathers(w)?;
     sums(w)?;
+    mismatched_sums(w)?;
     w.barrier();
     splits(w)?;
     process_sets(u, w)?;

@@ -1,7 +1,9 @@
 //! Multi-process test of node-shared arrays: `set` from each rank in turn, seen bit-exactly by
 //! every rank; one physical copy per node, on the real node and on "virtual nodes" (the world
 //! split by colour, rank % 2); sizes 0 and 2^31 + 16; no name left in /dev/shm while arrays
-//! are alive or after. Run under `mpirun -n 1..4`; exits non-zero on a mismatch.
+//! are alive or after. Node communicators that do not partition the world, and a failed
+//! plain allocation on some nodes only, are errors on every rank; a rank alone on its node
+//! keeps the Vec it hands over. Run under `mpirun -n 1..4`; exits non-zero on a mismatch.
 
 use prism_comm::{Communicator, SharedArray, SEGMENT_PREFIX};
 
@@ -270,6 +272,161 @@ fn disagreeing_from_rank(w: &Communicator) -> Res {
     Ok(())
 }
 
+/// Node communicators that do not partition the world (rank 0 passes the whole world, the
+/// others their parity group): every rank returns the "not a partition" error, none hangs in
+/// a collective on its mismatched node, and none decodes another's message.
+fn not_a_partition(w: &Communicator) -> Res {
+    let (n, r) = (w.size(), w.rank());
+    let parity = w
+        .split(Some((r % 2) as u32), r as i32)?
+        .ok_or("no parity group")?;
+    let leaders = w.node_leaders(&parity)?;
+    let expect: Vec<usize> = (0..n).map(|k| k % 2).collect();
+    ensure!(w, leaders == expect, "parity leaders {leaders:?}");
+    if n == 1 {
+        return Ok(());
+    }
+    let node = if r == 0 { w.clone() } else { parity };
+    let a = SharedArray::<u32>::with_node(w, &node, 10);
+    let message = a.map(|_| ()).unwrap_err_or_ok();
+    ensure!(
+        w,
+        message.contains("not a partition"),
+        "with_node on overlapping nodes: {message}"
+    );
+    let message = w.node_leaders(&node).map(|_| ()).unwrap_err_or_ok();
+    ensure!(
+        w,
+        message.contains("not a partition"),
+        "node_leaders on overlapping nodes: {message}"
+    );
+    let message = SharedArray::with_node_from_vec(w, &node, 3, (r == 0).then(|| vec![1u8; 3]), 0)
+        .map(|_| ())
+        .unwrap_err_or_ok();
+    ensure!(
+        w,
+        message.contains("not a partition"),
+        "with_node_from_vec on overlapping nodes: {message}"
+    );
+    Ok(())
+}
+
+trait ErrText {
+    fn unwrap_err_or_ok(self) -> String;
+}
+
+impl ErrText for Result<(), prism_comm::CommError> {
+    fn unwrap_err_or_ok(self) -> String {
+        self.map_or_else(|e| e.to_string(), |()| "Ok".to_string())
+    }
+}
+
+/// A rank alone on its node whose plain allocation fails while other nodes' segments are
+/// made: every rank returns the error (none returns Ok, none panics). The allocation is made
+/// to fail by an address-space limit on the ranks alone on their node.
+fn plain_allocation_fails_on_some_nodes(w: &Communicator) -> Res {
+    let r = w.rank();
+    let node = w
+        .split(Some((r % 2) as u32), r as i32)?
+        .ok_or("no virtual node")?;
+    let alone: Vec<bool> = w.all_gather(&(node.size() == 1))?;
+    if !alone.iter().any(|&a| a) {
+        return Ok(());
+    }
+    let bytes = 256usize << 20;
+    let limit = |cur: libc::rlim_t| -> Res<libc::rlimit> {
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `old` is a valid rlimit to fill; the new one only lowers the soft limit
+        // (or puts back the one read), which any process may do.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_AS, &mut old) != 0 {
+                return Err("getrlimit".into());
+            }
+            let new = libc::rlimit {
+                rlim_cur: cur,
+                rlim_max: old.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &new) != 0 {
+                return Err("setrlimit".into());
+            }
+        }
+        Ok(old)
+    };
+    let vm_kib: u64 = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmSize")?;
+    let old = if node.size() == 1 {
+        // Room for MPI's allocations and a panic's backtrace (a new malloc arena reserves
+        // 64 MiB), not for the array.
+        Some(limit((vm_kib << 10) + (bytes as u64) * 3 / 4)?)
+    } else {
+        None
+    };
+    let a = SharedArray::<u8>::with_node(w, &node, bytes);
+    if let Some(old) = old {
+        limit(old.rlim_cur)?;
+    }
+    let message = a.map(|_| ()).unwrap_err_or_ok();
+    ensure!(
+        w,
+        message.contains(&format!("{bytes} bytes requested")),
+        "an allocation refused on a rank alone on its node: {message}"
+    );
+    // Without the limit the same array is made everywhere.
+    let a = SharedArray::<u8>::with_node(w, &node, bytes)?;
+    ensure!(w, a.len() == bytes, "array of {} bytes", a.len());
+    Ok(())
+}
+
+/// `with_node_from_vec` from each rank in turn: every rank sees the data, and a sender alone
+/// on its node keeps its Vec as its node's copy (no second allocation).
+fn from_vec(w: &Communicator) -> Res {
+    let (n, r) = (w.size(), w.rank());
+    let virtual_node = w
+        .split(Some((r % 2) as u32), r as i32)?
+        .ok_or("no virtual node")?;
+    let real_node = w.split_shared()?;
+    for (what, node) in [("real node", &real_node), ("virtual nodes", &virtual_node)] {
+        for from in 0..n {
+            let data = piece(from, 300 * n + from);
+            let len = data.len();
+            let ptr = data.as_ptr();
+            let a =
+                SharedArray::with_node_from_vec(w, node, len, (r == from).then_some(data), from)?;
+            let expect = piece(from, len);
+            ensure!(
+                w,
+                a.iter()
+                    .zip(&expect)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{what}: data from rank {from} differs"
+            );
+            if r == from {
+                ensure!(
+                    w,
+                    (a.as_ptr() == ptr) == (node.size() == 1),
+                    "{what}: sender alone on its node: {}, its Vec kept: {}",
+                    node.size() == 1,
+                    a.as_ptr() == ptr
+                );
+            }
+            ensure!(
+                w,
+                a.is_node_shared() == (node.size() > 1),
+                "{what}: node of {} shared: {}",
+                node.size(),
+                a.is_node_shared()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let universe = prism_comm::init().unwrap_or_else(|e| {
         eprintln!("FAIL: {e}");
@@ -277,7 +434,12 @@ fn main() {
     });
     universe.abort_on_panic();
     let world = universe.world();
-    if let Err(e) = run(&world).and_then(|()| disagreeing_from_rank(&world)) {
+    let all = run(&world)
+        .and_then(|()| disagreeing_from_rank(&world))
+        .and_then(|()| not_a_partition(&world))
+        .and_then(|()| plain_allocation_fails_on_some_nodes(&world))
+        .and_then(|()| from_vec(&world));
+    if let Err(e) = all {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }

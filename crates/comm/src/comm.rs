@@ -529,11 +529,56 @@ impl Communicator {
         self.decode_all("all_gather", parts)
     }
 
+    /// Every rank's `values` (the same count on every rank), rank after rank, on every rank.
+    fn all_gather_u64s(&self, values: &[u64]) -> Result<Vec<u64>> {
+        match &self.inner.backend {
+            Backend::Local(_) => Ok(values.to_vec()),
+            #[cfg(feature = "mpi")]
+            Backend::Mpi(m) => m.all_gather_u64s(values),
+        }
+    }
+
+    /// Checks together that every rank passed a slice of the same length and, for a sum to a
+    /// root, the same root: MPI does not, and a mismatch gives some ranks partial sums and
+    /// aborts the job on another (MPI_ERR_TRUNCATE). Every rank returns the same error.
+    fn check_sum_args(&self, op: &'static str, root: Option<usize>, len: usize) -> Result<()> {
+        if self.size() == 1 {
+            return root.map_or(Ok(()), |r| self.check_rank(op, r));
+        }
+        let root_code = root.map_or(u64::MAX, |r| r as u64);
+        let all = self.all_gather_u64s(&[len as u64, root_code])?;
+        let lens: Vec<u64> = all.iter().step_by(2).copied().collect();
+        let roots: Vec<u64> = all.iter().skip(1).step_by(2).copied().collect();
+        let invalid = |message| CommError::InvalidArgument {
+            rank: self.rank(),
+            op,
+            message,
+        };
+        if let Some(list) = disagreement(&roots) {
+            return Err(invalid(format!(
+                "the ranks passed different roots ({list}); every rank must pass the same rank \
+                 of a communicator of size {}",
+                self.size()
+            )));
+        }
+        if let Some(r) = root {
+            self.check_rank(op, r)?;
+        }
+        if let Some(list) = disagreement(&lens) {
+            return Err(invalid(format!(
+                "the ranks passed slices of different lengths ({list}); every rank must pass \
+                 the same length"
+            )));
+        }
+        Ok(())
+    }
+
     /// Replaces `data` on every rank by the element-wise sum over all ranks (SKIRT's
-    /// sumToAll). Every rank passes a slice of the same length; any length works (long
-    /// slices go in pieces below MPI's 2^31-element limit).
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    /// sumToAll). Every rank passes a slice of the same length (checked: every rank returns
+    /// an error otherwise); any length works (long slices go in pieces below MPI's
+    /// 2^31-element limit).
     pub fn sum_to_all_f64(&self, data: &mut [f64]) -> Result<()> {
+        self.check_sum_args("sum_to_all_f64", None, data.len())?;
         match &self.inner.backend {
             Backend::Local(_) => Ok(()),
             #[cfg(feature = "mpi")]
@@ -542,20 +587,25 @@ impl Communicator {
     }
 
     /// As [`Communicator::sum_to_all_f64`], for `u64` (wrapping on overflow).
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn sum_to_all_u64(&self, data: &mut [u64]) -> Result<()> {
+        self.check_sum_args("sum_to_all_u64", None, data.len())?;
+        self.sum_to_all_u64_unchecked(data, crate::pieces::SUM_PIECE)
+    }
+
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    fn sum_to_all_u64_unchecked(&self, data: &mut [u64], max_piece: usize) -> Result<()> {
         match &self.inner.backend {
             Backend::Local(_) => Ok(()),
             #[cfg(feature = "mpi")]
-            Backend::Mpi(m) => m.sum_u64(None, data, crate::pieces::SUM_PIECE),
+            Backend::Mpi(m) => m.sum_u64(None, data, max_piece),
         }
     }
 
     /// Replaces `data` on `root` by the element-wise sum over all ranks (SKIRT's sumToRoot).
-    /// The other ranks' slices are left unchanged.
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    /// The other ranks' slices are left unchanged. Every rank passes the same root and a
+    /// slice of the same length (checked, as for [`Communicator::sum_to_all_f64`]).
     pub fn sum_to_root_f64(&self, root: usize, data: &mut [f64]) -> Result<()> {
-        self.check_rank("sum_to_root_f64", root)?;
+        self.check_sum_args("sum_to_root_f64", Some(root), data.len())?;
         match &self.inner.backend {
             Backend::Local(_) => Ok(()),
             #[cfg(feature = "mpi")]
@@ -564,9 +614,8 @@ impl Communicator {
     }
 
     /// As [`Communicator::sum_to_root_f64`], for `u64`.
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn sum_to_root_u64(&self, root: usize, data: &mut [u64]) -> Result<()> {
-        self.check_rank("sum_to_root_u64", root)?;
+        self.check_sum_args("sum_to_root_u64", Some(root), data.len())?;
         match &self.inner.backend {
             Backend::Local(_) => Ok(()),
             #[cfg(feature = "mpi")]
@@ -577,13 +626,9 @@ impl Communicator {
     /// [`Communicator::sum_to_all_u64`] with messages of at most `max_piece` elements: for
     /// tests of the splitting that MPI's 2^31 count limit requires.
     #[doc(hidden)]
-    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn sum_to_all_u64_in_pieces(&self, data: &mut [u64], max_piece: usize) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Local(_) => Ok(()),
-            #[cfg(feature = "mpi")]
-            Backend::Mpi(m) => m.sum_u64(None, data, max_piece),
-        }
+        self.check_sum_args("sum_to_all_u64_in_pieces", None, data.len())?;
+        self.sum_to_all_u64_unchecked(data, max_piece)
     }
 
     /// Whether every rank passed `ok`; when some did not, every rank returns
@@ -601,7 +646,8 @@ impl Communicator {
             });
         }
         let mut flag = [u64::from(local.is_err())];
-        self.sum_to_all_u64(&mut flag)?;
+        // One element on every rank by construction: no need to check the lengths.
+        self.sum_to_all_u64_unchecked(&mut flag, 1)?;
         if flag[0] == 0 {
             return Ok(());
         }
@@ -615,6 +661,22 @@ impl Communicator {
                 .filter_map(|(r, m)| m.map(|m| (r, m)))
                 .collect(),
         })
+    }
+
+    /// The rank in `other` of each rank of this communicator (`None` for a rank not in
+    /// `other`). Local: no other process takes part.
+    pub(crate) fn ranks_in(&self, other: &Communicator) -> Result<Vec<Option<usize>>> {
+        match (&self.inner.backend, &other.inner.backend) {
+            #[cfg(feature = "mpi")]
+            (Backend::Mpi(a), Backend::Mpi(b)) => a.ranks_in(b),
+            // Every communicator a process holds contains that process: one of one process
+            // maps it to its rank in `other`...
+            _ if self.size() == 1 => Ok(vec![Some(other.rank())]),
+            // ...and `other`, the one-process world, holds only this process.
+            _ => Ok((0..self.size())
+                .map(|r| (r == self.rank()).then_some(0))
+                .collect()),
+        }
     }
 
     // ---- new communicators ---------------------------------------------------------------
@@ -661,6 +723,35 @@ impl Communicator {
             Backend::Mpi(m) => Ok(Communicator::from_mpi(m.duplicate()?)),
         }
     }
+}
+
+/// `None` when every value is the same; otherwise the values of the ranks that differ from
+/// rank 0's (the first few), for an error message.
+fn disagreement(values: &[u64]) -> Option<String> {
+    const SHOWN: usize = 8;
+    let first = *values.first()?;
+    let differ: Vec<usize> = (0..values.len()).filter(|&r| values[r] != first).collect();
+    if differ.is_empty() {
+        return None;
+    }
+    let show = |v: u64| {
+        if v == u64::MAX {
+            "none".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let mut list = vec![format!("rank 0: {}", show(first))];
+    list.extend(
+        differ
+            .iter()
+            .take(SHOWN)
+            .map(|&r| format!("rank {r}: {}", show(values[r]))),
+    );
+    if differ.len() > SHOWN {
+        list.push(format!("{} more differ", differ.len() - SHOWN));
+    }
+    Some(list.join(", "))
 }
 
 #[cfg(test)]
@@ -811,6 +902,20 @@ mod tests {
         assert!(w.agree("t", Ok(())).is_ok());
         let e = w.agree("t", Err("boom".into())).unwrap_err().to_string();
         assert!(e.contains("boom") && e.contains("rank 0"), "{e}");
+    }
+
+    #[test]
+    fn disagreements_name_the_ranks_that_differ() {
+        assert_eq!(disagreement(&[3, 3, 3]), None);
+        assert_eq!(disagreement(&[]), None);
+        assert_eq!(
+            disagreement(&[3, 4, 3, u64::MAX]).unwrap(),
+            "rank 0: 3, rank 1: 4, rank 3: none"
+        );
+        let many: Vec<u64> = (0..20).collect();
+        assert!(disagreement(&many)
+            .unwrap()
+            .ends_with("rank 8: 8, 11 more differ"));
     }
 
     #[test]

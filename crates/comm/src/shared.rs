@@ -62,6 +62,98 @@ struct Member {
     leader: u64,
     node_rank: u64,
     node_size: u64,
+    /// A fingerprint of the node's ranks in `comm`, in node order: ranks that name the same
+    /// leader but hold different node communicators differ here.
+    group: u64,
+}
+
+/// FNV-1a over the ranks: the same on every rank of one build, unlike `std`'s hashers.
+fn fingerprint(ranks: &[u64]) -> u64 {
+    ranks
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// How this rank sees its node, from `node`'s group alone: no collective on `node`, which
+/// may not be a node at all.
+fn describe_node(
+    comm: &Communicator,
+    node: &Communicator,
+    len: usize,
+) -> std::result::Result<Member, String> {
+    let ranks = node.ranks_in(comm).map_err(|e| e.to_string())?;
+    let ranks = ranks
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            r.map(|r| r as u64).ok_or_else(|| {
+                format!(
+                    "rank {k} of its node communicator is not in the array's communicator: \
+                     the node communicator is not a partition of the array's communicator"
+                )
+            })
+        })
+        .collect::<std::result::Result<Vec<u64>, String>>()?;
+    Ok(Member {
+        len: len as u64,
+        leader: ranks[0],
+        node_rank: node.rank() as u64,
+        node_size: node.size() as u64,
+        group: fingerprint(&ranks),
+    })
+}
+
+/// Every rank's [`Member`], gathered over `comm` and checked together before any collective
+/// on `node`: on node communicators that do not partition `comm`, such a collective would
+/// pair up unrelated calls (a hang, or one rank decoding another's message). Returns them with
+/// the leaders' comm ranks in increasing order; every rank returns the same error.
+fn gather_members(
+    comm: &Communicator,
+    node: &Communicator,
+    len: usize,
+    op: &'static str,
+) -> Result<(Vec<Member>, Vec<usize>)> {
+    let me = describe_node(comm, node, len);
+    let all: Vec<std::result::Result<Member, String>> = comm.all_gather(&me)?;
+    let invalid = |message| CommError::InvalidArgument {
+        rank: comm.rank(),
+        op,
+        message,
+    };
+    if let Some((r, m)) = all
+        .iter()
+        .enumerate()
+        .find_map(|(r, m)| m.as_ref().err().map(|m| (r, m)))
+    {
+        return Err(invalid(format!("on rank {r}: {m}")));
+    }
+    let members: Vec<Member> = all.into_iter().filter_map(|m| m.ok()).collect();
+    let leaders = check_members(&members).map_err(invalid)?;
+    Ok((members, leaders))
+}
+
+impl Communicator {
+    /// For every rank of this communicator, the rank (in this communicator) of its node's
+    /// leader: rank 0 of the `node` communicator that rank passed. Collective over this
+    /// communicator, and over it only: it checks that the `node` communicators of all ranks
+    /// partition this one, and every rank returns the same error if they do not, so a caller
+    /// can use `node` for collectives afterwards without hanging.
+    pub fn node_leaders(&self, node: &Communicator) -> Result<Vec<usize>> {
+        let (members, _) = gather_members(self, node, 0, "node_leaders")?;
+        Ok(members.iter().map(|m| m.leader as usize).collect())
+    }
+}
+
+/// What the sending rank of a write passes.
+#[derive(Clone, Copy)]
+enum Piece<'a, T> {
+    /// Elements to copy in.
+    Slice(&'a [T]),
+    /// This many elements already in the sender's copy at the offset (a Vec it handed over).
+    InPlace(usize),
 }
 
 /// The header of a `set`, from the sending rank.
@@ -96,6 +188,13 @@ fn check_members(members: &[Member]) -> std::result::Result<Vec<usize>, String> 
         if m.node_rank == 0 && leader != r {
             return Err(format!(
                 "rank {r} has node rank 0 but names {leader} as leader"
+            ));
+        }
+        if m.group != l.group {
+            return Err(format!(
+                "rank {r} and its node leader, rank {leader}, passed node communicators of \
+                 different ranks: the node communicator is not a partition of the array's \
+                 communicator"
             ));
         }
     }
@@ -182,6 +281,43 @@ impl<T: Pod> SharedArray<T> {
     /// memory. Collective over `comm`; every rank returns the same error if the arguments
     /// disagree or a rank fails to attach.
     pub fn with_node(comm: &Communicator, node: &Communicator, len: usize) -> Result<Self> {
+        Self::make(comm, node, len, None)
+    }
+
+    /// As [`SharedArray::with_node`] followed by a [`SharedArray::set`] of all `len` elements
+    /// from `from_rank`, which passes them as `Some(data)` (the others pass `None`). Where
+    /// `from_rank` is alone on its node, `data` becomes its node's copy as it is: no zeroed
+    /// copy is made and filled, which would double that rank's peak memory.
+    pub fn with_node_from_vec(
+        comm: &Communicator,
+        node: &Communicator,
+        len: usize,
+        data: Option<Vec<T>>,
+        from_rank: usize,
+    ) -> Result<Self> {
+        let keep = node.size() == 1
+            && comm.rank() == from_rank
+            && data.as_ref().is_some_and(|d| d.len() == len);
+        let (own, data) = if keep { (data, None) } else { (None, data) };
+        let in_place = own.is_some();
+        let mut array = Self::make(comm, node, len, own)?;
+        let piece = match &data {
+            Some(d) => Some(Piece::Slice(&d[..])),
+            None if in_place => Some(Piece::InPlace(len)),
+            None => None,
+        };
+        array.write(0, piece, from_rank)?;
+        Ok(array)
+    }
+
+    /// [`SharedArray::with_node`], with `own` (of `len` elements) as this rank's copy if it
+    /// is alone on its node.
+    fn make(
+        comm: &Communicator,
+        node: &Communicator,
+        len: usize,
+        own: Option<Vec<T>>,
+    ) -> Result<Self> {
         const OP: &str = "SharedArray::new";
         let elem = std::mem::size_of::<T>();
         let bytes = len.checked_mul(elem);
@@ -196,20 +332,7 @@ impl<T: Pod> SharedArray<T> {
         )?;
         let bytes = bytes.unwrap_or(0);
 
-        let leader = node.broadcast(0, node.is_root().then_some(comm.rank() as u64))?;
-        let me = Member {
-            len: len as u64,
-            leader,
-            node_rank: node.rank() as u64,
-            node_size: node.size() as u64,
-        };
-        let members: Vec<Member> = comm.all_gather(&me)?;
-        let leader_ranks =
-            check_members(&members).map_err(|message| CommError::InvalidArgument {
-                rank: comm.rank(),
-                op: OP,
-                message,
-            })?;
+        let (members, leader_ranks) = gather_members(comm, node, len, OP)?;
         let leader_of = members
             .iter()
             .map(|m| {
@@ -221,10 +344,7 @@ impl<T: Pod> SharedArray<T> {
         // Leaders ordered by comm rank, so a leader's rank in `leaders` is its index above.
         let leaders = comm.split(node.is_root().then_some(0), comm.rank() as i32)?;
 
-        let storage = match Self::node_segment(comm, node, bytes)? {
-            Some(seg) => Storage::Shm(seg),
-            None => Storage::Plain(bytemuck::allocation::zeroed_vec(len)),
-        };
+        let storage = Self::node_storage(comm, node, len, bytes, own)?;
         Ok(SharedArray {
             len,
             storage,
@@ -237,19 +357,41 @@ impl<T: Pod> SharedArray<T> {
         })
     }
 
-    /// The node's segment (`None` where a plain allocation serves: an empty array or a node
-    /// of one rank). The leader creates it, the others attach, and once every rank of `comm`
-    /// has attached the leader lets go of the name and descriptor. Every rank of `comm` takes
-    /// part in each attempt, so all agree on success or on the error.
-    fn node_segment(
+    /// The node's copy: a plain allocation for an empty array or on a node of one rank
+    /// (`own` if given), otherwise a segment that the leader creates and the others attach
+    /// to; once every rank of `comm` has attached the leader lets go of the name and
+    /// descriptor. Every rank of `comm` takes part in each attempt, so all agree on success or
+    /// on the error, also where only some ranks cannot allocate.
+    fn node_storage(
         comm: &Communicator,
         node: &Communicator,
+        len: usize,
         bytes: usize,
-    ) -> Result<Option<Segment>> {
+        own: Option<Vec<T>>,
+    ) -> Result<Storage<T>> {
         const OP: &str = "SharedArray::new";
         if bytes == 0 {
-            return Ok(None);
+            // Nothing to allocate: an empty array, or elements of no size.
+            return Ok(Storage::Plain(own.unwrap_or_else(|| {
+                bytemuck::allocation::try_zeroed_vec(len).unwrap_or_default()
+            })));
         }
+        let alone = node.size() == 1;
+        let plain = if alone {
+            match own {
+                Some(v) => Ok(v),
+                // Zeroed by the allocator (fresh pages for a large array): nothing is touched.
+                None => bytemuck::allocation::try_zeroed_vec(len).map_err(|()| {
+                    format!(
+                        "{bytes} bytes requested for this rank's copy ({len} elements of {} \
+                         bytes) but the allocation failed: not enough memory or address space",
+                        std::mem::size_of::<T>()
+                    )
+                }),
+            }
+        } else {
+            Ok(Vec::new())
+        };
         let by_name_only = std::env::var(ROUTE_VAR).is_ok_and(|v| v == "name");
         let routes: &[bool] = if by_name_only {
             &[true]
@@ -258,23 +400,27 @@ impl<T: Pod> SharedArray<T> {
         };
         let mut last_error = None;
         for &keep_name in routes {
-            let local: std::result::Result<Option<Segment>, String> = if node.size() == 1 {
-                Ok(None)
+            let local: std::result::Result<Option<Segment>, String> = if alone {
+                plain.as_ref().map(|_| None).map_err(String::clone)
             } else {
-                Self::create_or_attach(node, bytes, keep_name)?
+                Self::create_or_attach(node, bytes, keep_name)?.map(Some)
             };
             let status = local.as_ref().map(|_| ()).map_err(String::clone);
             match comm.agree(OP, status) {
                 Ok(()) => {
-                    let mut seg = local.map_err(|message| CommError::Shm {
+                    let shm_error = |message| CommError::Shm {
                         rank: comm.rank(),
                         op: OP,
                         message,
-                    })?;
-                    if let Some(seg) = &mut seg {
-                        seg.attached();
+                    };
+                    if alone {
+                        return plain.map(Storage::Plain).map_err(shm_error);
                     }
-                    return Ok(seg);
+                    let mut seg = local
+                        .map_err(shm_error)?
+                        .ok_or_else(|| shm_error("no segment".to_string()))?;
+                    seg.attached();
+                    return Ok(Storage::Shm(seg));
                 }
                 Err(e) => last_error = Some(e),
             }
@@ -293,12 +439,12 @@ impl<T: Pod> SharedArray<T> {
         node: &Communicator,
         bytes: usize,
         keep_name: bool,
-    ) -> Result<std::result::Result<Option<Segment>, String>> {
+    ) -> Result<std::result::Result<Segment, String>> {
         let mut local = Err(String::new());
         let created = if node.is_root() {
             match Segment::create(bytes, keep_name) {
                 Ok((seg, handle)) => {
-                    local = Ok(Some(seg));
+                    local = Ok(seg);
                     Some(handle)
                 }
                 Err(e) => {
@@ -313,7 +459,6 @@ impl<T: Pod> SharedArray<T> {
         if !node.is_root() {
             local = match &handle {
                 Some(h) => Segment::attach(h, bytes)
-                    .map(Some)
                     .map_err(|e| format!("cannot attach to the node's segment {h:?}: {e}")),
                 None => Err("the node leader could not create the segment".to_string()),
             };
@@ -375,6 +520,10 @@ impl<T: Pod> SharedArray<T> {
     /// When it returns, every rank sees the new values. A missing piece or a piece past the
     /// end is reported as an error on every rank.
     pub fn set(&mut self, offset: usize, data: Option<&[T]>, from_rank: usize) -> Result<()> {
+        self.write(offset, data.map(Piece::Slice), from_rank)
+    }
+
+    fn write(&mut self, offset: usize, data: Option<Piece<'_, T>>, from_rank: usize) -> Result<()> {
         const OP: &str = "SharedArray::set";
         let rank = self.comm.rank();
         // Every rank must name the same sender, or the broadcast below would have different
@@ -384,7 +533,10 @@ impl<T: Pod> SharedArray<T> {
         let header = (rank == from_rank).then_some(match data {
             Some(d) => Header::Piece {
                 offset: offset as u64,
-                len: d.len() as u64,
+                len: match d {
+                    Piece::Slice(d) => d.len(),
+                    Piece::InPlace(len) => len,
+                } as u64,
             },
             None => Header::Missing,
         });
@@ -418,7 +570,7 @@ impl<T: Pod> SharedArray<T> {
         // Everyone on the node has stopped reading before the sender writes.
         self.node_barrier();
         if rank == from_rank {
-            if let Some(d) = data {
+            if let Some(Piece::Slice(d)) = data {
                 self.bytes_mut()[range.clone()].copy_from_slice(bytemuck::cast_slice(d));
             }
         }
@@ -560,11 +712,13 @@ mod tests {
 
     #[test]
     fn members_must_partition_the_communicator() {
+        // The leader stands in for the fingerprint of a node's ranks.
         let m = |leader, node_rank, node_size| Member {
             len: 5,
             leader,
             node_rank,
             node_size,
+            group: leader,
         };
         // Two nodes: {0, 2} and {1, 3}.
         let good = [m(0, 0, 2), m(1, 0, 2), m(0, 1, 2), m(1, 1, 2)];
@@ -580,5 +734,52 @@ mod tests {
         let mut bad = good;
         bad[3] = m(2, 1, 2);
         assert!(check_members(&bad).unwrap_err().contains("not one"));
+        // The right leader and sizes, but another communicator's ranks.
+        let mut bad = good;
+        bad[3].group = 7;
+        assert!(check_members(&bad).unwrap_err().contains("not a partition"));
+    }
+
+    #[test]
+    fn fingerprints_tell_rank_lists_apart() {
+        assert_eq!(fingerprint(&[0, 2]), fingerprint(&[0, 2]));
+        assert_ne!(fingerprint(&[0, 2]), fingerprint(&[0, 3]));
+        assert_ne!(fingerprint(&[0, 2]), fingerprint(&[2, 0]));
+        let w = world();
+        assert_eq!(w.node_leaders(&w).unwrap(), vec![0]);
+    }
+
+    /// A plain allocation that cannot be made (more than the address space, yet below
+    /// isize::MAX bytes) is an error naming the size, not a panic in the allocator's unwrap.
+    #[test]
+    fn plain_allocation_failure_is_an_error() {
+        let w = world();
+        let bytes = 1usize << 62;
+        let e = SharedArray::<u8>::new(&w, bytes).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{bytes} bytes requested")) && e.contains("rank 0"),
+            "{e}"
+        );
+        let e = SharedArray::<u64>::with_node_from_vec(&w, &w, bytes / 8, None, 0).unwrap_err();
+        assert!(e.to_string().contains("bytes requested"), "{e}");
+    }
+
+    /// A rank alone on its node hands its Vec over: the array is that allocation.
+    #[test]
+    fn a_vec_from_a_rank_alone_on_its_node_is_kept() {
+        let w = world();
+        let data: Vec<f64> = (0..1000).map(f64::from).collect();
+        let ptr = data.as_ptr();
+        let mut a = SharedArray::with_node_from_vec(&w, &w, 1000, Some(data), 0).unwrap();
+        assert_eq!(a.as_ptr(), ptr, "the data was copied");
+        assert!(a.iter().enumerate().all(|(i, &x)| x == i as f64));
+        a.set(2, Some(&[-1.0]), 0).unwrap();
+        assert_eq!(&a[..4], &[0.0, 1.0, -1.0, 3.0]);
+        // A Vec of the wrong length is refused, as by set.
+        let e = SharedArray::with_node_from_vec(&w, &w, 3, Some(vec![1u8; 4]), 0).unwrap_err();
+        assert!(e.to_string().contains("past the end"), "{e}");
+        assert!(SharedArray::<u8>::with_node_from_vec(&w, &w, 3, None, 0).is_err());
+        let z = SharedArray::<u8>::with_node_from_vec(&w, &w, 0, Some(Vec::new()), 0).unwrap();
+        assert!(z.is_empty());
     }
 }

@@ -81,11 +81,56 @@ fn map(file: &File, bytes: usize) -> io::Result<MmapMut> {
     // Large read-mostly data (a scene's BVH) is read all over by incoherent rays, and huge
     // pages spare most of the TLB misses. Only a hint: /dev/shm gives huge pages only when
     // mounted with `huge=advise` (or the kernel forces them), and small pages work as well.
+    // The creator's reservation allocates before any mapping exists, so on `huge=advise` the
+    // hint acts through khugepaged's later collapse rather than at allocation.
     #[cfg(target_os = "linux")]
     if bytes >= HUGE_PAGE {
         let _ = map.advise(memmap2::Advice::HugePage);
     }
     Ok(map)
+}
+
+/// Free bytes in /dev/shm, if it can be asked.
+fn free_bytes() -> Option<u128> {
+    let fs = nix::sys::statvfs::statvfs("/dev/shm").ok()?;
+    Some(u128::from(fs.blocks_available()) * u128::from(fs.fragment_size()))
+}
+
+fn no_space(bytes: usize, free: Option<u128>) -> io::Error {
+    let free = free.map_or_else(|| "too few".to_string(), |f| f.to_string());
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!(
+            "{bytes} bytes requested but /dev/shm has {free} bytes free (in a container, raise \
+             it with e.g. docker run --shm-size)"
+        ),
+    )
+}
+
+/// Allocates every page of the object's first `bytes` bytes, so that touching them later
+/// cannot fault. A file system that cannot reserve leaves the free-space check of
+/// [`Segment::create`] as the only guard.
+fn reserve(file: &File, bytes: usize) -> io::Result<()> {
+    let len = libc::off_t::try_from(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+    #[cfg(target_os = "linux")]
+    loop {
+        // fallocate(2), not posix_fallocate: where the file system lacks it, glibc's
+        // posix_fallocate emulates it by writing every block, which is slow and hides the
+        // lack. tmpfs interrupts a long reservation on a signal; the pages kept so far count.
+        match nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ENOSPC) => return Err(no_space(bytes, free_bytes())),
+            Err(Errno::EOPNOTSUPP) => return Ok(()),
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, len);
+        Ok(())
+    }
 }
 
 /// Size of an x86-64 or AArch64 (4 KiB granule) transparent huge page.
@@ -95,22 +140,20 @@ impl Segment {
     /// Creates a zero-filled segment of `bytes` (> 0) bytes. With `keep_name` the name stays
     /// until [`Segment::attached`] (the fallback route); otherwise it is unlinked at once.
     pub(crate) fn create(bytes: usize, keep_name: bool) -> io::Result<(Segment, Handle)> {
+        // Refusing an impossible size up front spares a reservation that would fill /dev/shm
+        // page by page (starving the node's other users) before failing.
+        let free = free_bytes();
+        if free.is_some_and(|free| bytes as u128 > free) {
+            return Err(no_space(bytes, free));
+        }
+        Self::create_reserved(bytes, keep_name)
+    }
+
+    /// [`Segment::create`] without the up-front look at the free space: the reservation alone
+    /// refuses a segment that does not fit (the tests reach that path through here).
+    fn create_reserved(bytes: usize, keep_name: bool) -> io::Result<(Segment, Handle)> {
         let size = libc::off_t::try_from(bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
-        // Pages of a tmpfs file are only allocated when touched; touching one past the file
-        // system's capacity kills the process with SIGBUS. Refuse up front instead.
-        if let Ok(fs) = nix::sys::statvfs::statvfs("/dev/shm") {
-            let free = u128::from(fs.blocks_available()) * u128::from(fs.fragment_size());
-            if bytes as u128 > free {
-                return Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    format!(
-                        "{bytes} bytes requested but /dev/shm has {free} bytes free (in a \
-                         container, raise it with e.g. docker run --shm-size)"
-                    ),
-                ));
-            }
-        }
         let (fd, name) = loop {
             let name = random_name();
             match shm_open(
@@ -133,10 +176,13 @@ impl Segment {
             e
         };
         let file = File::from(fd);
-        // ftruncate of a fresh object gives zeroed pages that cost nothing until touched.
+        // ftruncate alone gives pages that are only allocated when touched: past the file
+        // system's capacity (other segments, other jobs) a touch is a SIGBUS. `reserve`
+        // allocates them now, where running out is an error.
         nix::unistd::ftruncate(&file, size)
             .map_err(io::Error::from)
             .map_err(cleanup)?;
+        reserve(&file, bytes).map_err(cleanup)?;
         let map = map(&file, bytes).map_err(cleanup)?;
         let handle = if keep_name {
             Handle::Name(name.clone())
@@ -286,5 +332,104 @@ mod tests {
             *seg.as_mut_ptr().add(bytes - 1) = 9;
             assert_eq!(*seg.as_ptr().add(bytes - 1), 9);
         }
+    }
+
+    /// Runs the test named `name` again in a child, under a private mount namespace whose
+    /// /dev/shm is a fresh tmpfs of `mib` MiB, with PRISM_COMM_SMALL_SHM set. Returns false
+    /// (after saying why) where that cannot be done: not root, or no `unshare` (util-linux).
+    fn rerun_with_small_dev_shm(name: &str, mib: usize) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped {name}: mounting a small /dev/shm needs root");
+            return false;
+        }
+        let probe = std::process::Command::new("unshare")
+            .args(["-m", "true"])
+            .output();
+        match probe {
+            Err(e) => {
+                eprintln!("skipped {name}: cannot run unshare (util-linux): {e}");
+                return false;
+            }
+            Ok(out) if !out.status.success() => {
+                // Root without CAP_SYS_ADMIN (an unprivileged container) cannot mount.
+                eprintln!(
+                    "skipped {name}: unshare -m refused: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return false;
+            }
+            Ok(_) => {}
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                &format!("mount -t tmpfs -o size={mib}m tmpfs /dev/shm && exec \"$0\" \"$@\""),
+            ])
+            .arg(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("PRISM_COMM_SMALL_SHM", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} under a {mib} MiB /dev/shm: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
+    }
+
+    fn prism_names_in_dev_shm() -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(SEGMENT_PREFIX))
+            .collect()
+    }
+
+    /// Two segments that each fit /dev/shm but not together: the second is an error when it
+    /// is made, not a SIGBUS when it is filled; a reservation that runs out is an error naming
+    /// the sizes and leaves neither a name nor used space behind.
+    #[test]
+    fn segments_past_dev_shm_capacity_are_errors_not_sigbus() {
+        const NAME: &str = "shm::tests::segments_past_dev_shm_capacity_are_errors_not_sigbus";
+        const MIB: usize = 1 << 20;
+        if std::env::var_os("PRISM_COMM_SMALL_SHM").is_none() {
+            rerun_with_small_dev_shm(NAME, 64);
+            return;
+        }
+        // In the child: /dev/shm is a fresh 64 MiB tmpfs of this namespace.
+        let (mut a, _) = Segment::create(40 * MIB, false).unwrap();
+        let e = Segment::create(40 * MIB, false).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} bytes requested", 40 * MIB)) && e.contains("bytes free"),
+            "{e}"
+        );
+        // Past the up-front check, the reservation itself refuses, and cleans up.
+        for keep_name in [false, true] {
+            let before = free_bytes().unwrap();
+            let e = Segment::create_reserved(40 * MIB, keep_name)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("{} bytes requested", 40 * MIB)) && e.contains("bytes free"),
+                "{e}"
+            );
+            assert_eq!(free_bytes().unwrap(), before, "space left reserved");
+            assert!(prism_names_in_dev_shm().is_empty(), "a name leaked");
+        }
+        // Every page of the first is there: filling it cannot fault.
+        // SAFETY: the mapping is 40 MiB long and private to this test.
+        unsafe { std::ptr::write_bytes(a.as_mut_ptr(), 1, 40 * MIB) };
+        drop(a);
+        let (b, _) = Segment::create(40 * MIB, true).unwrap();
+        drop(b);
+        assert!(prism_names_in_dev_shm().is_empty(), "a name leaked");
     }
 }

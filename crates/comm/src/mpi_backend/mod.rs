@@ -692,6 +692,29 @@ impl MpiComm {
         Ok(Some(buf))
     }
 
+    /// Every rank's `values` (the same count on every rank), rank after rank, on every rank.
+    pub(crate) fn all_gather_u64s(&self, values: &[u64]) -> Result<Vec<u64>> {
+        self.guard("all_gather")?;
+        let n = count(self.rank, "all_gather", values.len())?;
+        let mut all = vec![0u64; self.size * values.len()];
+        let mut req = null_request();
+        // SAFETY: `values` holds `n` and `all` `size * n` u64s, both alive until the wait.
+        check(self.rank, "MPI_Iallgather", unsafe {
+            ffi::MPI_Iallgather(
+                values.as_ptr().cast::<c_void>(),
+                n,
+                u64::datatype(),
+                all.as_mut_ptr().cast::<c_void>(),
+                n,
+                u64::datatype(),
+                self.raw,
+                &mut req,
+            )
+        })?;
+        wait_request(self.rank, "MPI_Iallgather", req)?;
+        Ok(all)
+    }
+
     /// Every rank's bytes, on `root` (or on every rank when `root` is `None`), in rounds that
     /// each move fewer than 2^31 bytes in total.
     pub(crate) fn gather_bytes(
@@ -700,23 +723,7 @@ impl MpiComm {
         bytes: &[u8],
     ) -> Result<Option<Vec<Vec<u8>>>> {
         self.guard("gather")?;
-        let mut lens = vec![0u64; self.size];
-        let mine = [bytes.len() as u64];
-        let mut req = null_request();
-        // SAFETY: `mine` holds 1 and `lens` `size` u64s, both alive until the wait.
-        check(self.rank, "MPI_Iallgather", unsafe {
-            ffi::MPI_Iallgather(
-                mine.as_ptr().cast::<c_void>(),
-                1,
-                u64::datatype(),
-                lens.as_mut_ptr().cast::<c_void>(),
-                1,
-                u64::datatype(),
-                self.raw,
-                &mut req,
-            )
-        })?;
-        wait_request(self.rank, "MPI_Iallgather", req)?;
+        let lens = self.all_gather_u64s(&[bytes.len() as u64])?;
 
         let receives = root.is_none_or(|r| r == self.rank);
         let mut out: Vec<Vec<u8>> = if receives {
@@ -831,6 +838,58 @@ impl MpiComm {
 
     pub(crate) fn sum_u64(&self, root: Option<usize>, data: &mut [u64], max: usize) -> Result<()> {
         self.sum(root, data, max)
+    }
+
+    // ---- groups ------------------------------------------------------------------------------
+
+    /// The rank in `other` of each rank of this communicator (`None` for a rank not in
+    /// `other`). Local: no other process takes part.
+    pub(crate) fn ranks_in(&self, other: &MpiComm) -> Result<Vec<Option<usize>>> {
+        const OP: &str = "MPI_Group_translate_ranks";
+        self.guard("ranks_in")?;
+        let group = |comm: ffi::MPI_Comm| -> Result<ffi::MPI_Group> {
+            // SAFETY: reading a predefined handle exported by the MPI library.
+            let mut g = unsafe { ffi::RSMPI_GROUP_NULL };
+            // SAFETY: a live communicator; `g` receives a new group, freed below.
+            check(self.rank, "MPI_Comm_group", unsafe {
+                ffi::MPI_Comm_group(comm, &mut g)
+            })?;
+            Ok(g)
+        };
+        let free = |mut g: ffi::MPI_Group| {
+            // SAFETY: `g` came from MPI_Comm_group and is freed once.
+            unsafe { ffi::MPI_Group_free(&mut g) };
+        };
+        let mine = group(self.raw)?;
+        let theirs = match group(other.raw) {
+            Ok(g) => g,
+            Err(e) => {
+                free(mine);
+                return Err(e);
+            }
+        };
+        let ranks: Vec<c_int> = (0..self.size as c_int).collect();
+        let mut out = vec![0 as c_int; self.size];
+        // SAFETY: both groups are live; `ranks` and `out` hold `size` ints, the size of the
+        // first group.
+        let code = unsafe {
+            ffi::MPI_Group_translate_ranks(
+                mine,
+                ranks.len() as c_int,
+                ranks.as_ptr(),
+                theirs,
+                out.as_mut_ptr(),
+            )
+        };
+        free(mine);
+        free(theirs);
+        check(self.rank, OP, code)?;
+        // SAFETY: reading a predefined constant exported by the MPI library.
+        let undefined = unsafe { ffi::RSMPI_UNDEFINED };
+        Ok(out
+            .into_iter()
+            .map(|r| (r != undefined).then(|| usize::try_from(r).ok()).flatten())
+            .collect())
     }
 
     // ---- new communicators -------------------------------------------------------------------
