@@ -3,7 +3,8 @@
 //! should hold one scene, not N).
 //!
 //! It sits on `prism_comm::SharedArray`: the builder's output is copied once into the node's
-//! shared segment, then every process of the node reads the same pages. The data is plain old
+//! shared segment, then every process of the node reads the same pages (a process alone on
+//! its node keeps the builder's output itself, uncopied). The data is plain old
 //! data (`bytemuck::Pod`), bytes by default, so structures built of flat arrays (a BVH's nodes
 //! and triangles, a serialised scene) fit without pointers.
 
@@ -90,25 +91,39 @@ impl<T: Pod> NodeShared<T> {
         B: BuildOutput<T>,
     {
         let rank = comm.rank();
+        // Before any collective on `node`: on node communicators that do not partition
+        // `comm` it would pair unrelated calls (a hang, or one process decoding another's
+        // message); this check fails on every process alike instead.
+        let leaders = comm
+            .node_leaders(node)
+            .map_err(|e| EngineError::comm(rank, "NodeShared: finding the nodes", e))?;
         let leader = node.is_root();
         let built = leader.then(|| run_builder(build));
         let status: Option<std::result::Result<u64, String>> = built
             .as_ref()
             .map(|b| b.as_ref().map(|v| v.len() as u64).map_err(Clone::clone));
         // Every process learns every leader's outcome, so a failed build anywhere fails
-        // everywhere alike.
+        // everywhere alike, and the size of its own node's data.
         let all: Vec<Option<std::result::Result<u64, String>>> = comm
             .all_gather(&status)
             .map_err(|e| EngineError::comm(rank, "NodeShared: sharing build outcomes", e))?;
         first_failure(&all)?;
         let nodes = all.iter().filter(|s| s.is_some()).count();
-        let len = node
-            .broadcast(0, status.map(|s| s.unwrap_or_default()))
-            .map_err(|e| EngineError::comm(rank, "NodeShared: sharing the size", e))?;
+        let len = match all.get(leaders[rank]) {
+            Some(Some(Ok(len))) => *len,
+            _ => {
+                return Err(EngineError::comm(
+                    rank,
+                    "NodeShared: sharing the size",
+                    format!("node leader {} reported no build", leaders[rank]),
+                ))
+            }
+        };
         let data = built.and_then(|b| b.ok());
         // The node's array: only this node's processes take part, so nodes may differ in
-        // size. The leader writes it; `set` ends with every process of the node seeing it.
-        let array = fill(node, node, len as usize, data.as_deref(), 0);
+        // size. The leader hands its data over; `set` ends with every process of the node
+        // seeing it.
+        let array = fill(node, node, len as usize, data, 0);
         agree(comm, array).map(|array| NodeShared {
             array,
             built_here: leader,
@@ -159,7 +174,7 @@ impl<T: Pod> NodeShared<T> {
                 message,
             })?;
         let data = built.and_then(|b| b.ok());
-        let array = fill(comm, node, len as usize, data.as_deref(), root);
+        let array = fill(comm, node, len as usize, data, root);
         let array = agree(comm, array)?;
         let nodes = array.node_count();
         Ok(NodeShared {
@@ -237,17 +252,18 @@ fn first_failure(all: &[Option<std::result::Result<u64, String>>]) -> Result<()>
     Ok(())
 }
 
-/// Allocates the array over `comm` with nodes `node` and writes `data` from `from`.
+/// Allocates the array over `comm` with nodes `node` and writes `data` from `from`. A
+/// process alone on its node keeps the builder's Vec as its copy: copying it into a fresh
+/// array would hold two full copies at once, twice the memory of the one-process-per-node
+/// layout.
 fn fill<T: Pod>(
     comm: &Communicator,
     node: &Communicator,
     len: usize,
-    data: Option<&[T]>,
+    data: Option<Vec<T>>,
     from: usize,
 ) -> std::result::Result<SharedArray<T>, String> {
-    let mut array = SharedArray::<T>::with_node(comm, node, len).map_err(|e| e.to_string())?;
-    array.set(0, data, from).map_err(|e| e.to_string())?;
-    Ok(array)
+    SharedArray::<T>::with_node_from_vec(comm, node, len, data, from).map_err(|e| e.to_string())
 }
 
 /// Makes every process of `comm` return an error if any failed to set up its copy.
@@ -319,6 +335,30 @@ mod tests {
         assert!(e.to_string().contains("panicked: bad triangle"), "{e}");
         let e = NodeShared::<u8>::build_once(&w, 3, Vec::new).unwrap_err();
         assert!(e.to_string().contains("root 3"), "{e}");
+    }
+
+    /// Alone on its node, the builder's Vec is the data: no second copy is made.
+    #[test]
+    fn a_process_alone_keeps_the_builders_vec() {
+        let w = world();
+        let mut at = std::ptr::null();
+        let shared = NodeShared::<u64>::build(&w, || {
+            let v: Vec<u64> = (0..100_000).collect();
+            at = v.as_ptr();
+            v
+        })
+        .unwrap();
+        assert!(shared.iter().enumerate().all(|(i, &x)| x == i as u64));
+        assert_eq!(shared.as_slice().as_ptr(), at, "the data was copied");
+        let mut at = std::ptr::null();
+        let once = NodeShared::<u8>::build_once(&w, 0, || {
+            let v = vec![7u8; 5000];
+            at = v.as_ptr();
+            v
+        })
+        .unwrap();
+        assert_eq!(once.bytes(), &[7u8; 5000][..]);
+        assert_eq!(once.bytes().as_ptr(), at, "the data was copied");
     }
 
     #[test]
