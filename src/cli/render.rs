@@ -422,8 +422,19 @@ fn render(
             ));
         }
     }
-    // The root reads the scene; a failure reaches every rank alike.
-    let scene = prism::share_scene(&world, || make_scene(args)).map_err(CliError::Shared)?;
+    // The root reads the scene; a failure reaches every rank alike. The mesh readers turn a
+    // panic of a third-party parser into an error; under MPI it must not abort the job first.
+    let read = || {
+        prism::comm::catch_panic(|| make_scene(args)).unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(format!("reading the scene failed: {what}"))
+        })
+    };
+    let scene = prism::share_scene(&world, read).map_err(CliError::Shared)?;
 
     // The root reads the checkpoint; a checkpoint that cannot be used stops every rank alike.
     let keep = match &args.checkpoint {

@@ -217,7 +217,28 @@ fn other_threads_are_refused(w: &Communicator) -> Res {
     Ok(())
 }
 
+/// Under `abort_on_panic`, a panic that `catch_panic` catches is an error on that rank, not
+/// the end of the job: the ranks then still meet in a collective.
+fn caught_panics_do_not_abort(w: &Communicator) -> Res {
+    let caught = prism_comm::catch_panic(|| {
+        if w.rank() == w.size() - 1 {
+            panic!("expected: a parser's panic on the last rank");
+        }
+        w.rank()
+    });
+    let mine = caught.is_err();
+    ensure!(w, mine == (w.rank() == w.size() - 1), "caught: {mine}");
+    let all: Vec<bool> = w.all_gather(&mine)?;
+    ensure!(
+        w,
+        all.iter().filter(|&&c| c).count() == 1,
+        "caught on {all:?}"
+    );
+    Ok(())
+}
+
 fn run(w: &Communicator) -> Res {
+    caught_panics_do_not_abort(w)?;
     other_threads_are_refused(w)?;
     ring(w)?;
     empty_messages_any_source(w)?;

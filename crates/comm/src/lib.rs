@@ -89,4 +89,6 @@ pub use lock::{Lock, LockGuard};
 pub use request::{RecvRequest, SendRequest};
 pub use shared::SharedArray;
 pub use shm::SEGMENT_PREFIX;
-pub use universe::{init, init_with, ThreadLevel, Universe, NODE, NODE_LEADERS, SELF, WORLD};
+pub use universe::{
+    catch_panic, init, init_with, ThreadLevel, Universe, NODE, NODE_LEADERS, SELF, WORLD,
+};

@@ -160,13 +160,41 @@ impl Universe {
 
     /// Makes a panic on any thread end the whole job (MPI_Abort on the world) after the usual
     /// panic message, so that no rank is left waiting for a rank that died. Without MPI the
-    /// panic behaves as usual. Call once, early in `main`.
+    /// panic behaves as usual. Call once, early in `main`. Panics inside [`catch_panic`] are
+    /// left to it.
     pub fn abort_on_panic(&self) {
         #[cfg(feature = "mpi")]
         if self.mpi.is_some() {
             crate::mpi_backend::install_abort_hook();
         }
     }
+}
+
+thread_local! {
+    /// How many [`catch_panic`] calls this thread is inside.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` and catches a panic in it, as [`std::panic::catch_unwind`] does, but without the
+/// job-wide abort that [`Universe::abort_on_panic`] installs: for code whose panic is an error
+/// to report and go on from (a third-party parser given a bad file, say). The panic message
+/// is still printed. Only panics on this thread, inside `f`, are spared; elsewhere they abort.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            CATCHING.with(|c| c.set(c.get() - 1));
+        }
+    }
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let _leave = Leave;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Whether a panic on this thread now will be caught by [`catch_panic`].
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn panic_is_caught() -> bool {
+    CATCHING.with(|c| c.get() > 0)
 }
 
 #[cfg(test)]

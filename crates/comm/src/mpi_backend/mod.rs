@@ -243,7 +243,7 @@ pub(crate) fn install_abort_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
-        if !finalized() {
+        if !finalized() && !crate::universe::panic_is_caught() {
             eprintln!("prism-comm: a panic on this rank ends the whole MPI job (MPI_Abort)");
             // SAFETY: MPI is initialised and not finalised. MPI_Abort may be called from any
             // thread in practice; the job ends either way.
