@@ -81,8 +81,8 @@ fn map(file: &File, bytes: usize) -> io::Result<MmapMut> {
     // Large read-mostly data (a scene's BVH) is read all over by incoherent rays, and huge
     // pages spare most of the TLB misses. Only a hint: /dev/shm gives huge pages only when
     // mounted with `huge=advise` (or the kernel forces them), and small pages work as well.
-    // The creator's reservation allocates before any mapping exists, so on `huge=advise` the
-    // hint acts through khugepaged's later collapse rather than at allocation.
+    // The creator populates its mapping after this hint (see `populate`), so on `huge=advise`
+    // the pages are huge from the start.
     #[cfg(target_os = "linux")]
     if bytes >= HUGE_PAGE {
         let _ = map.advise(memmap2::Advice::HugePage);
@@ -105,6 +105,33 @@ fn no_space(bytes: usize, free: Option<u128>) -> io::Error {
              it with e.g. docker run --shm-size)"
         ),
     )
+}
+
+/// Allocates every page of the creator's mapping, so that touching them later cannot fault:
+/// MADV_POPULATE_WRITE (Linux 5.14) reports running out of space as an error where a touch
+/// would be a SIGBUS, and allocates after the huge-page hint, so it gets huge pages where
+/// /dev/shm gives them. Older kernels reserve through [`reserve`] instead.
+fn populate(map: &MmapMut, file: &File, bytes: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    loop {
+        match map.advise(memmap2::Advice::PopulateWrite) {
+            Ok(()) => return Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EINVAL) => return reserve(file, bytes),
+                // EFAULT: a page would have been a SIGBUS (the file system is full).
+                Some(libc::EFAULT | libc::ENOMEM | libc::ENOSPC) => {
+                    return Err(no_space(bytes, free_bytes()))
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = map;
+        reserve(file, bytes)
+    }
 }
 
 /// Allocates every page of the object's first `bytes` bytes, so that touching them later
@@ -177,13 +204,13 @@ impl Segment {
         };
         let file = File::from(fd);
         // ftruncate alone gives pages that are only allocated when touched: past the file
-        // system's capacity (other segments, other jobs) a touch is a SIGBUS. `reserve`
+        // system's capacity (other segments, other jobs) a touch is a SIGBUS. `populate`
         // allocates them now, where running out is an error.
         nix::unistd::ftruncate(&file, size)
             .map_err(io::Error::from)
             .map_err(cleanup)?;
-        reserve(&file, bytes).map_err(cleanup)?;
         let map = map(&file, bytes).map_err(cleanup)?;
+        populate(&map, &file, bytes).map_err(cleanup)?;
         let handle = if keep_name {
             Handle::Name(name.clone())
         } else {
@@ -338,6 +365,13 @@ mod tests {
     /// /dev/shm is a fresh tmpfs of `mib` MiB, with PRISM_COMM_SMALL_SHM set. Returns false
     /// (after saying why) where that cannot be done: not root, or no `unshare` (util-linux).
     fn rerun_with_small_dev_shm(name: &str, mib: usize) -> bool {
+        rerun_with_dev_shm(name, &format!("size={mib}m"))
+    }
+
+    /// Runs test `name` again in a child process that sees a tmpfs of its own, mounted with
+    /// `options`, as /dev/shm (in a mount namespace: needs root). Returns false, with a note,
+    /// where that cannot be done.
+    fn rerun_with_dev_shm(name: &str, options: &str) -> bool {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped {name}: mounting a small /dev/shm needs root");
@@ -367,7 +401,7 @@ mod tests {
                 "-m",
                 "sh",
                 "-c",
-                &format!("mount -t tmpfs -o size={mib}m tmpfs /dev/shm && exec \"$0\" \"$@\""),
+                &format!("mount -t tmpfs -o {options} tmpfs /dev/shm && exec \"$0\" \"$@\""),
             ])
             .arg(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
@@ -376,7 +410,7 @@ mod tests {
             .unwrap();
         assert!(
             out.status.success(),
-            "{name} under a {mib} MiB /dev/shm: {}\n{}\n{}",
+            "{name} under a /dev/shm mounted {options}: {}\n{}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -431,5 +465,36 @@ mod tests {
         let (b, _) = Segment::create(40 * MIB, true).unwrap();
         drop(b);
         assert!(prism_names_in_dev_shm().is_empty(), "a name leaked");
+    }
+
+    /// On a /dev/shm mounted `huge=advise`, a segment of several huge pages gets them from its
+    /// creation: the pages are allocated after the huge-page hint, not before it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn segments_on_a_huge_advise_dev_shm_get_huge_pages() {
+        const NAME: &str = "shm::tests::segments_on_a_huge_advise_dev_shm_get_huge_pages";
+        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").is_dir() {
+            eprintln!("skipped {NAME}: this kernel has no transparent huge pages");
+            return;
+        }
+        if std::env::var_os("PRISM_COMM_SMALL_SHM").is_none() {
+            rerun_with_dev_shm(NAME, "size=64m,huge=advise");
+            return;
+        }
+        let huge = || -> u64 {
+            let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("ShmemPmdMapped:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let before = huge();
+        let (segment, _) = Segment::create(8 * HUGE_PAGE, false).unwrap();
+        let after = huge();
+        assert!(
+            after >= before + 4 * (HUGE_PAGE as u64 >> 10),
+            "ShmemPmdMapped {before} kB before, {after} kB after creating 16 MiB"
+        );
+        drop(segment);
     }
 }
