@@ -243,6 +243,28 @@ fn main() {
         check!(&world, r.is_ok(), "one process: {r:?}");
     }
 
+    // Node communicators that do not partition the world (rank 0 names the whole world as
+    // its node, the others their parity's): every process gets the same error, no hang.
+    if size > 1 {
+        let whole = world
+            .split(Some(0), rank as i32)
+            .unwrap_or_else(|e| fail(&world, e.to_string()))
+            .unwrap_or_else(|| fail(&world, "split gave no communicator".to_string()));
+        let mine = if rank == 0 { &whole } else { &node };
+        let r = NodeShared::<u8>::build_with_node(&world, mine, || scene(rank, 10));
+        let said = r
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        check!(
+            &world,
+            said.contains("not a partition"),
+            "overlapping nodes gave {:?}",
+            r.map(|t| t.len())
+        );
+    }
+
     world.barrier();
     if rank == 0 {
         println!("mpitest_node_shared: {size} processes: all checks passed");
