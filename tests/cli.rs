@@ -667,6 +667,41 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
         std::fs::read(&scene).unwrap(),
         b"not a scene, but named like statistics"
     );
+    // Nor over a mesh file the scene reads: a cache or checkpoint may take any name.
+    let mesh = dir.join("tri.obj");
+    std::fs::write(&mesh, "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n").unwrap();
+    let toml = dir.join("tri.toml");
+    std::fs::write(
+        &toml,
+        "[camera]\nposition = [0, 0, 3]\nlook_at = [0, 0, 0]\nvfov_degrees = 40\n\
+         [[materials]]\nname = \"m\"\ntype = \"emissive\"\nradiance = [1, 1, 1]\n\
+         [[meshes]]\nname = \"t\"\nfile = \"tri.obj\"\n\
+         [[instances]]\nmesh = \"t\"\nmaterial = \"m\"\n",
+    )
+    .unwrap();
+    for option in ["--cache", "--checkpoint"] {
+        let o = prism(&[
+            "render",
+            &name(toml.clone()),
+            "--out",
+            &x,
+            option,
+            &name(dir.join(".").join("tri.obj")),
+        ]);
+        assert!(!o.status.success(), "{option}");
+        assert!(
+            text(&o).contains(&format!("{option} "))
+                && text(&o).contains("names the mesh file")
+                && !text(&o).contains("remove it"),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(text(&o).trim().lines().count(), 1, "{}", text(&o));
+    }
+    assert_eq!(
+        std::fs::read(&mesh).unwrap(),
+        b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+    );
     assert_eq!(std::fs::read(&two).unwrap(), kept_two);
     std::fs::remove_dir_all(&dir).unwrap();
 }

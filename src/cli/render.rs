@@ -294,6 +294,21 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
     for w in &description.warnings {
         warn(&format!("prism: warning: {w}"));
     }
+    // The scene file itself is refused with the other names (`check_output_names`); the mesh
+    // files it reads are known only now. `--cache` and `--checkpoint` take any name, and a
+    // cache that is not one would be taken for a damaged cache to remove.
+    for mesh in &description.mesh_files {
+        let mesh_id = file_identity(mesh);
+        for (option, out) in output_files(args) {
+            if file_identity(out) == mesh_id {
+                return Err(format!(
+                    "{option} {} names the mesh file {} of the scene: it would be overwritten",
+                    out.display(),
+                    mesh.display()
+                ));
+            }
+        }
+    }
     let cached = match &args.cache {
         Some(cache) if cache.exists() => {
             use prism::tracer::CacheError;

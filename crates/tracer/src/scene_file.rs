@@ -155,6 +155,9 @@ pub struct SceneDescription {
     /// Non-fatal findings (dropped degenerate triangles, unused meshes, ...), each naming
     /// the file it concerns.
     pub warnings: Vec<String>,
+    /// The mesh files the scene is read from (for a lone mesh file, that file), so that a
+    /// program writing files beside them can refuse to overwrite one.
+    pub mesh_files: Vec<std::path::PathBuf>,
 }
 
 impl SceneDescription {
@@ -228,6 +231,7 @@ pub fn read_scene_description(
             }
         })?;
         d.warnings = warnings;
+        d.mesh_files = vec![path.to_path_buf()];
         Ok(d)
     } else {
         Err(SceneFileError::UnsupportedFile {
@@ -326,6 +330,7 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
         instances: vec![instance(0, 0), instance(1, 1)],
         background: Rgb::splat(0.05),
         warnings: Vec::new(),
+        mesh_files: Vec::new(),
     })
 }
 
@@ -813,6 +818,12 @@ impl Resolver<'_> {
                 self.origin.display()
             ));
         }
+        let mesh_files = file
+            .meshes
+            .iter()
+            .filter_map(|m| m.get_ref().file.as_ref())
+            .map(|f| self.base_dir.join(f.get_ref()))
+            .collect();
         Ok(SceneDescription {
             camera,
             materials,
@@ -820,6 +831,7 @@ impl Resolver<'_> {
             instances,
             background,
             warnings,
+            mesh_files,
         })
     }
 
