@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A failing render or update in a multi-process run: every process reports the same error
 # naming the process and the task, the job exits non-zero, nothing hangs (timeout) and no
-# process is left behind. A panic with abort_on_panic ends the job through MPI_Abort.
+# process is left behind. A panic in render is the same error on every process, also with
+# abort_on_panic installed (the engine catches it through prism_comm::catch_panic).
 # Needs $EXDIR (examples built with --features prism/mpi) and $MPIRUN; see ci/test.sh.
 set -uo pipefail
 : "${EXDIR:?}" "${MPIRUN:=mpirun --oversubscribe}"
@@ -36,7 +37,9 @@ for n in 2 3; do
   timeout 120 $MPIRUN -n "$n" "$PROG" panic >"$out" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then bad "panic with $n processes exited $rc"; fi
-  grep -q "render panicked on task $task" "$out" || bad "panic with $n processes: no panic message"
+  errs=$(grep -c "error: render panicked on task $task (process $last, thread 1): render panicked on task $task\$" "$out")
+  [ "$errs" -eq "$n" ] || bad "panic with $n processes: $errs of $n processes report it"
+  ! grep -q MPI_Abort "$out" || bad "panic with $n processes: the job was aborted"
 done
 
 # Nothing of ours is left running.

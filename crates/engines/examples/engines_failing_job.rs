@@ -6,7 +6,8 @@
 //! - `render`: render fails on task 2N - 1 of N processes, the task of thread 1 of the last
 //!   process under the static schedule;
 //! - `update`: update fails on the root for task 42;
-//! - `panic`: render panics on that task, with `abort_on_panic` installed: MPI aborts the job;
+//! - `panic`: render panics on that task, with `abort_on_panic` installed: the engine catches
+//!   the panic all the same, and every process reports it as the error;
 //! - `ok`: no failure (exit 0), to check the script itself.
 
 use prism_engines::{Engine, HybridEngine, Schedule};

@@ -3,7 +3,6 @@
 
 use crate::error::{panic_message, EngineError};
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// Wraps the user's `update` and counts what it applied.
@@ -33,7 +32,7 @@ impl<U> Applier<U> {
         E: Display,
     {
         let t0 = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| (self.update)(task, result)));
+        let outcome = prism_comm::catch_panic(|| (self.update)(task, result));
         self.time += t0.elapsed();
         let (panicked, message) = match outcome {
             Ok(Ok(())) => {

@@ -16,7 +16,6 @@ use prism_comm::Communicator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -114,7 +113,7 @@ impl Cluster {
             .and_then(|()| {
                 // The tasks' Serialize impl is user code: a panic must not leave the other
                 // processes waiting in the all-gather below.
-                catch_unwind(AssertUnwindSafe(|| fingerprint(tasks)))
+                prism_comm::catch_panic(|| fingerprint(tasks))
                     .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&*p))))
                     .map(|f| (tasks.len() as u64, f, self.options.shared_part()))
                     .map_err(|m| format!("cannot encode its tasks: {m}"))

@@ -24,10 +24,11 @@ use std::fmt::Display;
 ///
 /// On success every process returns `Ok` after the whole run has completed; if `render` or
 /// `update` fails or panics anywhere, every process returns the same error, which names the
-/// process, the thread and the task, and the engine can run again. (A program that installed
-/// `prism_comm::Universe::abort_on_panic` gets a job abort for a panic instead: the hook runs
-/// before the engine can catch it.) A communication failure in the middle of a run, which
-/// would leave the other processes waiting forever, aborts the job with a message.
+/// process, the thread and the task, and the engine can run again. That holds under
+/// `prism_comm::Universe::abort_on_panic` too: the engine catches these panics with
+/// `prism_comm::catch_panic`, which the abort hook spares. A communication failure in the
+/// middle of a run, which would leave the other processes waiting forever, aborts the job with
+/// a message.
 ///
 /// With MPI, `run` must be called on the thread that initialised it (the only thread that
 /// communicates); render threads never communicate.

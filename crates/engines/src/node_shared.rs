@@ -13,7 +13,6 @@ use bytemuck::Pod;
 use prism_comm::{Communicator, SharedArray};
 use std::fmt::Display;
 use std::ops::Deref;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What a builder may return: the data, or `Result<data, E>` with a displayable error.
 pub trait BuildOutput<T> {
@@ -62,7 +61,7 @@ pub struct NodeShared<T: Pod = u8> {
 fn run_builder<T, B: BuildOutput<T>>(
     build: impl FnOnce() -> B,
 ) -> std::result::Result<Vec<T>, String> {
-    match catch_unwind(AssertUnwindSafe(build)) {
+    match prism_comm::catch_panic(build) {
         Ok(out) => out.into_data(),
         Err(payload) => Err(format!("panicked: {}", panic_message(&*payload))),
     }

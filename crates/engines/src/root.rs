@@ -22,7 +22,6 @@ use prism_tasking::ChunkCounter;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -233,13 +232,13 @@ impl<U> Root<'_, U> {
             }
             let t0 = Instant::now();
             // The result's Deserialize impl is user code: a panic is this task's failure.
-            let decoded = catch_unwind(AssertUnwindSafe(|| {
+            let decoded = prism_comm::catch_panic(|| {
                 postcard::take_from_bytes::<u64>(bytes)
                     .and_then(|(i, rest)| {
                         postcard::take_from_bytes::<R>(rest).map(|(r, rest)| (i as usize, r, rest))
                     })
                     .map_err(|e| e.to_string())
-            }))
+            })
             .unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&*payload))));
             self.stats.comm_time += t0.elapsed();
             match decoded {

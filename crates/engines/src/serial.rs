@@ -8,7 +8,6 @@ use crate::stats::{ProcessStats, RunStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// Renders tasks one after the other on the calling thread, applying each result at once.
@@ -51,7 +50,7 @@ impl Engine for SerialEngine {
         let mut render_time = Duration::ZERO;
         for (i, task) in tasks.iter().enumerate() {
             let t0 = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| render(task)));
+            let outcome = prism_comm::catch_panic(|| render(task));
             render_time += t0.elapsed();
             let result = match outcome {
                 Ok(Ok(r)) => r,

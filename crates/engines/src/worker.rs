@@ -8,7 +8,6 @@ use crate::outbox::{Msg, Outbox, ThreadTotals};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use prism_tasking::ChunkCounter;
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -204,14 +203,14 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
         C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
     {
         let t0 = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| (self.render)(&self.tasks[i])));
+        let outcome = prism_comm::catch_panic(|| (self.render)(&self.tasks[i]));
         totals.render_time += t0.elapsed();
         match outcome {
             // A result's Serialize impl is user code too: a panic there is a failure of this
             // task, not of the thread.
             Ok(Ok(r)) => {
-                let converted = catch_unwind(AssertUnwindSafe(|| (self.convert)(i, r)))
-                    .unwrap_or_else(|payload| {
+                let converted =
+                    prism_comm::catch_panic(|| (self.convert)(i, r)).unwrap_or_else(|payload| {
                         Err(EngineError::Codec {
                             rank: self.rank,
                             task: Some(i),
