@@ -3,7 +3,8 @@
 //! states, a rerun after an interruption runs only what was left (skipping done tasks and
 //! keeping failed ones), a retry runs the failed ones, and the in-memory mode works without
 //! leaving (or, while its tasks run, even showing) a `tasking-batch-*` name in /dev/shm.
-//! Exits non-zero on any rank where something mismatched.
+//! Runs under `Universe::abort_on_panic`: a task's deliberate panic must still end FAILED
+//! instead of aborting the job. Exits non-zero on any rank where something mismatched.
 //!
 //! With `MPITEST_BATCH_TASK_MS=<ms>`, every task of the in-memory runs sleeps that long and
 //! rank 0 announces each in-memory run on stderr: a window to kill a rank in and check that
@@ -196,6 +197,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    universe.abort_on_panic();
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size());
     // A fresh state directory per job, named by the root.

@@ -3,7 +3,11 @@
 //! processes), zero tasks and fewer tasks than workers, a task failing and panicking on a
 //! non-root rank (every rank gets the error, the next call works), results streamed to the
 //! root, progress counted across processes, and random streams independent of the split.
-//! Exits non-zero on any rank where something mismatched.
+//! Ranks calling in different modes get the same error; a result handler's panic names the
+//! chunk and the process that computed it. Runs under `Universe::abort_on_panic` (as prism-comm
+//! recommends), so every deliberate panic also checks that a task's panic comes back as the
+//! call's error instead of aborting the job. Exits non-zero on any rank where something
+//! mismatched.
 
 use prism_comm::{CommError, Communicator};
 use prism_tasking::{
@@ -155,6 +159,102 @@ fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory,
     }
     let r = p.call_each(10, |_| ());
     check!(world, r.is_ok(), "call after the checks: {r:?}");
+
+    mode_mismatch_checks(world, factory, threads);
+    remote_handler_panic_check(world, factory, threads);
+}
+
+/// Rank 0 calls in one mode, the others in another: the same Invalid on every rank, naming
+/// the modes and ranks (with any n, including the ones whose messages used to decode as each
+/// other's), no task runs, and the next call works.
+fn mode_mismatch_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let (rank, size) = (world.rank(), world.size());
+    if size == 1 {
+        return;
+    }
+    let others = if size == 2 { "rank 1" } else { "ranks 1" };
+    for (mode0, mode_rest) in [
+        (TaskMode::Distributed, TaskMode::Duplicated),
+        (TaskMode::RootOnly, TaskMode::Distributed),
+        (TaskMode::Duplicated, TaskMode::RootOnly),
+    ] {
+        for n in [0usize, 1, 10] {
+            let mode = if rank == 0 { mode0 } else { mode_rest };
+            let ran = AtomicU64::new(0);
+            let r = factory.parallel(mode).call(n, |_, count| {
+                ran.fetch_add(count as u64, Ordering::Relaxed);
+            });
+            let want = format!("task mode differs: {mode0:?} on rank 0; {mode_rest:?} on {others}");
+            check!(
+                world,
+                matches!(&r, Err(ParallelError::Invalid(m))
+                    if m.contains("processes disagree on the call") && m.contains(&want)),
+                "{threads} threads, {mode0:?} on rank 0 and {mode_rest:?} elsewhere, n = {n}: \
+                 {r:?} (wanted {want:?})"
+            );
+            check!(
+                world,
+                ran.load(Ordering::Relaxed) == 0,
+                "tasks ran after a mode mismatch"
+            );
+            for m in [mode0, mode_rest] {
+                let r = factory.parallel(m).call(n, |_, _| ());
+                check!(world, r.is_ok(), "{m:?} call after a mode mismatch: {r:?}");
+            }
+        }
+    }
+}
+
+/// The root's result handler panics on a result computed by the last rank: every rank gets
+/// the failure, which names the chunk holding that result and the process that computed it.
+fn remote_handler_panic_check(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let (rank, size) = (world.rank(), world.size());
+    if size == 1 {
+        return;
+    }
+    let last = size - 1;
+    let r = factory.distributed().call_collect(
+        &CallOptions::new().chunk_size(3),
+        300,
+        |first, count, out: &mut Vec<(u64, u64)>| {
+            // The root is slow, so the last rank surely computes some chunks.
+            let pause = if rank == 0 { 20 } else { 1 };
+            std::thread::sleep(Duration::from_millis(pause));
+            out.extend((first..first + count).map(|i| (i as u64, rank as u64)));
+        },
+        |(i, from)| {
+            if from == last as u64 {
+                panic!("deliberate handler panic on result {i} from rank {from}");
+            }
+        },
+    );
+    let f = r.as_ref().err().and_then(ParallelError::task_failure);
+    let Some(f) = f else {
+        fail(
+            world,
+            format!("{threads} threads, remote handler panic: {r:?}"),
+        )
+    };
+    // The index of the result the handler panicked on lies in the reported chunk.
+    let index: Option<usize> = f
+        .message
+        .split("on result ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok());
+    check!(
+        world,
+        f.rank == 0
+            && f.thread == threads
+            && f.panicked
+            && f.count == 3
+            && index.is_some_and(|i| f.first <= i && i < f.first + f.count)
+            && f.message
+                .contains(&format!("results computed on process {last}")),
+        "{threads} threads, remote handler panic: {f:?}"
+    );
+    let r = factory.distributed().call(10, |_, _| ());
+    check!(world, r.is_ok(), "call after a handler panic: {r:?}");
 }
 
 fn main() {
@@ -166,6 +266,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    universe.abort_on_panic();
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size());
 

@@ -34,7 +34,6 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// The table's name in a state directory.
@@ -650,11 +649,12 @@ impl Batch {
                 index,
                 name: self.names[index].clone(),
             };
-            let result =
-                match catch_unwind(AssertUnwindSafe(|| body(&task, &self.group).into_result())) {
-                    Ok(r) => r,
-                    Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
-                };
+            // `catch_panic`, not `catch_unwind`: under `Universe::abort_on_panic` a panicking
+            // task must still end FAILED, not abort the job and leave it RUNNING.
+            let result = match prism_comm::catch_panic(|| body(&task, &self.group).into_result()) {
+                Ok(r) => r,
+                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            };
             let mine = result.err().map(|m| format!("process {rank}: {m}"));
             let all: Vec<Option<String>> = self.group.all_gather(&mine)?;
             let failure = all.into_iter().flatten().next();

@@ -40,7 +40,9 @@ pub struct ParallelFactory {
     total_workers: usize,
     progress: ProgressConfig,
     pool: Option<Arc<rayon::ThreadPool>>,
-    children: Mutex<HashMap<ParallelKind, Arc<Parallel>>>,
+    /// By mode, not by kind: Duplicated and RootOnly map to the same kind on the root, but a
+    /// call must know its mode to check that every process called in the same one.
+    children: Mutex<HashMap<TaskMode, Arc<Parallel>>>,
 }
 
 impl std::fmt::Debug for ParallelFactory {
@@ -185,14 +187,13 @@ impl ParallelFactory {
 
     /// The [`Parallel`] for `mode`, created on first use and reused afterwards.
     pub fn parallel(&self, mode: TaskMode) -> Arc<Parallel> {
-        let kind = self.kind_for(mode);
         let mut children = self
             .children
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         children
-            .entry(kind)
-            .or_insert_with(|| Arc::new(self.make(kind)))
+            .entry(mode)
+            .or_insert_with(|| Arc::new(self.make(mode)))
             .clone()
     }
 
@@ -211,7 +212,8 @@ impl ParallelFactory {
         self.parallel(TaskMode::RootOnly)
     }
 
-    fn make(&self, kind: ParallelKind) -> Parallel {
+    fn make(&self, mode: TaskMode) -> Parallel {
+        let kind = self.kind_for(mode);
         let imp = match (kind, &self.pool, &self.comm) {
             (ParallelKind::Null, _, _) => Imp::Null,
             (ParallelKind::MultiThread, Some(pool), _) => Imp::MultiThread(pool.clone()),
@@ -234,6 +236,7 @@ impl ParallelFactory {
             .map(|c| (c.clone(), self.owner));
         Parallel::new(
             kind,
+            mode,
             imp,
             self.rank,
             self.rank == 0,
@@ -261,9 +264,11 @@ mod tests {
             assert_eq!(f3.parallel(mode).threads(), 3);
         }
         assert!(
-            Arc::ptr_eq(&f3.distributed(), &f3.root_only()),
+            Arc::ptr_eq(&f3.root_only(), &f3.root_only()),
             "children are reused"
         );
+        assert_eq!(f3.duplicated().mode(), TaskMode::Duplicated);
+        assert_eq!(f3.root_only().mode(), TaskMode::RootOnly);
         assert_eq!(f3.total_workers(), 3);
         assert!(ParallelFactory::single_process(0).unwrap().threads() >= 1);
     }

@@ -8,6 +8,7 @@
 
 use crate::chunk::{ChunkCounter, ChunkPlan};
 use crate::error::{panic_message, ParallelError, TaskFailure, TaskOutcome};
+use crate::factory::TaskMode;
 use crate::progress::{Progress, ProgressConfig};
 use crate::scheduler;
 use crate::worker::{
@@ -16,7 +17,6 @@ use crate::worker::{
 use prism_comm::{CommError, Communicator, ThreadLevel};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -98,12 +98,15 @@ pub(crate) enum Imp {
 ///
 /// On several processes every call is collective, in every mode (RootOnly included: the
 /// other processes' `Null` calls learn the root's outcome): every process must make the same
-/// sequence of calls. A Distributed call starts by checking that all processes passed the
-/// same `n`, chunk size and result type; if not, every process returns
-/// [`ParallelError::Invalid`] naming the ranks and values that differ. Duplicated and RootOnly
-/// calls end by sharing their outcome, so a failure on any process is returned on all.
+/// sequence of calls. Every call starts by checking that all processes called in the same
+/// [`TaskMode`] with the same `n`, chunk size and result type; if not, every process returns
+/// the same [`ParallelError::Invalid`] naming the ranks and values that differ, and no task
+/// runs. Duplicated and RootOnly calls end by sharing their outcome, so a failure on any
+/// process is returned on all. A process that makes no call while the others do is not
+/// detected: the others wait for it (a hang), as with any collective operation.
 pub struct Parallel {
     kind: ParallelKind,
+    mode: TaskMode,
     imp: Imp,
     rank: usize,
     threads: usize,
@@ -129,6 +132,7 @@ impl std::fmt::Debug for Parallel {
 impl Parallel {
     pub(crate) fn new(
         kind: ParallelKind,
+        mode: TaskMode,
         imp: Imp,
         rank: usize,
         show_progress: bool,
@@ -142,6 +146,7 @@ impl Parallel {
         };
         Parallel {
             kind,
+            mode,
             imp,
             rank,
             threads,
@@ -155,6 +160,11 @@ impl Parallel {
     /// Which implementation this is.
     pub fn kind(&self) -> ParallelKind {
         self.kind
+    }
+
+    /// The task mode it was handed out for.
+    pub fn mode(&self) -> TaskMode {
+        self.mode
     }
 
     /// Worker threads in this process (0 for `Null`).
@@ -259,8 +269,10 @@ impl Parallel {
     /// them in one place (e.g. image tiles): results are handed over chunk by chunk while the
     /// call runs, so memory stays bounded by the chunks in flight. `on_result` sees the
     /// results of one chunk in the order they were pushed; chunks arrive in completion order.
-    /// A panic in `on_result` is reported like a task failure (thread index = number of
-    /// worker threads, i.e. the coordinating thread).
+    /// A panic in `on_result` is reported like a task failure of the process that runs the
+    /// handler (thread index = number of worker threads, i.e. the coordinating thread), naming
+    /// the chunk whose results it was handling and, if another process computed them, that
+    /// process.
     ///
     /// ```
     /// use prism_tasking::{CallOptions, ParallelFactory};
@@ -328,10 +340,11 @@ impl Parallel {
             }
         }
         let group = self.group.as_ref().map(|(c, _)| c);
-        if let (Imp::Distributed { comm, .. }, true) = (&self.imp, group.is_some()) {
-            // Every rank must run the same call: agree first, so that a mismatch (or an
-            // argument refused on one rank only) is the same error everywhere, not a hang.
-            agree_on_call::<R>(comm, n, options)?;
+        if let Some(comm) = group {
+            // Every rank must run the same call: agree first, in every mode, so that a
+            // mismatch (or an argument refused on one rank only) is the same error everywhere,
+            // not a hang or one rank's message misread as another kind of message.
+            agree_on_call::<R>(comm, self.mode, n, options)?;
         }
         let plan = self.chunk_plan(n, options);
         let outcome = match plan {
@@ -383,12 +396,37 @@ impl Parallel {
     }
 }
 
-/// What every rank says about a Distributed call before it starts.
+/// What every rank says about a call before it starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CallArgs {
+    mode: CallMode,
     n: u64,
     chunk_size: Option<u64>,
     result_type: String,
+}
+
+/// [`TaskMode`] on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum CallMode {
+    Distributed,
+    Duplicated,
+    RootOnly,
+}
+
+impl From<TaskMode> for CallMode {
+    fn from(mode: TaskMode) -> CallMode {
+        match mode {
+            TaskMode::Distributed => CallMode::Distributed,
+            TaskMode::Duplicated => CallMode::Duplicated,
+            TaskMode::RootOnly => CallMode::RootOnly,
+        }
+    }
+}
+
+impl std::fmt::Display for CallMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// "v on rank(s) ..." for each distinct value, in order of first appearance.
@@ -420,20 +458,26 @@ fn describe_values<T: PartialEq + std::fmt::Display>(values: &[T]) -> String {
     format!("{}{more}", parts.join("; "))
 }
 
-/// Gathers every rank's arguments of a Distributed call and checks they agree; then checks
-/// them (an explicit chunk size of 0 anywhere is refused everywhere). Same result on all ranks.
+/// Gathers every rank's mode and arguments of a call and checks they agree; then checks them
+/// (an explicit chunk size of 0 anywhere is refused everywhere). Same result on all ranks.
 fn agree_on_call<R>(
     comm: &Communicator,
+    mode: TaskMode,
     n: usize,
     options: &CallOptions,
 ) -> Result<(), ParallelError> {
     let mine = CallArgs {
+        mode: mode.into(),
         n: n as u64,
         chunk_size: options.chunk_size.map(|c| c as u64),
         result_type: std::any::type_name::<R>().to_string(),
     };
     let all: Vec<CallArgs> = comm.all_gather(&mine)?;
     let mut problems = Vec::new();
+    let modes: Vec<CallMode> = all.iter().map(|a| a.mode).collect();
+    if modes.iter().any(|&m| m != modes[0]) {
+        problems.push(format!("task mode differs: {}", describe_values(&modes)));
+    }
     let ns: Vec<u64> = all.iter().map(|a| a.n).collect();
     if ns.iter().any(|&x| x != ns[0]) {
         problems.push(format!(
@@ -457,8 +501,8 @@ fn agree_on_call<R>(
     }
     if !problems.is_empty() {
         return Err(ParallelError::Invalid(format!(
-            "the processes disagree on a distributed call (every process must make the same \
-             calls with the same arguments): {}",
+            "the processes disagree on the call (every process must make the same calls, in \
+             the same mode, with the same arguments): {}",
             problems.join("; ")
         )));
     }
@@ -548,22 +592,46 @@ impl<'a, R> Coordinator<'a, R> {
         }
     }
 
-    /// Hands the results of a finished chunk to the caller's handler. Returns true if the
-    /// handler panicked (a new failure).
+    /// Hands the results of a chunk this process finished to the caller's handler. Returns
+    /// true if the handler panicked (a new failure).
     pub(crate) fn chunk_done(&mut self, first: usize, count: usize, results: Vec<R>) -> bool {
+        self.handle(self.rank, first, count, results)
+    }
+
+    /// Hands over the results of a chunk that process `from` finished.
+    pub(crate) fn remote_chunk_done(
+        &mut self,
+        from: usize,
+        first: usize,
+        count: usize,
+        results: Vec<R>,
+    ) -> bool {
+        self.handle(from, first, count, results)
+    }
+
+    fn handle(&mut self, from: usize, first: usize, count: usize, results: Vec<R>) -> bool {
         if self.handler_failed || results.is_empty() {
             return false;
         }
         let handler = &mut *self.on_result;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // Not `catch_unwind`: under `Universe::abort_on_panic` its hook would end the job
+        // instead of the panic becoming the call's error on every process.
+        let outcome = prism_comm::catch_panic(|| {
             for r in results {
                 handler(r);
             }
-        }));
+        });
         match outcome {
             Ok(()) => false,
             Err(payload) => {
                 self.handler_failed = true;
+                // The failure is where the handler ran; the chunk (and, if another process
+                // computed it, that process) says which results it was handling.
+                let source = if from == self.rank {
+                    String::new()
+                } else {
+                    format!(" (results computed on process {from})")
+                };
                 let failure = TaskFailure {
                     rank: self.rank,
                     thread: self.own_thread,
@@ -571,16 +639,14 @@ impl<'a, R> Coordinator<'a, R> {
                     count,
                     panicked: true,
                     task: None,
-                    message: format!("result handler: {}", panic_message(payload.as_ref())),
+                    message: format!(
+                        "result handler{source}: {}",
+                        panic_message(payload.as_ref())
+                    ),
                 };
                 self.fail(failure)
             }
         }
-    }
-
-    /// Hands over results that arrived without a chunk (from another process).
-    pub(crate) fn results(&mut self, results: Vec<R>) -> bool {
-        self.chunk_done(0, 0, results)
     }
 
     /// Whether a progress display is running (worth waking up for).

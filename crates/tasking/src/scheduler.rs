@@ -59,7 +59,9 @@ struct Up<R> {
     want: usize,
     /// Tasks finished since the previous message.
     done: u64,
-    results: Vec<R>,
+    /// Results of chunks finished since the previous message, with their chunk (first,
+    /// count): a failing result handler on the root can then name the chunk.
+    results: Vec<(usize, usize, Vec<R>)>,
     failure: Option<TaskFailure>,
     /// Last message of the call from this rank.
     finished: bool,
@@ -243,9 +245,11 @@ fn root<R>(
                     );
                 }
                 coord.add_remote_progress(up.done);
-                if coord.results(up.results) {
-                    stop.store(true, Ordering::Release);
-                    counter.exhaust();
+                for (first, count, results) in up.results {
+                    if coord.remote_chunk_done(from, first, count, results) {
+                        stop.store(true, Ordering::Release);
+                        counter.exhaust();
+                    }
                 }
                 if let Some(failure) = up.failure {
                     coord.fail(failure);
@@ -355,7 +359,7 @@ fn non_root<R>(
         let mut asked = 0usize;
         let mut exhausted = false;
         let mut done_units = 0u64;
-        let mut results: Vec<R> = Vec::new();
+        let mut results: Vec<(usize, usize, Vec<R>)> = Vec::new();
         let mut failure: Option<TaskFailure> = None;
         let mut finished_sent = false;
         let mut backoff = Backoff::new();
@@ -368,11 +372,15 @@ fn non_root<R>(
                 active = true;
                 match event {
                     Event::Done {
-                        count, results: r, ..
+                        first,
+                        count,
+                        results: r,
                     } => {
                         assigned = assigned.saturating_sub(1);
                         done_units += count as u64;
-                        results.extend(r);
+                        if !r.is_empty() {
+                            results.push((first, count, r));
+                        }
                     }
                     Event::Failed(f) => {
                         assigned = assigned.saturating_sub(1);

@@ -5,7 +5,6 @@
 use crate::error::{panic_message, TaskFailure};
 use crossbeam_channel::Sender;
 use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The type-erased chunk body: `(first, count, results)`; an `Err` carries the message.
@@ -73,7 +72,9 @@ pub(crate) fn run_chunk<R>(
     results: &mut Vec<R>,
 ) -> Result<(), TaskFailure> {
     set_current_task(None);
-    let outcome = catch_unwind(AssertUnwindSafe(|| body(first, count, results)));
+    // Not `catch_unwind`: under `Universe::abort_on_panic` the hook would end the whole job
+    // before the panic could come back as the call's error on every process.
+    let outcome = prism_comm::catch_panic(|| body(first, count, results));
     let task = TASK.with(|t| t.replace(None));
     let (panicked, message) = match outcome {
         Ok(Ok(())) => return Ok(()),
