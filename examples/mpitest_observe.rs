@@ -120,6 +120,36 @@ fn resumed(
         Err(e) => return Err(format!("rank {}: a wrong film: {e}", world.rank())),
         Ok(_) => return Err(format!("rank {}: a wrong film was resumed", world.rank())),
     }
+    // So is a film said to hold more passes than it does (one would be skipped), or fewer (one
+    // would be merged twice), or an empty film said to hold one.
+    for (claim, empty) in [(2, false), (0, false), (1, true)] {
+        let lie = match &start {
+            Start::Resume { film, .. } => Start::Resume {
+                film: if empty {
+                    Film::new(24, 20).map_err(|e| e.to_string())?
+                } else {
+                    film.clone()
+                },
+                passes: claim,
+            },
+            Start::Fresh => Start::Fresh,
+        };
+        match observe_from(then, world, scene, &settings(), lie, hooks!()) {
+            Err(e) if e.contains(&format!("does not hold {claim} whole passes")) => {}
+            Err(e) => {
+                return Err(format!(
+                    "rank {}: a film of 1 pass as {claim}: {e}",
+                    world.rank()
+                ))
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "rank {}: a film of 1 pass was resumed as {claim} (empty: {empty})",
+                    world.rank()
+                ))
+            }
+        }
+    }
     let (film, report) = observe_from(then, world, scene, &settings(), start, hooks!())?;
     let indices: Vec<usize> = report.passes.iter().map(|p| p.pass).collect();
     if indices != [1, 2] {

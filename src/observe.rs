@@ -166,17 +166,29 @@ pub fn observe_from<E: Engine>(
             Start::Resume { film, passes } => (Ok(film), passes),
         };
         let film = film.map_err(|e| e.to_string()).and_then(|f| {
-            if (f.width(), f.height()) == (settings.width, settings.height) {
-                Ok(f)
-            } else {
-                Err(format!(
+            if (f.width(), f.height()) != (settings.width, settings.height) {
+                return Err(format!(
                     "the film to resume is {}x{} pixels, the render {}x{}",
                     f.width(),
                     f.height(),
                     settings.width,
                     settings.height
-                ))
+                ));
             }
+            // A wrong count would skip passes or render one twice (found only at the merge).
+            let (lo, hi) = f.passes_merged();
+            let whole = if first == 0 {
+                hi == 0
+            } else {
+                lo >= 1 && hi == first
+            };
+            if !whole {
+                return Err(format!(
+                    "the film to resume does not hold {first} whole passes: its pixels have \
+                     merged {lo} to {hi}"
+                ));
+            }
+            Ok(f)
         });
         let first = comm
             .broadcast(0, Some(film.as_ref().map(|_| first).map_err(Clone::clone)))

@@ -117,6 +117,16 @@ impl Film {
         self.pixels.par_iter().map(PixelStats::error_rgb).collect()
     }
 
+    /// The passes the film holds, as its pixels say: `(first, last)`, where every pixel has
+    /// merged passes below `first` (or skipped them) and none has merged a pass at or past
+    /// `last`. A film of K whole passes of an adaptive render has `first >= 1` (pass 0 covers
+    /// every pixel) and `last == K` (the last pass covered some pixel); an empty film `(0, 0)`.
+    pub fn passes_merged(&self) -> (usize, usize) {
+        let lo = self.next_pass.iter().copied().min().unwrap_or(0);
+        let hi = self.next_pass.iter().copied().max().unwrap_or(0);
+        (lo as usize, hi as usize)
+    }
+
     /// For each pixel, one more than the last pass merged into it (0: none yet).
     pub(crate) fn next_passes(&self) -> &[u32] {
         &self.next_pass
