@@ -75,9 +75,9 @@ impl ProgressConfig {
             };
         }
         if let Ok(v) = std::env::var("PRISM_PROGRESS_INTERVAL") {
-            match v.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s >= 0.0 => cfg.interval = Duration::from_secs_f64(s),
-                _ => eprintln!(
+            match parse_interval(&v) {
+                Some(d) => cfg.interval = d,
+                None => eprintln!(
                     "prism-tasking: PRISM_PROGRESS_INTERVAL={v:?} is not a number of seconds; using 5"
                 ),
             }
@@ -113,6 +113,12 @@ impl ProgressConfig {
         };
         (cfg, buf)
     }
+}
+
+/// A `PRISM_PROGRESS_INTERVAL` value: seconds, `None` if not a number a `Duration` can hold
+/// (negative, NaN, infinite, or too large: `Duration::from_secs_f64` would panic on those).
+fn parse_interval(v: &str) -> Option<Duration> {
+    Duration::try_from_secs_f64(v.trim().parse::<f64>().ok()?).ok()
 }
 
 /// A running progress display for `total` units of work.
@@ -267,6 +273,15 @@ mod tests {
             .unwrap()
             .starts_with("photons: 200/200 done in"));
         assert_eq!(lines.len(), 3, "no periodic line at 100%: {lines:?}");
+    }
+
+    #[test]
+    fn intervals_a_duration_cannot_hold_are_refused() {
+        assert_eq!(parse_interval(" 2.5 "), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_interval("0"), Some(Duration::ZERO));
+        for bad in ["1e20", "-1", "NaN", "inf", "five", ""] {
+            assert_eq!(parse_interval(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
