@@ -52,7 +52,8 @@ pub enum EngineError {
         task.map_or("a task".to_string(), |t| format!("task {t}"))
     )]
     Codec {
-        /// The process where encoding or decoding failed.
+        /// The process whose result it was: where encoding failed, or the sender of the bytes
+        /// that the root could not decode.
         rank: usize,
         /// The task whose result it was, when known.
         task: Option<usize>,
