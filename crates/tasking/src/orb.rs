@@ -8,9 +8,16 @@
 //!
 //! `N` may exceed the number of points (some subdomains are then empty), up to
 //! [`MAX_EMPTY_PARTS`] or the number of points, whichever is larger. Coordinates may be any
-//! finite values (cut planes never overflow), and weights any finite non-negative values:
-//! they are rescaled so their sums cannot overflow, and where a set of points weighs nothing
-//! in total (all-zero weights) its points are shared out as if their weights were equal.
+//! finite values (cut planes between points never overflow), and weights any finite
+//! non-negative values: they are rescaled so their sums cannot overflow, and where a set of
+//! points weighs nothing in total (all-zero weights) its points are shared out as if their
+//! weights were equal. Where several weighted cuts balance the weight equally well (zero
+//! weights next to the cut), the one nearest an even split of the counts is taken, so no part
+//! is left empty that need not be.
+//!
+//! Every point lies in its own subdomain's region (lower bounds inclusive, upper exclusive),
+//! except where equal coordinates had to be split between two sides to keep the counts (or
+//! weights) balanced: those on the lower side lie on their region's upper face.
 
 use std::cmp::Ordering;
 
@@ -23,6 +30,9 @@ pub enum OrbError {
     /// Zero subdomains were asked for.
     #[error("ORB needs at least one subdomain, got 0")]
     NoParts,
+    /// The points have no coordinates (`D = 0`): there is no axis to cut across.
+    #[error("ORB needs points with at least one coordinate, got 0-dimensional points")]
+    NoAxes,
     /// More subdomains than points and than [`MAX_EMPTY_PARTS`] were asked for.
     #[error(
         "ORB asked for {parts} subdomains of {points} points (at most the number of points or \
@@ -60,7 +70,8 @@ pub struct Subdomain<const D: usize> {
 
 impl<const D: usize> Subdomain<D> {
     /// True if `p` lies in the subdomain's region (lower bounds inclusive, upper exclusive).
-    /// Points exactly on a cut plane may be assigned to either side by the median split.
+    /// Points exactly on a cut plane may be assigned to either side by the median split when
+    /// points on both sides share that coordinate (see the module documentation).
     pub fn region_contains(&self, p: &[f64; D]) -> bool {
         (0..D).all(|a| p[a] >= self.lo[a] && p[a] < self.hi[a])
     }
@@ -125,6 +136,9 @@ fn decompose<const D: usize>(
     if parts == 0 {
         return Err(OrbError::NoParts);
     }
+    if D == 0 {
+        return Err(OrbError::NoAxes);
+    }
     if parts > points.len().max(MAX_EMPTY_PARTS) {
         return Err(OrbError::TooManyParts {
             parts,
@@ -166,13 +180,12 @@ fn split<const D: usize>(
     let axis = longest_axis(points, idx);
     let by_axis =
         |a: &usize, b: &usize| points[*a][axis].total_cmp(&points[*b][axis]).then(a.cmp(b));
+    // Sizes q+1 for the first r parts, q for the rest: the left parts take their exact
+    // share, so every final count is floor or ceil of len/parts.
+    let (q, r) = (idx.len() / parts, idx.len() % parts);
+    let even = left_parts * q + r.min(left_parts);
     let left_len = match weights {
-        None => {
-            // Sizes q+1 for the first r parts, q for the rest: the left parts take their
-            // exact share, so every final count is floor or ceil of len/parts.
-            let (q, r) = (idx.len() / parts, idx.len() % parts);
-            left_parts * q + r.min(left_parts)
-        }
+        None => even,
         Some(w) => {
             idx.sort_unstable_by(by_axis);
             // Scaled by the largest weight, the sum cannot overflow (it is at most len).
@@ -181,18 +194,27 @@ fn split<const D: usize>(
                 let wi = |i: usize| w[i] / max;
                 let total: f64 = idx.iter().map(|&i| wi(i)).sum();
                 let target = total * left_parts as f64 / parts as f64;
-                let mut acc = 0.0;
-                let mut k = 0;
-                // Take points while that brings the left sum closer to its target.
-                while k < idx.len() && (acc + wi(idx[k]) - target).abs() <= (acc - target).abs() {
-                    acc += wi(idx[k]);
-                    k += 1;
+                // The prefix sums grow, so their distance to the target falls, then rises:
+                // find the run of prefixes nearest it. Points of zero weight make that run
+                // longer than one; of those equally balanced cuts the one nearest the even
+                // count split leaves no part needlessly empty.
+                let (mut acc, mut best) = (0.0, target.abs());
+                let (mut first, mut last) = (0, 0);
+                for (k, &i) in idx.iter().enumerate() {
+                    acc += wi(i);
+                    let d = (acc - target).abs();
+                    if d < best {
+                        (best, first, last) = (d, k + 1, k + 1);
+                    } else if d == best {
+                        last = k + 1;
+                    } else {
+                        break;
+                    }
                 }
-                k
+                even.clamp(first, last)
             } else {
                 // Weightless points: shared out as if their weights were equal.
-                let (q, r) = (idx.len() / parts, idx.len() % parts);
-                left_parts * q + r.min(left_parts)
+                even
             }
         }
     };
@@ -200,7 +222,8 @@ fn split<const D: usize>(
         idx.select_nth_unstable_by(left_len, by_axis);
     }
     let cut = if left_len == 0 || left_len == idx.len() {
-        // Nothing on one side: cut at the edge of the points so regions stay disjoint.
+        // Nothing on one side: cut at the edge of the points so regions stay disjoint. Upper
+        // bounds are exclusive, so a cut above every point lies strictly above the largest.
         if left_len == 0 {
             idx.iter()
                 .map(|&i| points[i][axis])
@@ -209,6 +232,7 @@ fn split<const D: usize>(
             idx.iter()
                 .map(|&i| points[i][axis])
                 .fold(f64::NEG_INFINITY, f64::max)
+                .next_up()
         }
     } else {
         // The plane between the largest lower and the smallest upper coordinate.
@@ -425,6 +449,82 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert!(counts.iter().all(|&c| c == 1 || c == 2), "{counts:?}");
+    }
+
+    /// Every point of `subs` lies in its own region, except on an upper face where a point of
+    /// another subdomain has the same coordinate (a tie the balanced split had to break).
+    fn check_points_in_regions<const D: usize>(pts: &[[f64; D]], subs: &[Subdomain<D>]) {
+        let assign = assignment(subs, pts.len());
+        for (i, p) in pts.iter().enumerate() {
+            let s = &subs[assign[i]];
+            for a in 0..D {
+                assert!(p[a] >= s.lo[a], "point {i} {p:?} below its region {s:?}");
+                let tie = || {
+                    p[a] == s.hi[a]
+                        && pts
+                            .iter()
+                            .enumerate()
+                            .any(|(j, q)| assign[j] != assign[i] && q[a] == p[a])
+                };
+                assert!(
+                    p[a] < s.hi[a] || tie(),
+                    "point {i} {p:?} outside its region {s:?} (axis {a})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_point_lies_in_its_own_region() {
+        assert!(orb(&[[0.0], [1.0]], 3).unwrap()[1].region_contains(&[1.0]));
+        let line: Vec<[f64; 1]> = (0..5).map(|i| [i as f64]).collect();
+        let subs = orb_weighted(&line, &[1.0, 0.0, 0.0, 0.0, 0.0], 2).unwrap();
+        check_points_in_regions(&line, &subs);
+        for seed in 0..300u64 {
+            let mut r = TaskRng::new(seed, 0);
+            let len = (r.next_u64() % 24) as usize;
+            // Few distinct values (many duplicates); every fifth set all equal.
+            let grid = 1 + r.next_u64() % 4;
+            let same = seed % 5 == 0;
+            let pts: Vec<[f64; 2]> = (0..len)
+                .map(|_| {
+                    if same {
+                        [0.5, -2.0]
+                    } else {
+                        [
+                            (r.next_u64() % grid) as f64,
+                            (r.next_u64() % grid) as f64 * 0.25,
+                        ]
+                    }
+                })
+                .collect();
+            let weights: Vec<f64> = (0..len)
+                .map(|_| [0.0, 0.0, 1.0, 2.5][(r.next_u64() % 4) as usize])
+                .collect();
+            for parts in 1..=len + 3 {
+                let subs = orb(&pts, parts).unwrap();
+                check_points_in_regions(&pts, &subs);
+                let subs = orb_weighted(&pts, &weights, parts).unwrap();
+                check_points_in_regions(&pts, &subs);
+                assert_eq!(subs.iter().map(|s| s.indices.len()).sum::<usize>(), len);
+            }
+        }
+    }
+
+    #[test]
+    fn equally_balanced_weighted_cuts_leave_no_part_empty() {
+        let pts: Vec<[f64; 1]> = (0..5).map(|i| [i as f64]).collect();
+        let subs = orb_weighted(&pts, &[1.0, 0.0, 0.0, 0.0, 0.0], 2).unwrap();
+        let counts: Vec<usize> = subs.iter().map(|s| s.indices.len()).collect();
+        assert_eq!(counts, [3, 2]);
+        let subs = orb_weighted(&pts, &[0.0, 0.0, 0.0, 0.0, 1.0], 2).unwrap();
+        assert!(subs.iter().all(|s| !s.indices.is_empty()), "{subs:?}");
+    }
+
+    #[test]
+    fn zero_dimensional_points_are_an_error() {
+        assert_eq!(orb::<0>(&[[], []], 2), Err(OrbError::NoAxes));
+        assert_eq!(orb_weighted::<0>(&[[]], &[1.0], 1), Err(OrbError::NoAxes));
     }
 
     #[test]
