@@ -5,7 +5,10 @@
 #     transmitted fraction agrees with e^-tau within 4 standard deviations;
 #  2. groups_orb (worker groups over ORB subdomains) resumes after an interrupted run (a
 #     simulated crash that aborts the job) and after a failed task, and ends with the same
-#     total as an uninterrupted run.
+#     total as an uninterrupted run;
+#  3. groups_orb: a second job on a state directory a running job holds is refused on every
+#     rank without touching the first job's tasks, and once the first job is killed (SIGKILL
+#     of its root, which holds the directory's lock) a rerun resumes and completes.
 # Uses $EXDIR (debug examples built with --features prism/mpi) and $MPIRUN. Exits non-zero
 # on failure.
 set -euo pipefail
@@ -79,3 +82,35 @@ run_orb --dir "$WORK/fail" >"$WORK/final.out" 2>&1 || fail "final rerun"
 GOT=$(grep '^total energy' "$WORK/final.out") || fail "final rerun printed no total: $(cat "$WORK/final.out")"
 [ "$GOT" = "$REF" ] || fail "resumed total '$GOT' differs from clean '$REF'"
 echo "ok: groups_orb recorded, kept, retried and completed a failed task; $GOT"
+
+# ---- 3. groups_orb: one job per state directory ------------------------------------------
+BUSY="$WORK/busy"
+count_states() { cat "$BUSY"/subdomain_*/state 2>/dev/null | grep -c "$1" || true; }
+# Job A: every task sleeps a minute, so its two groups hold two RUNNING tasks for that long.
+# Started directly (not through run_orb) so that $! is timeout's pid: killing it ends the job.
+timeout 300 $MPIRUN -n 4 "$ORB" --particles 3000 --subdomains 7 --group-size 2 --dir "$BUSY" \
+  --task-ms 60000 >"$WORK/busyA.out" 2>"$WORK/busyA.err" &
+APID=$!
+stop_a() { kill "$APID" 2>/dev/null || true; wait "$APID" 2>/dev/null || true; }
+trap 'stop_a; rm -rf "$WORK"' EXIT
+for _ in $(seq 300); do [ "$(count_states RUNNING)" -eq 2 ] && break; sleep 0.2; done
+[ "$(count_states RUNNING)" -eq 2 ] || fail "job A did not start its tasks: $(cat "$WORK/busyA.err")"
+BEFORE=$(grep -H . "$BUSY"/subdomain_*/state)
+# Job B on the same directory: refused on every rank, naming the directory.
+if run_orb --dir "$BUSY" >"$WORK/busyB.out" 2>&1; then
+  fail "a second job on a busy state directory exited 0: $(cat "$WORK/busyB.out")"
+fi
+REFUSED=$(grep -c "state directory $BUSY: another job is using it" "$WORK/busyB.out" || true)
+[ "$REFUSED" -eq 4 ] || fail "job B not refused on all 4 ranks: $(cat "$WORK/busyB.out")"
+AFTER=$(grep -H . "$BUSY"/subdomain_*/state)
+[ "$BEFORE" = "$AFTER" ] || fail "job B changed job A's states: $BEFORE / $AFTER"
+echo "ok: a second job on a busy state directory is refused on every rank"
+# SIGKILL of A's root, which holds the lock: the kernel releases it, and a rerun resumes.
+ROOTPID=$(sed -n 's/^# root pid //p' "$WORK/busyA.out")
+[ -n "$ROOTPID" ] || fail "job A printed no root pid"
+kill -9 "$ROOTPID"
+if wait "$APID"; then fail "job A exited 0 after SIGKILL of its root"; fi
+run_orb --dir "$BUSY" >"$WORK/busyC.out" 2>&1 || fail "rerun after the killed job: $(cat "$WORK/busyC.out")"
+GOT=$(grep '^total energy' "$WORK/busyC.out") || fail "rerun after the kill printed no total: $(cat "$WORK/busyC.out")"
+[ "$GOT" = "$REF" ] || fail "total after the killed job '$GOT' differs from clean '$REF'"
+echo "ok: after SIGKILL of the job holding it, the state directory resumes and completes"

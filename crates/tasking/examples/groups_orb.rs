@@ -19,7 +19,9 @@
 //! Options: `--dir DIR` (required), `--particles N` (default 6000), `--subdomains S`
 //! (default 8), `--group-size K` (default 1), `--fail-task T` (task T returns an error),
 //! `--crash-task T` (the whole job aborts when task T starts: an interruption), `--retry`
-//! (run failed tasks again), `--seed S` (default 3).
+//! (run failed tasks again), `--seed S` (default 3), `--task-ms MS` (every task first sleeps
+//! MS milliseconds: a long run to start a second job or a kill in). The root prints its process
+//! id (`# root pid N`), the process that holds the state directory's lock.
 
 use prism_comm::Communicator;
 use prism_tasking::batch::{Batch, BatchOptions, TaskState};
@@ -35,11 +37,12 @@ struct Settings {
     crash_task: Option<usize>,
     retry: bool,
     seed: u64,
+    task_ms: u64,
 }
 
 const USAGE: &str =
     "usage: groups_orb --dir DIR [--particles N] [--subdomains S] [--group-size K] \
-                     [--fail-task T] [--crash-task T] [--retry] [--seed S]";
+                     [--fail-task T] [--crash-task T] [--retry] [--seed S] [--task-ms MS]";
 
 fn parse_args() -> Result<Settings, String> {
     let mut dir = None;
@@ -52,6 +55,7 @@ fn parse_args() -> Result<Settings, String> {
         crash_task: None,
         retry: false,
         seed: 3,
+        task_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -76,6 +80,7 @@ fn parse_args() -> Result<Settings, String> {
             "--fail-task" => s.fail_task = Some(number(value("a task index")?, "a task index")?),
             "--crash-task" => s.crash_task = Some(number(value("a task index")?, "a task index")?),
             "--seed" => s.seed = number(value("a seed")?, "a seed")? as u64,
+            "--task-ms" => s.task_ms = number(value("milliseconds")?, "milliseconds")? as u64,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -151,6 +156,7 @@ fn main() {
             batch.group_count(),
             s.group_size
         );
+        println!("# root pid {}", std::process::id());
     }
 
     let report = batch
@@ -159,6 +165,7 @@ fn main() {
                 eprintln!("groups_orb: simulated crash in {}", task.name);
                 world.abort(3);
             }
+            std::thread::sleep(std::time::Duration::from_millis(s.task_ms));
             if s.fail_task == Some(task.index) {
                 return Err(format!("simulated failure in {}", task.name));
             }

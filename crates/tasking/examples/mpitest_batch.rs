@@ -3,6 +3,8 @@
 //! states, a rerun after an interruption runs only what was left (skipping done tasks and
 //! keeping failed ones), a retry runs the failed ones, and the in-memory mode works without
 //! leaving (or, while its tasks run, even showing) a `tasking-batch-*` name in /dev/shm.
+//! A batch started on a state directory another batch is using is refused on every process
+//! of its group (and runs nothing); once the first ends the directory is usable again.
 //! Runs under `Universe::abort_on_panic`: a task's deliberate panic must still end FAILED
 //! instead of aborting the job. Exits non-zero on any rank where something mismatched.
 //!
@@ -11,7 +13,9 @@
 //! /dev/shm is left clean.
 
 use prism_comm::Communicator;
-use prism_tasking::batch::{Batch, BatchOptions, BatchReport, TaskState, PRIVATE_TABLE_PREFIX};
+use prism_tasking::batch::{
+    Batch, BatchError, BatchOptions, BatchReport, TaskState, PRIVATE_TABLE_PREFIX,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -188,6 +192,49 @@ fn mismatch_checks(world: &Communicator) {
     );
 }
 
+/// A batch over all processes whose one task starts a second batch on the same state
+/// directory (on its group's communicator): refused with `InUse` on every process before it
+/// changes anything; after the first ends, the directory runs batches again.
+fn busy_dir_checks(world: &Communicator, dir: &Path) {
+    if world.rank() == 0 {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    world.barrier();
+    let opts = || BatchOptions::new(world.size()).state_dir(dir);
+    let one = vec!["busy".to_string()];
+    let mut outer = Batch::new(world, one.clone(), opts())
+        .unwrap_or_else(|e| fail(world, format!("busy: outer setup: {e}")));
+    let r = outer.run(|_, group| {
+        let r = Batch::new(group, names(), BatchOptions::new(1).state_dir(dir))
+            .and_then(|mut b| b.run(|_, _| -> Result<(), String> { Err("ran".into()) }));
+        match r {
+            Err(e @ BatchError::InUse { .. })
+                if e.to_string().contains(&format!(
+                    "state directory {}: another job is using it",
+                    dir.display()
+                )) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("second batch on a busy directory: {other:?}")),
+        }
+    });
+    check!(
+        world,
+        r.as_ref()
+            .is_ok_and(|r| r.failures.is_empty() && r.states == [TaskState::Done]),
+        "busy directory: {r:?}"
+    );
+    let r = Batch::new(world, names(), BatchOptions::new(1).state_dir(dir))
+        .and_then(|mut b| b.run(|_, _| ()));
+    check!(
+        world,
+        r.as_ref()
+            .is_ok_and(|r| r.states.iter().all(|s| *s == TaskState::Done)),
+        "batch on the directory after the busy one ended: {r:?}"
+    );
+}
+
 fn main() {
     quiet_deliberate_panics();
     let universe = match prism_comm::init() {
@@ -359,6 +406,7 @@ fn main() {
     }
 
     mismatch_checks(&world);
+    busy_dir_checks(&world, &dir);
 
     world.barrier();
     if rank == 0 {

@@ -16,6 +16,16 @@
 //!   `FAILED` ones stay failed (unless [`BatchOptions::retry_failed`]), and `RUNNING` ones —
 //!   a run interrupted while they ran — are opened again. Across nodes, `<dir>` must be on a
 //!   filesystem all nodes share.
+//!
+//!   A state directory belongs to one job at a time: rank 0 takes an exclusive `flock` on
+//!   `<dir>/.prism-batch-lock` before it reads the states, and holds it until the run ends.
+//!   Another job's batch on the same directory meanwhile gets [`BatchError::InUse`] on every
+//!   process, before it changes anything (without the lock it would reopen the first job's
+//!   `RUNNING` tasks and run them a second time). The kernel releases the lock however the
+//!   holder ends (SIGKILL included), so a killed job's directory can be resumed at once. The
+//!   limit: on some network filesystems (NFS mounted with `local_lock`, some FUSE ones)
+//!   `flock` only excludes processes on the same node, so two jobs whose rank 0 runs on
+//!   different nodes are not kept apart there.
 //! * without it, in a private file in node memory (`/dev/shm` where it exists, else the
 //!   temporary directory); this needs every process on one node, and refuses to run
 //!   otherwise. Rank 0 creates `tasking-batch-<token>` and writes the starting table; the
@@ -38,6 +48,9 @@ use std::path::{Path, PathBuf};
 
 /// The table's name in a state directory.
 const TABLE_FILE: &str = ".prism-batch-table";
+
+/// The file in a state directory that the job using it holds an exclusive `flock` on.
+pub const LOCK_FILE: &str = ".prism-batch-lock";
 
 /// The start of the private table's name (in `/dev/shm` or the temporary directory), so tests
 /// and operators can find strays.
@@ -125,6 +138,59 @@ pub enum BatchError {
     /// Communication failed.
     #[error("batch: {0}")]
     Comm(#[from] CommError),
+    /// Another job (or another batch of this one) is using the state directory.
+    #[error(
+        "batch: state directory {}: another job is using it ({}{}); wait for it to end or use \
+         another directory",
+        dir.display(),
+        LOCK_FILE,
+        holder.as_deref().map(|h| format!(" is locked by {h}")).unwrap_or_else(|| " is locked".into())
+    )]
+    InUse {
+        /// The state directory.
+        dir: PathBuf,
+        /// Who holds the lock, as it recorded itself (process id and host), if readable.
+        holder: Option<String>,
+    },
+}
+
+impl BatchError {
+    /// The message without its leading `batch: `, for wrapping in another batch error.
+    fn detail(&self) -> String {
+        let s = self.to_string();
+        match s.strip_prefix("batch: ") {
+            Some(rest) => rest.to_string(),
+            None => s,
+        }
+    }
+}
+
+/// Why rank 0 could not prepare a state directory, told to everyone.
+#[derive(Debug, Serialize, Deserialize)]
+enum PrepareError {
+    InUse {
+        dir: PathBuf,
+        holder: Option<String>,
+    },
+    Other(String),
+}
+
+impl From<BatchError> for PrepareError {
+    fn from(e: BatchError) -> PrepareError {
+        match e {
+            BatchError::InUse { dir, holder } => PrepareError::InUse { dir, holder },
+            other => PrepareError::Other(other.detail()),
+        }
+    }
+}
+
+impl From<PrepareError> for BatchError {
+    fn from(e: PrepareError) -> BatchError {
+        match e {
+            PrepareError::InUse { dir, holder } => BatchError::InUse { dir, holder },
+            PrepareError::Other(m) => BatchError::Invalid(m),
+        }
+    }
 }
 
 /// How to run a batch.
@@ -586,17 +652,25 @@ impl Batch {
         let rank = self.world.rank();
         let n = self.names.len();
 
-        // Where the table lives, agreed by everyone; in a state directory, rank 0 reads what
-        // earlier runs left and writes the starting table.
+        // Where the table lives, agreed by everyone; in a state directory, rank 0 locks it
+        // against other jobs, reads what earlier runs left and writes the starting table.
+        // `_dir_lock` holds the directory until this function returns.
+        let mut _dir_lock = None;
         let (table, start) = match &self.options.state_dir {
             Some(dir) => {
-                let start: Result<StartState, String> = if rank == 0 {
-                    self.prepare(dir).map_err(|e| e.to_string())
+                let start: Result<StartState, PrepareError> = if rank == 0 {
+                    match self.prepare(dir) {
+                        Ok((start, lock)) => {
+                            _dir_lock = Some(lock);
+                            Ok(start)
+                        }
+                        Err(e) => Err(e.into()),
+                    }
                 } else {
                     Ok(StartState::default())
                 };
                 let start = self.world.broadcast(0, (rank == 0).then_some(start))?;
-                (Table::Dir(dir.clone()), start.map_err(BatchError::Invalid)?)
+                (Table::Dir(dir.clone()), start.map_err(BatchError::from)?)
             }
             None => {
                 let node = self.world.split_shared()?;
@@ -625,9 +699,9 @@ impl Batch {
             let claim: Result<Option<usize>, String> = if self.group.rank() != 0 {
                 Ok(None)
             } else if let Err(e) = &outcome {
-                Err(e.to_string())
+                Err(e.detail())
             } else {
-                self.claim(&lock, &table).map_err(|e| e.to_string())
+                self.claim(&lock, &table).map_err(|e| e.detail())
             };
             let claim = self
                 .group
@@ -679,9 +753,9 @@ impl Batch {
         // Everyone is past its last claim: the table is final.
         let io_errors: Vec<Option<String>> = self
             .world
-            .all_gather(&outcome.as_ref().err().map(|e| e.to_string()))?;
+            .all_gather(&outcome.as_ref().err().map(BatchError::detail))?;
         let final_table: Result<Vec<u8>, String> = if rank == 0 {
-            table.read(n).map_err(|e| e.to_string())
+            table.read(n).map_err(|e| e.detail())
         } else {
             Ok(Vec::new())
         };
@@ -718,12 +792,20 @@ impl Batch {
         })
     }
 
-    /// Rank 0, before any claim: the starting table from the state files of earlier runs.
-    fn prepare(&self, dir: &Path) -> Result<StartState, BatchError> {
+    /// Rank 0, before any claim: locks `dir` for this job (the returned file holds the lock)
+    /// and writes the starting table from the state files of earlier runs.
+    fn prepare(&self, dir: &Path) -> Result<(StartState, fs::File), BatchError> {
+        if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(BatchError::Invalid(format!(
+                "state directory {}: is not a directory",
+                dir.display()
+            )));
+        }
         fs::create_dir_all(dir).map_err(|source| BatchError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = lock_dir(dir)?;
         let recorded = Batch::read_states(dir, &self.names)?;
         let mut skipped_done = Vec::new();
         let mut kept_failed = Vec::new();
@@ -748,10 +830,13 @@ impl Batch {
             table.push(start.to_byte());
         }
         write_atomic(&dir.join(TABLE_FILE), &table, self.world.rank())?;
-        Ok(StartState {
-            skipped_done,
-            kept_failed,
-        })
+        Ok((
+            StartState {
+                skipped_done,
+                kept_failed,
+            },
+            lock,
+        ))
     }
 
     /// A group leader takes the first open task, under the lock.
@@ -797,7 +882,7 @@ impl Batch {
         let starting = vec![TaskState::Open.to_byte(); self.names.len()];
         let (creator, offer) = match (rank == 0).then(|| create_private_table(&starting)) {
             Some(Ok((file, offer))) => (Some(file), Some(Ok(offer))),
-            Some(Err(e)) => (None, Some(Err(e.to_string()))),
+            Some(Err(e)) => (None, Some(Err(e.detail()))),
             None => (None, None),
         };
         let offer: PrivateTable = self
@@ -898,6 +983,45 @@ impl Batch {
             self.world.rank(),
         )
     }
+}
+
+/// Takes the exclusive, non-blocking `flock` on `<dir>/.prism-batch-lock` and records who
+/// holds it (for the message another job gets). Held while the returned file is open.
+fn lock_dir(dir: &Path) -> Result<fs::File, BatchError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| BatchError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            return Err(BatchError::InUse {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let who = format!("process {} on {}\n", std::process::id(), host.trim());
+    // Only informative: a failure to record it does not matter.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.write_all(who.as_bytes()));
+    Ok(file)
 }
 
 fn read_table(path: &Path, n: usize) -> Result<Vec<u8>, BatchError> {
@@ -1085,6 +1209,64 @@ mod tests {
         assert!(r.states.iter().all(|s| *s == TaskState::Done));
         assert!(!dir.join("t1").join("failure").exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_directory_in_use_is_refused_until_its_batch_ends() {
+        let w = world();
+        let dir = temp_dir("in-use");
+        let opts = || BatchOptions::new(1).state_dir(&dir);
+        let mut outer = Batch::new(&w, names(3), opts()).unwrap();
+        let r = outer
+            .run(|t, _| {
+                // Another batch on the same directory while this one runs: refused before it
+                // touches anything (this task stays RUNNING, nothing runs twice).
+                let mut inner = Batch::new(&w, names(3), opts()).map_err(|e| e.to_string())?;
+                match inner.run(|_, _| -> Result<(), String> { Err("ran twice".into()) }) {
+                    Err(e @ BatchError::InUse { .. }) => {
+                        let m = e.to_string();
+                        let pid = format!("process {}", std::process::id());
+                        if !m.contains(&dir.display().to_string())
+                            || !m.contains("another job is using it")
+                            || !m.contains(&pid)
+                            || m.contains("batch: batch:")
+                        {
+                            return Err(format!("message {m:?}"));
+                        }
+                    }
+                    other => return Err(format!("task {}: inner batch {other:?}", t.index)),
+                }
+                let states = Batch::read_states(&dir, &names(3)).map_err(|e| e.to_string())?;
+                if states[t.index] != TaskState::Running {
+                    return Err(format!("states after the refusal {states:?}"));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(r.failures, Vec::new());
+        assert!(r.states.iter().all(|s| *s == TaskState::Done));
+        // Ended: the directory is free again.
+        let mut again = Batch::new(&w, names(3), opts()).unwrap();
+        let r = again.run(|_, _| ()).unwrap();
+        assert_eq!(r.skipped_done, vec![0, 1, 2]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_directory_that_is_a_file_is_named_once() {
+        let w = world();
+        let path = temp_dir("a-file");
+        fs::write(&path, "not a directory").unwrap();
+        let mut b = Batch::new(&w, names(2), BatchOptions::new(1).state_dir(&path)).unwrap();
+        let m = b.run(|_, _| ()).unwrap_err().to_string();
+        assert_eq!(
+            m,
+            format!(
+                "batch: state directory {}: is not a directory",
+                path.display()
+            )
+        );
+        fs::remove_file(&path).unwrap();
     }
 
     #[test]
