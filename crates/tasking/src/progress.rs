@@ -78,7 +78,7 @@ impl ProgressConfig {
             match parse_interval(&v) {
                 Some(d) => cfg.interval = d,
                 None => eprintln!(
-                    "prism-tasking: PRISM_PROGRESS_INTERVAL={v:?} is not a number of seconds; using 5"
+                    "prism-tasking: PRISM_PROGRESS_INTERVAL={v:?} is not a number of seconds from 0 to 1.8e19; using 5"
                 ),
             }
         }
