@@ -56,6 +56,18 @@ fn error_after(from: &str, to: &str) -> String {
     }
 }
 
+/// Each `(from, to, want)`: BASE with `from` replaced by `to` is refused with an error that
+/// begins `s.toml: {want}`.
+fn expect_errors(cases: &[(&str, &str, &str)]) {
+    for (from, to, want) in cases {
+        let got = error_after(from, to);
+        assert!(
+            got.starts_with(&format!("s.toml: {want}")),
+            "`{to}`:\n got: {got}\nwant: s.toml: {want}"
+        );
+    }
+}
+
 #[test]
 fn the_base_scene_is_valid() {
     parse_scene_description(BASE, Path::new("."), Path::new("s.toml")).unwrap();
@@ -153,13 +165,7 @@ fn arrays_with_extra_elements_are_refused_at_their_line() {
             "line 36: lights[0].edge_b: invalid length 2",
         ),
     ];
-    for (from, to, want) in cases {
-        let got = error_after(from, to);
-        assert!(
-            got.starts_with(&format!("s.toml: {want}")),
-            "`{to}`:\n got: {got}\nwant: s.toml: {want}"
-        );
-    }
+    expect_errors(&cases);
 }
 
 #[test]
@@ -239,13 +245,7 @@ fn value_errors_point_at_the_key_not_its_table() {
             "line 16: materials[2].name: duplicate material name `a`",
         ),
     ];
-    for (from, to, want) in cases {
-        let got = error_after(from, to);
-        assert!(
-            got.starts_with(&format!("s.toml: {want}")),
-            "`{to}`:\n got: {got}\nwant: s.toml: {want}"
-        );
-    }
+    expect_errors(&cases);
 }
 
 #[test]
