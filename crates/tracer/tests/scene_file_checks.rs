@@ -165,7 +165,7 @@ fn arrays_with_extra_elements_are_refused_at_their_line() {
             "line 36: lights[0].edge_b: invalid length 2",
         ),
     ];
-    expect_errors(&cases);
+    expect_errors(cases);
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn value_errors_point_at_the_key_not_its_table() {
             "line 16: materials[2].name: duplicate material name `a`",
         ),
     ];
-    expect_errors(&cases);
+    expect_errors(cases);
 }
 
 #[test]
