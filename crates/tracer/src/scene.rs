@@ -284,22 +284,12 @@ mod tests {
         }
         // A vertex moved by a thousandth.
         let quad = |dx: f32| {
-            let mesh = Mesh::new(
-                vec![
-                    Vec3::new(dx, 0.0, 0.0),
-                    Vec3::new(1.0, 0.0, 0.0),
-                    Vec3::new(1.0, 1.0, 0.0),
-                    Vec3::new(0.0, 1.0, 0.0),
-                ],
-                vec![[0, 1, 2], [0, 2, 3]],
-            )
-            .unwrap();
-            let instance = Instance {
-                mesh: 0,
-                material: 0,
-                transform: Transform::IDENTITY,
-            };
-            let geometry = Geometry::build(vec![mesh], vec![instance]).unwrap();
+            let geometry = one_quad([
+                Vec3::new(dx, 0.0, 0.0),
+                Vec3::new(1.0, 0.0, 0.0),
+                Vec3::new(1.0, 1.0, 0.0),
+                Vec3::new(0.0, 1.0, 0.0),
+            ]);
             Scene::new(geometry, base.materials.clone(), base.camera)
                 .unwrap()
                 .content_key()
@@ -308,25 +298,26 @@ mod tests {
         assert_ne!(quad(0.0), quad(1e-3), "a changed geometry kept the key");
     }
 
-    /// A square light of side `size`, centred on the origin, facing +z.
-    fn lit_square(size: f32) -> Result<Scene, SceneError> {
-        let h = size / 2.0;
-        let mesh = Mesh::new(
-            vec![
-                Vec3::new(-h, -h, 0.0),
-                Vec3::new(h, -h, 0.0),
-                Vec3::new(h, h, 0.0),
-                Vec3::new(-h, h, 0.0),
-            ],
-            vec![[0, 1, 2], [0, 2, 3]],
-        )
-        .unwrap();
+    /// A geometry of one quad (two triangles) with these corners, in order, material 0.
+    fn one_quad(corners: [Vec3; 4]) -> Geometry {
+        let mesh = Mesh::new(corners.to_vec(), vec![[0, 1, 2], [0, 2, 3]]).unwrap();
         let instance = Instance {
             mesh: 0,
             material: 0,
             transform: Transform::IDENTITY,
         };
-        let geometry = Geometry::build(vec![mesh], vec![instance]).unwrap();
+        Geometry::build(vec![mesh], vec![instance]).unwrap()
+    }
+
+    /// A square light of side `size`, centred on the origin, facing +z.
+    fn lit_square(size: f32) -> Result<Scene, SceneError> {
+        let h = size / 2.0;
+        let geometry = one_quad([
+            Vec3::new(-h, -h, 0.0),
+            Vec3::new(h, -h, 0.0),
+            Vec3::new(h, h, 0.0),
+            Vec3::new(-h, h, 0.0),
+        ]);
         let light = Material::Emissive {
             radiance: Rgb::new(1.0, 1.0, 1.0),
         };
