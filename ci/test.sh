@@ -41,13 +41,20 @@ export MPIRUN="mpirun --oversubscribe"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "layering: prism-tasking alone pulls in neither tracer nor engines"
-if cargo tree -p prism-tasking -e normal --prefix none | grep -E '^prism-(tracer|engines) '; then
-  echo "FAIL: prism-tasking depends on a higher layer"; exit 1
-fi
-if cargo tree -p prism-tracer -e normal --prefix none | grep -E '^prism-(comm|tasking|engines) '; then
-  echo "FAIL: prism-tracer depends on another prism crate"; exit 1
-fi
+step "layering: each crate pulls in only the prism crates its layer allows"
+# crate, then the prism crates it must not pull in (docs/architecture.md has the table).
+while read -r crate forbidden; do
+  deps=$(cargo tree -p "$crate" -e normal --all-features --prefix none) \
+    || { echo "FAIL: cargo tree -p $crate"; exit 1; }
+  if grep -E "^prism(-($forbidden))? " <<<"$deps"; then
+    echo "FAIL: $crate depends on a prism crate outside its layer"; exit 1
+  fi
+done <<'LAYERS'
+prism-comm tasking|engines|tracer
+prism-tasking engines|tracer
+prism-engines tracer
+prism-tracer comm|tasking|engines
+LAYERS
 
 for feat in "" "--features prism/mpi"; do
   step "cargo clippy --workspace --all-targets $feat -D warnings"

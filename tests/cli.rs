@@ -1135,3 +1135,43 @@ fn the_default_image_is_named_after_the_scene() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `srun` with no MPI plugin (or a build without MPI under Slurm) starts N processes that each
+/// see only Slurm's own variables. Each must refuse rather than render the whole image alone
+/// into the same file; rank 0 alone says why, and a batch script's own variables (one process)
+/// are not taken for a launch.
+#[test]
+fn an_srun_step_that_mpi_cannot_see_is_refused() {
+    let dir = temp_dir("srun");
+    let out = dir.join("x.png");
+    let run = |vars: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["render", "--width", "8", "--height", "8", "--spp", "1"])
+            .args(["--passes", "1", "--quiet", "--out", out.to_str().unwrap()])
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run prism")
+    };
+    let want = if cfg!(feature = "mpi") {
+        "MPI sees a world of 1 process"
+    } else {
+        "--features mpi"
+    };
+    for rank in ["0", "1"] {
+        let o = run(&[("SLURM_STEP_NUM_TASKS", "4"), ("SLURM_PROCID", rank)]);
+        assert!(!o.status.success(), "rank {rank}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        if rank == "0" {
+            assert!(err.contains(want), "{err}");
+            assert!(err.contains("4 processes"), "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        } else {
+            assert!(err.trim().is_empty(), "rank 1 spoke: {err}");
+        }
+        assert!(!out.exists(), "rank {rank} rendered alone");
+    }
+    let batch = run(&[("SLURM_NTASKS", "4"), ("SLURM_PROCID", "0")]);
+    assert!(batch.status.success(), "{}", text(&batch));
+    assert!(out.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -89,7 +89,14 @@ impl CliError {
 pub fn with_universe(
     body: impl FnOnce(&prism::comm::Universe) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    let universe = prism::comm::init()?;
+    use prism::comm::CommError;
+    let universe = prism::comm::init().map_err(|e| match e {
+        // Every process of the launch fails alike: said once, by rank 0.
+        CommError::BuiltWithoutMpi { .. } | CommError::LauncherNotConnected { .. } => {
+            CliError::from(e).everywhere()
+        }
+        e => e.into(),
+    })?;
     universe.abort_on_panic();
     let Err(e) = body(&universe) else {
         return Ok(());

@@ -1,7 +1,8 @@
 //! Multi-process test of collectives and process sets: broadcast, gather, all-gather, sums to
 //! all and to root (also in tiny pieces, as for arrays past 2^31 elements), barrier, split by
 //! colour, split_shared, duplicate and the named process sets; sums whose ranks pass different
-//! lengths or roots are an error on every rank. Every result is compared with an
+//! lengths or roots are an error on every rank, and so are values that one rank cannot encode
+//! or that do not decode (no rank hangs, none succeeds alone). Every result is compared with an
 //! expectation computed locally. Run under `mpirun -n 1..4`; exits non-zero on a mismatch.
 
 use prism_comm::{Communicator, Source, Universe};
@@ -54,6 +55,60 @@ fn gathers(w: &Communicator) -> Res {
     let all = w.all_gather(&mine)?;
     let expect: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; i * 1000]).collect();
     ensure!(w, all == expect, "all_gather differs");
+    Ok(())
+}
+
+/// A value whose `Serialize` fails for `u32::MAX` and whose `Deserialize` rejects 13: user
+/// code the collectives must not trust to succeed on every rank alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == u32::MAX {
+            return Err(serde::ser::Error::custom("Picky cannot encode u32::MAX"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            13 => Err(serde::de::Error::custom("Picky rejects 13")),
+            n => Ok(Picky(n)),
+        }
+    }
+}
+
+fn failing_values(w: &Communicator) -> Res {
+    let (n, r, last) = (w.size(), w.rank(), w.size() - 1);
+    // The last rank cannot encode its value: every rank gets an error naming it.
+    let mine = Picky(if r == last { u32::MAX } else { r as u32 });
+    let got = w.all_gather(&mine);
+    let text = format!("{got:?}");
+    ensure!(w, got.is_err(), "all_gather with a failed encode: {text}");
+    ensure!(w, text.contains("all_gather"), "{text}");
+    let got = w.gather(0, &mine);
+    ensure!(w, (r == 0 || r == last) == got.is_err(), "gather: {got:?}");
+    // The root's value cannot be encoded: an error everywhere that says so.
+    let got = w.broadcast(0, (r == 0).then_some(Picky(u32::MAX)));
+    let text = format!("{got:?}");
+    ensure!(w, got.is_err(), "broadcast of an unencodable value: {text}");
+    ensure!(
+        w,
+        !text.contains("no value"),
+        "broadcast blames a missing value: {text}"
+    );
+    // A value that encodes but does not decode fails on every rank, the root's included.
+    let got = w.broadcast(last, (r == last).then_some(Picky(13)));
+    ensure!(w, got.is_err(), "broadcast of 13 succeeded: {got:?}");
+    let got = w.all_gather(&Picky(if r == 0 { 13 } else { 1 }));
+    ensure!(w, got.is_err(), "all_gather of 13 succeeded: {got:?}");
+    // Nothing is out of step afterwards.
+    let all = w.all_gather(&Picky(r as u32 + 100))?;
+    let expect: Vec<Picky> = (0..n).map(|i| Picky(i as u32 + 100)).collect();
+    ensure!(w, all == expect, "all_gather after failures: {all:?}");
     Ok(())
 }
 
@@ -302,6 +357,7 @@ fn process_sets(u: &Universe, w: &Communicator) -> Res {
 fn run(u: &Universe, w: &Communicator) -> Res {
     broadcasts(w)?;
     gathers(w)?;
+    failing_values(w)?;
     sums(w)?;
     mismatched_sums(w)?;
     w.barrier();

@@ -14,6 +14,11 @@ use crate::local::LocalComm;
 use crate::request::{Incoming, RecvRequest, SendRequest};
 use crate::{CommError, Result};
 
+/// The first byte of a rank's part of a collective: a value's bytes follow.
+const PART_VALUE: u8 = 0;
+/// The first byte of a rank's part of a collective: why it holds no value follows.
+const PART_FAILED: u8 = 1;
+
 /// Which sender a receive or probe accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -414,46 +419,29 @@ impl Communicator {
     // ---- collectives -----------------------------------------------------------------------
 
     /// Broadcasts the root's value to every rank. The root passes `Some(value)`, the others
-    /// `None`. If the root passes `None`, every rank gets an error (none hangs).
+    /// `None`. Every rank gets the same outcome: the value as decoded from the bytes sent (the
+    /// root decodes them too, so a value that does not survive the trip fails everywhere), or
+    /// one error when the root passes `None` or its value cannot be encoded (none hangs).
     pub fn broadcast<T: Serialize + DeserializeOwned>(
         &self,
         root: usize,
         value: Option<T>,
     ) -> Result<T> {
         self.check_rank("broadcast", root)?;
-        if self.size() == 1 {
-            return value.ok_or_else(|| self.internal("broadcast", "the root passed no value"));
-        }
-        let mut bytes = None;
-        let mut encode_error = None;
-        if self.rank() == root {
-            match value
-                .as_ref()
-                .map(|v| self.encode("broadcast", v))
-                .transpose()
-            {
-                Ok(b) => bytes = b,
-                Err(e) => encode_error = Some(e.to_string()),
-            }
-        }
-        let got = self.broadcast_bytes(root, bytes.as_deref())?;
-        match got {
-            Some(b) if encode_error.is_none() => {
-                if self.rank() == root {
-                    // The root keeps its own value rather than decoding its bytes again.
-                    value.ok_or_else(|| self.internal("broadcast", "the root passed no value"))
-                } else {
-                    self.decode("broadcast", &b, root, -1)
-                }
-            }
-            _ => Err(CommError::Peer {
-                rank: self.rank(),
-                op: "broadcast",
-                failures: vec![(
-                    root,
-                    encode_error.unwrap_or_else(|| "the root passed no value".to_string()),
-                )],
-            }),
+        let no_value = || CommError::Peer {
+            rank: self.rank(),
+            op: "broadcast",
+            failures: vec![(root, "the root passed no value".to_string())],
+        };
+        // One rank too goes through the bytes: a value that fails there fails alike on one.
+        let part = match (self.rank() == root, &value) {
+            (true, Some(v)) => Some(self.encode_part("broadcast", v)),
+            _ => None,
+        };
+        drop(value);
+        match self.broadcast_bytes(root, part.as_deref())? {
+            Some(part) => self.decode_part("broadcast", &part, root),
+            None => Err(no_value()),
         }
     }
 
@@ -493,40 +481,102 @@ impl Communicator {
         }
     }
 
-    fn decode_all<T: DeserializeOwned>(
+    /// One rank's part of a collective: a marker byte, then the value's bytes or, when the
+    /// value cannot be encoded, why. A rank whose value fails to encode still takes part, so
+    /// no peer waits for it, and every rank learns of the failure.
+    fn encode_part<T: Serialize + ?Sized>(&self, op: &'static str, value: &T) -> Vec<u8> {
+        postcard::to_extend(value, vec![PART_VALUE]).unwrap_or_else(|e| {
+            let why = CommError::Serialize {
+                rank: self.rank(),
+                op,
+                message: e.to_string(),
+            };
+            let mut part = vec![PART_FAILED];
+            part.extend_from_slice(why.to_string().as_bytes());
+            part
+        })
+    }
+
+    /// The value in `part` from rank `from`, or the failure it carries.
+    fn decode_part<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        part: &[u8],
+        from: usize,
+    ) -> Result<T> {
+        match part.split_first() {
+            Some((&PART_VALUE, bytes)) => self.decode(op, bytes, from, -1),
+            _ => Err(self.part_failure(op, part, from)),
+        }
+    }
+
+    /// The error a part that holds no value stands for.
+    fn part_failure(&self, op: &'static str, part: &[u8], from: usize) -> CommError {
+        match part.split_first() {
+            Some((&PART_FAILED, why)) => CommError::Peer {
+                rank: self.rank(),
+                op,
+                failures: vec![(from, String::from_utf8_lossy(why).into_owned())],
+            },
+            _ => self.internal(op, &format!("a malformed part from rank {from}")),
+        }
+    }
+
+    /// Every part's value, in rank order; when some ranks could not encode theirs, one error
+    /// naming all of them (the same on every rank that holds the same parts).
+    fn decode_parts<T: DeserializeOwned>(
         &self,
         op: &'static str,
         parts: Vec<Vec<u8>>,
     ) -> Result<Vec<T>> {
+        let failures: Vec<(usize, String)> = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(r, p)| match p.split_first() {
+                Some((&PART_FAILED, why)) => Some((r, String::from_utf8_lossy(why).into_owned())),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            return Err(CommError::Peer {
+                rank: self.rank(),
+                op,
+                failures,
+            });
+        }
         parts
             .iter()
             .enumerate()
-            .map(|(r, b)| self.decode(op, b, r, -1))
+            .map(|(r, p)| self.decode_part(op, p, r))
             .collect()
     }
 
     /// Gathers every rank's value on `root`: `Some(values in rank order)` there, `None`
-    /// elsewhere.
+    /// elsewhere. A rank whose value cannot be encoded still takes part and returns its error;
+    /// the root then returns an error naming every such rank.
     pub fn gather<T: Serialize + DeserializeOwned>(
         &self,
         root: usize,
         value: &T,
     ) -> Result<Option<Vec<T>>> {
         self.check_rank("gather", root)?;
-        let bytes = self.encode("gather", value)?;
-        match self.gather_bytes(Some(root), bytes)? {
-            Some(parts) => Ok(Some(self.decode_all("gather", parts)?)),
-            None => Ok(None),
+        let part = self.encode_part("gather", value);
+        let own_failure = (part.first() == Some(&PART_FAILED)).then(|| part.clone());
+        match (self.gather_bytes(Some(root), part)?, own_failure) {
+            (Some(parts), _) => self.decode_parts("gather", parts).map(Some),
+            (None, Some(part)) => Err(self.part_failure("gather", &part, self.rank())),
+            (None, None) => Ok(None),
         }
     }
 
-    /// Every rank's value, in rank order, on every rank.
+    /// Every rank's value, in rank order, on every rank. When some rank's value cannot be
+    /// encoded, every rank returns the same error naming it.
     pub fn all_gather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
-        let bytes = self.encode("all_gather", value)?;
+        let part = self.encode_part("all_gather", value);
         let parts = self
-            .gather_bytes(None, bytes)?
+            .gather_bytes(None, part)?
             .ok_or_else(|| self.internal("all_gather", "no result on a rank"))?;
-        self.decode_all("all_gather", parts)
+        self.decode_parts("all_gather", parts)
     }
 
     /// Every rank's `values` (the same count on every rank), rank after rank, on every rank.

@@ -10,12 +10,32 @@ pub enum CommError {
     /// A launcher started several processes, but this build has no MPI: each process would
     /// silently do all the work on its own.
     #[error(
-        "launched by an MPI launcher with {size} processes ({variable} is set) but prism was \
-         built without the `mpi` feature: rebuild with --features mpi (or run a single process)"
+        "launched by an MPI launcher with {}{size} processes ({variable} is set) but prism was \
+         built without the `mpi` feature: rebuild with --features mpi (or run a single process)",
+        if *.at_least { "at least " } else { "" }
     )]
     BuiltWithoutMpi {
         /// Number of processes the launcher reported.
         size: usize,
+        /// `size` is only a lower bound: the launcher gave this process's rank, not the size.
+        at_least: bool,
+        /// The environment variable that revealed the launcher.
+        variable: String,
+    },
+
+    /// A launcher started several processes, but MPI sees each as a world of its own: the MPI
+    /// library cannot talk to the launcher, and every process would do all the work alone.
+    #[error(
+        "launched as {}{size} processes ({variable} is set) but MPI sees a world of 1 process: \
+         this MPI library cannot reach the launcher (under Slurm, run with srun --mpi=pmix or \
+         --mpi=pmi2, whichever your MPI was built for, or start the job with mpirun)",
+        if *.at_least { "at least " } else { "" }
+    )]
+    LauncherNotConnected {
+        /// Number of processes the launcher reported.
+        size: usize,
+        /// `size` is only a lower bound.
+        at_least: bool,
         /// The environment variable that revealed the launcher.
         variable: String,
     },

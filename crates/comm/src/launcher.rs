@@ -10,36 +10,54 @@
 pub(crate) struct Launch {
     /// The variable that revealed the launcher.
     pub variable: String,
-    /// The number of processes, when the launcher said so (at least 2 when only a rank > 0
-    /// was seen).
+    /// The number of processes, when the launcher said so, or a lower bound (this rank + 1)
+    /// when only a rank above 0 was seen.
     pub size: Option<usize>,
+    /// `size` is only a lower bound.
+    pub at_least: bool,
 }
 
 /// Variables holding the number of processes (Open MPI, MPICH/Hydra/Slurm PMI, PMIx launchers).
 const SIZE_VARS: &[&str] = &["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"];
 /// Variables holding this process's rank: a rank above 0 proves there are several.
 const RANK_VARS: &[&str] = &["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"];
+/// Slurm's own variables for a task of an `srun` step. They are the last resort: a PMIx
+/// launch gives no size, and `srun --mpi=none` gives nothing else at all. A batch script sets
+/// `SLURM_PROCID=0` and `SLURM_NTASKS` for itself too, although it is one process, so only a
+/// step (`SLURM_STEP_NUM_TASKS`, set by `srun` alone) counts.
+const SLURM_STEP_SIZE: &str = "SLURM_STEP_NUM_TASKS";
+const SLURM_STEP_RANK: &str = "SLURM_PROCID";
+
+fn parse_in(get: &impl Fn(&str) -> Option<String>, var: &str) -> Option<usize> {
+    get(var).and_then(|s| s.trim().parse::<usize>().ok())
+}
 
 /// Looks for a launcher through `get` (the process environment in production, a map in tests).
 pub(crate) fn detect(get: impl Fn(&str) -> Option<String>) -> Option<Launch> {
-    let parse = |v: &str| get(v).and_then(|s| s.trim().parse::<usize>().ok());
-    for var in SIZE_VARS {
-        if let Some(size) = parse(var) {
-            return Some(Launch {
-                variable: (*var).to_string(),
-                size: Some(size),
-            });
-        }
+    let found = |var: &str, size, at_least| {
+        Some(Launch {
+            variable: var.to_string(),
+            size,
+            at_least,
+        })
+    };
+    if let Some((var, size)) = SIZE_VARS
+        .iter()
+        .find_map(|v| parse_in(&get, v).map(|n| (*v, n)))
+    {
+        return found(var, Some(size), false);
     }
-    for var in RANK_VARS {
-        if let Some(rank) = parse(var) {
-            return Some(Launch {
-                variable: (*var).to_string(),
-                size: if rank > 0 { Some(rank + 1) } else { None },
-            });
-        }
+    let rank = RANK_VARS
+        .iter()
+        .find_map(|v| parse_in(&get, v).map(|r| (*v, r)));
+    if let Some(size) = parse_in(&get, SLURM_STEP_SIZE) {
+        return found(SLURM_STEP_SIZE, Some(size), false);
     }
-    None
+    match rank {
+        Some((var, 0)) => found(var, None, false),
+        Some((var, r)) => found(var, Some(r + 1), true),
+        None => None,
+    }
 }
 
 /// The launcher of this process, from its environment.
@@ -51,7 +69,8 @@ pub(crate) fn detect_env() -> Option<Launch> {
 pub(crate) fn rank_in(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
     RANK_VARS
         .iter()
-        .find_map(|v| get(v).and_then(|s| s.trim().parse::<usize>().ok()))
+        .find_map(|v| parse_in(&get, v))
+        .or_else(|| parse_in(&get, SLURM_STEP_SIZE).and_then(|_| parse_in(&get, SLURM_STEP_RANK)))
 }
 
 /// This process's rank in its job as the launcher's environment gives it, without MPI: for
@@ -99,7 +118,40 @@ mod tests {
     #[test]
     fn pmix_rank_only() {
         assert_eq!(detect(env(&[("PMIX_RANK", "0")])).unwrap().size, None);
-        assert_eq!(detect(env(&[("PMIX_RANK", "2")])).unwrap().size, Some(3));
+        let l = detect(env(&[("PMIX_RANK", "2")])).unwrap();
+        assert_eq!((l.size, l.at_least), (Some(3), true));
+    }
+
+    #[test]
+    fn slurm_step_gives_the_size_a_pmix_launch_lacks() {
+        let l = detect(env(&[("PMIX_RANK", "0"), ("SLURM_STEP_NUM_TASKS", "4")])).unwrap();
+        assert_eq!((l.size, l.at_least), (Some(4), false));
+        assert_eq!(l.variable, "SLURM_STEP_NUM_TASKS");
+        // srun --mpi=none sets nothing but Slurm's own variables.
+        let step = env(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")]);
+        assert_eq!(detect(&step).unwrap().size, Some(2));
+        assert_eq!(rank_in(&step), Some(1));
+        // Open MPI's own variables win over the step of `orted` that mpirun ran under Slurm.
+        let under_mpirun = env(&[
+            ("OMPI_COMM_WORLD_SIZE", "8"),
+            ("OMPI_COMM_WORLD_RANK", "5"),
+            ("SLURM_STEP_NUM_TASKS", "2"),
+            ("SLURM_PROCID", "1"),
+        ]);
+        assert_eq!(detect(&under_mpirun).unwrap().size, Some(8));
+        assert_eq!(rank_in(&under_mpirun), Some(5));
+    }
+
+    #[test]
+    fn a_batch_script_is_not_a_launch() {
+        // sbatch sets these for the script itself, which is one process.
+        let batch = env(&[
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_JOB_ID", "7"),
+        ]);
+        assert_eq!(detect(&batch), None);
+        assert_eq!(rank_in(&batch), None);
     }
 
     #[test]

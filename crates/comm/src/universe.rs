@@ -70,8 +70,15 @@ pub fn init_with(level: ThreadLevel) -> Result<Universe> {
 /// [`init_with`] for a given launcher environment.
 fn init_for(launch: Option<launcher::Launch>, level: ThreadLevel) -> Result<Universe> {
     #[cfg(feature = "mpi")]
-    if launch.is_some() {
+    if let Some(launch) = launch {
         let (mpi, world) = crate::mpi_backend::MpiUniverse::init(level)?;
+        if let (Some(size @ 2..), 1) = (launch.size, world.size()) {
+            return Err(CommError::LauncherNotConnected {
+                size,
+                at_least: launch.at_least,
+                variable: launch.variable,
+            });
+        }
         return Ok(Universe {
             world,
             level: mpi.thread_level(),
@@ -82,14 +89,17 @@ fn init_for(launch: Option<launcher::Launch>, level: ThreadLevel) -> Result<Univ
     if let Some(launcher::Launch {
         variable,
         size: Some(size),
+        at_least,
     }) = launch
     {
         if size > 1 {
-            return Err(CommError::BuiltWithoutMpi { size, variable });
+            return Err(CommError::BuiltWithoutMpi {
+                size,
+                at_least,
+                variable,
+            });
         }
     }
-    #[cfg(feature = "mpi")]
-    let _ = launch;
     let _ = level;
     Ok(Universe {
         world: Communicator::local(),
@@ -252,11 +262,20 @@ mod tests {
             Some(launcher::Launch {
                 variable: "PMI_SIZE".into(),
                 size,
+                at_least: false,
             })
         };
         let e = init_for(launch(Some(3)), ThreadLevel::Funneled).unwrap_err();
         assert!(matches!(e, CommError::BuiltWithoutMpi { size: 3, .. }));
         assert!(e.to_string().contains("PMI_SIZE"));
+        assert!(e.to_string().contains("with 3 processes"), "{e}");
+        let from_a_rank = Some(launcher::Launch {
+            variable: "PMIX_RANK".into(),
+            size: Some(2),
+            at_least: true,
+        });
+        let e = init_for(from_a_rank, ThreadLevel::Funneled).unwrap_err();
+        assert!(e.to_string().contains("with at least 2 processes"), "{e}");
         assert!(init_for(launch(Some(1)), ThreadLevel::Funneled).is_ok());
         assert!(init_for(launch(None), ThreadLevel::Funneled).is_ok());
     }
@@ -265,6 +284,7 @@ mod tests {
     fn error_message_tells_how_to_fix() {
         let e = CommError::BuiltWithoutMpi {
             size: 4,
+            at_least: false,
             variable: "OMPI_COMM_WORLD_SIZE".into(),
         };
         assert!(e.to_string().contains("--features mpi"));
