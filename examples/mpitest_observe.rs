@@ -2,12 +2,18 @@
 //! Hybrid engines (dynamic and static schedules), with the scene shared once per node, must
 //! give a film bit-identical to a serial render done on the root alone — also when the render
 //! stops after its first pass and another engine resumes it from the root's film. A stop
-//! requested on the root ends the run after the pass in progress, on every rank.
+//! requested on the root ends the run after the pass in progress, on every rank. A
+//! one-process engine (Serial, MultiThread) renders with a communicator of one process and is
+//! refused on every rank with one of several; so is an engine of other processes than the
+//! communicator's.
 //!
-//! Run: `mpirun -n 3 target/debug/examples/mpitest_observe` (any rank count; one process
-//! without MPI). Exits non-zero on a mismatch.
+//! Run: `cargo build --features mpi --example mpitest_observe`, then `mpirun -n 3
+//! target/debug/examples/mpitest_observe` (any rank count; one process without MPI). Exits
+//! non-zero on a mismatch.
 
-use prism::engines::{AnyEngine, HybridEngine, MpiEngine, Schedule, SerialEngine};
+use prism::engines::{
+    AnyEngine, HybridEngine, MpiEngine, MultiThreadEngine, Schedule, SerialEngine,
+};
 use prism::observe::{observe, observe_from, End, Hooks, ObserveSettings, PassReport, Start};
 use prism::tracer::{cornell::cornell_box, integrator::RenderSettings, AdaptiveSampler, Film};
 use prism::tracer::{TileResult, TileTask};
@@ -234,6 +240,53 @@ fn stopped(
     }
 }
 
+/// A one-process engine is the right one for a one-process communicator and gives the
+/// reference's film; with several processes every rank refuses it up front, naming the fix
+/// (before, each rank rendered every tile and the others' results met no film). An engine of
+/// every process, paired with the root's communicator alone, is refused too.
+fn engine_spans_the_communicator(
+    world: &prism::comm::Communicator,
+    alone: Option<&prism::comm::Communicator>,
+    all: &AnyEngine,
+    scene: &prism::tracer::Scene,
+    reference: Option<&Film>,
+) -> Result<(), String> {
+    let rank = world.rank();
+    let one_process: [(&str, AnyEngine); 2] = [
+        ("serial", SerialEngine::new().into()),
+        ("threads 2", MultiThreadEngine::new(2).into()),
+    ];
+    for (name, engine) in &one_process {
+        match (render(engine, world, scene), world.size()) {
+            (Ok(film), 1) => match (film, reference) {
+                (Some(f), Some(r)) if f.bit_identical(r) => {}
+                _ => return Err(format!("{name} on one process: not the reference's film")),
+            },
+            (Err(e), 1) => return Err(format!("{name} on one process: {e}")),
+            (Err(e), n)
+                if e.contains(&format!("communicator given to observe has {n} processes"))
+                    && e.contains("use MpiEngine or HybridEngine") => {}
+            (Err(e), n) => {
+                return Err(format!("rank {rank}: {name} with {n} processes: {e}"));
+            }
+            (Ok(_), n) => {
+                return Err(format!(
+                    "rank {rank}: {name} was accepted with {n} processes"
+                ));
+            }
+        }
+    }
+    if let (Some(me), n) = (alone, world.size()) {
+        match render(all, me, scene) {
+            Ok(_) if n == 1 => {}
+            Err(e) if n > 1 && e.contains(&format!("the engine spans {n} processes")) => {}
+            Ok(_) => return Err(format!("an engine of {n} processes ran on the root alone")),
+            Err(e) => return Err(format!("an engine of {n} processes on the root alone: {e}")),
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let universe = prism::comm::init().expect("init");
     universe.abort_on_panic();
@@ -249,11 +302,12 @@ fn main() -> ExitCode {
     // The reference: the root alone, serial, on its own unshared scene. Splitting is
     // collective, so every rank takes part; only the root gets a communicator.
     let alone = world.split(world.is_root().then_some(0), 0);
-    let reference = match alone {
-        Ok(Some(me)) => Some(render(&SerialEngine::new().into(), &me, &cornell_box())),
+    let reference = match &alone {
+        Ok(Some(me)) => Some(render(&SerialEngine::new().into(), me, &cornell_box())),
         Ok(None) => None,
         Err(e) => Some(Err(format!("split: {e}"))),
     };
+    let alone = alone.ok().flatten();
     let mut failures = Vec::new();
     let reference = match reference {
         Some(Ok(Some(f))) => Some(f),
@@ -309,6 +363,15 @@ fn main() -> ExitCode {
     }
     if let Err(e) = stopped(&engines[2].1, &world, &scene) {
         failures.push(format!("stopped: {e}"));
+    }
+    if let Err(e) = engine_spans_the_communicator(
+        &world,
+        alone.as_ref(),
+        &engines[0].1,
+        &scene,
+        reference.as_ref(),
+    ) {
+        failures.push(format!("engine and communicator: {e}"));
     }
     if failures.is_empty() {
         println!("rank {rank}/{}: observe ok", world.size());

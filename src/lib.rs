@@ -14,7 +14,10 @@
 //! pass, adaptive sampling; [`observe::observe_from`] resumes a render from a
 //! [`tracer::checkpoint`]) and [`share_scene`] (one scene copy per node).
 //!
-//! Render the built-in Cornell box on all cores of this process:
+//! Render the built-in Cornell box on two threads of one process. A job of several processes
+//! (`mpirun -n 4`) needs an engine that spans them, `MpiEngine` or `HybridEngine` made from the
+//! same communicator: [`observe`](observe::observe) refuses a one-process engine there, on
+//! every rank.
 //!
 //! ```
 //! use prism::engines::MultiThreadEngine;

@@ -159,6 +159,7 @@ pub fn observe_from<E: Engine>(
         fail_on_rank,
     } = hooks;
     settings.sampler.validate().map_err(|e| e.to_string())?;
+    check_engine_spans(engine, comm)?;
     // The root's film and first pass; a film of the wrong size is an error on every rank.
     let (mut film, first) = if comm.is_root() {
         let (film, first) = match start {
@@ -166,6 +167,15 @@ pub fn observe_from<E: Engine>(
             Start::Resume { film, passes } => (Ok(film), passes),
         };
         let film = film.map_err(|e| e.to_string()).and_then(|f| {
+            // The results reach the engine's root and the film is on the communicator's: they
+            // must be one process. Only the root can tell, so it says so through the broadcast.
+            if !engine.is_root() {
+                return Err(format!(
+                    "the engine's root is not rank 0 of the communicator given to observe: \
+                     make the engine from that communicator (rank 0 holds the film, the \
+                     engine's root applies the results)"
+                ));
+            }
             if (f.width(), f.height()) != (settings.width, settings.height) {
                 return Err(format!(
                     "the film to resume is {}x{} pixels, the render {}x{}",
@@ -303,6 +313,26 @@ pub fn observe_from<E: Engine>(
     }
     report.wall = start.elapsed();
     Ok((film, report))
+}
+
+/// The engine must span exactly the communicator's processes. A one-process engine under a
+/// job of several would have every rank render every tile on its own and apply the results
+/// where there is no film, and an engine of other processes would wait for ranks that never
+/// call it. Both sizes are the same on every rank, so every rank refuses alike, before any
+/// communication.
+fn check_engine_spans<E: Engine>(engine: &E, comm: &Communicator) -> Result<(), String> {
+    match (engine.processes(), comm.size()) {
+        (e, c) if e == c => Ok(()),
+        (1, c) => Err(format!(
+            "this engine runs in one process, but the communicator given to observe has {c} \
+             processes: use MpiEngine or HybridEngine (made from that communicator) to render \
+             on several processes, or run one process (without mpirun)"
+        )),
+        (e, c) => Err(format!(
+            "the engine spans {e} processes, but the communicator given to observe has {c}: \
+             make the engine from the communicator that observe renders on"
+        )),
+    }
 }
 
 fn stop_requested(settings: &ObserveSettings) -> bool {
