@@ -170,11 +170,12 @@ pub fn observe_from<E: Engine>(
             // The results reach the engine's root and the film is on the communicator's: they
             // must be one process. Only the root can tell, so it says so through the broadcast.
             if !engine.is_root() {
-                return Err(format!(
+                return Err(
                     "the engine's root is not rank 0 of the communicator given to observe: \
                      make the engine from that communicator (rank 0 holds the film, the \
                      engine's root applies the results)"
-                ));
+                        .to_string(),
+                );
             }
             if (f.width(), f.height()) != (settings.width, settings.height) {
                 return Err(format!(
