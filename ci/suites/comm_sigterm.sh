@@ -51,10 +51,25 @@ set -e
 grep -q "deliberate panic" "$LOG" || fail "no panic message"
 check_clean "a panic on one rank" "$before"
 
+# 2b. A Lock dropped on a thread that may not call MPI: its free is collective, so the job
+# must end with a message naming the mistake rather than leave the other rank in MPI_Win_free.
+before=$(count)
+set +e
+timeout 120 $MPIRUN -n 2 "$PROG" lock-elsewhere >"$LOG" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 124 ] || fail "the job hung after a Lock was dropped on another thread"
+[ "$rc" -ne 0 ] || fail "a job that dropped a Lock on another thread exited with 0"
+grep -q "a Lock was dropped on a thread" "$LOG" || { cat "$LOG"; fail "no message about the Lock"; }
+check_clean "a Lock dropped on another thread" "$before"
+
 # 3. SIGTERM and SIGINT to one rank while every rank holds the array.
 for sig in TERM INT; do
   before=$(count)
-  timeout 120 $MPIRUN -n 2 "$PROG" hold 60 >"$LOG" 2>&1 &
+  # Emptied here, not by the background job's redirection, which may come after wait_ready's
+  # first look and let it count the previous job's lines.
+  : >"$LOG"
+  timeout 120 $MPIRUN -n 2 "$PROG" hold 60 >>"$LOG" 2>&1 &
   job=$!
   wait_ready 2
   victim=$(sed -n 's/^shm_hold: rank 1 pid \([0-9]*\) ready.*/\1/p' "$LOG")

@@ -2,7 +2,9 @@
 //! `shm_hold: rank R pid P ready`, then, depending on the first argument:
 //! - `exit` (the default): returns normally at once;
 //! - `hold SECS`: waits up to SECS seconds (for the suite to kill one rank);
-//! - `panic`: rank 1 (or 0 with one rank) panics, which ends the whole job.
+//! - `panic`: rank 1 (or 0 with one rank) panics, which ends the whole job;
+//! - `lock-elsewhere`: every rank makes a `Lock`, and rank 1 (or 0) drops it on another
+//!   thread, which cannot take part in its collective free: the job must end, not hang.
 //!
 //! The suite checks that no segment is left in /dev/shm whichever way the job ends.
 
@@ -48,6 +50,17 @@ fn main() {
             }
             // The others wait for a message that never comes: only the abort ends them.
             let _ = world.recv::<u8>(prism_comm::Source::Any, 1);
+        }
+        "lock-elsewhere" => {
+            let lock = prism_comm::Lock::new(&world).unwrap_or_else(|e| {
+                eprintln!("shm_hold: {e}");
+                world.abort(1)
+            });
+            if world.rank() == world.size().min(2) - 1 {
+                let _ = std::thread::spawn(move || drop(lock)).join();
+            } else {
+                drop(lock);
+            }
         }
         _ => {}
     }

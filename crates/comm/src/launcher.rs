@@ -76,9 +76,17 @@ pub(crate) fn rank_in(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
 /// This process's rank in its job as the launcher's environment gives it, without MPI: for
 /// work before MPI is up or after it is gone, such as deciding which process of a job prints
 /// an error that every process holds (rank 0, or a process with no launcher). `None` when no
-/// launcher set a rank.
+/// launcher set a rank, and for a rank above 0 when no launcher variable gives the job's size:
+/// such a rank may be a stray variable in a lone process (left by a wrapping job step), which
+/// must still print its errors since no rank 0 will.
 pub fn launcher_rank() -> Option<usize> {
-    rank_in(|v| std::env::var(v).ok())
+    reporting_rank(|v| std::env::var(v).ok())
+}
+
+fn reporting_rank(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    let rank = rank_in(&get)?;
+    let sized = detect(&get).is_some_and(|l| l.size.is_some() && !l.at_least);
+    (rank == 0 || sized).then_some(rank)
 }
 
 #[cfg(test)]
@@ -140,6 +148,16 @@ mod tests {
         ]);
         assert_eq!(detect(&under_mpirun).unwrap().size, Some(8));
         assert_eq!(rank_in(&under_mpirun), Some(5));
+    }
+
+    #[test]
+    fn a_stray_rank_without_a_size_reports_its_own_errors() {
+        assert_eq!(reporting_rank(env(&[("PMI_RANK", "1")])), None);
+        assert_eq!(reporting_rank(env(&[("PMIX_RANK", "0")])), Some(0));
+        let sized = env(&[("PMI_RANK", "1"), ("PMI_SIZE", "2")]);
+        assert_eq!(reporting_rank(&sized), Some(1));
+        let step = env(&[("SLURM_STEP_NUM_TASKS", "3"), ("SLURM_PROCID", "2")]);
+        assert_eq!(reporting_rank(&step), Some(2));
     }
 
     #[test]

@@ -32,8 +32,10 @@ enum Kind {
 /// they asked.
 ///
 /// With MPI, `lock` and the guard's release make MPI calls, so they must come from the
-/// thread that initialised MPI, and dropping a `Lock` is collective (MPI_Win_free). Without
-/// MPI it also orders the threads of the process.
+/// thread that initialised MPI, and dropping a `Lock` is collective (MPI_Win_free): drop it
+/// on that thread too (a drop elsewhere ends the job with a message, since the free cannot
+/// happen there and the other ranks would wait for it). Without MPI it also orders the
+/// threads of the process.
 pub struct Lock {
     kind: Kind,
     comm: Communicator,

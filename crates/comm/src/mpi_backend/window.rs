@@ -114,8 +114,20 @@ impl TicketWindow {
 
 impl Drop for TicketWindow {
     fn drop(&mut self) {
-        if finalized() || !on_mpi_thread() {
+        if finalized() {
             return;
+        }
+        if !on_mpi_thread() {
+            // Skipping the free would leave the other ranks in MPI_Win_free forever.
+            eprintln!(
+                "prism-comm: rank {}: a Lock was dropped on a thread that may not call MPI; its \
+                 free is collective (MPI_Win_free) and cannot happen there, so the whole MPI job \
+                 ends here (MPI_Abort). Drop a Lock on the thread that initialised MPI.",
+                self.rank
+            );
+            // SAFETY: MPI is initialised and not finalised; MPI_Abort ends every process of
+            // the job and does not return (from any thread, in practice, as for panics).
+            unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, 102) };
         }
         // MPI_Win_free is collective: while this rank unwinds, the others may be waiting for it
         // in another call, and would never join the free.
