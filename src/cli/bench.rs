@@ -48,7 +48,8 @@ pub struct ScalingArgs {
     pub spp: u32,
     #[arg(long, default_value_t = 2)]
     pub passes: usize,
-    /// Runs of each configuration (interleaved); the table shows medians.
+    /// Runs of each configuration (interleaved); the table shows medians. With 6 or more, the
+    /// goals' ratios come with 95 % confidence intervals.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Triangles of the procedural mesh used for the memory-per-node measurement (0: skip).
@@ -131,8 +132,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
          `serial 1×1` divided by the cores used (at most {cores}). Workers busy is the share \
          of the workers' time spent rendering (the rest is the engine's: waiting for work or \
          for the slowest worker); communication is the root's time in message calls over the \
-         run's wall time. A goal's ratio comes with a 95 % confidence interval for its median \
-         (distribution-free: order statistics of the per-round ratios).\n\n",
+         run's wall time. {}\n\n",
         hostname(),
         cores,
         today(),
@@ -141,7 +141,8 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         args.height,
         args.spp,
         args.passes,
-        args.repeats
+        args.repeats,
+        interval_note(args.repeats)
     ));
     block.push_str(&scaling::table(&rows, cores));
     let svg_path = args
@@ -221,6 +222,22 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the goals' figures carry: the study's default of 3 rounds is too few for a 95 %
+/// interval, and the text must not promise one that the goals then lack.
+fn interval_note(rounds: usize) -> String {
+    let needed = scaling::rounds_for_interval();
+    if rounds >= needed {
+        "A goal's ratio comes with a 95 % confidence interval for its median \
+         (distribution-free: order statistics of the per-round ratios)."
+            .to_string()
+    } else {
+        format!(
+            "A goal's ratio is a median without a confidence interval: a distribution-free 95 % \
+             interval needs {needed} rounds or more (--repeats {needed}), this run had {rounds}."
+        )
     }
 }
 
@@ -487,6 +504,46 @@ fn today() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_promises_intervals_only_when_the_goals_have_them() {
+        let row = |walls: Vec<f64>| Row {
+            config: scaling::Config {
+                engine: "serial",
+                processes: 1,
+                threads: 1,
+                schedule: "dynamic",
+            },
+            seconds: 1.0,
+            rays_per_second: 1.0,
+            comm_fraction: 0.0,
+            busy_fraction: 1.0,
+            walls,
+        };
+        for rounds in 1..=12 {
+            let a = row((0..rounds).map(|i| 1.0 + 0.01 * i as f64).collect());
+            let b = row(vec![1.0; rounds]);
+            let has = scaling::paired(&a, &b).interval.is_some();
+            let note = interval_note(rounds);
+            assert_eq!(
+                note.contains("comes with a 95 % confidence interval"),
+                has,
+                "{note}"
+            );
+            if !has {
+                assert!(
+                    note.contains("needs 6 rounds or more (--repeats 6), this run had"),
+                    "{note}"
+                );
+            }
+        }
+        // The study's default.
+        let default = ScalingArgs::augment_args(clap::Command::new("t"))
+            .try_get_matches_from(["t"])
+            .unwrap();
+        assert_eq!(default.get_one::<usize>("repeats"), Some(&3));
+        assert!(interval_note(3).contains("this run had 3"));
+    }
 
     #[test]
     fn a_goal_within_the_runs_noise_says_so() {

@@ -320,6 +320,13 @@ pub fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
     (k > 0).then(|| (sorted[k - 1], sorted[n - k]))
 }
 
+/// The fewest rounds whose ratios give a median a 95 % interval ([`median_interval`]).
+pub fn rounds_for_interval() -> usize {
+    (1..)
+        .find(|&n| median_interval(&vec![1.0; n]).is_some())
+        .unwrap_or(usize::MAX)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     sorted_median(&v)
