@@ -3,8 +3,10 @@
 //! t(1 worker) / (P t(P workers)); compare e.g.
 //!
 //! ```text
-//! balance_probe --threads 1; balance_probe --threads 2
-//! mpirun -n 2 balance_probe --threads 1
+//! cargo build --release -p prism-tasking --features mpi --example balance_probe
+//! target/release/examples/balance_probe --threads 1
+//! target/release/examples/balance_probe --threads 2
+//! mpirun -n 2 target/release/examples/balance_probe --threads 1
 //! ```
 //!
 //! Options: `--threads N` (per process, default 1), `--tasks N` (default 256), `--scale K`

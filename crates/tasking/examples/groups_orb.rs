@@ -12,6 +12,7 @@
 //! so it is identical however the work was split, interrupted and resumed.
 //!
 //! ```text
+//! cargo build -p prism-tasking --features mpi --example groups_orb
 //! mpirun -n 4 target/debug/examples/groups_orb --dir /tmp/orb --group-size 2 --crash-task 3
 //! mpirun -n 4 target/debug/examples/groups_orb --dir /tmp/orb --group-size 2   # resumes
 //! ```

@@ -12,7 +12,8 @@
 //! output is therefore bit-identical for any number of threads and processes:
 //!
 //! ```text
-//! cargo run --example mcrt_slab -- --photons 200000 --tau 1 --albedo 0.5 --threads 2
+//! cargo run -p prism-tasking --example mcrt_slab -- --photons 200000 --tau 1 --albedo 0.5 --threads 2
+//! cargo build -p prism-tasking --features mpi --example mcrt_slab
 //! mpirun -n 3 target/debug/examples/mcrt_slab --photons 200000 --tau 1 --albedo 0.5
 //! ```
 //!
