@@ -106,7 +106,7 @@ fn replace_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    crate::replace::replace_atomically(path, write, |source| OutputError::Create {
+    crate::replace::replace_atomically(path, write, |_, source| OutputError::Create {
         path: path.to_path_buf(),
         source,
     })
@@ -133,9 +133,9 @@ fn encode_png(
     color: png::ColorType,
     data: &[u8],
 ) -> Result<(), OutputError> {
-    let file = File::create(tmp).map_err(|source| OutputError::Create {
+    let file = File::create(tmp).map_err(|e| OutputError::Create {
         path: path.to_path_buf(),
-        source,
+        source: crate::replace::naming(tmp, e),
     })?;
     let png_err = |source| OutputError::Png {
         path: path.to_path_buf(),
