@@ -217,7 +217,10 @@ pub struct RenderArgs {
     /// Default 1m.
     #[arg(long, value_name = "DURATION")]
     pub progress_every: Option<TimeLimit>,
-    /// No progress bar or per-pass lines; errors and the summary line still print.
+    /// No progress bar, per-pass or progress lines, nor notes on how the render goes (resuming
+    /// from --checkpoint, converged, more render threads than CPUs). Errors, the other warnings
+    /// and notes (the scene, its cache, removed leftover temporary files, a stop before the
+    /// last pass) and the summary line still print.
     #[arg(long)]
     pub quiet: bool,
     /// Write the run's measurements as JSON: time, rays, communication, memory, and each

@@ -974,7 +974,8 @@ fn sigterm_ends_a_render_whose_standard_error_is_full() {
 }
 
 /// A temporary file that a killed run left beside an output is removed by the next run on
-/// this host, once its process is gone; another host's is kept.
+/// this host, once its process is gone; another host's is kept. The run says so even with
+/// --quiet, which hides progress, not what happened to the user's files.
 #[test]
 fn temporaries_of_killed_runs_are_swept() {
     let dir = temp_dir("sweep");
@@ -997,6 +998,7 @@ fn temporaries_of_killed_runs_are_swept() {
         "8",
         "--passes",
         "1",
+        "--quiet",
         "--out",
         out.to_str().unwrap(),
         "--checkpoint",

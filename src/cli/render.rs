@@ -786,18 +786,17 @@ fn check_outputs_writable(args: &RenderArgs) -> Result<(), CliError> {
 }
 
 /// Removes the temporary files that a run killed while writing an output (a checkpoint, an
-/// image, a cache) left beside it, and says so. On the root, which alone writes them.
+/// image, a cache) left beside it, and says so — also under --quiet, which hides progress: a
+/// file went from the user's directory. On the root, which alone writes them.
 fn remove_stale_temporaries(args: &RenderArgs) {
     for (option, path) in output_files(args) {
         let sweep = prism::tracer::replace::remove_stale_temporaries(path);
         for stale in &sweep.removed {
-            if !args.quiet {
-                warn(&format!(
-                    "prism: note: removed {}, left by a run killed while writing {}",
-                    stale.display(),
-                    path.display()
-                ));
-            }
+            warn(&format!(
+                "prism: note: removed {}, left by a run killed while writing {}",
+                stale.display(),
+                path.display()
+            ));
         }
         let unreadable = sweep.unreadable.iter().map(|(dir, e)| {
             let what = format!(
