@@ -32,14 +32,16 @@ impl<U> Applier<U> {
         E: Display,
     {
         let t0 = Instant::now();
-        let outcome = prism_comm::catch_panic(|| (self.update)(task, result));
+        // The error's Display is user code too, so it runs inside the catch.
+        let outcome =
+            prism_comm::catch_panic(|| (self.update)(task, result).map_err(|e| e.to_string()));
         self.time += t0.elapsed();
         let (panicked, message) = match outcome {
             Ok(Ok(())) => {
                 self.applied += 1;
                 return Ok(());
             }
-            Ok(Err(e)) => (false, e.to_string()),
+            Ok(Err(e)) => (false, e),
             Err(payload) => (true, panic_message(&*payload)),
         };
         Err(EngineError::Update {

@@ -80,6 +80,21 @@ impl Member<'_> {
 /// from a render thread) and 1 ms (batches, and with them chunk requests, arrive later).
 const SEND_PROGRESS_WAIT: Duration = Duration::from_micros(250);
 
+/// The longest an idle main thread of a process other than the root sleeps between looks at
+/// its results and the network: short once its render threads are done (the run's end waits
+/// on it) or while a send is in flight (see above), else the batch delay, so results wait no
+/// longer than promised. Never zero: a zero delay means "send at once", not "never sleep",
+/// and a wait of nothing would spin on a core that render threads need.
+fn idle_cap(draining: bool, sending: bool, batch_delay: Duration) -> Duration {
+    if draining {
+        DRAIN_WAIT
+    } else if sending {
+        SEND_PROGRESS_WAIT
+    } else {
+        batch_delay.max(DRAIN_WAIT)
+    }
+}
+
 /// Results (bytes) above which a chunk request travels in a message of its own: well below
 /// the size up to which transports send a message in one step (Open MPI: 4 KiB within a node,
 /// 12-64 KiB between nodes).
@@ -350,13 +365,11 @@ where
                 // A large batch crosses in several steps (rendezvous), each of which needs this
                 // process to call into MPI unless the transport copies by itself: while a send
                 // is in flight, poll often so the root never waits on this process's sleep.
-                let cap = if local_finished == threads {
-                    DRAIN_WAIT
-                } else if me.sends.is_empty() {
-                    opts.batch_delay
-                } else {
-                    SEND_PROGRESS_WAIT
-                };
+                let cap = idle_cap(
+                    local_finished == threads,
+                    !me.sends.is_empty(),
+                    opts.batch_delay,
+                );
                 let wait = backoff.next().min(cap);
                 if !stopping && !full(batch_count, batch.len()) {
                     // Room for results: wake as soon as one comes.
@@ -381,4 +394,22 @@ where
         local: me.stats,
         all: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_main_thread_never_polls_without_sleeping() {
+        for draining in [false, true] {
+            for sending in [false, true] {
+                let cap = idle_cap(draining, sending, Duration::ZERO);
+                assert!(cap >= DRAIN_WAIT, "{draining} {sending}: {cap:?}");
+            }
+        }
+        let ms20 = Duration::from_millis(20);
+        assert_eq!(idle_cap(false, false, ms20), ms20);
+        assert_eq!(idle_cap(false, true, ms20), SEND_PROGRESS_WAIT);
+    }
 }

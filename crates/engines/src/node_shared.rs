@@ -61,8 +61,9 @@ pub struct NodeShared<T: Pod = u8> {
 fn run_builder<T, B: BuildOutput<T>>(
     build: impl FnOnce() -> B,
 ) -> std::result::Result<Vec<T>, String> {
-    match prism_comm::catch_panic(build) {
-        Ok(out) => out.into_data(),
+    // `into_data` formats the builder's error with its Display, user code that may panic too.
+    match prism_comm::catch_panic(|| build().into_data()) {
+        Ok(out) => out,
         Err(payload) => Err(format!("panicked: {}", panic_message(&*payload))),
     }
 }
@@ -119,10 +120,15 @@ impl<T: Pod> NodeShared<T> {
             }
         };
         let data = built.and_then(|b| b.ok());
+        // The processes of this node, for errors: the node's array numbers them from 0 within
+        // the node, which would send a user to the wrong process of the job.
+        let members: Vec<usize> = node
+            .all_gather(&rank)
+            .map_err(|e| EngineError::comm(rank, "NodeShared: naming the node's processes", e))?;
         // The node's array: only this node's processes take part, so nodes may differ in
         // size. The leader hands its data over; `set` ends with every process of the node
         // seeing it.
-        let array = fill(node, node, len as usize, data, 0);
+        let array = fill(node, node, len as usize, data, 0).map_err(|m| on_node(&members, &m));
         agree(comm, array).map(|array| NodeShared {
             array,
             built_here: leader,
@@ -265,6 +271,16 @@ fn fill<T: Pod>(
     SharedArray::<T>::with_node_from_vec(comm, node, len, data, from).map_err(|e| e.to_string())
 }
 
+/// `message`, about a node whose processes in the job are `members`, in the node's order.
+fn on_node(members: &[usize], message: &str) -> String {
+    let list: Vec<String> = members.iter().map(usize::to_string).collect();
+    format!(
+        "on the node of processes {} (numbered 0-{} there, in that order): {message}",
+        list.join(", "),
+        members.len().saturating_sub(1)
+    )
+}
+
 /// Makes every process of `comm` return an error if any failed to set up its copy.
 fn agree<T: Pod>(
     comm: &Communicator,
@@ -292,6 +308,16 @@ fn agree<T: Pod>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_error_names_its_processes_in_the_job() {
+        let m = on_node(&[1, 3], "rank 0: SharedArray::new: failed on rank(s) 1");
+        assert!(
+            m.starts_with("on the node of processes 1, 3 (numbered 0-1 there"),
+            "{m}"
+        );
+        assert!(m.ends_with("failed on rank(s) 1"), "{m}");
+    }
 
     fn world() -> Communicator {
         prism_comm::init().unwrap().world()

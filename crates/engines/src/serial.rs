@@ -50,11 +50,12 @@ impl Engine for SerialEngine {
         let mut render_time = Duration::ZERO;
         for (i, task) in tasks.iter().enumerate() {
             let t0 = Instant::now();
-            let outcome = prism_comm::catch_panic(|| render(task));
+            // The error's Display is user code too, so it runs inside the catch.
+            let outcome = prism_comm::catch_panic(|| render(task).map_err(|e| e.to_string()));
             render_time += t0.elapsed();
             let result = match outcome {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(render_failure(i, false, e.to_string())),
+                Ok(Err(e)) => return Err(render_failure(i, false, e)),
                 Err(p) => return Err(render_failure(i, true, panic_message(&*p))),
             };
             applier.apply(i, result)?;

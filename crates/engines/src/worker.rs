@@ -203,7 +203,10 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
         C: Fn(usize, R) -> Result<(P, usize), EngineError> + Sync,
     {
         let t0 = Instant::now();
-        let outcome = prism_comm::catch_panic(|| (self.render)(&self.tasks[i]));
+        // The error's Display is user code too: it runs inside the catch, so a panic there is
+        // this task's error rather than a render thread gone without a word.
+        let outcome =
+            prism_comm::catch_panic(|| (self.render)(&self.tasks[i]).map_err(|e| e.to_string()));
         totals.render_time += t0.elapsed();
         match outcome {
             // A result's Serialize impl is user code too: a panic there is a failure of this
@@ -228,7 +231,7 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                 thread,
                 task: i,
                 panicked: false,
-                message: e.to_string(),
+                message: e,
             }),
             Err(payload) => Err(EngineError::Render {
                 rank: self.rank,

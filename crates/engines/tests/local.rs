@@ -232,6 +232,70 @@ fn a_panicking_render_is_an_error_not_a_crash() {
     }
 }
 
+/// An error whose `Display` panics: user code the engines must not trust either.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Unprintable cannot be printed")
+    }
+}
+
+#[test]
+fn an_error_that_panics_when_printed_is_still_the_tasks_error() {
+    for (name, engine) in every_engine() {
+        let err = engine
+            .run(
+                tiles(40),
+                |t: &Tile| {
+                    if t.id == 9 {
+                        Err(Unprintable)
+                    } else {
+                        Ok(t.id)
+                    }
+                },
+                |_| Ok::<(), Unprintable>(()),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Render { task: 9, panicked: true, message, .. } if message == "Unprintable cannot be printed"),
+            "{name}: {err:?}"
+        );
+        let err = engine
+            .run(
+                tiles(40),
+                |t: &Tile| shade(t).map_err(|_| Unprintable),
+                |p: Pixels| {
+                    if p.id == 4 {
+                        Err(Unprintable)
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                EngineError::Update {
+                    task: 4,
+                    panicked: true,
+                    ..
+                }
+            ),
+            "{name}: {err:?}"
+        );
+        assert_eq!(collect(&engine, &tiles(30)).len(), 30, "{name} afterwards");
+    }
+    let err = prism_engines::NodeShared::<u32>::build(&world(), || Err::<Vec<u32>, _>(Unprintable))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Unprintable cannot be printed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_failing_update_names_its_task_and_stops_the_run() {
     for (name, engine) in every_engine() {
