@@ -58,33 +58,71 @@ pub struct TimeLimit(pub std::time::Duration);
 impl std::str::FromStr for TimeLimit {
     type Err = String;
     fn from_str(text: &str) -> Result<TimeLimit, String> {
-        let t = text.trim();
-        let seconds = if t.contains([':', '-']) {
-            clock_seconds(t)
-        } else {
-            unit_seconds(t)
-        }
-        .ok_or_else(|| {
-            let plain = t.chars().all(|c| c.is_ascii_digit() || c == '.');
-            match t.parse::<f64>().ok().filter(|_| plain) {
-                Some(n) if n > 0.0 => format!(
-                    "'{text}' needs a unit: {t}s, {t}m or {t}h (Slurm reads a number alone as \
-                     minutes, PBS as seconds)"
-                ),
-                Some(_) => format!("'{text}' must be more than zero and at most ten years"),
-                None => format!(
-                    "'{text}' is not a duration such as 90s, 45m, 1h30m, 01:30:00 or 2-12:00:00"
-                ),
+        duration(text).map(TimeLimit).map_err(|e| match e {
+            DurationError::NoUnit(t) => format!(
+                "'{text}' needs a unit: {t}s, {t}m or {t}h (Slurm reads a number alone as \
+                 minutes, PBS as seconds)"
+            ),
+            DurationError::NotADuration => format!(
+                "'{text}' is not a duration such as 90s, 45m, 1h30m, 01:30:00 or 2-12:00:00"
+            ),
+            DurationError::OutOfRange => {
+                format!("'{text}' must be more than zero and at most ten years")
             }
-        })?;
-        // Ten years: past any job's limit, short of what a `Duration` added to now overflows.
-        let limit = (seconds <= 3.2e8).then(|| std::time::Duration::from_secs_f64(seconds));
-        match limit {
-            Some(d) if !d.is_zero() => Ok(TimeLimit(d)),
-            _ => Err(format!(
-                "'{text}' must be more than zero and at most ten years"
-            )),
+        })
+    }
+}
+
+/// How often something recurs (`--progress-every`): a duration as [`TimeLimit`] reads it,
+/// with errors that speak of an interval, not of a batch system's time limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval(pub std::time::Duration);
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Interval, String> {
+        duration(text).map(Interval).map_err(|e| match e {
+            DurationError::NoUnit(t) => {
+                format!("'{text}' needs a unit: {t}s, {t}m or {t}h")
+            }
+            DurationError::NotADuration => {
+                format!("'{text}' is not a duration such as 30s, 5m or 1h30m")
+            }
+            DurationError::OutOfRange => {
+                format!("'{text}' must be more than zero and at most ten years")
+            }
+        })
+    }
+}
+
+/// Why a text is not a duration; each option says it in its own words.
+enum DurationError {
+    /// A positive number without a unit (the trimmed text).
+    NoUnit(String),
+    NotADuration,
+    OutOfRange,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, DurationError> {
+    let t = text.trim();
+    let seconds = if t.contains([':', '-']) {
+        clock_seconds(t)
+    } else {
+        unit_seconds(t)
+    }
+    .ok_or_else(|| {
+        let plain = t.chars().all(|c| c.is_ascii_digit() || c == '.');
+        match t.parse::<f64>().ok().filter(|_| plain) {
+            Some(n) if n > 0.0 => DurationError::NoUnit(t.to_string()),
+            Some(_) => DurationError::OutOfRange,
+            None => DurationError::NotADuration,
         }
+    })?;
+    // Ten years: past any job's limit, short of what a `Duration` added to now overflows.
+    let limit = (seconds <= 3.2e8).then(|| std::time::Duration::from_secs_f64(seconds));
+    match limit {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(DurationError::OutOfRange),
     }
 }
 
@@ -195,8 +233,9 @@ pub struct RenderArgs {
     /// Maximum path depth.
     #[arg(long, default_value_t = 8)]
     pub max_depth: u32,
-    /// Use (or create) a scene cache: the built BVH, memory-mapped on the next run (and
-    /// rebuilt when the scene changed or another prism version wrote it).
+    /// Use (or create) a scene cache: the built BVH of a scene file or mesh (not of the
+    /// built-in cornell), memory-mapped on the next run (and rebuilt when the scene changed
+    /// or another prism version wrote it).
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Keep the render's state in this file after every pass, and resume from it when it
@@ -216,7 +255,7 @@ pub struct RenderArgs {
     /// during a pass, with its share of pixels done, rays/s and the time left: `30s`, `5m`.
     /// Default 1m.
     #[arg(long, value_name = "DURATION")]
-    pub progress_every: Option<TimeLimit>,
+    pub progress_every: Option<Interval>,
     /// No progress bar, per-pass or progress lines, nor notes on how the render goes (resuming
     /// from --checkpoint, converged, more render threads than CPUs). Errors, the other warnings
     /// and notes (the scene, its cache, removed leftover temporary files, a stop before the
@@ -300,7 +339,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::TimeLimit;
+    use super::{Interval, TimeLimit};
     use std::time::Duration;
 
     #[test]
@@ -326,6 +365,20 @@ mod tests {
         }
         let e = secs("90").unwrap_err();
         assert!(e.contains("'90' needs a unit: 90s, 90m or 90h"), "{e}");
+        // An interval reads the same, but how a batch system reads a time limit is beside
+        // its point.
+        let every = |text: &str| text.parse::<Interval>().map(|t| t.0);
+        assert_eq!(every("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(every("0.01s"), Ok(Duration::from_millis(10)));
+        assert_eq!(
+            every("10").unwrap_err(),
+            "'10' needs a unit: 10s, 10m or 10h"
+        );
+        assert_eq!(
+            every("5x").unwrap_err(),
+            "'5x' is not a duration such as 30s, 5m or 1h30m"
+        );
+        assert!(every("0s").unwrap_err().contains("more than zero"));
         for out_of_range in ["0", "0s", "00:00", "0.0000000001s", "400000000s"] {
             let e = secs(out_of_range).unwrap_err();
             assert!(

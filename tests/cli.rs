@@ -1073,6 +1073,39 @@ fn a_batch_log_gets_progress_lines_during_a_pass() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// --progress-every reads durations as --time-limit does, but its refusal of a bare number
+/// speaks of a progress interval, not of how Slurm and PBS read a job's time.
+#[test]
+fn a_progress_interval_without_a_unit_is_refused_in_its_own_words() {
+    let o = prism(&["render", "--progress-every", "10"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--progress-every") && err.contains("'10' needs a unit: 10s, 10m or 10h"),
+        "{err}"
+    );
+    assert!(!err.contains("Slurm") && !err.contains("PBS"), "{err}");
+    // --time-limit keeps its reason: there the batch systems' readings are the point.
+    let o = prism(&["render", "--time-limit", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("Slurm reads"), "{err}");
+}
+
+/// --help says which scenes --cache serves (the built-in box is refused).
+#[test]
+fn the_help_says_what_a_cache_is_for() {
+    let o = prism(&["render", "--help"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let help = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("the built BVH of a scene file or mesh (not of the built-in cornell)"),
+        "{help}"
+    );
+}
+
 /// More render threads than the process has CPUs is said once, as a warning, and still runs;
 /// as many as its CPUs is not.
 #[test]
