@@ -58,6 +58,12 @@ expect_fail "render-thread" "$BIN" render --engine threads --render-thread --out
 expect_fail "one render thread" "$BIN" render --engine hybrid --threads 2 --render-thread --out "$OUT/x.png"
 printf '[camera]\nposition = [0, 0, 1]\nbogus = 3\n' > "$OUT/bad.toml"
 expect_fail "bogus" "$BIN" render "$OUT/bad.toml" --out "$OUT/x.png"
+# A launcher's rank variable left over in a lone process (no size given, so no rank 0 exists
+# to speak): the process says what is wrong rather than exiting silently.
+expect_fail "error" env PMI_RANK=1 "$BIN" render --width 0 --out "$OUT/x.png"
+expect_fail "error" env PMI_RANK=1 "$BIN" render --bogus
+# An srun step that this MPI cannot see: refused (not N lone copies of the whole job).
+expect_fail "MPI sees a world of 1 process" env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 "$BIN" info
 # A rank that fails must end the job with a non-zero status, not hang.
 expect_fail "rank 1" $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 1
 
