@@ -23,7 +23,6 @@ use crate::math::Vec3;
 use crate::triangle::Tri4;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
-use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -67,6 +66,8 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{name}: is {kind}, not a regular file")]
+    NotAFile { name: String, kind: &'static str },
     #[error("{name}: not a prism geometry cache (the first 8 bytes are not \"PRISMGEO\")")]
     BadMagic { name: String },
     #[error("{name}: geometry cache format version {found}, but this build reads version {expected}; rebuild the cache")]
@@ -94,6 +95,27 @@ pub enum CacheError {
     Misaligned { name: String, address: usize },
     #[error("{name}: corrupt: {what}")]
     Corrupt { name: String, what: String },
+}
+
+impl CacheError {
+    /// Whether the bytes were recognisably a prism cache (their magic matched) that cannot be
+    /// used: another version's or byte order's, or damaged — a file to remove (or replace) to
+    /// have it rebuilt. `false` for anything else: bytes that are not a prism cache (a
+    /// checkpoint, a mesh, `/dev/null`), a file that cannot be opened, which are not prism's
+    /// to remove.
+    pub fn is_prism_cache(&self) -> bool {
+        match self {
+            CacheError::WrongVersion { .. }
+            | CacheError::WrongByteOrder { .. }
+            | CacheError::Truncated { .. }
+            | CacheError::Checksum { .. }
+            | CacheError::Corrupt { .. } => true,
+            CacheError::Io { .. }
+            | CacheError::NotAFile { .. }
+            | CacheError::BadMagic { .. }
+            | CacheError::Misaligned { .. } => false,
+        }
+    }
 }
 
 pub(crate) const MAGIC: [u8; 8] = *b"PRISMGEO";
@@ -304,75 +326,19 @@ pub(crate) fn serialize(p: &Parts) -> AlignedBytes {
 /// Checks the header, the checksums (the payload's only with `verify_payload`: not for bytes
 /// just serialised here) and the section table of `bytes`.
 pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<Layout, CacheError> {
-    let name = name.to_string();
     let address = bytes.as_ptr() as usize;
     if !address.is_multiple_of(4) {
-        return Err(CacheError::Misaligned { name, address });
-    }
-    if bytes.len() < 8 || bytes[..8] != MAGIC {
-        // A file shorter than the magic that is a prefix of it was truncated; anything else
-        // is not a cache at all.
-        if bytes.len() < 8 && MAGIC.starts_with(bytes) && !bytes.is_empty() {
-            return Err(CacheError::Truncated {
-                name,
-                expected: HEADER_LEN as u64,
-                actual: bytes.len() as u64,
-            });
-        }
-        return Err(CacheError::BadMagic { name });
-    }
-    if bytes.len() < HEADER_LEN {
-        return Err(CacheError::Truncated {
-            name,
-            expected: HEADER_LEN as u64,
-            actual: bytes.len() as u64,
+        return Err(CacheError::Misaligned {
+            name: name.to_string(),
+            address,
         });
     }
-    let h: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
-    if h.byte_order != BYTE_ORDER_MARK {
-        return Err(if h.byte_order == BYTE_ORDER_MARK.swap_bytes() {
-            CacheError::WrongByteOrder { name }
-        } else {
-            CacheError::Corrupt {
-                name,
-                what: format!("byte-order mark {:#010x}", h.byte_order),
-            }
-        });
-    }
-    if h.version != VERSION {
-        return Err(CacheError::WrongVersion {
-            name,
-            found: h.version,
-            expected: VERSION,
-        });
-    }
-    let computed = header_hash(&h);
-    if computed != h.header_hash {
-        return Err(CacheError::Checksum {
-            name,
-            part: "header",
-            stored: h.header_hash,
-            computed,
-        });
-    }
-    if h.total_len != bytes.len() as u64 {
-        return Err(if h.total_len > bytes.len() as u64 {
-            CacheError::Truncated {
-                name,
-                expected: h.total_len,
-                actual: bytes.len() as u64,
-            }
-        } else {
-            CacheError::Corrupt {
-                name,
-                what: format!(
-                    "{} bytes present but the header says {}",
-                    bytes.len(),
-                    h.total_len
-                ),
-            }
-        });
-    }
+    let h = check_header(
+        &bytes[..bytes.len().min(HEADER_LEN)],
+        bytes.len() as u64,
+        name,
+    )?;
+    let name = name.to_string();
     let computed = if verify_payload {
         xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..])
     } else {
@@ -428,6 +394,73 @@ pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<La
         bounds: (Vec3::new(b[0], b[1], b[2]), Vec3::new(b[3], b[4], b[5])),
         source_key: h.source_key,
     })
+}
+
+/// Checks a header: `head` holds the first bytes (up to [`HEADER_LEN`]), `len` is the length
+/// of the whole, which must be the one the header declares.
+fn check_header(head: &[u8], len: u64, name: &str) -> Result<Header, CacheError> {
+    let name = name.to_string();
+    if head.len() < 8 || head[..8] != MAGIC {
+        // A file shorter than the magic that is a prefix of it was truncated; anything else
+        // is not a cache at all.
+        if head.len() < 8 && MAGIC.starts_with(head) && !head.is_empty() {
+            return Err(CacheError::Truncated {
+                name,
+                expected: HEADER_LEN as u64,
+                actual: len,
+            });
+        }
+        return Err(CacheError::BadMagic { name });
+    }
+    if head.len() < HEADER_LEN {
+        return Err(CacheError::Truncated {
+            name,
+            expected: HEADER_LEN as u64,
+            actual: len,
+        });
+    }
+    let h: Header = bytemuck::pod_read_unaligned(&head[..HEADER_LEN]);
+    if h.byte_order != BYTE_ORDER_MARK {
+        return Err(if h.byte_order == BYTE_ORDER_MARK.swap_bytes() {
+            CacheError::WrongByteOrder { name }
+        } else {
+            CacheError::Corrupt {
+                name,
+                what: format!("byte-order mark {:#010x}", h.byte_order),
+            }
+        });
+    }
+    if h.version != VERSION {
+        return Err(CacheError::WrongVersion {
+            name,
+            found: h.version,
+            expected: VERSION,
+        });
+    }
+    let computed = header_hash(&h);
+    if computed != h.header_hash {
+        return Err(CacheError::Checksum {
+            name,
+            part: "header",
+            stored: h.header_hash,
+            computed,
+        });
+    }
+    if h.total_len != len {
+        return Err(if h.total_len > len {
+            CacheError::Truncated {
+                name,
+                expected: h.total_len,
+                actual: len,
+            }
+        } else {
+            CacheError::Corrupt {
+                name,
+                what: format!("{len} bytes present but the header says {}", h.total_len),
+            }
+        });
+    }
+    Ok(h)
 }
 
 /// Checks that every index in the arrays is in range and that every tree is a tree of
@@ -584,14 +617,28 @@ pub(crate) fn write_file(bytes: &[u8], path: &Path) -> Result<(), CacheError> {
     })
 }
 
-/// Maps `path` read-only.
+/// Maps `path` read-only: a regular file (a FIFO would hang the open, a device has no length
+/// to map), whose header is read and checked, its declared length too, before the rest is
+/// mapped.
 pub(crate) fn map_file(path: &Path) -> Result<Arc<dyn ByteSource>, CacheError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| CacheError::Io {
-        name: name.clone(),
-        action: "open",
-        source,
+    let failed = |action| {
+        let name = name.clone();
+        move |source| CacheError::Io {
+            name,
+            action,
+            source,
+        }
+    };
+    let (mut file, len) = crate::regular::open(path).map_err(|e| match e {
+        crate::regular::OpenError::Io(source) => failed("open")(source),
+        crate::regular::OpenError::NotAFile(kind) => CacheError::NotAFile {
+            name: name.clone(),
+            kind,
+        },
     })?;
+    let head = crate::regular::read_head(&mut file, HEADER_LEN).map_err(failed("read"))?;
+    check_header(&head, len, &name)?;
     // SAFETY: the mapping is read-only and only ever read through `&[u8]`; everything read
     // from it is validated first. The remaining hazard of any file mapping, another process
     // truncating or rewriting the file while it is mapped, is excluded by contract: caches

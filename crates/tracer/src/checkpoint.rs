@@ -33,6 +33,7 @@
 use crate::film::Film;
 use crate::stats::PixelStats;
 use rayon::prelude::*;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -68,8 +69,16 @@ pub enum CheckpointError {
     NotACheckpoint { path: PathBuf },
     #[error("{}: checkpoint format version {found}, but this prism reads version {VERSION}", path.display())]
     WrongVersion { path: PathBuf, found: u32 },
+    #[error("{}: is {kind}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{}: truncated: {expected} bytes expected, {actual} present", path.display())]
     Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{}: has {actual} bytes where its header says {expected}: not a checkpoint as prism writes it (something added at its end?)", path.display())]
+    TooLong {
         path: PathBuf,
         expected: u64,
         actual: u64,
@@ -100,56 +109,48 @@ impl Checkpoint {
 
     /// Reads a checkpoint from `bytes`; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let path = path.to_path_buf();
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
-            return Err(CheckpointError::NotACheckpoint { path });
-        }
-        if bytes.len() < HEADER_LEN {
-            return Err(CheckpointError::Truncated {
-                path,
-                expected: HEADER_LEN as u64,
-                actual: bytes.len() as u64,
-            });
-        }
-        let mut header = Reader::new(&bytes[8..HEADER_LEN]);
-        let version = header.u32().unwrap_or_default();
-        if version != VERSION {
-            return Err(CheckpointError::WrongVersion {
-                path,
-                found: version,
-            });
-        }
-        let _reserved = header.u32();
-        let len = header.u64().unwrap_or_default();
-        let stored = header.u64().unwrap_or_default();
-        let expected = (HEADER_LEN as u64).saturating_add(len);
-        if bytes.len() as u64 != expected {
-            return Err(CheckpointError::Truncated {
-                path,
-                expected,
-                actual: bytes.len() as u64,
-            });
-        }
-        let payload = &bytes[HEADER_LEN..];
-        let computed = xxhash_rust::xxh3::xxh3_64(payload);
-        if computed != stored {
-            return Err(CheckpointError::Checksum {
-                path,
-                stored,
-                computed,
-            });
-        }
-        parse_payload(payload).map_err(|what| CheckpointError::Corrupt { path, what })
+        let head = &bytes[..bytes.len().min(HEADER_LEN)];
+        let stored = check_header(head, bytes.len() as u64, path)?;
+        from_payload(&bytes[HEADER_LEN..], stored, path)
     }
 
-    /// Reads the checkpoint at `path`.
+    /// Reads the checkpoint at `path`: a regular file (a FIFO would hang the read, a device
+    /// never end it), whose header is checked before the rest is read, so that a large file
+    /// of something else costs a few bytes' read, not its size in memory.
     pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        let failed = |source| CheckpointError::Io {
             path: path.to_path_buf(),
             action: "read",
             source,
+        };
+        let (mut file, len) = crate::regular::open(path).map_err(|e| match e {
+            crate::regular::OpenError::Io(source) => failed(source),
+            crate::regular::OpenError::NotAFile(kind) => CheckpointError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            },
         })?;
-        Checkpoint::from_bytes(&bytes, path)
+        let head = crate::regular::read_head(&mut file, HEADER_LEN).map_err(failed)?;
+        let stored = check_header(&head, len, path)?;
+        let want = len - HEADER_LEN as u64;
+        let mut payload = Vec::new();
+        usize::try_from(want)
+            .ok()
+            .and_then(|n| payload.try_reserve_exact(n).ok())
+            .ok_or_else(|| failed(std::io::ErrorKind::OutOfMemory.into()))?;
+        (&mut file)
+            .take(want)
+            .read_to_end(&mut payload)
+            .map_err(failed)?;
+        // Shortened since its length was taken.
+        if payload.len() as u64 != want {
+            return Err(CheckpointError::Truncated {
+                path: path.to_path_buf(),
+                expected: len,
+                actual: HEADER_LEN as u64 + payload.len() as u64,
+            });
+        }
+        from_payload(&payload, stored, path)
     }
 
     /// The settings that differ between this checkpoint and `settings`, by name, in the
@@ -329,6 +330,63 @@ impl Drop for CheckpointWriter {
     }
 }
 
+/// Checks a checkpoint's header, `head` (the file's first bytes, up to [`HEADER_LEN`]), and
+/// the file's length `len` against the length it declares; the payload's stored checksum.
+fn check_header(head: &[u8], len: u64, path: &Path) -> Result<u64, CheckpointError> {
+    let path = path.to_path_buf();
+    if head.len() < 8 || head[..8] != MAGIC {
+        return Err(CheckpointError::NotACheckpoint { path });
+    }
+    if head.len() < HEADER_LEN {
+        return Err(CheckpointError::Truncated {
+            path,
+            expected: HEADER_LEN as u64,
+            actual: len,
+        });
+    }
+    let mut header = Reader::new(&head[8..HEADER_LEN]);
+    let version = header.u32().unwrap_or_default();
+    if version != VERSION {
+        return Err(CheckpointError::WrongVersion {
+            path,
+            found: version,
+        });
+    }
+    let _reserved = header.u32();
+    let payload_len = header.u64().unwrap_or_default();
+    let stored = header.u64().unwrap_or_default();
+    let expected = (HEADER_LEN as u64).saturating_add(payload_len);
+    if len < expected {
+        return Err(CheckpointError::Truncated {
+            path,
+            expected,
+            actual: len,
+        });
+    }
+    if len > expected {
+        return Err(CheckpointError::TooLong {
+            path,
+            expected,
+            actual: len,
+        });
+    }
+    Ok(stored)
+}
+
+/// The checkpoint in `payload`, whose checksum the header gives as `stored`.
+fn from_payload(payload: &[u8], stored: u64, path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let path = path.to_path_buf();
+    let computed = xxhash_rust::xxh3::xxh3_64(payload);
+    if computed != stored {
+        return Err(CheckpointError::Checksum {
+            path,
+            stored,
+            computed,
+        });
+    }
+    parse_payload(payload).map_err(|what| CheckpointError::Corrupt { path, what })
+}
+
 /// Writes a checkpoint's header and payload to `path`, whole or not at all (header and payload
 /// apart: a large film is not copied a second time).
 fn write_parts(path: &Path, header: &[u8], payload: &[u8]) -> Result<(), CheckpointError> {
@@ -480,6 +538,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
 
     /// A film after two passes, the second over some of the pixels, holding values whose bits
     /// a text format could lose (negative zero, a subnormal, a NaN with a payload).
@@ -547,11 +607,55 @@ mod tests {
         );
         let cut = &bytes[..bytes.len() - 60];
         assert!(err(cut).contains("run.ckpt: truncated"), "{}", err(cut));
+        let n = bytes.len();
+        let longer = [&bytes[..], b"x"].concat();
+        let said = format!(
+            "run.ckpt: has {} bytes where its header says {n}: not a checkpoint",
+            n + 1
+        );
+        assert!(err(&longer).contains(&said), "{}", err(&longer));
         assert!(err(b"P6\n1 1\n255\n").contains("not a prism checkpoint"));
         assert!(err(&bytes[..20]).contains("truncated"));
         let mut newer = bytes.clone();
         newer[8] = 2;
         assert!(err(&newer).contains("format version 2"), "{}", err(&newer));
+    }
+
+    /// A FIFO used to hang the read (until some writer came), a device such as `/dev/zero`
+    /// to be read without end.
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_and_others_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |p: &Path| Checkpoint::read(p).unwrap_err().to_string();
+        let fifo = dir.path().join("f.ckpt");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // A writer, so that a read of the FIFO would end rather than hang the test.
+        let writer = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::write(fifo, b"not a checkpoint")
+        });
+        let said = err(&fifo);
+        // The writer's open waits for a reader; this one does not wait for a writer.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let _ = writer.join().unwrap();
+        let name = fifo.display();
+        assert_eq!(
+            said,
+            format!("{name}: is a FIFO (named pipe), not a regular file")
+        );
+        let said = err(Path::new("/dev/null"));
+        assert_eq!(said, "/dev/null: is a character device, not a regular file");
+        let said = err(dir.path());
+        assert!(
+            said.ends_with(": is a directory, not a regular file"),
+            "{said}"
+        );
     }
 
     #[test]

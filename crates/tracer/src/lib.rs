@@ -68,6 +68,7 @@ pub mod material;
 pub mod math;
 pub mod mesh;
 pub mod output;
+mod regular;
 pub mod replace;
 pub mod rng;
 pub mod sampler;

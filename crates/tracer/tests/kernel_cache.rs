@@ -171,6 +171,89 @@ fn damaged_files_are_clear_errors() {
     );
 }
 
+/// Only a file that was recognisably a prism cache is one to remove to have it rebuilt: a
+/// checkpoint (hours of work) or a mesh given as the cache is not prism's to remove.
+#[test]
+fn only_a_stale_or_damaged_cache_is_one_to_remove() {
+    let good = scene().to_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flipped = good.clone();
+    flipped[300] ^= 0x10;
+    let mut other = good.clone();
+    other[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    let mut swapped = good.clone();
+    swapped[12..16].reverse();
+    for (name, bytes) in [
+        ("flipped", &flipped[..]),
+        ("v2", &other),
+        ("swapped", &swapped),
+        ("short", &good[..good.len() / 3]),
+        ("longer", &[&good[..], b"x"].concat()),
+    ] {
+        let e = load_err(bytes, dir.path(), name);
+        assert!(e.is_prism_cache(), "{name}: {e}");
+    }
+    let checkpoint = prism_tracer::Checkpoint {
+        passes: 1,
+        settings: vec![],
+        film: prism_tracer::Film::new(4, 4).unwrap(),
+    };
+    for (name, bytes) in [
+        ("run.ckpt", checkpoint.to_bytes()),
+        ("mesh.obj", b"v 0 0 0\n".to_vec()),
+        ("empty", vec![]),
+    ] {
+        let e = load_err(&bytes, dir.path(), name);
+        assert!(!e.is_prism_cache(), "{name}: {e}");
+        assert!(e.to_string().contains("not a prism geometry cache"), "{e}");
+    }
+    let absent = Geometry::load_cache(&dir.path().join("absent")).unwrap_err();
+    assert!(!absent.is_prism_cache(), "{absent}");
+}
+
+/// A FIFO used to hang the load (its open waits for a writer), and `/dev/null` to be taken
+/// for a damaged cache.
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_loaded_and_others_are_named() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let err = |p: &Path| Geometry::load_cache(p).unwrap_err();
+    let fifo = dir.path().join("scene.cache");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    // A writer, so that an open of the FIFO would return rather than hang the test.
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::write(fifo, b"not a cache")
+    });
+    let said = err(&fifo);
+    // The writer's open waits for a reader; this one does not wait for a writer.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let _ = writer.join().unwrap();
+    let name = fifo.display();
+    assert_eq!(
+        said.to_string(),
+        format!("{name}: is a FIFO (named pipe), not a regular file")
+    );
+    assert!(!said.is_prism_cache());
+    let said = err(Path::new("/dev/null"));
+    assert_eq!(
+        said.to_string(),
+        "/dev/null: is a character device, not a regular file"
+    );
+    assert!(!said.is_prism_cache());
+    let said = err(dir.path()).to_string();
+    assert!(
+        said.ends_with(": is a directory, not a regular file"),
+        "{said}"
+    );
+}
+
 struct Misaligned(Vec<u8>);
 
 impl ByteSource for Misaligned {
