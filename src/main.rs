@@ -235,7 +235,9 @@ pub struct RenderArgs {
     pub max_depth: u32,
     /// Use (or create) a scene cache: the built BVH of a scene file or mesh (not of the
     /// built-in cornell), memory-mapped on the next run (and rebuilt when the scene changed
-    /// or another prism version wrote it).
+    /// or another prism version wrote it). Never change a cache in place while a render maps
+    /// it (that render dies with SIGBUS): write a new file and rename it over the old one, as
+    /// prism does.
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Keep the render's state in this file after every pass, and resume from it when it

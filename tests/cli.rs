@@ -1091,7 +1091,8 @@ fn a_progress_interval_without_a_unit_is_refused_in_its_own_words() {
     assert!(!o.status.success() && err.contains("Slurm reads"), "{err}");
 }
 
-/// --help says which scenes --cache serves (the built-in box is refused).
+/// --help says which scenes --cache serves (the built-in box is refused), and how a cache may
+/// be replaced under a render that maps it.
 #[test]
 fn the_help_says_what_a_cache_is_for() {
     let o = prism(&["render", "--help"]);
@@ -1102,6 +1103,13 @@ fn the_help_says_what_a_cache_is_for() {
         .join(" ");
     assert!(
         help.contains("the built BVH of a scene file or mesh (not of the built-in cornell)"),
+        "{help}"
+    );
+    assert!(
+        help.contains(
+            "Never change a cache in place while a render maps it (that render dies \
+             with SIGBUS): write a new file and rename it over the old one"
+        ),
         "{help}"
     );
 }
