@@ -384,6 +384,73 @@ fn a_cache_of_an_edited_scene_is_rebuilt_not_used() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A cache that must be rebuilt (its scene changed) but cannot be written costs a warning, not
+/// the build: the render goes on, and the old cache is left as it was. Root may write in any
+/// directory, so the write is made to fail by a name too long for its temporary file (the
+/// cache's name plus `.tmp-<host>-<pid>` passes the file system's 255 bytes).
+#[test]
+fn a_cache_that_cannot_be_written_is_a_warning_and_the_render_goes_on() {
+    let dir = temp_dir("unwritable-cache");
+    let obj = dir.join("tetra.obj");
+    let tetra = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n";
+    std::fs::write(&obj, tetra).unwrap();
+    let o = obj.to_str().unwrap();
+    let short = dir.join("tetra.cache");
+    render(&dir, "first", &[o, "--cache", short.to_str().unwrap()]);
+    let long = dir.join(format!("{}.cache", "c".repeat(244)));
+    std::fs::rename(&short, &long).unwrap();
+    let old = std::fs::read(&long).unwrap();
+    // Another scene: the cache must be rebuilt, and its write fails.
+    std::fs::write(&obj, tetra.replace("v 0 0 1", "v 0 0 2")).unwrap();
+    let fresh = render(&dir, "fresh", &[o]);
+    let out = dir.join("cached.png");
+    let run = |cache: &Path| {
+        prism(&[
+            "render",
+            o,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--width",
+            "24",
+            "--height",
+            "18",
+            "--spp",
+            "2",
+            "--passes",
+            "2",
+            "--tile",
+            "8",
+            "--seed",
+            "5",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let said = run(&long);
+    let t = text(&said);
+    assert!(said.status.success(), "{t}");
+    assert!(t.contains("rebuilding it"), "{t}");
+    assert!(
+        t.contains("prism: warning: could not update the cache (")
+            && t.contains("): rendering without it; the next run builds the scene again"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), fresh);
+    assert_eq!(std::fs::read(&long).unwrap(), old, "the old cache changed");
+    // A new cache that cannot be written: the same, said as a write.
+    std::fs::remove_file(&long).unwrap();
+    let said = run(&long);
+    assert!(said.status.success(), "{}", text(&said));
+    assert!(
+        text(&said).contains("could not write the cache ("),
+        "{}",
+        text(&said)
+    );
+    assert!(!long.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pages() {
     let dir = temp_dir("stats");

@@ -371,7 +371,15 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
             )
             .map_err(|e| format!("{}: {e}", path.display()))?;
             if let Some(cache) = &args.cache {
-                g.write_cache(cache).map_err(|e| e.to_string())?;
+                // The build is done: a cache that cannot be written (a read-only shared
+                // directory, a full disk) must not cost it, so the render goes on without.
+                let what = if cache.exists() { "update" } else { "write" };
+                if let Err(e) = g.write_cache(cache) {
+                    warn(&format!(
+                        "prism: warning: could not {what} the cache ({e}): rendering without \
+                         it; the next run builds the scene again"
+                    ));
+                }
             }
             g
         }
