@@ -482,6 +482,25 @@ fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pa
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// --stats-json replaces its file as the images are replaced, by writing a temporary file and
+/// renaming it: a reader of the old file (a hard link stands for one) keeps its bytes, and a
+/// full disk would leave the old file rather than an empty one.
+#[test]
+fn run_statistics_replace_their_file_whole() {
+    let dir = temp_dir("stats-replace");
+    let json = dir.join("run.json");
+    std::fs::write(&json, b"{\"old\": true}").unwrap();
+    let held = dir.join("held.json");
+    std::fs::hard_link(&json, &held).unwrap();
+    render(&dir, "x", &["--stats-json", json.to_str().unwrap()]);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(stats["rays"].as_u64().is_some_and(|r| r > 0), "{stats}");
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), "{\"old\": true}");
+    assert_no_temporaries(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A render stopped after some passes and resumed from its checkpoint — with more passes
 /// asked for, by another engine — ends with the same files as one that ran all its passes.
 #[test]

@@ -650,8 +650,8 @@ fn render(
                 ranks: report.rank_totals().iter().map(RankStats::from).collect(),
             };
             let text = serde_json::to_string_pretty(&stats).map_err(|e| msg(e.to_string()))?;
-            std::fs::write(path, text)
-                .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+            crate::cli::stats::write_replacing(path, text.as_bytes())
+                .map_err(|e| msg(format!("--stats-json {e}")))?;
         }
         if nothing {
             return Ok(());
