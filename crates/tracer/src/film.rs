@@ -1,6 +1,7 @@
 //! The film: per-pixel statistics of every sample taken so far.
 
 use crate::math::Rgb;
+use crate::memory::{show_bytes, MemoryLimit};
 use crate::stats::PixelStats;
 use crate::tile::{TileError, TileId, TileResult};
 use rayon::prelude::*;
@@ -13,6 +14,14 @@ pub enum FilmError {
     Size { width: u32, height: u32 },
     #[error("a film of {width}x{height} pixels needs {:.1} GiB of memory, which this machine cannot give", *bytes as f64 / (1u64 << 30) as f64)]
     OutOfMemory { width: u32, height: u32, bytes: u64 },
+    #[error("a film of {width}x{height} pixels needs {} of memory, more than the {} this process may use ({origin})", show_bytes(*bytes), show_bytes(*limit))]
+    OverLimit {
+        width: u32,
+        height: u32,
+        bytes: u64,
+        limit: u64,
+        origin: String,
+    },
     #[error("tile result {id:?}: {source}")]
     Tile {
         id: TileId,
@@ -48,14 +57,29 @@ pub struct Film {
 impl Film {
     /// An empty film of `width` x `height` pixels.
     pub fn new(width: u32, height: u32) -> Result<Film, FilmError> {
+        Film::new_within(width, height, crate::memory::memory_limit())
+    }
+
+    /// [`Film::new`], refused if it would need more memory than `limit`.
+    fn new_within(width: u32, height: u32, limit: Option<MemoryLimit>) -> Result<Film, FilmError> {
         let n = u64::from(width) * u64::from(height);
         if n == 0 || n > u64::from(u32::MAX) {
             return Err(FilmError::Size { width, height });
         }
         // A film too large for this machine is an error to report, not an abort: the size is
-        // user input (`--width`, `--height`).
+        // user input (`--width`, `--height`). The reservation below does not fail under
+        // overcommit, where the process would be killed later, as the pixels are touched.
         let n = n as usize;
         let bytes = n * (size_of::<PixelStats>() + size_of::<u32>());
+        if let Some(limit) = limit.filter(|l| bytes as u64 > l.bytes) {
+            return Err(FilmError::OverLimit {
+                width,
+                height,
+                bytes: bytes as u64,
+                limit: limit.bytes,
+                origin: limit.origin,
+            });
+        }
         let too_large = |_| FilmError::OutOfMemory {
             width,
             height,
@@ -289,5 +313,26 @@ mod tests {
         film.merge(&result(2, RECT, PixelMask::All, 1.0)).unwrap();
         assert_eq!(film.pixel(1, 1).unwrap().count, 4);
         assert!(Film::new(0, 5).is_err());
+    }
+
+    /// Under overcommit the reservation succeeds, and a job limited to 256 MB was killed
+    /// without a message as the film's pages were touched.
+    #[test]
+    fn a_film_larger_than_the_memory_limit_is_refused_saying_both() {
+        let job = "/sys/fs/cgroup/memory/slurm/uid_1/job_5/memory.limit_in_bytes";
+        let limit = MemoryLimit {
+            bytes: 256 << 20,
+            origin: format!("the limit of its cgroup, in {job}"),
+        };
+        let e = Film::new_within(2500, 2500, Some(limit.clone())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "a film of 2500x2500 pixels needs 357.6 MiB of memory, more than the 256.0 MiB \
+                 this process may use (the limit of its cgroup, in {job})"
+            )
+        );
+        let film = Film::new_within(2000, 2000, Some(limit)).unwrap();
+        assert_eq!(film.pixels().len(), 4_000_000);
     }
 }

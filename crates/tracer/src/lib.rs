@@ -66,6 +66,7 @@ pub mod integrator;
 pub mod io;
 pub mod material;
 pub mod math;
+mod memory;
 pub mod mesh;
 pub mod output;
 mod regular;
