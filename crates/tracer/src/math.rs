@@ -374,13 +374,43 @@ fn mul_affine(a: &[[f32; 4]; 3], b: &[[f32; 4]; 3]) -> [[f32; 4]; 3] {
     r
 }
 
+/// Below this [`relative_determinant`] a transform counts as singular: it flattens space (nearly)
+/// to a plane, a line or a point, and cannot be inverted.
+pub(crate) const MIN_RELATIVE_DETERMINANT: f64 = 1e-30;
+
+/// The determinant of the linear part of `m`, in f64.
+fn determinant(m: &[[f32; 4]; 3]) -> f64 {
+    let a = |i: usize, j: usize| m[i][j] as f64;
+    a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
+        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0))
+}
+
+/// |determinant| of the linear part of `m` over the cube of its longest row's length: 1 for a
+/// rotation or a uniform scale of any size, at most 1, and towards 0 as the transform flattens
+/// space in some direction relative to the others. Scale-free, unlike the determinant itself,
+/// which a uniform scale of 1e-12 (a model in picometres) makes 1e-36. NaN for a zero matrix.
+pub(crate) fn relative_determinant(m: &[[f32; 4]; 3]) -> f64 {
+    let longest = m
+        .iter()
+        .map(|r| {
+            r[..3]
+                .iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0.0, f64::max);
+    determinant(m).abs() / longest.powi(3)
+}
+
 fn invert_affine(m: &[[f32; 4]; 3]) -> Option<[[f32; 4]; 3]> {
     // Invert in f64: small scales in scene files otherwise lose digits.
     let a = |i: usize, j: usize| m[i][j] as f64;
-    let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
-        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
-        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
-    if !det.is_finite() || det.abs() < 1e-30 || m.iter().flatten().any(|v| !v.is_finite()) {
+    let det = determinant(m);
+    let relative = relative_determinant(m);
+    let flat = relative.is_nan() || relative < MIN_RELATIVE_DETERMINANT;
+    if !det.is_finite() || flat || m.iter().flatten().any(|v| !v.is_finite()) {
         return None;
     }
     let inv_det = 1.0 / det;
@@ -399,7 +429,8 @@ fn invert_affine(m: &[[f32; 4]; 3]) -> Option<[[f32; 4]; 3]> {
         let t: f64 = (0..3).map(|k| lin[i][k] * inv_det * a(k, 3)).sum();
         r[i][3] = (-t) as f32;
     }
-    Some(r)
+    // A factor too small for its inverse to be an f32 (below about 3e-39).
+    r.iter().flatten().all(|v| v.is_finite()).then_some(r)
 }
 
 #[cfg(test)]
@@ -455,6 +486,42 @@ mod tests {
             Vec3::new(f32::MIN_POSITIVE / 8.0, 0.0, 0.0).normalize().x,
             1.0
         );
+    }
+
+    /// A uniform scale is as far from singular at 1e-12 (a model in picometres) as at 1; what
+    /// counts is how far a transform flattens space, relative to its own size.
+    #[test]
+    fn the_singularity_check_is_relative_to_the_transform_s_size() {
+        for s in [1e-30f32, 1e-20, 1e-12, 1e-3, 1.0, 1e12, 1e30] {
+            let t = Transform::scale(Vec3::splat(s)).expect("a uniform scale");
+            let p = Vec3::new(0.3, -0.7, 1.1);
+            assert!(close(t.inverse_point(t.point(p)), p), "{s}");
+            let spin = Transform::rotate(Vec3::new(1.0, 2.0, 3.0), 25.0).unwrap();
+            let both = spin.then_after(&t).m;
+            assert!(Transform::from_rows(both).is_some(), "{s}");
+        }
+        // At sizes where 1e-31 of the size is still an f32 with an f32 inverse:
+        for s in [1e-3f32, 1.0, 1e12, 1e30] {
+            // Flattened in one direction by 1e-31 of the others: singular at any size.
+            assert!(
+                Transform::scale(Vec3::new(s, s, s * 1e-31)).is_none(),
+                "{s}"
+            );
+            assert!(
+                Transform::scale(Vec3::new(s, s, s * 1e-29)).is_some(),
+                "{s}"
+            );
+            // Rows nearly parallel (a shear that flattens): singular at any size.
+            let shear = [
+                [s, 0.0, 0.0, 0.0],
+                [s, s * 1e-31, 0.0, 0.0],
+                [0.0, 0.0, s, 0.0],
+            ];
+            assert!(Transform::from_rows(shear).is_none(), "{s}");
+        }
+        // An inverse out of f32's range.
+        assert!(Transform::scale(Vec3::splat(1e-39)).is_none());
+        assert!(Transform::scale(Vec3::splat(3e-38)).is_some());
     }
 
     #[test]

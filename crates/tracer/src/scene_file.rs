@@ -83,7 +83,7 @@ use crate::camera::Camera;
 use crate::geometry::{Geometry, Instance};
 use crate::io::{self, LoadError, MeshFormat};
 use crate::material::Material;
-use crate::math::{Rgb, Transform, Vec3};
+use crate::math::{relative_determinant, Rgb, Transform, Vec3, MIN_RELATIVE_DETERMINANT};
 use crate::mesh::Mesh;
 use crate::scene::Scene;
 use rayon::prelude::*;
@@ -928,15 +928,21 @@ impl Resolver<'_> {
             let rows = m.get_ref().0.map(|Array(row)| row.map(|F32(v)| v));
             return Transform::from_rows(rows).map_or_else(
                 || {
-                    let det = determinant(&rows);
                     let finite = rows.iter().flatten().all(|v| v.is_finite());
-                    let message = if finite && det != 0.0 {
+                    let relative = relative_determinant(&rows);
+                    let message = if !finite || relative.is_nan() || relative == 0.0 {
+                        "singular or not finite".to_string()
+                    } else if relative < MIN_RELATIVE_DETERMINANT {
                         format!(
-                            "singular: its determinant, {det:.1e}, is below \
-                             {MIN_DETERMINANT:e} in magnitude, too near singular to invert"
+                            "singular: its determinant is only {relative:.1e} times the cube of \
+                             its longest row's length (at least {MIN_RELATIVE_DETERMINANT:e} is \
+                             needed), so it flattens space too nearly to invert"
                         )
                     } else {
-                        "singular or not finite".to_string()
+                        format!(
+                            "its inverse is beyond single precision's range (above about {:.0e})",
+                            f32::MAX
+                        )
                     };
                     self.err(format!("{key}.matrix"), m.span(), message)
                 },
@@ -947,17 +953,27 @@ impl Resolver<'_> {
         if let Some(scale) = &t.scale {
             let Scale(s) = *scale.get_ref();
             let Some(transform) = Transform::scale(Vec3::from_array(s)) else {
-                let product: f64 = s.iter().map(|&v| f64::from(v)).product();
-                let why = if s.iter().all(|v| v.is_finite() && *v != 0.0) {
+                let [x, y, z] = s;
+                let relative = relative_determinant(&[
+                    [x, 0.0, 0.0, 0.0],
+                    [0.0, y, 0.0, 0.0],
+                    [0.0, 0.0, z, 0.0],
+                ]);
+                let smallest = x.abs().min(y.abs()).min(z.abs());
+                let why = if !s.iter().all(|v| v.is_finite() && *v != 0.0) {
+                    "every factor must be finite and non-zero".to_string()
+                } else if relative < MIN_RELATIVE_DETERMINANT {
                     format!(
-                        "the factors multiply to {product:.1e}; a transform whose determinant \
-                         (here that product) is below {MIN_DETERMINANT:e} in magnitude is \
-                         refused as too near singular to invert, so a uniform scale must be at \
-                         least about {:.0e}",
-                        MIN_DETERMINANT.cbrt()
+                        "the factors multiply to only {relative:.1e} times the cube of the \
+                         largest (at least {MIN_RELATIVE_DETERMINANT:e} is needed), so they \
+                         flatten space too nearly to invert"
                     )
                 } else {
-                    "every factor must be finite and non-zero".to_string()
+                    format!(
+                        "1/{smallest:e} is beyond single precision's range: every factor must \
+                         be at least about {:.0e} in magnitude",
+                        1.0 / f64::from(f32::MAX)
+                    )
                 };
                 return self.err(
                     format!("{key}.scale"),
@@ -987,6 +1003,14 @@ impl Resolver<'_> {
                 return self.err(format!("{key}.translate"), tr.span(), "must be finite");
             }
             out = Transform::translate(v).then_after(&out);
+            if out.inv.iter().flatten().any(|v| !v.is_finite()) {
+                return self.err(
+                    format!("{key}.translate"),
+                    tr.span(),
+                    "this moves the model so far for its size (its scale) that the \
+                     transform's inverse is beyond single precision's range",
+                );
+            }
         }
         Ok(out)
     }
@@ -1065,19 +1089,6 @@ fn parallelogram(corner: Vec3, a: Vec3, b: Vec3) -> Option<Mesh> {
     let positions = vec![corner, corner + a, corner + a + b, corner + b];
     let mesh = Mesh::new(positions, vec![[0, 1, 2], [0, 2, 3]]).ok()?;
     (mesh.triangle_count() == 2).then_some(mesh)
-}
-
-/// The smallest |determinant| [`Transform::from_rows`] inverts; below it a transform counts
-/// as singular. Mirrors the threshold in `math.rs` (a unit test checks they agree), so that
-/// a refusal can say what the limit is.
-const MIN_DETERMINANT: f64 = 1e-30;
-
-/// The determinant of the matrix's linear part, in f64 as `Transform::from_rows` computes it.
-fn determinant(m: &[[f32; 4]; 3]) -> f64 {
-    let a = |i: usize, j: usize| f64::from(m[i][j]);
-    a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
-        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
-        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0))
 }
 
 /// Built-in unit shapes for scene files, each closed (except the quad) with outward-facing
@@ -1177,11 +1188,12 @@ mod tests {
     }
 
     #[test]
-    fn the_determinant_limit_is_the_one_transforms_have() {
-        let uniform = |s: f64| Transform::scale(Vec3::splat(s as f32));
-        let edge = MIN_DETERMINANT.cbrt();
-        assert!(uniform(edge * 1.01).is_some());
-        assert!(uniform(edge * 0.99).is_none());
+    fn the_flattening_limit_is_the_one_transforms_have() {
+        let flat = |f: f64, s: f32| Transform::scale(Vec3::new(s, s, s * f as f32));
+        for s in [1e-3, 1.0, 1e3] {
+            assert!(flat(MIN_RELATIVE_DETERMINANT * 1.01, s).is_some());
+            assert!(flat(MIN_RELATIVE_DETERMINANT * 0.99, s).is_none());
+        }
     }
 
     #[test]

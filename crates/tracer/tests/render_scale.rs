@@ -124,6 +124,58 @@ fn models_of_any_size_f32_can_trace_render_the_same() {
     assert!(err.to_string().contains("scale it down"), "{err}");
 }
 
+/// A scene of built-in shapes — a box on a floor under a square light — with every length
+/// scaled by `scale` through the shapes' transforms, as a scene file.
+fn builtin_scene(dir: &Path, scale: f64) -> Scene {
+    let s = |v: f64| format!("{:e}", v * scale);
+    let text = format!(
+        "[camera]\nposition = [{}, {}, {}]\nlook_at = [0, {}, 0]\nvfov_degrees = 40\n\
+         [[materials]]\nname = \"grey\"\ntype = \"lambertian\"\nalbedo = [0.5, 0.5, 0.5]\n\
+         [[meshes]]\nname = \"box\"\nshape = \"box\"\n\
+         [[meshes]]\nname = \"floor\"\nshape = \"quad\"\n\
+         [[instances]]\nmesh = \"box\"\nmaterial = \"grey\"\n\
+         transform = {{ scale = {}, rotate = [{{ axis = [0, 1, 0], degrees = 30 }}], translate = [0, {}, 0] }}\n\
+         [[instances]]\nmesh = \"floor\"\nmaterial = \"grey\"\n\
+         transform = {{ scale = {} }}\n\
+         [[lights]]\ncorner = [{}, {}, {}]\nedge_a = [{}, 0, 0]\nedge_b = [0, 0, {}]\n\
+         radiance = [5, 5, 5]\n",
+        s(1.0),
+        s(1.5),
+        s(4.0),
+        s(0.5),
+        s(1.0),
+        s(0.5),
+        s(8.0),
+        s(-1.0),
+        s(3.0),
+        s(-1.0),
+        s(2.0),
+        s(2.0),
+    );
+    let path = dir.join(format!("box{scale:e}.toml"));
+    std::fs::write(&path, text).unwrap();
+    load_scene_with_report(&path, 1.0)
+        .unwrap_or_else(|e| panic!("{scale}: {e}"))
+        .0
+}
+
+/// Built-in shapes scaled through their transforms: the same picture from a scale of 1e-12 to
+/// 1e10. A transform's determinant (the cube of the scale) used to be held against a fixed
+/// floor, which refused a uniform scale below about 1e-10.
+#[test]
+fn built_in_shapes_of_any_size_render_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = mean_brightness(&builtin_scene(dir.path(), 1.0));
+    assert!(unit > 0.0);
+    for scale in [1e-12, 1e-6, 1e5, 1e10] {
+        let other = mean_brightness(&builtin_scene(dir.path(), scale));
+        assert!(
+            (other - unit).abs() < 0.01 * unit,
+            "unit {unit}, {scale} {other}"
+        );
+    }
+}
+
 #[test]
 fn a_model_far_from_the_origin_for_its_size_is_flagged() {
     let dir = tempfile::tempdir().unwrap();

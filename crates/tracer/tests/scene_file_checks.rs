@@ -1,5 +1,5 @@
 //! Scene files check every value: arrays of the wrong length either way, numbers f32 cannot
-//! hold, scales too small to invert; errors name the key and the key's own line; scenes and
+//! hold, transforms that flatten space; errors name the key and the key's own line; scenes and
 //! mesh files of any size that f32 holds are framed and accepted.
 
 use prism_tracer::scene_file::{parse_scene_description, read_scene_description};
@@ -248,32 +248,69 @@ fn value_errors_point_at_the_key_not_its_table() {
     expect_errors(cases);
 }
 
+/// Whether a transform can be inverted does not depend on its size: a model in picometres
+/// (a uniform scale of 1e-12) is as regular as one in metres. What is refused is a transform
+/// that flattens space (one direction squashed to 1e-31 of the others), or one whose inverse
+/// single precision cannot hold.
 #[test]
-fn a_scale_too_small_to_invert_says_what_the_limit_is() {
-    let got = error_after("scale = [1, 2, 1]", "scale = 1e-30");
-    assert!(
-        got.starts_with("s.toml: line 26: instances[0].transform.scale: [1e-30, 1e-30, 1e-30]: "),
-        "{got}"
-    );
-    assert!(got.contains("multiply to 1.0e-90"), "{got}");
-    assert!(got.contains("below 1e-30"), "{got}");
-    assert!(got.contains("at least about 1e-10"), "{got}");
-    // Just above the limit is accepted, like a matrix that squashes one axis by 1e-12.
+fn a_transform_is_refused_for_flattening_space_not_for_its_size() {
     for (from, ok) in [
-        ("scale = [1, 2, 1]", "scale = 1.1e-10"),
+        ("scale = [1, 2, 1]", "scale = 1e-12"),
+        ("scale = [1, 2, 1]", "scale = 1e-30"),
+        ("scale = [1, 2, 1]", "scale = [1e12, 1e12, 1e-12]"),
         ("scale = [1, 2, 1]", "scale = [1e-12, 1, 1]"),
         ("[[1, 0, 0, 0]", "[[1e-12, 0, 0, 0]"),
+        (
+            "matrix = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]",
+            "matrix = [[1e-20, 0, 0, 0], [0, 1e-20, 0, 0], [0, 0, 1e-20, 0]]",
+        ),
     ] {
         let text = BASE.replacen(from, ok, 1);
         parse_scene_description(&text, Path::new("."), Path::new("s.toml"))
             .unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
-    let got = error_after("matrix = [[1, 0, 0, 0]", "matrix = [[1e-31, 0, 0, 0]");
+    let got = error_after("scale = [1, 2, 1]", "scale = [1e-3, 1e-3, 1e-34]");
+    assert_eq!(
+        got,
+        "s.toml: line 26: instances[0].transform.scale: [0.001, 0.001, 1e-34]: the factors \
+         multiply to only 1.0e-31 times the cube of the largest (at least 1e-30 is needed), so \
+         they flatten space too nearly to invert"
+    );
+    let got = error_after("scale = [1, 2, 1]", "scale = 1e-39");
     assert!(
-        got.starts_with(
-            "s.toml: line 32: instances[1].transform.matrix: singular: its \
-                         determinant, 1.0e-31, is below 1e-30"
-        ),
+        got.starts_with("s.toml: line 26: instances[0].transform.scale: [1e-39, 1e-39, 1e-39]: "),
+        "{got}"
+    );
+    assert!(
+        got.contains("beyond single precision's range: every factor must be at least about 3e-39"),
+        "{got}"
+    );
+    let got = error_after("matrix = [[1, 0, 0, 0]", "matrix = [[1e-31, 0, 0, 0]");
+    assert_eq!(
+        got,
+        "s.toml: line 32: instances[1].transform.matrix: singular: its determinant is only \
+         1.0e-31 times the cube of its longest row's length (at least 1e-30 is needed), so it \
+         flattens space too nearly to invert"
+    );
+    // Rows nearly parallel: as flat at a small size as at a large one.
+    let got = error_after(
+        "matrix = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]",
+        "matrix = [[1e-12, 0, 0, 0], [1e-12, 1e-43, 0, 0], [0, 0, 1e-12, 0]]",
+    );
+    assert!(
+        got.contains("matrix: singular: its determinant is only "),
+        "{got}"
+    );
+    // A tiny scale moved far for its size: the inverse's translation leaves f32's range.
+    let text = BASE
+        .replacen("scale = [1, 2, 1]", "scale = 1e-30", 1)
+        .replacen("translate = [0, 1, 0]", "translate = [0, 1e10, 0]", 1);
+    let got = match parse_scene_description(&text, Path::new("."), Path::new("s.toml")) {
+        Ok(_) => panic!("a scale of 1e-30 moved by 1e10 was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        got.starts_with("s.toml: line 28: instances[0].transform.translate: this moves the model"),
         "{got}"
     );
 }
