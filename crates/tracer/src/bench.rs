@@ -78,9 +78,11 @@ pub fn asteroid(subdivisions: u32) -> Mesh {
 /// direction (45 degrees vertical field of view, one jittered ray per pixel, row by row).
 pub fn primary_rays(bounds: (Vec3, Vec3), count: usize, seed: u64) -> Vec<Ray> {
     let mut rng = Rng::new(seed);
-    let (lo, hi) = bounds;
-    let center = (lo + hi) * 0.5;
-    let radius = ((hi - lo).length() * 0.5).max(1e-6);
+    // Framed as the scene file's default camera frames a mesh, by the bounds' own extent (a
+    // floor on the radius left a mesh 1e-12 across a speck no ray hit); a single point gets
+    // any extent.
+    let (center, radius) = crate::camera::bounding_sphere(bounds.0, bounds.1);
+    let radius = if radius > 0.0 { radius } else { 1.0 };
     let half_fov = 22.5f32.to_radians();
     let back = Vec3::new(0.55, 0.35, 0.76).normalize();
     let eye = center + back * (radius / half_fov.sin());
@@ -308,6 +310,22 @@ mod tests {
         let p = primary_rays(m.bounds().unwrap(), 400, 1);
         assert_eq!(p.len(), 400);
         assert!(p.iter().all(Ray::is_valid));
+    }
+
+    /// The primary rays frame a mesh by its own size: the same share of them hits a mesh 1e-12
+    /// across as the same mesh 1 across.
+    #[test]
+    fn a_tiny_mesh_is_framed_as_well_as_a_unit_one() {
+        let unit = icosphere(2);
+        let tiny = Mesh::new(
+            unit.positions.iter().map(|&p| p * 1e-12).collect(),
+            unit.indices.clone(),
+        )
+        .unwrap();
+        let hits = |m: &Mesh| trace_benchmark(m, 2000, 9).primary.hit_fraction;
+        let (unit, tiny) = (hits(&unit), hits(&tiny));
+        assert!(unit > 0.1, "{unit}");
+        assert!((tiny - unit).abs() < 0.01, "unit {unit}, 1e-12 {tiny}");
     }
 
     #[test]

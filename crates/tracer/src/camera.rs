@@ -118,6 +118,22 @@ impl Camera {
     }
 }
 
+/// The sphere a camera frames to show the box `lo`..`hi` whole: its centre and its radius,
+/// half the box's diagonal. The framing follows the box's own extent, whatever its size or
+/// position: a floor on the radius (or one relative to the distance from the origin) would
+/// frame a model 1e-8 across at the origin as a speck. A non-degenerate triangle has a
+/// positive extent, but one small enough (1e-20) that its squared length underflows f32,
+/// hence the f64 fallback.
+pub(crate) fn bounding_sphere(lo: Vec3, hi: Vec3) -> (Vec3, f32) {
+    let center = lo * 0.5 + hi * 0.5;
+    let mut radius = (hi - lo).length() * 0.5;
+    if !(radius >= f32::MIN_POSITIVE && radius.is_finite()) {
+        let d = (hi - lo).to_array().map(f64::from);
+        radius = ((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() * 0.5) as f32;
+    }
+    (center, radius)
+}
+
 fn f64s(v: Vec3) -> [f64; 3] {
     v.to_array().map(f64::from)
 }

@@ -278,16 +278,7 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
     let (lo, hi) = mesh
         .bounds()
         .ok_or_else(|| "the mesh has no triangles".to_string())?;
-    let center = lo * 0.5 + hi * 0.5;
-    // The framing follows the model's own extent, whatever its size or position: a floor
-    // relative to the distance from the origin would frame a model 1e-8 across at the origin
-    // as a speck. A non-degenerate triangle has a positive extent, but one small enough
-    // (1e-20) that its squared length underflows f32, hence the f64 fallback.
-    let mut radius = (hi - lo).length() * 0.5;
-    if !(radius >= f32::MIN_POSITIVE && radius.is_finite()) {
-        let d = (hi - lo).to_array().map(f64::from);
-        radius = ((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() * 0.5) as f32;
-    }
+    let (center, radius) = crate::camera::bounding_sphere(lo, hi);
     let vfov_degrees = 40.0f32;
     let half_v = (vfov_degrees * 0.5).to_radians();
     let half_h = (half_v.tan() * aspect_ratio).atan();
