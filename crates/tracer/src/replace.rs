@@ -270,10 +270,12 @@ pub(crate) fn replace_atomically<E>(
     result
 }
 
-/// Writes `parts`, one after the other, to `path` through [`replace_atomically`], flushed to
-/// disk before the rename. Errors carry the step that failed ("create a temporary file",
-/// "write", "flush to disk", "rename the temporary file into place").
-pub(crate) fn replace_with_bytes(
+/// Writes `parts`, one after the other, to `path` (its [`final_target`]) whole or not at all:
+/// into the temporary file, flushed to disk, then renamed into place; while it is written,
+/// [`remove_stale_temporaries`] leaves the temporary file alone. Errors carry the step that
+/// failed ("follow the symbolic link", "create a temporary file", "write", "flush to disk",
+/// "rename the temporary file into place").
+pub fn replace_with_bytes(
     path: &Path,
     parts: &[&[u8]],
 ) -> Result<(), (&'static str, std::io::Error)> {
