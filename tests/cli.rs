@@ -1304,3 +1304,26 @@ fn an_srun_step_that_mpi_cannot_see_is_refused() {
     assert!(out.exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A checkpoint named through a link (to scratch space, say) that points at no file yet is a
+/// fresh start, and every save goes through the link to its target: the link stays a link.
+#[test]
+fn a_checkpoint_link_to_a_missing_file_is_written_through() {
+    let dir = temp_dir("ckpt-link");
+    let scratch = dir.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let link = dir.join("run.ckpt");
+    std::os::unix::fs::symlink(scratch.join("run.ckpt"), &link).unwrap();
+    let ckpt = link.to_str().unwrap().to_string();
+    let first = render(&dir, "linked", &["--checkpoint", &ckpt, "--passes", "1"]);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    let saved = std::fs::metadata(scratch.join("run.ckpt")).unwrap();
+    assert!(saved.len() > 0);
+    // Resumed through the same link: the image of two passes, as one run would make it.
+    let resumed = render(&dir, "linked", &["--checkpoint", &ckpt]);
+    let whole = render(&dir, "whole", &[]);
+    assert_eq!(resumed, whole);
+    assert_ne!(first, whole);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    std::fs::remove_dir_all(dir).unwrap();
+}

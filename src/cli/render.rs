@@ -343,11 +343,14 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
                 Err(CacheError::WrongByteOrder { .. }) => {
                     Err("was written on a machine of the other byte order".to_string())
                 }
-                Err(e) => {
+                // Advice to remove only what is recognisably a cache of ours: the file could be
+                // a checkpoint holding hours of work, a mesh, or a device.
+                Err(e) if e.is_prism_cache() => {
                     return Err(format!(
                         "{e}; remove it (or name another --cache) to have it rebuilt"
                     ))
                 }
+                Err(e) => return Err(format!("--cache {e}")),
             };
             match usable {
                 Ok(g) => Some(g),
@@ -711,9 +714,10 @@ fn start_from_checkpoint(
     path: &Path,
     settings: &[(String, String)],
 ) -> Result<Start, String> {
-    // Not `exists()`: a dangling link is an error to report, not a fresh start that would
-    // replace the link by a file.
-    if path.symlink_metadata().is_err() {
+    // A missing file, or a link to one, is a fresh start: checkpoints are written through a
+    // link to its target (`replace::final_target`), so a link to scratch space stays one.
+    // Other errors (a loop of links, no permission) are reported by `Checkpoint::read`.
+    if matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
         return Ok(Start::Fresh);
     }
     let checkpoint = Checkpoint::read(path).map_err(|e| format!("--checkpoint {e}"))?;

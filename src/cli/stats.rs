@@ -1,8 +1,7 @@
 //! What one `prism render` run measured, written with `--stats-json` for the scaling study.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunStats {
@@ -135,49 +134,11 @@ fn parse_pss_kib(text: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Writes `bytes` to `path` whole or not at all, as prism-tracer writes the images, caches and
-/// checkpoints (`prism::tracer::replace`): into a temporary file beside it (beside a link's
-/// target), flushed to disk, then renamed over it. A full disk then leaves the previous file,
-/// not an empty one, and the temporary file is removed. Its name is the tracer's,
-/// `<name>.tmp-<host>-<pid>`, so that the next run sweeps one a killed run left.
-///
-/// The tracer's own `replace_with_bytes` is not public; this follows it.
+/// Writes `bytes` to `path` whole or not at all, as every output of a render is written
+/// (through a temporary file renamed into place, a symbolic link written through).
 pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let failed = |step: &str, e: std::io::Error| format!("{}: cannot {step}: {e}", path.display());
-    let target = prism::tracer::replace::final_target(path)
-        .map_err(|e| failed("follow its symbolic links", e))?;
-    let tmp = temporary_path(&target, std::process::id());
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| ("create a temporary file", e))?;
-        f.write_all(bytes).map_err(|e| ("write", e))?;
-        f.sync_all().map_err(|e| ("flush to disk", e))?;
-        std::fs::rename(&tmp, &target).map_err(|e| ("rename the temporary file into place", e))
-    })();
-    written.map_err(|(step, e)| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(step, e)
-    })
-}
-
-/// `<name>.tmp-<host>-<pid>` beside `path`, the host as the tracer writes it: only characters
-/// safe in a file name anywhere.
-fn temporary_path(path: &Path, pid: u32) -> PathBuf {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let host = if host.is_empty() { "localhost" } else { &host };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{host}-{pid}"));
-    path.with_file_name(name)
+    prism::tracer::replace::replace_with_bytes(path, &[bytes])
+        .map_err(|(step, e)| format!("{}: cannot {step}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -197,19 +158,9 @@ mod tests {
         write_replacing(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read(&held).unwrap(), b"old");
-        // A temporary that a killed run left is one the tracer's sweep removes (it is not
-        // being written: a dead process's, which this one's pid stands for here).
-        let left = temporary_path(&path, std::process::id());
-        std::fs::write(&left, b"half").unwrap();
-        let sweep = prism::tracer::replace::remove_stale_temporaries(&path);
-        assert_eq!(sweep.removed, vec![left.clone()], "{sweep:?}");
-        // A write that fails leaves the old file and no temporary: a directory in the way of
-        // the temporary file fails the create for root too.
-        std::fs::create_dir(&left).unwrap();
-        let e = write_replacing(&path, b"newer").unwrap_err();
+        // A write that fails leaves nothing behind.
+        let e = write_replacing(&dir.join("missing").join("run.json"), b"x").unwrap_err();
         assert!(e.contains("cannot create a temporary file"), "{e}");
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        std::fs::remove_dir(&left).unwrap();
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
