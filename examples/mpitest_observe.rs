@@ -2,7 +2,8 @@
 //! Hybrid engines (dynamic and static schedules), with the scene shared once per node, must
 //! give a film bit-identical to a serial render done on the root alone — also when the render
 //! stops after its first pass and another engine resumes it from the root's film. A stop
-//! requested on the root ends the run after the pass in progress, on every rank. A
+//! requested on the root ends the run after the pass in progress, on every rank; so does a
+//! panic in a hook of the root's, as an error on every rank. A
 //! one-process engine (Serial, MultiThread) renders with a communicator of one process and is
 //! refused on every rank with one of several; so is an engine of other processes than the
 //! communicator's.
@@ -240,6 +241,44 @@ fn stopped(
     }
 }
 
+/// A panic in a root-only hook ends the run with that error on every rank (the others were
+/// already in the pass), even with `abort_on_panic` installed, and the next run works.
+fn panicking_hooks(
+    engine: &AnyEngine,
+    world: &prism::comm::Communicator,
+    scene: &prism::tracer::Scene,
+) -> Result<(), String> {
+    for hook in ["before_pass", "after_pass"] {
+        let outcome = observe(
+            engine,
+            world,
+            scene,
+            &settings(),
+            Hooks {
+                after_pass: &mut |_, _| {
+                    assert!(hook != "after_pass", "the after_pass hook fails");
+                    Ok(())
+                },
+                before_pass: &mut |_, _| {
+                    assert!(hook != "before_pass", "the before_pass hook fails")
+                },
+                on_result: &mut |_| {},
+                fail_on_rank: None,
+            },
+        );
+        match outcome {
+            Err(e) if e.contains(&format!("{hook} panicked: the {hook} hook fails")) => {}
+            other => {
+                return Err(format!(
+                    "a panicking {hook} gave {:?}",
+                    other.map(|(_, r)| r.end)
+                ))
+            }
+        }
+    }
+    render(engine, world, scene).map(|_| ())
+}
+
 /// A one-process engine is the right one for a one-process communicator and gives the
 /// reference's film; with several processes every rank refuses it up front, naming the fix
 /// (before, each rank rendered every tile and the others' results met no film). An engine of
@@ -363,6 +402,9 @@ fn main() -> ExitCode {
     }
     if let Err(e) = stopped(&engines[2].1, &world, &scene) {
         failures.push(format!("stopped: {e}"));
+    }
+    if let Err(e) = panicking_hooks(&engines[2].1, &world, &scene) {
+        failures.push(format!("panicking hooks: {e}"));
     }
     if let Err(e) = engine_spans_the_communicator(
         &world,

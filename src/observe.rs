@@ -257,12 +257,20 @@ pub fn observe_from<E: Engine>(
             selection.as_ref(),
         )
         .map_err(|e| e.to_string())?;
+        let mut pass_error: Option<String> = None;
+        // The hooks run on the root alone, while the other ranks go on into the pass: a panic
+        // there must become the pass's error, which every rank learns after the pass, not an
+        // unwinding root that leaves them waiting (when no abort-on-panic hook ends the job).
         if comm.is_root() {
-            before_pass(pass, &tasks);
+            if let Err(p) = prism_comm::catch_panic(|| before_pass(pass, &tasks)) {
+                pass_error = Some(format!(
+                    "before_pass panicked: {}",
+                    prism_comm::panic_message(&*p)
+                ));
+            }
         }
         let pass_start = Instant::now();
         let mut rays = 0u64;
-        let mut pass_error: Option<String> = None;
         let stats = engine
             .run_indexed(
                 &tasks,
@@ -297,10 +305,14 @@ pub fn observe_from<E: Engine>(
         };
         report.rays += rays;
         report.comm += pass_report.comm;
-        if let Some(f) = film.as_ref() {
-            if let Err(e) = after_pass(f, &pass_report) {
-                pass_error = Some(e);
-            }
+        if let (Some(f), None) = (film.as_ref(), &pass_error) {
+            pass_error = match prism_comm::catch_panic(|| after_pass(f, &pass_report)) {
+                Ok(outcome) => outcome.err(),
+                Err(p) => Some(format!(
+                    "after_pass panicked: {}",
+                    prism_comm::panic_message(&*p)
+                )),
+            };
         }
         last_cycle = Some((cycle_start, pass_report.pixels, pass_report.wall));
         report.passes.push(pass_report);

@@ -452,12 +452,10 @@ fn render(
     // panic of a third-party parser into an error; under MPI it must not abort the job first.
     let read = || {
         prism::comm::catch_panic(|| make_scene(args)).unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_string());
-            Err(format!("reading the scene failed: {what}"))
+            Err(format!(
+                "reading the scene failed: {}",
+                prism::comm::panic_message(&*p)
+            ))
         })
     };
     let scene = prism::share_scene(&world, read).map_err(CliError::Shared)?;

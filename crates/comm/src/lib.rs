@@ -90,5 +90,6 @@ pub use request::{RecvRequest, SendRequest};
 pub use shared::SharedArray;
 pub use shm::SEGMENT_PREFIX;
 pub use universe::{
-    catch_panic, init, init_with, ThreadLevel, Universe, NODE, NODE_LEADERS, SELF, WORLD,
+    catch_panic, init, init_with, panic_message, ThreadLevel, Universe, NODE, NODE_LEADERS, SELF,
+    WORLD,
 };

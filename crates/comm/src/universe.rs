@@ -185,6 +185,18 @@ thread_local! {
     static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
+/// The message a panic carried (its `&str` or `String` payload), for the error that reports
+/// a panic [`catch_panic`] caught.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
 /// Runs `f` and catches a panic in it, as [`std::panic::catch_unwind`] does, but without the
 /// job-wide abort that [`Universe::abort_on_panic`] installs: for code whose panic is an error
 /// to report and go on from (a third-party parser given a bad file, say). The panic message

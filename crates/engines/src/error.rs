@@ -141,16 +141,7 @@ impl EngineError {
     }
 }
 
-/// The message of a panic payload (panics carry `&str` or `String` in practice).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
-}
+pub(crate) use prism_comm::panic_message;
 
 #[cfg(test)]
 mod tests {
