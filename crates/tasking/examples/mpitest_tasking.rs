@@ -4,10 +4,12 @@
 //! non-root rank (every rank gets the error, the next call works), results streamed to the
 //! root, progress counted across processes, and random streams independent of the split.
 //! Ranks calling in different modes get the same error; a result handler's panic names the
-//! chunk and the process that computed it. Runs under `Universe::abort_on_panic` (as prism-comm
-//! recommends), so every deliberate panic also checks that a task's panic comes back as the
-//! call's error instead of aborting the job. Exits non-zero on any rank where something
-//! mismatched.
+//! chunk and the process that computed it. A call from a result handler is refused without
+//! a hang; Parallel objects recreated on the root only still agree on the call number;
+//! results that fail to encode or decode are a failure on every rank, not an abort. Runs
+//! under `Universe::abort_on_panic` (as prism-comm recommends), so every deliberate panic also
+//! checks that a task's panic comes back as the call's error instead of aborting the job.
+//! Exits non-zero on any rank where something mismatched.
 
 use prism_comm::{CommError, Communicator};
 use prism_tasking::{
@@ -162,6 +164,203 @@ fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory,
 
     mode_mismatch_checks(world, factory, threads);
     remote_handler_panic_check(world, factory, threads);
+    handler_call_check(world, factory, threads);
+    recreated_parallel_check(world, threads);
+    result_codec_checks(world, factory, threads);
+}
+
+/// A parallel call from the root's result handler is refused at once (naming the handler),
+/// the handler goes on, and the outer call completes on every rank: no hang (the root's inner
+/// call used to wait in its agreement for ranks that wait for the outer call's end).
+fn handler_call_check(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let (outer, inner) = (factory.distributed(), factory.root_only());
+    let mut refusals = Vec::new();
+    let mut got = 0usize;
+    let r = outer.call_collect(
+        &CallOptions::new().chunk_size(2),
+        100,
+        |first, count, out: &mut Vec<usize>| out.extend(first..first + count),
+        |_| {
+            got += 1;
+            if got <= 2 {
+                refusals.push(inner.call(4, |_, _| ()));
+            }
+        },
+    );
+    check!(
+        world,
+        r.is_ok(),
+        "{threads} threads, outer call of a handler call: {r:?}"
+    );
+    if world.rank() == 0 {
+        check!(
+            world,
+            got == 100,
+            "{threads} threads: root got {got} of 100 results"
+        );
+        check!(
+            world,
+            refusals.len() == 2
+                && refusals
+                    .iter()
+                    .all(|r| matches!(r, Err(ParallelError::Invalid(m))
+                    if m.contains("result handler (on_result)"))),
+            "{threads} threads, calls from a result handler: {refusals:?}"
+        );
+    }
+    let r = outer.call(10, |_, _| ());
+    check!(
+        world,
+        r.is_ok(),
+        "{threads} threads, call after a handler call: {r:?}"
+    );
+}
+
+/// Parallel objects recreated on the root only (`with_progress`, natural since progress shows
+/// there only) restart their call count: the next Distributed calls still work everywhere
+/// (they used to end the job with a scheduler protocol error).
+fn recreated_parallel_check(world: &Communicator, threads: usize) {
+    let mut factory = match ParallelFactory::new(world, threads) {
+        Ok(f) => f.with_progress(ProgressConfig::quiet()),
+        Err(e) => fail(world, format!("factory with {threads} threads: {e}")),
+    };
+    for round in 0..3 {
+        let r = factory.distributed().call(10, |_, _| ());
+        check!(world, r.is_ok(), "{threads} threads, round {round}: {r:?}");
+        let mut got = 0usize;
+        let r = factory.distributed().call_collect(
+            &CallOptions::new().chunk_size(1),
+            20,
+            |first, count, out: &mut Vec<usize>| out.extend(first..first + count),
+            |_| got += 1,
+        );
+        let want = if world.rank() == 0 { 20 } else { 0 };
+        check!(
+            world,
+            r.is_ok() && got == want,
+            "{threads} threads, round {round}, collect after recreating: {r:?}, {got} results"
+        );
+        if world.rank() == 0 {
+            factory = factory.with_progress(ProgressConfig::quiet());
+        }
+    }
+}
+
+/// Results postcard cannot decode (an untagged enum).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Int(u64),
+    Text(String),
+}
+
+/// Results postcard cannot encode (a sequence of unknown length).
+#[derive(Debug, serde::Deserialize)]
+struct UnknownLength(Vec<u64>);
+
+impl serde::Serialize for UnknownLength {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().filter(|_| true))
+    }
+}
+
+/// Results whose Serialize impl panics.
+#[derive(Debug, serde::Deserialize)]
+struct PanicsOnEncode(u64);
+
+impl serde::Serialize for PanicsOnEncode {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("deliberate panic encoding result {}", self.0)
+    }
+}
+
+/// One call_collect of `n` results of type `R` made by `make`; the root is slow so that the
+/// other ranks surely compute some chunks.
+fn collect_with<R>(
+    world: &Communicator,
+    factory: &ParallelFactory,
+    make: fn(usize) -> R,
+) -> (Result<(), ParallelError>, usize)
+where
+    R: serde::Serialize + serde::de::DeserializeOwned + Send,
+{
+    let rank = world.rank();
+    let mut got = 0usize;
+    let r = factory.distributed().call_collect(
+        &CallOptions::new().chunk_size(3),
+        300,
+        |first, count, out: &mut Vec<R>| {
+            if rank == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            out.extend((first..first + count).map(make));
+        },
+        |_| got += 1,
+    );
+    (r, got)
+}
+
+/// Results that fail to encode on a rank or to decode on the root (or whose serde impl
+/// panics) are a task failure reported on every rank, naming the type, the process that
+/// computed them and what failed; the job goes on (it used to be aborted) and the next
+/// call works. In one process results are not encoded: the calls succeed.
+fn result_codec_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let size = world.size();
+    let untagged = |i: usize| {
+        if i.is_multiple_of(2) {
+            Untagged::Int(i as u64)
+        } else {
+            Untagged::Text(i.to_string())
+        }
+    };
+    let cases: [(&str, Result<(), ParallelError>, &str, bool); 3] = [
+        (
+            "untagged enum",
+            collect_with(world, factory, untagged).0,
+            "decoding the results (type mpitest_tasking::Untagged)",
+            false,
+        ),
+        (
+            "unknown length",
+            collect_with(world, factory, |i| UnknownLength(vec![i as u64; 3])).0,
+            "encoding the results (type mpitest_tasking::UnknownLength)",
+            false,
+        ),
+        (
+            "panicking Serialize",
+            collect_with(world, factory, |i| PanicsOnEncode(i as u64)).0,
+            "encoding the results (type mpitest_tasking::PanicsOnEncode)",
+            true,
+        ),
+    ];
+    for (what, r, want, panicked) in cases {
+        if size == 1 {
+            check!(
+                world,
+                r.is_ok(),
+                "{threads} threads, {what} in one process: {r:?}"
+            );
+            continue;
+        }
+        let f = r.as_ref().err().and_then(ParallelError::task_failure);
+        check!(
+            world,
+            f.is_some_and(|f| f.rank != 0
+                && f.rank < size
+                && f.thread == threads
+                && f.panicked == panicked
+                && f.count == 3
+                && f.message.contains(want)),
+            "{threads} threads, {what}: {r:?} (wanted a failure of another rank saying {want:?})"
+        );
+    }
+    let (r, got) = collect_with(world, factory, |i| i as u64);
+    let want = if world.rank() == 0 { 300 } else { 0 };
+    check!(
+        world,
+        r.is_ok() && got == want,
+        "{threads} threads, call after result codec failures: {r:?}, {got} results"
+    );
 }
 
 /// Rank 0 calls in one mode, the others in another: the same Invalid on every rank, naming

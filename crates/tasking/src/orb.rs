@@ -55,6 +55,19 @@ pub enum OrbError {
     /// A weight was negative, NaN or infinite, or the weights' count did not match.
     #[error("ORB weights invalid: {0}")]
     BadWeights(String),
+    /// A subdomain handed to [`assignment`] holds a point index beyond the number of points.
+    #[error(
+        "ORB subdomain {subdomain} holds point {index}, but the assignment is for {num_points} \
+         points"
+    )]
+    PointOutOfRange {
+        /// The subdomain holding the index.
+        subdomain: usize,
+        /// The out-of-range point index.
+        index: usize,
+        /// The number of points given.
+        num_points: usize,
+    },
 }
 
 /// One subdomain: the points it holds and the box of cut planes around it.
@@ -117,15 +130,29 @@ pub fn orb_weighted<const D: usize>(
     decompose(points, Some(weights), parts)
 }
 
-/// The subdomain of every point (`assignment[i]` = subdomain holding point `i`).
-pub fn assignment<const D: usize>(subdomains: &[Subdomain<D>], num_points: usize) -> Vec<usize> {
+/// The subdomain of every point (`assignment[i]` = subdomain holding point `i`;
+/// `usize::MAX` for a point no subdomain holds). A subdomain holding an index of
+/// `num_points` or more (subdomains of another, larger point set) is refused.
+pub fn assignment<const D: usize>(
+    subdomains: &[Subdomain<D>],
+    num_points: usize,
+) -> Result<Vec<usize>, OrbError> {
     let mut out = vec![usize::MAX; num_points];
     for (s, sub) in subdomains.iter().enumerate() {
         for &i in &sub.indices {
-            out[i] = s;
+            match out.get_mut(i) {
+                Some(slot) => *slot = s,
+                None => {
+                    return Err(OrbError::PointOutOfRange {
+                        subdomain: s,
+                        index: i,
+                        num_points,
+                    })
+                }
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 fn decompose<const D: usize>(
@@ -315,7 +342,7 @@ mod tests {
                     "len {len} n {n}: {counts:?}"
                 );
                 // Every point in exactly one subdomain, and inside that subdomain's region.
-                let assign = assignment(&subs, len);
+                let assign = assignment(&subs, len).unwrap();
                 assert!(assign.iter().all(|&s| s < n));
                 assert_eq!(counts.iter().sum::<usize>(), len);
                 for (i, p) in pts.iter().enumerate() {
@@ -454,7 +481,7 @@ mod tests {
     /// Every point of `subs` lies in its own region, except on an upper face where a point of
     /// another subdomain has the same coordinate (a tie the balanced split had to break).
     fn check_points_in_regions<const D: usize>(pts: &[[f64; D]], subs: &[Subdomain<D>]) {
-        let assign = assignment(subs, pts.len());
+        let assign = assignment(subs, pts.len()).unwrap();
         for (i, p) in pts.iter().enumerate() {
             let s = &subs[assign[i]];
             for a in 0..D {
@@ -519,6 +546,20 @@ mod tests {
         assert_eq!(counts, [3, 2]);
         let subs = orb_weighted(&pts, &[0.0, 0.0, 0.0, 0.0, 1.0], 2).unwrap();
         assert!(subs.iter().all(|s| !s.indices.is_empty()), "{subs:?}");
+    }
+
+    #[test]
+    fn assignment_for_too_few_points_is_an_error_not_a_panic() {
+        let subs = orb::<2>(&[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], 2).unwrap();
+        assert_eq!(assignment(&subs, 4).unwrap(), vec![0, 0, 1, 1]);
+        assert_eq!(
+            assignment(&subs, 3),
+            Err(OrbError::PointOutOfRange {
+                subdomain: 1,
+                index: 3,
+                num_points: 3
+            })
+        );
     }
 
     #[test]

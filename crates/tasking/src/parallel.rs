@@ -12,7 +12,8 @@ use crate::factory::TaskMode;
 use crate::progress::{Progress, ProgressConfig};
 use crate::scheduler;
 use crate::worker::{
-    current_worker, run_chunk, set_current_task, worker_loop, Body, Event, Shared, WorkerMark,
+    coordinating, current_worker, run_chunk, set_current_task, worker_loop, Body, CoordinatingMark,
+    Event, Shared, WorkerMark,
 };
 use prism_comm::{CommError, Communicator, ThreadLevel};
 use serde::de::DeserializeOwned;
@@ -94,7 +95,8 @@ pub(crate) enum Imp {
 /// All calls must come from the thread that created the factory (with MPI, the thread that
 /// initialised MPI); on several processes a call from another thread returns
 /// [`ParallelError::Comm`] (`WrongThread`) without communicating. A call made from inside a
-/// task body is refused.
+/// task body or a [`Parallel::call_collect`] result handler is refused with
+/// [`ParallelError::Invalid`], before any communication (the enclosing call goes on).
 ///
 /// On several processes every call is collective, in every mode (RootOnly included: the
 /// other processes' `Null` calls learn the root's outcome): every process must make the same
@@ -272,7 +274,11 @@ impl Parallel {
     /// A panic in `on_result` is reported like a task failure of the process that runs the
     /// handler (thread index = number of worker threads, i.e. the coordinating thread), naming
     /// the chunk whose results it was handling and, if another process computed them, that
-    /// process.
+    /// process. A parallel call from `on_result` is refused (it would wait for this call).
+    /// Results shipped between processes are encoded with postcard: results it cannot encode
+    /// or decode (untagged or flattened serde types, `serde_json::Value`), or whose serde
+    /// impls panic, fail the call on every process, naming the chunk and the process that
+    /// computed them.
     ///
     /// ```
     /// use prism_tasking::{CallOptions, ParallelFactory};
@@ -323,6 +329,16 @@ impl Parallel {
     where
         R: Serialize + DeserializeOwned + Send,
     {
+        // Checked first: a serial call's coordinating thread is also its worker 0.
+        if coordinating() {
+            return Err(ParallelError::Invalid(
+                "a parallel call was made from inside the result handler (on_result) of a \
+                 call_collect, which runs while that call is still coordinating its workers; \
+                 nested calls are not supported: collect the results and make the call after \
+                 call_collect returns"
+                    .to_string(),
+            ));
+        }
         if let Some(w) = current_worker() {
             return Err(ParallelError::Invalid(format!(
                 "a parallel call was made from inside a task body (worker thread {w}); nested \
@@ -340,16 +356,30 @@ impl Parallel {
             }
         }
         let group = self.group.as_ref().map(|(c, _)| c);
-        if let Some(comm) = group {
-            // Every rank must run the same call: agree first, in every mode, so that a
-            // mismatch (or an argument refused on one rank only) is the same error everywhere,
-            // not a hang or one rank's message misread as another kind of message.
-            agree_on_call::<R>(comm, self.mode, n, options)?;
-        }
+        let seq = match group {
+            Some(comm) => {
+                // Every rank must run the same call: agree first, in every mode, so that a
+                // mismatch (or an argument refused on one rank only) is the same error
+                // everywhere, not a hang or one rank's message misread as another kind of
+                // message. The call number is agreed too: a Parallel recreated on some ranks
+                // only (e.g. by `with_progress` on the root) restarts its count, and the
+                // scheduler's messages must still carry the same number on every rank.
+                let seq = agree_on_call::<R>(
+                    comm,
+                    self.mode,
+                    n,
+                    options,
+                    self.seq.load(Ordering::Relaxed),
+                )?;
+                self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+                seq
+            }
+            None => self.seq.fetch_add(1, Ordering::Relaxed),
+        };
         let plan = self.chunk_plan(n, options);
         let outcome = match plan {
             Err(e) => Err(e),
-            Ok(plan) => self.run_local(options, n, plan, body, on_result),
+            Ok(plan) => self.run_local(options, n, seq, plan, body, on_result),
         };
         match (&self.imp, group) {
             (Imp::Distributed { .. }, _) | (_, None) => outcome,
@@ -363,6 +393,7 @@ impl Parallel {
         &self,
         options: &CallOptions,
         n: usize,
+        seq: u64,
         plan: ChunkPlan,
         body: &Body<'_, R>,
         on_result: &mut dyn FnMut(R),
@@ -373,7 +404,6 @@ impl Parallel {
         if matches!(self.imp, Imp::Null) {
             return Ok(());
         }
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut coord = Coordinator::new(
             self.rank,
             self.threads,
@@ -403,6 +433,8 @@ struct CallArgs {
     n: u64,
     chunk_size: Option<u64>,
     result_type: String,
+    /// This rank's next call number (not compared: the largest is adopted).
+    seq: u64,
 }
 
 /// [`TaskMode`] on the wire.
@@ -459,18 +491,21 @@ fn describe_values<T: PartialEq + std::fmt::Display>(values: &[T]) -> String {
 }
 
 /// Gathers every rank's mode and arguments of a call and checks they agree; then checks them
-/// (an explicit chunk size of 0 anywhere is refused everywhere). Same result on all ranks.
+/// (an explicit chunk size of 0 anywhere is refused everywhere). Same result on all ranks:
+/// the call number to use, the largest proposed (`seq`: this rank's next one).
 fn agree_on_call<R>(
     comm: &Communicator,
     mode: TaskMode,
     n: usize,
     options: &CallOptions,
-) -> Result<(), ParallelError> {
+    seq: u64,
+) -> Result<u64, ParallelError> {
     let mine = CallArgs {
         mode: mode.into(),
         n: n as u64,
         chunk_size: options.chunk_size.map(|c| c as u64),
         result_type: std::any::type_name::<R>().to_string(),
+        seq,
     };
     let all: Vec<CallArgs> = comm.all_gather(&mine)?;
     let mut problems = Vec::new();
@@ -511,7 +546,7 @@ fn agree_on_call<R>(
             "explicit chunk size is 0 on every process; it must be at least 1".to_string(),
         ));
     }
-    Ok(())
+    Ok(all.iter().map(|a| a.seq).max().unwrap_or(seq))
 }
 
 /// The end of a Duplicated or RootOnly call on several processes: every rank learns every
@@ -614,6 +649,9 @@ impl<'a, R> Coordinator<'a, R> {
             return false;
         }
         let handler = &mut *self.on_result;
+        // The handler is user code on the thread that coordinates this call: a parallel call
+        // from it must be refused, not wait for the call it is part of.
+        let _mark = CoordinatingMark::set();
         // Not `catch_unwind`: under `Universe::abort_on_panic` its hook would end the job
         // instead of the panic becoming the call's error on every process.
         let outcome = prism_comm::catch_panic(|| {

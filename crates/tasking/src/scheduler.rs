@@ -11,7 +11,12 @@
 //! * **Other ranks.** The calling thread keeps `threads + PREFETCH` chunks assigned to the
 //!   rank (running, queued or requested), so a worker finishing a chunk finds the next one
 //!   already there instead of waiting a round trip. Progress and results ride on the chunk
-//!   requests; results also go up on their own when no request is due.
+//!   requests; results also go up on their own when no request is due. The results of each
+//!   chunk travel in a message of their own (tag `TAG_RESULTS`), started just before the
+//!   request that lists their chunk and received by the root as soon as it reads that list:
+//!   results that fail to encode or decode (a type postcard cannot handle, a panicking serde
+//!   impl) are then a failure of that chunk, reported like a task failure, while the request
+//!   itself, which the protocol needs, always arrives intact.
 //! * **Termination.** A request made after the counter ran out is answered with no chunks and
 //!   `exhausted`. A rank whose workers have all left and whose requests are all answered sends
 //!   `finished`, then waits for `End`. The root sends `End` (carrying the call's outcome) to
@@ -28,10 +33,10 @@
 //! with a message: a hang is the one outcome that must not happen.
 
 use crate::chunk::{ChunkCounter, ChunkPlan};
-use crate::error::TaskFailure;
+use crate::error::{panic_message, TaskFailure};
 use crate::parallel::Coordinator;
-use crate::worker::{worker_loop, Body, Event, Shared};
-use prism_comm::{Communicator, Source};
+use crate::worker::{worker_loop, Body, CoordinatingMark, Event, Shared};
+use prism_comm::{CommError, Communicator, Source};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -42,6 +47,8 @@ use std::time::Duration;
 const TAG_UP: i32 = 101;
 /// Tag of messages from the root (chunks, abort, end).
 const TAG_DOWN: i32 = 102;
+/// Tag of the results of one chunk, sent to the root (a `Vec<R>`).
+const TAG_RESULTS: i32 = 103;
 /// Chunks a non-root rank keeps assigned beyond one per worker thread.
 const PREFETCH: usize = 1;
 /// Longest wait between two polls of the network.
@@ -53,15 +60,16 @@ const SPIN_POLLS: u32 = 8;
 
 /// A message from a rank to the root.
 #[derive(Debug, Serialize, Deserialize)]
-struct Up<R> {
+struct Up {
     seq: u64,
     /// Chunks wanted (0: none, this message only carries news).
     want: usize,
     /// Tasks finished since the previous message.
     done: u64,
-    /// Results of chunks finished since the previous message, with their chunk (first,
-    /// count): a failing result handler on the root can then name the chunk.
-    results: Vec<(usize, usize, Vec<R>)>,
+    /// Chunks (first, count) finished since the previous message whose results follow, one
+    /// `TAG_RESULTS` message each, in this order: a failing result handler, or results that
+    /// do not decode, can then be blamed on their chunk.
+    results: Vec<(usize, usize)>,
     failure: Option<TaskFailure>,
     /// Last message of the call from this rank.
     finished: bool,
@@ -226,7 +234,7 @@ fn root<R>(
 
             // Other ranks: requests, news, failures, finished.
             loop {
-                let got = comm.try_recv::<Up<R>>(Source::Any, TAG_UP);
+                let got = comm.try_recv::<Up>(Source::Any, TAG_UP);
                 let (up, status) = match got {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
@@ -245,8 +253,13 @@ fn root<R>(
                     );
                 }
                 coord.add_remote_progress(up.done);
-                for (first, count, results) in up.results {
-                    if coord.remote_chunk_done(from, first, count, results) {
+                for (first, count) in up.results {
+                    let failed = match recv_results::<R>(comm, from, first, count, coord.own_thread)
+                    {
+                        Ok(results) => coord.remote_chunk_done(from, first, count, results),
+                        Err(failure) => coord.fail(failure),
+                    };
+                    if failed {
                         stop.store(true, Ordering::Release);
                         counter.exhaust();
                     }
@@ -316,6 +329,79 @@ fn root<R>(
     }
 }
 
+/// Receives the results of chunk `first..first + count` from rank `from` (sent right after
+/// the request listing it). Results that do not decode (or whose Deserialize impl panics)
+/// become a failure of that chunk; the message itself was received whole, so the protocol
+/// goes on.
+fn recv_results<R: DeserializeOwned>(
+    comm: &Communicator,
+    from: usize,
+    first: usize,
+    count: usize,
+    own_thread: usize,
+) -> Result<Vec<R>, TaskFailure> {
+    let got = {
+        // User code (a Deserialize impl) runs here, on the coordinating thread.
+        let _mark = CoordinatingMark::set();
+        prism_comm::catch_panic(|| comm.recv::<Vec<R>>(from, TAG_RESULTS))
+    };
+    let (panicked, message) = match got {
+        Ok(Ok((results, _))) => return Ok(results),
+        Ok(Err(CommError::Deserialize { message, .. })) => (false, message),
+        Ok(Err(e)) => fatal(comm, "receiving the results of a chunk", e),
+        Err(payload) => (true, panic_message(payload.as_ref())),
+    };
+    Err(TaskFailure {
+        rank: from,
+        thread: own_thread,
+        first,
+        count,
+        panicked,
+        task: None,
+        message: format!(
+            "decoding the results (type {}) computed on process {from}, on the root (process \
+             {}): {message}",
+            std::any::type_name::<R>(),
+            comm.rank()
+        ),
+    })
+}
+
+/// Starts sending the results of chunk `first..first + count` to the root. Results that do
+/// not encode (or whose Serialize impl panics) become a failure of that chunk, before
+/// anything is sent.
+fn send_results<R: Serialize>(
+    comm: &Communicator,
+    first: usize,
+    count: usize,
+    own_thread: usize,
+    results: &[R],
+) -> Result<prism_comm::SendRequest, TaskFailure> {
+    let sent = {
+        // User code (a Serialize impl) runs here, on the coordinating thread.
+        let _mark = CoordinatingMark::set();
+        prism_comm::catch_panic(|| comm.isend(0, TAG_RESULTS, results))
+    };
+    let (panicked, message) = match sent {
+        Ok(Ok(request)) => return Ok(request),
+        Ok(Err(CommError::Serialize { message, .. })) => (false, message),
+        Ok(Err(e)) => fatal(comm, "sending the results of a chunk", e),
+        Err(payload) => (true, panic_message(payload.as_ref())),
+    };
+    Err(TaskFailure {
+        rank: comm.rank(),
+        thread: own_thread,
+        first,
+        count,
+        panicked,
+        task: None,
+        message: format!(
+            "encoding the results (type {}) to send them to the root: {message}",
+            std::any::type_name::<R>()
+        ),
+    })
+}
+
 fn non_root<R>(
     comm: &Communicator,
     pool: &rayon::ThreadPool,
@@ -339,7 +425,7 @@ fn non_root<R>(
         report_every_chunk: true,
     };
     let rank = comm.rank();
-    let send_up = |up: &Up<R>| {
+    let send_up = |up: &Up| {
         if let Err(e) = comm.send(0, TAG_UP, up) {
             fatal(comm, "sending to the root", e);
         }
@@ -360,6 +446,8 @@ fn non_root<R>(
         let mut exhausted = false;
         let mut done_units = 0u64;
         let mut results: Vec<(usize, usize, Vec<R>)> = Vec::new();
+        let mut sending: Vec<prism_comm::SendRequest> = Vec::new();
+        let mut sent_chunks: Vec<(usize, usize)> = Vec::new();
         let mut failure: Option<TaskFailure> = None;
         let mut finished_sent = false;
         let mut backoff = Backoff::new();
@@ -446,6 +534,22 @@ fn non_root<R>(
                 chunk_tx = None;
             }
 
+            // Results go up with the next request, which is due whenever there are results.
+            for (first, count, r) in std::mem::take(&mut results) {
+                match send_results(comm, first, count, threads, &r) {
+                    Ok(request) => {
+                        sending.push(request);
+                        sent_chunks.push((first, count));
+                    }
+                    Err(f) => {
+                        stop.store(true, Ordering::Release);
+                        failure.get_or_insert(f);
+                        // The later chunks' results are dropped: the call fails anyway.
+                        break;
+                    }
+                }
+            }
+
             let stopping = stop.load(Ordering::Acquire) || failure.is_some();
             let mut up = Up {
                 seq,
@@ -464,15 +568,19 @@ fn non_root<R>(
             if exited == threads && wants.is_empty() {
                 up.finished = true;
             }
-            if up.want > 0 || up.failure.is_some() || up.finished || !results.is_empty() {
+            if up.want > 0 || up.failure.is_some() || up.finished || !sent_chunks.is_empty() {
                 up.done = std::mem::take(&mut done_units);
-                up.results = std::mem::take(&mut results);
+                up.results = std::mem::take(&mut sent_chunks);
                 if up.want > 0 {
                     wants.push_back(up.want);
                     asked += up.want;
                 }
                 finished_sent = up.finished;
                 send_up(&up);
+                // The root receives the results as soon as it reads this request.
+                for request in sending.drain(..) {
+                    request.wait();
+                }
                 active = true;
             }
 

@@ -26,6 +26,10 @@ pub(crate) enum Event<R> {
 
 thread_local! {
     static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    /// Set while the calling thread runs user code on behalf of a call it coordinates (a
+    /// result handler, the encoding or decoding of results): a parallel call from there would
+    /// wait for the call it is part of.
+    static COORDINATING: Cell<bool> = const { Cell::new(false) };
     /// The task index a one-task-at-a-time body is running (set by `call_each`), so that a
     /// failure can name it.
     static TASK: Cell<Option<usize>> = const { Cell::new(None) };
@@ -59,6 +63,35 @@ impl WorkerMark {
 impl Drop for WorkerMark {
     fn drop(&mut self) {
         WORKER.with(|w| w.set(self.previous));
+    }
+}
+
+/// Whether the current thread is running user code for a call it coordinates (see
+/// [`CoordinatingMark`]).
+pub(crate) fn coordinating() -> bool {
+    COORDINATING.with(Cell::get)
+}
+
+/// Marks the current thread as running user code for the call it coordinates, until dropped.
+/// Also clears the worker mark meanwhile: a serial call's coordinating thread is its worker 0
+/// too, but the handler is not a task body and must not be told it is.
+pub(crate) struct CoordinatingMark {
+    previous: bool,
+    worker: Option<usize>,
+}
+
+impl CoordinatingMark {
+    pub(crate) fn set() -> CoordinatingMark {
+        let previous = COORDINATING.with(|c| c.replace(true));
+        let worker = WORKER.with(|w| w.replace(None));
+        CoordinatingMark { previous, worker }
+    }
+}
+
+impl Drop for CoordinatingMark {
+    fn drop(&mut self) {
+        COORDINATING.with(|c| c.set(self.previous));
+        WORKER.with(|w| w.set(self.worker));
     }
 }
 

@@ -202,6 +202,49 @@ fn nested_calls_are_refused_with_an_error() {
     assert!(msg.contains("nested"), "{msg}");
 }
 
+/// A call from a call_collect result handler: the handler runs on the thread coordinating
+/// the call, so the inner call is refused (naming the handler, not a worker) instead of
+/// waiting for the pool that waits for the handler; the outer call still completes. Run on
+/// another thread so that a hang fails the test instead of stalling the suite.
+#[test]
+fn calls_from_a_result_handler_are_refused_and_the_outer_call_completes() {
+    for threads in 1..=3 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = factory(threads);
+            let (outer, inner) = (f.distributed(), f.root_only());
+            let mut errors = Vec::new();
+            let mut got = 0usize;
+            let r = outer.call_collect(
+                &CallOptions::new().chunk_size(1),
+                200,
+                |first, count, out: &mut Vec<usize>| out.extend(first..first + count),
+                |_| {
+                    got += 1;
+                    if got <= 2 {
+                        errors.push((inner.call(4, |_, _| ()), current_worker()));
+                    }
+                },
+            );
+            let _ = tx.send((r.map_err(|e| e.to_string()), got, errors));
+        });
+        let (r, got, errors) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{threads} threads: the call from the handler hung"));
+        assert_eq!(r, Ok(()), "{threads} threads");
+        assert_eq!(got, 200, "{threads} threads");
+        assert_eq!(errors.len(), 2);
+        for (e, worker) in errors {
+            let msg = e.expect_err("inner call refused").to_string();
+            assert!(
+                msg.contains("result handler (on_result)") && !msg.contains("worker thread"),
+                "{threads} threads: {msg}"
+            );
+            assert_eq!(worker, None, "the handler is not a worker");
+        }
+    }
+}
+
 #[test]
 fn workers_know_their_index() {
     for threads in 1..=3 {
