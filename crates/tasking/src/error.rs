@@ -71,16 +71,7 @@ impl ParallelError {
     }
 }
 
-/// Turns a panic payload into its message (panics carry `&str` or `String` in practice).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
-}
+pub(crate) use prism_comm::panic_message;
 
 /// What a task body may return: `()` for bodies that cannot fail, or `Result<(), E>` for any
 /// displayable error `E`. Lets one `call` accept both kinds of closures.
