@@ -314,10 +314,34 @@ fn main() -> ExitCode {
         // Every rank of a job gets the same command line: rank 0 alone says what is wrong with
         // it (or prints the help), not one copy per rank.
         Err(e) => {
-            if prism::comm::launcher_rank().unwrap_or(0) == 0 {
-                let _ = e.print();
+            let status = e.exit_code().clamp(0, 255) as u8;
+            let in_a_job = prism::comm::launcher_rank().is_some();
+            if status == 0 || !in_a_job {
+                if prism::comm::launcher_rank().unwrap_or(0) == 0 {
+                    let _ = e.print();
+                }
+                return ExitCode::from(status);
             }
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+            // An error exit races the launcher, which kills every process once one exits
+            // non-zero, rank 0 perhaps before it has printed: it prints with MPI up, and MPI's
+            // end waits for every process (see `with_universe`).
+            let said = cli::with_universe(|universe| {
+                if universe.world().is_root() {
+                    let _ = e.print();
+                }
+                Err(cli::CliError::Reported(status))
+            });
+            return match said {
+                Err(cli::CliError::Reported(status)) => ExitCode::from(status),
+                other => {
+                    if let Err(e) = other {
+                        if let Some(line) = e.report(prism::comm::launcher_rank()) {
+                            cli::warn(line.trim_end());
+                        }
+                    }
+                    ExitCode::from(status)
+                }
+            };
         }
     };
     let result = match cli.command {

@@ -402,8 +402,14 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     // Before anything slow (MPI's start, the scene's build): from here on a batch system's
     // SIGUSR1 no longer kills a rank.
     let stop = signals::stop_on_usr1().map_err(|e| msg(format!("cannot catch SIGUSR1: {e}")))?;
-    validate(args)?;
-    with_universe(|universe| render(args, universe, started, stop))
+    // Checked before MPI's start, reported after it: an error exit races the launcher, which
+    // kills every process once one exits non-zero, rank 0 perhaps before it has printed; with
+    // MPI up, rank 0 prints and MPI's end waits for every process.
+    let checked = validate(args);
+    with_universe(|universe| {
+        checked?;
+        render(args, universe, started, stop)
+    })
 }
 
 fn render(
