@@ -691,6 +691,22 @@ fn a_checkpoint_of_another_render_or_a_damaged_one_is_refused_and_kept() {
         text(&o)
     );
     assert_eq!(std::fs::read(&two).unwrap(), kept_two);
+    // A whole file whose header counts a pass more than its pixels hold: a resume would
+    // skip that pass. Refused, naming the file, and kept.
+    let mut miscounted = prism::tracer::Checkpoint::read(&two).unwrap();
+    miscounted.passes = 3;
+    miscounted.write(&two).unwrap();
+    let miscounted_bytes = std::fs::read(&two).unwrap();
+    let o = with("4");
+    assert!(!o.status.success());
+    let want = format!(
+        "--checkpoint {}: corrupt: it says 3 passes are done, but its pixels have merged \
+         passes 1 to 2",
+        two.display()
+    );
+    assert!(text(&o).contains(&want), "{}", text(&o));
+    assert_eq!(std::fs::read(&two).unwrap(), miscounted_bytes);
+    std::fs::write(&two, &kept_two).unwrap();
 
     // Not a file to write over: the checkpoint named like another output, however spelt.
     std::fs::create_dir_all(dir.join("sub")).unwrap();

@@ -751,6 +751,16 @@ fn start_from_checkpoint(
         ));
     }
     let passes = checkpoint.passes as usize;
+    // The header's count and the pixels' must agree, or the resume would skip a pass or
+    // render one twice; the observe loop would refuse it too, but without the file's name.
+    let (lo, hi) = checkpoint.film.passes_merged();
+    if (passes == 0 && hi != 0) || (passes > 0 && (lo < 1 || hi != passes)) {
+        return Err(format!(
+            "--checkpoint {}: corrupt: it says {passes} passes are done, but its pixels have \
+             merged passes {lo} to {hi}; remove it (or name another file) to start afresh",
+            path.display()
+        ));
+    }
     // Its film already holds those passes: a smaller --passes cannot take them back.
     if passes > args.passes {
         return Err(format!(
