@@ -473,6 +473,11 @@ fn parse_payload(payload: &[u8]) -> Result<Checkpoint, String> {
     }
     let mut pixels = Vec::with_capacity(n as usize);
     let mut next_pass = Vec::with_capacity(n as usize);
+    let mut samples = 0u64;
+    let pixel = |i: u64| {
+        let w = u64::from(width);
+        format!("pixel {} of row {}", i % w, i / w)
+    };
     for i in 0..n {
         let mut p = PixelStats::default();
         for v in p.mean.iter_mut().chain(p.m2.iter_mut()) {
@@ -483,14 +488,29 @@ fn parse_payload(payload: &[u8]) -> Result<Checkpoint, String> {
         // A pixel cannot hold a pass the render has not done.
         if next > passes {
             return Err(format!(
-                "pixel {} of row {} holds pass {} of a render of {passes} passes",
-                i % u64::from(width),
-                i / u64::from(width),
+                "{} holds pass {} of a render of {passes} passes",
+                pixel(i),
                 next - 1
             ));
         }
+        check_pixel(&p, next).map_err(|what| format!("{}: {what}", pixel(i)))?;
+        samples = samples.checked_add(p.count).ok_or_else(|| {
+            format!(
+                "{}: with it the film's samples number more than 2^64 - 1",
+                pixel(i)
+            )
+        })?;
         pixels.push(p);
         next_pass.push(next);
+    }
+    // Every ray a film counts was traced for one of its samples.
+    let most = samples.saturating_mul(crate::integrator::MAX_RAYS_PER_SAMPLE);
+    if ray_count > most {
+        return Err(format!(
+            "the film counts {ray_count} rays for {samples} samples, more than they can trace \
+             ({} each at most)",
+            crate::integrator::MAX_RAYS_PER_SAMPLE
+        ));
     }
     let film = Film::from_parts(width, height, pixels, next_pass, ray_count)
         .ok_or_else(|| format!("a film of {width}x{height} pixels is not one prism renders"))?;
@@ -499,6 +519,36 @@ fn parse_payload(payload: &[u8]) -> Result<Checkpoint, String> {
         settings,
         film,
     })
+}
+
+/// Why the statistics of a pixel that holds passes below `next` cannot be a render's. Samples
+/// are finite (the integrator zeroes any other), so their mean is finite and M2, a sum of
+/// squares, finite and not negative; a pass adds at most `u32::MAX` samples to a pixel (the
+/// most a pass can ask for). Anything else would reach the image as NaN, or overflow a count
+/// at the next merge.
+fn check_pixel(p: &PixelStats, next: u32) -> Result<(), String> {
+    const CHANNELS: [&str; 3] = ["red", "green", "blue"];
+    if let Some(c) = p.mean.iter().position(|m| !m.is_finite()) {
+        return Err(format!(
+            "its {} mean is {}, not a finite number",
+            CHANNELS[c], p.mean[c]
+        ));
+    }
+    if let Some(c) = p.m2.iter().position(|m| !(m.is_finite() && *m >= 0.0)) {
+        return Err(format!(
+            "its {} sum of squared deviations is {}, not a finite number of at least 0",
+            CHANNELS[c], p.m2[c]
+        ));
+    }
+    let most = u64::from(next) * u64::from(u32::MAX);
+    if p.count > most {
+        return Err(format!(
+            "it holds {} samples, more than the {next} pass{} it holds can give ({most} at most)",
+            p.count,
+            if next == 1 { "" } else { "es" }
+        ));
+    }
+    Ok(())
 }
 
 /// Little-endian values off the front of a byte slice; `None` past its end.
@@ -542,14 +592,15 @@ mod tests {
     use std::os::unix::fs::OpenOptionsExt;
 
     /// A film after two passes, the second over some of the pixels, holding values whose bits
-    /// a text format could lose (negative zero, a subnormal, a NaN with a payload).
+    /// a text format could lose (negative zero, a subnormal, 2 plus a few units in the last
+    /// place).
     fn film() -> Film {
         let pixels = (0..15)
             .map(|i| PixelStats {
                 mean: [i as f64 * 0.1, -0.0, f64::MIN_POSITIVE / 3.0],
                 m2: [
                     1.0 / (i as f64 + 3.0),
-                    f64::from_bits(0x7ff8_0000_0000_0042),
+                    f64::from_bits(0x4000_0000_0000_0042),
                     2.5,
                 ],
                 count: 4 + i,
@@ -584,10 +635,10 @@ mod tests {
         assert_eq!(back.film.next_passes(), c.film.next_passes());
         assert_eq!(back.film.next_passes()[..3], [2, 1, 2]);
         assert_eq!(back.film.ray_count(), 1234);
-        // -0.0 == 0.0 and NaN != NaN: compare bits, not values.
+        // -0.0 == 0.0: compare bits, not values.
         let p = back.film.pixels()[4];
         assert_eq!(p.mean[1].to_bits(), (-0.0f64).to_bits());
-        assert_eq!(p.m2[1].to_bits(), 0x7ff8_0000_0000_0042);
+        assert_eq!(p.m2[1].to_bits(), 0x4000_0000_0000_0042);
         assert_eq!(p.mean[2], f64::MIN_POSITIVE / 3.0);
     }
 
@@ -668,6 +719,99 @@ mod tests {
             e.to_string()
                 .contains("x.ckpt: corrupt: pixel 0 of row 0 holds pass 1 of a render of 1 passes"),
             "{e}"
+        );
+    }
+
+    /// Each used to be read back, checksum and all, and to wreck the resumed render: a NaN
+    /// image, or the next merge's `+=` overflowing (a panic in debug builds, a wrap in release).
+    #[test]
+    fn statistics_no_render_can_produce_are_corrupt_even_with_a_good_checksum() {
+        let err = |c: &Checkpoint| {
+            let e = Checkpoint::from_bytes(&c.to_bytes(), Path::new("x.ckpt")).unwrap_err();
+            assert!(matches!(e, CheckpointError::Corrupt { .. }), "{e}");
+            e.to_string()
+        };
+        let with = |pixel: usize, change: &dyn Fn(&mut PixelStats)| {
+            let c = checkpoint();
+            let mut pixels = c.film.pixels().to_vec();
+            change(&mut pixels[pixel]);
+            let next = c.film.next_passes().to_vec();
+            let film = Film::from_parts(5, 3, pixels, next, c.film.ray_count()).unwrap();
+            Checkpoint { film, ..c }
+        };
+        assert_eq!(
+            err(&with(7, &|p| p.mean[2] = f64::NAN)),
+            "x.ckpt: corrupt: pixel 2 of row 1: its blue mean is NaN, not a finite number"
+        );
+        assert_eq!(
+            err(&with(0, &|p| p.mean[0] = f64::INFINITY)),
+            "x.ckpt: corrupt: pixel 0 of row 0: its red mean is inf, not a finite number"
+        );
+        assert_eq!(
+            err(&with(3, &|p| p.m2[1] = -0.5)),
+            "x.ckpt: corrupt: pixel 3 of row 0: its green sum of squared deviations is -0.5, \
+             not a finite number of at least 0"
+        );
+        assert!(
+            err(&with(3, &|p| p.m2[0] = f64::NAN)).contains("red sum of squared deviations is NaN"),
+        );
+        // Pixel 1 holds one pass (see `film`).
+        assert_eq!(
+            err(&with(1, &|p| p.count = u64::MAX)),
+            "x.ckpt: corrupt: pixel 1 of row 0: it holds 18446744073709551615 samples, more \
+             than the 1 pass it holds can give (4294967295 at most)"
+        );
+        assert!(err(&with(2, &|p| p.count = 2 * u64::from(u32::MAX) + 1))
+            .contains("pixel 2 of row 0: it holds 8589934591 samples, more than the 2 passes"));
+        // The most each pixel can hold, but not both.
+        let most = u64::from(u32::MAX) * u64::from(u32::MAX);
+        let full = PixelStats {
+            count: most,
+            ..PixelStats::default()
+        };
+        let film = Film::from_parts(2, 1, vec![full; 2], vec![u32::MAX; 2], 0).unwrap();
+        let c = Checkpoint {
+            passes: u32::MAX,
+            settings: vec![],
+            film,
+        };
+        assert_eq!(
+            err(&c),
+            "x.ckpt: corrupt: pixel 1 of row 0: with it the film's samples number more than \
+             2^64 - 1"
+        );
+        // More rays than the film's samples can have traced.
+        let mut c = checkpoint();
+        let samples = c.film.sample_count();
+        c.film = Film::from_parts(
+            5,
+            3,
+            c.film.pixels().to_vec(),
+            c.film.next_passes().to_vec(),
+            u64::MAX,
+        )
+        .unwrap();
+        assert_eq!(
+            err(&c),
+            format!(
+                "x.ckpt: corrupt: the film counts 18446744073709551615 rays for {samples} \
+                 samples, more than they can trace (8589934591 each at most)"
+            )
+        );
+        // The largest believable values are still read.
+        let mut c = checkpoint();
+        let most = samples * crate::integrator::MAX_RAYS_PER_SAMPLE;
+        c.film = Film::from_parts(
+            5,
+            3,
+            c.film.pixels().to_vec(),
+            c.film.next_passes().to_vec(),
+            most,
+        )
+        .unwrap();
+        assert_eq!(
+            Checkpoint::from_bytes(&c.to_bytes(), Path::new("x.ckpt")).unwrap(),
+            c
         );
     }
 

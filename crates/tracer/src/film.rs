@@ -125,7 +125,10 @@ impl Film {
 
     /// Samples taken over all pixels.
     pub fn sample_count(&self) -> u64 {
-        self.pixels.iter().map(|p| p.count).sum()
+        // Saturating for the reason `merge` gives.
+        self.pixels
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.count))
     }
 
     /// Per-pixel mean radiance, row-major.
@@ -232,7 +235,9 @@ impl Film {
             self.pixels[k].merge(stats);
             self.next_pass[k] = id.pass.saturating_add(1);
         }
-        self.ray_count += result.ray_count;
+        // A count from a result or a film read back (a checkpoint, another process) may be
+        // anything; a statistic pinned at its largest value beats a panic or a wrap to 0.
+        self.ray_count = self.ray_count.saturating_add(result.ray_count);
         Ok(())
     }
 }
@@ -313,6 +318,22 @@ mod tests {
         film.merge(&result(2, RECT, PixelMask::All, 1.0)).unwrap();
         assert_eq!(film.pixel(1, 1).unwrap().count, 4);
         assert!(Film::new(0, 5).is_err());
+    }
+
+    /// A film from elsewhere (a checkpoint, another process) may hold any counts; adding to
+    /// them used to overflow: a panic in debug builds, a wrap to a small count in release.
+    #[test]
+    fn counts_near_the_top_saturate_rather_than_overflow() {
+        let full = PixelStats {
+            count: u64::MAX - 1,
+            ..PixelStats::default()
+        };
+        let mut film = Film::from_parts(4, 3, vec![full; 12], vec![0; 12], u64::MAX - 2).unwrap();
+        film.merge(&result(0, RECT, PixelMask::All, 1.0)).unwrap();
+        assert_eq!(film.ray_count(), u64::MAX);
+        assert_eq!(film.pixel(1, 1).unwrap().count, u64::MAX);
+        assert_eq!(film.pixel(0, 0).unwrap().count, u64::MAX - 1);
+        assert_eq!(film.sample_count(), u64::MAX);
     }
 
     /// Under overcommit the reservation succeeds, and a job limited to 256 MB was killed

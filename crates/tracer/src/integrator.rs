@@ -134,6 +134,12 @@ fn hit_point(ray: &Ray, hit: &Hit) -> Vec3 {
     p - n * (p - hit.corner).dot(n)
 }
 
+/// The most rays [`radiance`] traces for one sample, whatever the settings: one per path
+/// vertex (at most `max_depth + 1`, and `max_depth` is a `u32`) and a shadow ray at each
+/// scattering vertex. A film that counts more rays than its samples allow was not rendered
+/// here, which is how a checkpoint's ray count is checked; keep it in step with `radiance`.
+pub(crate) const MAX_RAYS_PER_SAMPLE: u64 = 2 * u32::MAX as u64 + 1;
+
 /// Radiance arriving along `ray`: one path sample. Counts traced rays in `rays`.
 pub(crate) fn radiance(
     scene: &Scene,

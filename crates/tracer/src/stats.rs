@@ -65,7 +65,9 @@ impl PixelStats {
             self.mean[c] += delta * (nb / n);
             self.m2[c] += other.m2[c] + delta * delta * (na * nb / n);
         }
-        self.count += other.count;
+        // Counts from elsewhere (a tile result, a film read back) may be anything; see
+        // `Film::merge`.
+        self.count = self.count.saturating_add(other.count);
     }
 
     /// Sample variance per channel (`M2 / (n - 1)`); zero with fewer than two samples.
