@@ -49,7 +49,16 @@ fn with_line_feeds(bytes: &[u8]) -> Cow<'_, [u8]> {
     let Some(at) = bytes.windows(END.len()).position(|w| w == END) else {
         return lone_cr_to_lf(bytes);
     };
-    let header_len = (at + END.len() + 1).min(bytes.len());
+    // The header ends with the line end after `end_header`, in the style of its other lines:
+    // a CR LF is one line end, but a payload after a lone CR may start with a 10 (LF) byte of
+    // data.
+    let crlf = bytes[..at].windows(2).any(|w| w == b"\r\n");
+    let end = at + END.len();
+    let header_len = match &bytes[end.min(bytes.len())..] {
+        [b'\r', b'\n', ..] if crlf => end + 2,
+        [_, ..] => end + 1,
+        [] => bytes.len(),
+    };
     let header = lone_cr_to_lf(&bytes[..header_len]);
     let ascii = header.split(|&b| b == b'\n').any(|line| {
         let mut words = line
@@ -576,6 +585,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 format!("not a valid PLY header: {}", header_message(&e)),
             )
         })?;
+    check_version(path, &header, skip_bom(bytes))?;
     check_declarations(path, skip_bom(bytes))?;
     let (vertex_def, face_def, face_list) = check_header(path, &header)?;
     let vertex_count = vertex_def.count;
@@ -765,6 +775,29 @@ fn located(payload: &Payload, at: u64, def: &ElementDef, index: usize) -> Locati
         }
         _ => here.with_byte_offset(at),
     }
+}
+
+/// Refuses a format version other than 1.0, the only one published: a later version, should
+/// one come, may lay its data out otherwise, and read as 1.0 it would give a wrong mesh rather
+/// than an error. (RPly and plyodine refuse other versions too.)
+fn check_version(path: &Path, header: &Header, text: &[u8]) -> Result<(), LoadError> {
+    let v = &header.version;
+    if (v.major, v.minor) == (1, 0) {
+        return Ok(());
+    }
+    let line = text
+        .split(|&b| b == b'\n')
+        .position(|line| line.split(u8::is_ascii_whitespace).next() == Some(b"format"))
+        .map_or_else(Location::default, |n| Location::line(n + 1));
+    Err(LoadError::new(
+        path,
+        LoadErrorKind::Header,
+        line,
+        format!(
+            "PLY format version {}.{}: this reader knows only version 1.0",
+            v.major, v.minor
+        ),
+    ))
 }
 
 /// Refuses an element, or a property of one element, declared twice. The crate keeps one
@@ -1114,6 +1147,52 @@ mod tests {
         assert_eq!(m.positions[0].x, f32::from_bits(0x3f80_000d));
         let e = parse(format!("{HEAD}0 0 0\r1 x 0\r").as_bytes()).unwrap_err();
         assert_eq!(e.location.line, Some(11), "{e}");
+    }
+
+    /// The repro of a fuzzing review: the payload was read from one byte too late, the LF of
+    /// `end_header`'s CR LF taken for its first byte.
+    #[test]
+    fn a_binary_file_with_crlf_header_lines_reads_from_the_right_byte() {
+        let lf = binary("", b"");
+        let end = lf.windows(11).position(|w| w == b"end_header\n").unwrap() + 11;
+        let crlf = [
+            &String::from_utf8_lossy(&lf[..end])
+                .replace('\n', "\r\n")
+                .into_bytes()[..],
+            &lf[end..],
+        ]
+        .concat();
+        let (m, w) = parse(&crlf).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(m.positions, parse(&lf).unwrap().0.positions);
+        // A payload that starts with a 10 (LF) after an LF header stays whole.
+        let mut b = lf.clone();
+        b[end..end + 4].copy_from_slice(&f32::from_bits(0x3f80_000a).to_le_bytes());
+        let (m, _) = parse(&b).unwrap();
+        assert_eq!(m.positions[0].x, f32::from_bits(0x3f80_000a));
+        // ... and after a CR LF header too.
+        let mut b = crlf.clone();
+        let end = crlf.len() - (lf.len() - end);
+        b[end..end + 4].copy_from_slice(&f32::from_bits(0x3f80_000a).to_le_bytes());
+        let (m, _) = parse(&b).unwrap();
+        assert_eq!(m.positions[0].x, f32::from_bits(0x3f80_000a));
+    }
+
+    #[test]
+    fn format_versions_other_than_1_0_are_refused_on_their_line() {
+        for version in ["2.0", "1.1", "0.9"] {
+            let h = HEAD.replace("ascii 1.0", &format!("ascii {version}"));
+            let e = parse(h.as_bytes()).unwrap_err();
+            assert_eq!(e.kind, LoadErrorKind::Header, "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!("t.ply: line 2: PLY format version {version}: this reader knows only version 1.0")
+            );
+        }
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let (m, _) = parse(format!("{HEAD}{body}").as_bytes()).unwrap();
+        assert_eq!(m.triangle_count(), 2);
     }
 
     #[test]
