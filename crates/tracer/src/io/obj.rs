@@ -88,6 +88,17 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             if scan.short_faces == 1 { "" } else { "s" }
         ));
     }
+    if let Some((line, word)) = scan.first_unknown {
+        warnings.push(format!(
+            "{}: ignored {} line{} that start{} with no OBJ statement (the first: line {line}, \
+             `{}`)",
+            path.display(),
+            scan.unknown,
+            plural(scan.unknown),
+            if scan.unknown == 1 { "s" } else { "" },
+            shown(word)
+        ));
+    }
     let (positions, indices) = parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
     finish_mesh(path, positions, indices, warnings)
 }
@@ -216,6 +227,36 @@ struct Scan<'t> {
     groups: usize,
     /// Faces of one or two vertices.
     short_faces: usize,
+    /// Lines whose first word is no OBJ statement, and the first of them: its number and
+    /// that word.
+    unknown: usize,
+    first_unknown: Option<(usize, &'t str)>,
+}
+
+/// The statements of the OBJ specification (Wavefront's Appendix B1, with its superseded
+/// ones) that a line may start with. tobj reads `v`, `vt`, `vn`, `f`, `l`, `o`, `g`,
+/// `usemtl` and `mtllib` and skips any other line; the rest of these describe what a triangle
+/// mesh has no use for (free-form curves and surfaces, display attributes), but a line
+/// starting with anything else is most likely a damaged or misspelt one (`F 1 2 3`) whose
+/// face would be lost without a word.
+const STATEMENTS: [&str; 8] = [
+    // Vertex data; free-form curve and surface attributes.
+    "v vt vn vp",
+    "cstype deg bmat step",
+    // Elements; free-form curve and surface bodies; connectivity and grouping.
+    "p l f curv curv2 surf",
+    "parm trim hole scrv sp end",
+    "con g s mg o",
+    // Display and render attributes; general statements; superseded statements.
+    "bevel c_interp d_interp lod maplib usemap usemtl mtllib shadow_obj trace_obj ctech stech",
+    "call csh",
+    "bsp bzp cdc cdp res",
+];
+
+fn is_statement(word: &str) -> bool {
+    STATEMENTS
+        .iter()
+        .any(|group| group.split(' ').any(|s| s == word))
 }
 
 struct Problem<'t> {
@@ -279,6 +320,8 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
         polylines: 0,
         groups: 0,
         short_faces: 0,
+        unknown: 0,
+        first_unknown: None,
     };
     let (mut before, mut texcoords, mut normals) = (0usize, 0usize, 0usize);
     // tobj ignores the faces of one or two vertices it is told to ignore, indices and all.
@@ -328,6 +371,11 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
                     normals,
                 };
                 check_face(&corners, &counts, &bad_vertices, &mut largest)
+            }
+            Some(word) if !word.starts_with('#') && !is_statement(word) => {
+                scan.unknown += 1;
+                scan.first_unknown.get_or_insert((n + 1, word));
+                Ok(())
             }
             _ => Ok(()),
         };
@@ -691,6 +739,32 @@ mod tests {
         // A short face's indices are checked all the same.
         let e = parse("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 7\n").unwrap_err();
         assert_eq!(e.location.line, Some(5), "{e}");
+    }
+
+    /// Each of these lines used to be skipped without a word, its face lost.
+    #[test]
+    fn lines_that_start_with_no_obj_statement_are_counted_in_one_warning() {
+        let tri = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 3\n";
+        let (m, w) = parse(&format!("{tri}F 2 4 3\nf2 4 3\n\u{12}f 2 4 3\nf 2 4 3\n")).unwrap();
+        assert_eq!(m.triangle_count(), 2);
+        assert_eq!(
+            w,
+            ["t.obj: ignored 3 lines that start with no OBJ statement (the first: line 6, `F`)"]
+        );
+        let (_, w) = parse(&format!("{tri}  fv 1 2 3\n")).unwrap();
+        assert_eq!(
+            w,
+            ["t.obj: ignored 1 line that starts with no OBJ statement (the first: line 6, `fv`)"]
+        );
+        // Statements of the specification that a mesh does without, comments and blank lines
+        // are no cause for a warning.
+        let known = "# c\n#c\n\n   \nvp 0.5\ns 1\ns off\nmtllib a.mtl\nusemtl m\ncstype bspline\n\
+                     deg 3\ncurv 0 1 1 2\nparm u 0 1\nend\nmg 1\nlod 2\nshadow_obj s.obj\n\
+                     trace_obj t.obj\nbevel off\nc_interp on\nd_interp off\ncall x.obj\n\
+                     p 1\nres 4 4\n";
+        let (m, w) = parse(&format!("{tri}{known}")).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]
