@@ -134,7 +134,7 @@ impl fmt::Display for Location {
             parts.push(format!("line {line}"));
         }
         if let Some((kind, index)) = &self.element {
-            parts.push(format!("{kind} {index}"));
+            parts.push(format!("{} {index}", quote(kind)));
         }
         if let Some(offset) = self.byte_offset {
             parts.push(format!("byte offset {offset}"));
@@ -356,6 +356,28 @@ fn one_line(s: &str) -> String {
     out
 }
 
+/// Text from a file as a message quotes it: its first [`QUOTED_CHARS`] characters, an
+/// ellipsis for the rest, control characters escaped. A token or line of a damaged file may
+/// be megabytes long, or hold bytes a terminal acts on; a message is one line for a person.
+pub(crate) fn quote(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == QUOTED_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The most characters of a file's text that a message quotes.
+const QUOTED_CHARS: usize = 80;
+
 /// `bytes` with every carriage return that is not part of a CR LF pair turned into a line feed,
 /// so that files saved with old Mac line endings read line by line like any other. One byte
 /// for one byte: offsets and line numbers in the result are the file's own.
@@ -413,6 +435,16 @@ mod tests {
             "the file is empty",
         );
         assert_eq!(e.to_string(), "c.stl: the file is empty");
+    }
+
+    #[test]
+    fn quotes_are_cut_with_an_ellipsis_and_control_characters_escaped() {
+        assert_eq!(quote("f 1 2 3"), "f 1 2 3");
+        let exact = "é".repeat(QUOTED_CHARS);
+        assert_eq!(quote(&exact), exact);
+        let long = "x".repeat(1 << 20);
+        assert_eq!(quote(&long), format!("{}…", &long[..QUOTED_CHARS]));
+        assert_eq!(quote("\u{12}f 1\t2"), "\\u{12}f 1\\t2");
     }
 
     #[test]

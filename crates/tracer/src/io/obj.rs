@@ -6,8 +6,8 @@
 //! down (tobj accepts that), so an index is checked against the `v` lines of the whole file.
 
 use super::{
-    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, LoadError,
-    LoadErrorKind, Location,
+    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file,
+    LoadError, LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -96,7 +96,7 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             scan.unknown,
             plural(scan.unknown),
             if scan.unknown == 1 { "s" } else { "" },
-            shown(word)
+            quote(word)
         ));
     }
     let (positions, indices) = parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
@@ -111,7 +111,7 @@ fn locate(path: &Path, text: &str, failure: Option<ObjFailure>) -> LoadError {
             path,
             problem.kind,
             Location::line(problem.line),
-            format!("{} (`{}`)", problem.message, shown(problem.text)),
+            format!("{} (`{}`)", problem.message, quote(problem.text.trim())),
         ),
         (None, Some(f)) => LoadError::new(path, f.kind, Location::default(), f.message),
         // The light scan's checks are a subset of the full scan's.
@@ -122,11 +122,6 @@ fn locate(path: &Path, text: &str, failure: Option<ObjFailure>) -> LoadError {
             "the file could not be read",
         ),
     }
-}
-
-/// The start of a line for a message.
-fn shown(line: &str) -> String {
-    line.trim().chars().take(60).collect()
 }
 
 /// What went wrong, without a line: what tobj's result says.
@@ -418,14 +413,14 @@ fn check_position<'t>(
     for (c, word) in xyz.iter_mut().zip(&words) {
         *c = word
             .parse()
-            .map_err(|_| syntax(format!("`{word}` is not a number")))?;
+            .map_err(|_| syntax(format!("`{}` is not a number", quote(word))))?;
     }
     match words.len() {
         3 | 6 => {}
         4 => {
             let w: f32 = words[3]
                 .parse()
-                .map_err(|_| syntax(format!("the weight `{}` is not a number", words[3])))?;
+                .map_err(|_| syntax(format!("the weight `{}` is not a number", quote(words[3]))))?;
             if w == 0.0 {
                 return Err(syntax("the weight w is 0, which divides x y z"));
             }
@@ -469,7 +464,7 @@ fn check_numbers(
         )));
     }
     match words.iter().find(|w| w.parse::<f32>().is_err()) {
-        Some(bad) => Err(syntax(format!("`{bad}` is not a number"))),
+        Some(bad) => Err(syntax(format!("`{}` is not a number", quote(bad)))),
         None => Ok(()),
     }
 }
@@ -503,7 +498,8 @@ fn check_face(
         let parts: Vec<&str> = corner.split('/').collect();
         if parts.len() > 3 {
             return Err(syntax(format!(
-                "the face corner `{corner}` has more than three parts (v/vt/vn)"
+                "the face corner `{}` has more than three parts (v/vt/vn)",
+                quote(corner)
             )));
         }
         let mut indices = [None; 3];
@@ -522,16 +518,17 @@ fn check_face(
                     "is not an integer"
                 };
                 let corner = if parts.len() > 1 {
-                    format!(" in the face corner `{corner}`")
+                    format!(" in the face corner `{}`", quote(corner))
                 } else {
                     String::new()
                 };
-                syntax(format!("{name} index `{part}`{corner} {what}"))
+                syntax(format!("{name} index `{}`{corner} {what}", quote(part)))
             })?);
         }
         let Some(v) = indices[0] else {
             return Err(out_of_range(format!(
-                "the face corner `{corner}` has no vertex index"
+                "the face corner `{}` has no vertex index",
+                quote(corner)
             )));
         };
         let vertex = match v {
@@ -569,7 +566,7 @@ fn check_face(
                          f32",
                         vertex + 1,
                         bad.line,
-                        bad.value
+                        quote(bad.value)
                     ),
                 ));
             }
@@ -604,6 +601,7 @@ fn check_face(
 
 #[cfg(test)]
 mod tests {
+    use super::super::QUOTED_CHARS;
     use super::*;
 
     fn parse(text: &str) -> Result<(Mesh, Vec<String>), LoadError> {
@@ -765,6 +763,35 @@ mod tests {
         let (m, w) = parse(&format!("{tri}{known}")).unwrap();
         assert_eq!(m.triangle_count(), 1);
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    /// A megabyte token used to give a megabyte error line, quoted twice.
+    #[test]
+    fn long_tokens_and_lines_are_quoted_in_part() {
+        let long = "7".repeat(1 << 20);
+        let tri = "v 0 0 0\nv 1 0 0\nv 0 1 0\n";
+        let e = parse(&format!("{tri}f 1 2 x{long}\n")).unwrap_err();
+        let cut = format!("x{}…", &long[..QUOTED_CHARS - 1]);
+        assert_eq!(
+            e.message,
+            format!(
+                "vertex index `{cut}` is not an integer (`f 1 2 x{}…`)",
+                &long[..73]
+            )
+        );
+        let e = parse(&format!("{tri}v 1 {long}x 0\nf 1 2 3\n")).unwrap_err();
+        assert!(e
+            .message
+            .starts_with(&format!("`{}…` is not a number (`v 1 ", &long[..80])));
+        assert!(e.message.len() < 300, "{}", e.message.len());
+        let e = parse(&format!("v 0 0 0\nv 1 0 0\nv 0 1{long} 0\nf 1 2 3\n")).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NonFinite);
+        assert!(e.message.len() < 300, "{}", e.message.len());
+        let (_, w) = parse(&format!("{tri}f 1 2 3\n{long}\n")).unwrap();
+        assert!(
+            w[0].ends_with(&format!("line 5, `{}…`)", &long[..80])),
+            "{w:?}"
+        );
     }
 
     #[test]

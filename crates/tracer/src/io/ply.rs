@@ -7,8 +7,8 @@
 //! index. Other elements (edges, materials, ...) are parsed and ignored.
 
 use super::{
-    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, skip_bom,
-    LoadError, LoadErrorKind, Location,
+    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file,
+    skip_bom, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -207,20 +207,21 @@ impl<'a> Payload<'a> {
                         // nobody declared (a list longer than its count, say).
                         Bad::Count => {
                             let declared = declared_values(&values, def);
-                            let extra = if values.len() > declared {
-                                let extra: String =
-                                    values[declared..].join(" ").chars().take(40).collect();
-                                format!("; extra: `{extra}`")
+                            let extra = &values[declared.min(values.len())..];
+                            let extra = if !extra.is_empty() {
+                                // Enough words for a quote, however many the line has.
+                                let shown = &extra[..extra.len().min(QUOTED_CHARS)];
+                                format!("; extra: `{}`", quote(&shown.join(" ")))
                             } else {
                                 String::new()
                             };
                             let message = format!(
                                 "{} {index} has {} value{}, but the properties the header \
                                  declares for `{}` take {declared}{}{extra}",
-                                def.name,
+                                quote(&def.name),
                                 values.len(),
                                 if values.len() == 1 { "" } else { "s" },
-                                def.name,
+                                quote(&def.name),
                                 if has_list(def) {
                                     " (with the lengths its list counts give)"
                                 } else {
@@ -246,18 +247,22 @@ impl<'a> Payload<'a> {
                             LoadErrorKind::Truncated,
                             format!(
                                 "the file ends inside {} {index} (the header announces {})",
-                                def.name, def.count
+                                quote(&def.name),
+                                def.count
                             ),
                         )
                     } else if e.to_string().contains("cannot be negative") {
                         (
                             LoadErrorKind::Syntax,
-                            format!("{} {index} holds a list whose length is negative", def.name),
+                            format!(
+                                "{} {index} holds a list whose length is negative",
+                                quote(&def.name)
+                            ),
                         )
                     } else {
                         (
                             LoadErrorKind::Syntax,
-                            format!("cannot read {} {index}: {e}", def.name),
+                            format!("cannot read {} {index}: {e}", quote(&def.name)),
                         )
                     };
                     LoadError::new(
@@ -287,7 +292,8 @@ impl<'a> Payload<'a> {
                     Location::element(&def.name, index).with_line(line_of_offset(bytes, start)),
                     format!(
                         "the file ends before {} {index} (the header announces {})",
-                        def.name, def.count
+                        quote(&def.name),
+                        def.count
                     ),
                 ));
             }
@@ -363,7 +369,11 @@ fn read_ascii_element<E: PropertyAccess>(values: &[&str], def: &ElementDef) -> R
                 let len = ascii_int(first, count_ty).map_err(|c| c.about_length(name, first))?;
                 let len = usize::try_from(len).map_err(|_| Bad::Value {
                     kind: LoadErrorKind::Syntax,
-                    message: format!("list `{name}`: the length `{first}` is negative"),
+                    message: format!(
+                        "list `{}`: the length `{}` is negative",
+                        quote(name),
+                        quote(first)
+                    ),
                 })?;
                 if rest.len() < len {
                     return Err(Bad::Count);
@@ -397,13 +407,23 @@ impl Complaint {
     fn about(self, property: &str, value: &str) -> Bad {
         Bad::Value {
             kind: self.kind,
-            message: format!("property `{property}`: `{value}` {}", self.what),
+            message: format!(
+                "property `{}`: `{}` {}",
+                quote(property),
+                quote(value),
+                self.what
+            ),
         }
     }
     fn about_length(self, list: &str, value: &str) -> Bad {
         Bad::Value {
             kind: self.kind,
-            message: format!("list `{list}`: the length `{value}` {}", self.what),
+            message: format!(
+                "list `{}`: the length `{}` {}",
+                quote(list),
+                quote(value),
+                self.what
+            ),
         }
     }
     fn about_item(self, list: &str, value: &str) -> Bad {
@@ -414,7 +434,12 @@ impl Complaint {
         };
         Bad::Value {
             kind: self.kind,
-            message: format!("list `{list}`: {item} `{value}` {}", self.what),
+            message: format!(
+                "list `{}`: {item} `{}` {}",
+                quote(list),
+                quote(value),
+                self.what
+            ),
         }
     }
 }
@@ -631,7 +656,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                     // Quote the file: its `1e39` says more than the `inf` it became.
                     let value = match header.encoding {
                         Encoding::Ascii => ascii_value(payload.last_line, def, name)
-                            .map_or_else(|| format!("{:?}", v.p[axis]), str::to_string),
+                            .map_or_else(|| format!("{:?}", v.p[axis]), quote),
                         _ => format!("{:?}", v.p[axis]),
                     };
                     return Err(LoadError::new(
@@ -718,7 +743,7 @@ fn check_room(payload: &Payload, def: &ElementDef) -> Result<(), LoadError> {
             "the header announces {} `{}` elements of {}{size} byte{} each{}, but only {left} \
              bytes follow",
             def.count,
-            def.name,
+            quote(&def.name),
             if has_list(def) { "at least " } else { "" },
             if size == 1 { "" } else { "s" },
             if size == 1 {
@@ -742,8 +767,9 @@ fn header_message(e: &ply_rs_bw::parser::ParseError) -> String {
         Some((_, quoted)) => {
             let line = quoted.trim_end_matches('\'').trim_end_matches("; ").trim();
             format!(
-                "cannot read the line `{line}` (a header line starts with ply, format, \
-                 comment, obj_info, element, property or end_header)"
+                "cannot read the line `{}` (a header line starts with ply, format, comment, \
+                 obj_info, element, property or end_header)",
+                quote(line)
             )
         }
         None => text.to_string(),
@@ -825,9 +851,9 @@ fn check_declarations(path: &Path, text: &[u8]) -> Result<(), LoadError> {
         };
         if let Some(&(_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
             let what = if kind == "element" {
-                format!("element `{name}`")
+                format!("element `{}`", quote(name))
             } else {
-                format!("property `{name}` of element `{element}`")
+                format!("property `{}` of element `{}`", quote(name), quote(element))
             };
             return Err(LoadError::new(
                 path,
@@ -861,9 +887,10 @@ fn check_header<'h>(
             if let PropertyType::List(count, _) = &prop.data_type {
                 if !is_integer(count) {
                     return Err(wrong(format!(
-                        "property `{}.{name}` has {} list lengths; a length must be an integer \
+                        "property `{}.{}` has {} list lengths; a length must be an integer \
                          type",
-                        element.name,
+                        quote(&element.name),
+                        quote(name),
                         int_range(count).0
                     )));
                 }
@@ -1193,6 +1220,39 @@ mod tests {
         let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
         let (m, _) = parse(format!("{HEAD}{body}").as_bytes()).unwrap();
         assert_eq!(m.triangle_count(), 2);
+    }
+
+    /// A megabyte token or header line used to give a megabyte error line.
+    #[test]
+    fn long_tokens_and_lines_are_quoted_in_part() {
+        let long = "x".repeat(1 << 20);
+        let cut = format!("{}…", &long[..80]);
+        let verts = "0 0 0\n1 0 0\n0 1 0\n";
+        let e = parse(format!("{HEAD}{verts}1 {long} 0\n").as_bytes()).unwrap_err();
+        assert_eq!(e.message, format!("property `y`: `{cut}` is not a number"));
+        let e = parse(format!("{HEAD}{verts}1 1 0\n3 0 1 2 {long}\n").as_bytes()).unwrap_err();
+        assert!(e.message.ends_with(&format!("; extra: `{cut}`")), "{e}");
+        let many = "9 ".repeat(1 << 19);
+        let e = parse(format!("{HEAD}{verts}1 1 0\n3 0 1 2 {many}\n").as_bytes()).unwrap_err();
+        assert!(
+            e.message.ends_with(&format!("; extra: `{}…`", &many[..80])),
+            "{e}"
+        );
+        let e = parse(format!("ply\nformat ascii 1.0\n{long}\n").as_bytes()).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "not a valid PLY header: cannot read the line `{cut}` (a header line starts \
+                 with ply, format, comment, obj_info, element, property or end_header)"
+            )
+        );
+        let twice = format!("element {long} 1\nproperty float a\n");
+        let e = parse(format!("ply\nformat ascii 1.0\n{twice}{twice}end_header\n").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("t.ply: line 5: element `{cut}` is declared twice (first on line 3)")
+        );
     }
 
     #[test]

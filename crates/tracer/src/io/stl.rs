@@ -10,8 +10,8 @@
 //! one vertex, so a closed STL mesh becomes a closed indexed mesh.
 
 use super::{
-    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, read_file, skip_bom,
-    LoadError, LoadErrorKind, Location,
+    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file, skip_bom,
+    LoadError, LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -250,16 +250,17 @@ impl<'a> Words<'a> {
         }
     }
 
-    /// The text from `word` to the end of its line, for a message.
-    fn shown(&self, word: Word) -> String {
+    /// The words from `word` to the end of its line.
+    fn rest_of_line(&self, word: Word<'a>) -> std::str::SplitWhitespace<'a> {
         let rest = &self.text[word.at..];
-        let line = rest.split('\n').next().unwrap_or(rest);
-        line.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(60)
-            .collect()
+        rest.split('\n').next().unwrap_or(rest).split_whitespace()
+    }
+
+    /// The text from `word` to the end of its line, for a message.
+    fn shown(&self, word: Word<'a>) -> String {
+        // Enough words for a quote, however many the line has.
+        let words: Vec<&str> = self.rest_of_line(word).take(QUOTED_CHARS).collect();
+        quote(&words.join(" "))
     }
 }
 
@@ -387,7 +388,7 @@ impl<'a> AsciiReader<'a> {
                         self.words.shown(keyword)
                     )
                 } else {
-                    format!("{what} `{}` is not a number", word.text)
+                    format!("{what} `{}` is not a number", quote(word.text))
                 };
                 return Err(self.error(LoadErrorKind::Syntax, keyword.line, message));
             };
@@ -428,9 +429,8 @@ impl<'a> AsciiReader<'a> {
             let xyz = self.numbers(vertex, "vertex coordinate")?;
             if let Some(axis) = xyz.iter().position(|c| !c.is_finite()) {
                 // Quote the file: its `1e39` says more than the `inf` it became.
-                let written = self.words.shown(vertex);
-                let value = written.split_whitespace().nth(axis + 1).unwrap_or("?");
-                let message = format!("vertex coordinate `{value}` is not a finite f32");
+                let value = self.words.rest_of_line(vertex).nth(axis + 1).unwrap_or("?");
+                let message = format!("vertex coordinate `{}` is not a finite f32", quote(value));
                 return Err(self.error(LoadErrorKind::NonFinite, vertex.line, message));
             }
             // Fold -0 into +0 so that the two weld into one vertex.
@@ -555,5 +555,38 @@ mod tests {
         let e = parse_stl(Path::new("t.stl"), &b[..b.len() - 1]).unwrap_err();
         assert_eq!(e.kind, LoadErrorKind::Truncated, "{e}");
         assert_eq!(e.location.byte_offset, Some(84), "{e}");
+    }
+
+    /// A megabyte token used to give a megabyte error line.
+    #[test]
+    fn long_tokens_are_quoted_in_part() {
+        let long = "x".repeat(1 << 20);
+        let cut = format!("{}…", &long[..80]);
+        let facet = "solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\n";
+        let e = parse_stl(
+            Path::new("t.stl"),
+            format!("{facet}vertex 0 1 {long}\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("vertex coordinate `{cut}` is not a number")
+        );
+        let nines = "9".repeat(1 << 20);
+        let e = parse_stl(
+            Path::new("t.stl"),
+            format!("{facet}vertex 0 {nines} 0\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("vertex coordinate `{}…` is not a finite f32", &nines[..80])
+        );
+        let e = parse_stl(
+            Path::new("t.stl"),
+            format!("{facet}{long} 0 1 0\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.message, format!("expected `vertex x y z`, found `{cut}`"));
     }
 }
