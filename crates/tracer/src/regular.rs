@@ -1,4 +1,5 @@
-//! Files that prism reads back — checkpoints, caches — opened only when they are regular files.
+//! Files that prism reads — checkpoints, caches, meshes — opened only when they are regular
+//! files.
 //!
 //! Such a path is any name the user gives. Opening a FIFO for reading blocks until a writer
 //! comes (a render that hangs); a device such as `/dev/zero` gives bytes without end (read

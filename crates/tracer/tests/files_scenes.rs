@@ -408,3 +408,60 @@ fn other_files_are_refused_clearly() {
     };
     assert!(err.to_string().contains("aspect"), "{err}");
 }
+
+/// A FIFO named as a mesh used to hang the load until some writer came, and `/dev/zero` to be
+/// read until memory ran out; both by a scene file's `file = ...` and as the scene itself
+/// (`prism render mesh.obj`).
+#[cfg(unix)]
+#[test]
+fn mesh_files_that_are_not_regular_files_are_refused_unread() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = scene_dir();
+    let fifo = dir.path().join("fifo.obj");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    // A writer of a good mesh, so that a read of the FIFO would end (and load) rather than
+    // hang the test.
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::write(fifo, "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    });
+    let scene = dir.path().join("scene.toml");
+    std::fs::write(&scene, BASE.replace("tri.obj", "fifo.obj")).unwrap();
+    let said = match load_scene(&scene, 1.0) {
+        Ok(_) => "accepted".to_string(),
+        Err(e) => e.to_string(),
+    };
+    // The writer's open waits for a reader; this one does not wait for a writer.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let _ = writer.join().unwrap();
+    assert_eq!(
+        said,
+        format!(
+            "{}: line 21: meshes[0].file: {}: is a FIFO (named pipe), not a regular file",
+            scene.display(),
+            fifo.display()
+        )
+    );
+
+    for (name, device, kind) in [
+        ("null.obj", "/dev/null", "a character device"),
+        ("zero.stl", "/dev/zero", "a character device"),
+        ("dir.ply", ".", "a directory"),
+    ] {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(device, &link).unwrap();
+        let Err(err) = read_scene_description(&link, 1.0) else {
+            panic!("{name}: accepted");
+        };
+        assert!(matches!(err, SceneFileError::MeshFile(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: is {kind}, not a regular file", link.display())
+        );
+    }
+}
