@@ -12,10 +12,11 @@
 //! index, so a [`Geometry`] reads its arrays straight out of the bytes, whoever owns them: a
 //! `Vec<u8>`, a memory-mapped file, or a node-shared array (anything implementing
 //! [`ByteSource`]). Loading checks, in order: length, magic, byte order, version, header
-//! checksum, declared length, payload checksum, section bounds and alignment, and then the
-//! structure (every index in range, every tree a tree of bounded depth), so a truncated,
-//! corrupt or foreign file is a [`CacheError`] and never undefined behaviour or a panic in a
-//! later query. The payload checksum costs one pass over the bytes.
+//! checksum, declared length, payload checksum, section bounds and alignment, the scene's
+//! bounds (finite, each minimum at most its maximum), and then the structure (every index in
+//! range, every tree a tree of bounded depth), so a truncated, corrupt or foreign file is a
+//! [`CacheError`] and never undefined behaviour or a panic in a later query. The payload
+//! checksum costs one pass over the bytes.
 
 use crate::bvh::{leaf_parts, Node4, EMPTY, LEAF, MAX_DEPTH};
 use crate::geometry::{Geometry, Instance, MeshRecord, View};
@@ -385,7 +386,23 @@ pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<La
         }
         ranges[i] = off as usize..end as usize;
     }
+    // The scene's extent, which Scene::new judges: a box of finite corners, as `serialize`
+    // writes it (Geometry::build refuses any other), or the fault would be put on the scene.
     let b = h.bounds;
+    let shown = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(", ");
+    let box_is = |what: &str| {
+        corrupt(format!(
+            "the scene bounds ({}) to ({}) {what}",
+            shown(&b[..3]),
+            shown(&b[3..])
+        ))
+    };
+    if !b.iter().all(|v| v.is_finite()) {
+        return Err(box_is("are not finite"));
+    }
+    if (0..3).any(|a| b[a] > b[a + 3]) {
+        return Err(box_is("are inverted (a minimum above its maximum)"));
+    }
     Ok(Layout {
         ranges,
         tlas_root: h.tlas_root,
@@ -751,6 +768,60 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bounds are in the header, under its checksum: a file written with (or damaged into)
+    /// bounds no build gives passed every check, and `Scene::new` then blamed the scene ("the
+    /// scene reaches inf units from the origin") or took an inverted box.
+    #[test]
+    fn scene_bounds_that_are_no_finite_box_are_damage() {
+        let g = Geometry::build(
+            vec![crate::mesh::icosphere(1)],
+            vec![Instance {
+                mesh: 0,
+                material: 0,
+                transform: crate::math::Transform::IDENTITY,
+            }],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.cache");
+        let with_bounds = |bounds: [f32; 6]| {
+            let mut bytes = g.to_bytes();
+            let mut h: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+            h.bounds = bounds;
+            h.header_hash = header_hash(&h);
+            bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&h));
+            std::fs::write(&path, bytes).unwrap();
+            match Geometry::load_cache(&path) {
+                Ok(_) => "accepted".to_string(),
+                Err(e) => {
+                    assert!(e.is_prism_cache(), "{e}");
+                    e.to_string()
+                }
+            }
+        };
+        let name = path.display();
+        let inf = f32::INFINITY;
+        assert_eq!(
+            with_bounds([-1.0, -1.0, -1.0, inf, 1.0, 1.0]),
+            format!("{name}: corrupt: the scene bounds (-1, -1, -1) to (inf, 1, 1) are not finite")
+        );
+        assert_eq!(
+            with_bounds([f32::NAN, -1.0, -1.0, 1.0, 1.0, 1.0]),
+            format!("{name}: corrupt: the scene bounds (NaN, -1, -1) to (1, 1, 1) are not finite")
+        );
+        assert_eq!(
+            with_bounds([-1.0, 2.0, -1.0, 1.0, 1.0, 1.0]),
+            format!(
+                "{name}: corrupt: the scene bounds (-1, 2, -1) to (1, 1, 1) are inverted (a \
+                 minimum above its maximum)"
+            )
+        );
+        // A flat box is a box; an empty scene's bounds are both zero.
+        assert_eq!(with_bounds([-1.0, 0.5, -1.0, 1.0, 0.5, 1.0]), "accepted");
+        let empty = Geometry::build(vec![], vec![]).unwrap();
+        assert!(Geometry::from_bytes(Arc::new(empty.to_bytes())).is_ok());
+    }
 
     #[test]
     fn large_buffers_get_their_own_aligned_zeroed_mapping_and_small_ones_the_heap() {

@@ -502,6 +502,13 @@ impl Geometry {
         } else {
             (bounds.lo_vec(), bounds.hi_vec())
         };
+        // Finite vertices under a finite transform can still land past f32's range (a scale
+        // of 1e30 along one axis), and a cache refuses such bounds as damage.
+        if !(bounds.0.is_finite() && bounds.1.is_finite()) {
+            return Err(GeometryError::TooLarge(
+                "a transform takes a mesh beyond the range of f32".into(),
+            ));
+        }
         let bytes = cache::serialize(&Parts {
             meshes: &records,
             instances: &instances,

@@ -418,6 +418,19 @@ fn bad_input_is_an_error_that_says_what() {
     out_of_range.indices[5] = [0, 1, 99];
     let err = Geometry::build(vec![out_of_range], vec![]).unwrap_err();
     assert!(err.to_string().contains("triangle 5"), "{err}");
+    // Finite everywhere, but the instance reaches 1e40: such bounds were built (and cached),
+    // and a cache holding them is refused as damaged.
+    let mut wide = icosphere(0);
+    wide.positions.iter_mut().for_each(|p| *p = *p * 1e10);
+    let stretch = Instance {
+        transform: Transform::scale(Vec3::splat(1e30)).unwrap(),
+        ..identity(0)
+    };
+    let err = Geometry::build(vec![wide], vec![stretch]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the scene is too large: a transform takes a mesh beyond the range of f32"
+    );
 }
 
 #[test]
