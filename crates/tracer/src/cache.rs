@@ -71,6 +71,8 @@ pub enum CacheError {
     NotAFile { name: String, kind: &'static str },
     #[error("{name}: not a prism geometry cache (the first 8 bytes are not \"PRISMGEO\")")]
     BadMagic { name: String },
+    #[error("{name}: the file is empty")]
+    Empty { name: String },
     #[error("{name}: geometry cache format version {found}, but this build reads version {expected}; rebuild the cache")]
     WrongVersion {
         name: String,
@@ -114,6 +116,7 @@ impl CacheError {
             CacheError::Io { .. }
             | CacheError::NotAFile { .. }
             | CacheError::BadMagic { .. }
+            | CacheError::Empty { .. }
             | CacheError::Misaligned { .. } => false,
         }
     }
@@ -417,6 +420,10 @@ pub(crate) fn parse(bytes: &[u8], name: &str, verify_payload: bool) -> Result<La
 /// of the whole, which must be the one the header declares.
 fn check_header(head: &[u8], len: u64, name: &str) -> Result<Header, CacheError> {
     let name = name.to_string();
+    // Not "the first 8 bytes are not PRISMGEO": there are none.
+    if len == 0 {
+        return Err(CacheError::Empty { name });
+    }
     if head.len() < 8 || head[..8] != MAGIC {
         // A file shorter than the magic that is a prefix of it was truncated; anything else
         // is not a cache at all.

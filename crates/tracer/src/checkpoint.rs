@@ -67,6 +67,8 @@ pub enum CheckpointError {
     },
     #[error("{}: not a prism checkpoint (the first 8 bytes are not \"PRISMCKP\")", path.display())]
     NotACheckpoint { path: PathBuf },
+    #[error("{}: the file is empty", path.display())]
+    Empty { path: PathBuf },
     #[error("{}: checkpoint format version {found}, but this prism reads version {VERSION}", path.display())]
     WrongVersion { path: PathBuf, found: u32 },
     #[error("{}: is {kind}, not a regular file", path.display())]
@@ -334,6 +336,10 @@ impl Drop for CheckpointWriter {
 /// the file's length `len` against the length it declares; the payload's stored checksum.
 fn check_header(head: &[u8], len: u64, path: &Path) -> Result<u64, CheckpointError> {
     let path = path.to_path_buf();
+    // Not "the first 8 bytes are not PRISMCKP": there are none.
+    if len == 0 {
+        return Err(CheckpointError::Empty { path });
+    }
     if head.len() < 8 || head[..8] != MAGIC {
         return Err(CheckpointError::NotACheckpoint { path });
     }
@@ -666,6 +672,16 @@ mod tests {
         );
         assert!(err(&longer).contains(&said), "{}", err(&longer));
         assert!(err(b"P6\n1 1\n255\n").contains("not a prism checkpoint"));
+        // It has no first 8 bytes to be other than "PRISMCKP".
+        assert_eq!(err(b""), "run.ckpt: the file is empty");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.ckpt");
+        std::fs::write(&empty, b"").unwrap();
+        let e = Checkpoint::read(&empty).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: the file is empty", empty.display())
+        );
         assert!(err(&bytes[..20]).contains("truncated"));
         let mut newer = bytes.clone();
         newer[8] = 2;

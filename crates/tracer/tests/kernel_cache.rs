@@ -140,11 +140,14 @@ fn damaged_files_are_clear_errors() {
         assert!(matches!(e, CacheError::Truncated { .. }), "{len}: {e}");
         assert!(e.to_string().contains("truncated"), "{e}");
     }
-    // Empty, or not a cache at all.
-    assert!(matches!(
-        load_err(&[], dir.path(), "empty"),
-        CacheError::BadMagic { .. }
-    ));
+    // Empty (which has no first 8 bytes to be wrong), or not a cache at all.
+    let e = load_err(&[], dir.path(), "empty");
+    assert!(matches!(e, CacheError::Empty { .. }), "{e}");
+    let empty = dir.path().join("empty");
+    assert_eq!(
+        e.to_string(),
+        format!("{}: the file is empty", empty.display())
+    );
     let e = load_err(b"ply\nformat ascii 1.0\n", dir.path(), "mesh.ply");
     assert!(matches!(e, CacheError::BadMagic { .. }), "{e}");
     // Another format version.
@@ -201,12 +204,13 @@ fn only_a_stale_or_damaged_cache_is_one_to_remove() {
     for (name, bytes) in [
         ("run.ckpt", checkpoint.to_bytes()),
         ("mesh.obj", b"v 0 0 0\n".to_vec()),
-        ("empty", vec![]),
     ] {
         let e = load_err(&bytes, dir.path(), name);
         assert!(!e.is_prism_cache(), "{name}: {e}");
         assert!(e.to_string().contains("not a prism geometry cache"), "{e}");
     }
+    let empty = load_err(&[], dir.path(), "empty");
+    assert!(!empty.is_prism_cache(), "{empty}");
     let absent = Geometry::load_cache(&dir.path().join("absent")).unwrap_err();
     assert!(!absent.is_prism_cache(), "{absent}");
 }
