@@ -421,7 +421,7 @@ fn bad_input_is_an_error_that_says_what() {
     // Finite everywhere, but the instance reaches 1e40: such bounds were built (and cached),
     // and a cache holding them is refused as damaged.
     let mut wide = icosphere(0);
-    wide.positions.iter_mut().for_each(|p| *p = *p * 1e10);
+    wide.positions.iter_mut().for_each(|p| *p *= 1e10);
     let stretch = Instance {
         transform: Transform::scale(Vec3::splat(1e30)).unwrap(),
         ..identity(0)
