@@ -38,6 +38,28 @@ pub(crate) fn open(path: &Path) -> Result<(File, u64), OpenError> {
     Ok((file, opened.len()))
 }
 
+/// The whole of `path`, a regular file (see [`open`]).
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, OpenError> {
+    use std::io::Read;
+    let (mut file, len) = open(path)?;
+    let mut bytes = Vec::new();
+    // The length only sizes the buffer: the file may have grown since it was taken.
+    bytes
+        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(|_| OpenError::Io(std::io::ErrorKind::OutOfMemory.into()))?;
+    file.read_to_end(&mut bytes).map_err(OpenError::Io)?;
+    Ok(bytes)
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Io(e) => write!(f, "cannot read: {e}"),
+            OpenError::NotAFile(kind) => write!(f, "is {kind}, not a regular file"),
+        }
+    }
+}
+
 /// What a file that is not a regular file is, for a message: "is {kind}, not a regular file".
 fn kind(t: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]

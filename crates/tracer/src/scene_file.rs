@@ -99,7 +99,9 @@ use toml::Spanned;
 /// scene file's path, then the line and key path where known.
 #[derive(Debug, Error)]
 pub enum SceneFileError {
-    #[error("{}: cannot read: {message}", path.display())]
+    /// The scene file could not be read; `message` says why ("cannot read: ...", or what the
+    /// path is instead of a regular file).
+    #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error(
         "{}: not a scene: expected a .toml scene file or a .obj, .ply or .stl mesh",
@@ -204,7 +206,8 @@ pub fn read_scene_description(
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_toml {
-        let bytes = std::fs::read(path).map_err(|e| SceneFileError::Io {
+        // A regular file only: a FIFO would hang the render, /dev/zero fill its memory.
+        let bytes = crate::regular::read(path).map_err(|e| SceneFileError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -464,4 +464,29 @@ fn mesh_files_that_are_not_regular_files_are_refused_unread() {
             format!("{}: is {kind}, not a regular file", link.display())
         );
     }
+    // The scene file itself, likewise.
+    for (name, device, kind) in [
+        ("zero.toml", "/dev/zero", "a character device"),
+        ("fifo.toml", fifo.to_str().unwrap(), "a FIFO (named pipe)"),
+        ("dir.toml", ".", "a directory"),
+    ] {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(device, &link).unwrap();
+        let Err(err) = read_scene_description(&link, 1.0) else {
+            panic!("{name}: accepted");
+        };
+        assert!(matches!(err, SceneFileError::Io { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: is {kind}, not a regular file", link.display())
+        );
+    }
+    let missing = dir.path().join("missing.toml");
+    let err = read_scene_description(&missing, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{err}"
+    );
 }

@@ -231,23 +231,8 @@ pub(crate) fn print_warnings(warnings: &[String]) {
 /// scene file or on the command line, and a FIFO there would hang the render, `/dev/zero`
 /// fill its memory.
 fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    use std::io::Read;
-    let error =
-        |message: String| LoadError::new(path, LoadErrorKind::Io, Location::default(), message);
-    let failed = |e: std::io::Error| error(format!("cannot read: {e}"));
-    let (mut file, len) = crate::regular::open(path).map_err(|e| match e {
-        crate::regular::OpenError::Io(e) => failed(e),
-        crate::regular::OpenError::NotAFile(kind) => {
-            error(format!("is {kind}, not a regular file"))
-        }
-    })?;
-    let mut bytes = Vec::new();
-    // The length only sizes the buffer: the file may have grown since it was taken.
-    bytes
-        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|_| failed(std::io::ErrorKind::OutOfMemory.into()))?;
-    file.read_to_end(&mut bytes).map_err(failed)?;
-    Ok(bytes)
+    crate::regular::read(path)
+        .map_err(|e| LoadError::new(path, LoadErrorKind::Io, Location::default(), e.to_string()))
 }
 
 fn check_not_empty(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
