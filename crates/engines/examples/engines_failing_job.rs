@@ -8,6 +8,9 @@
 //! - `update`: update fails on the root for task 42;
 //! - `panic`: render panics on that task, with `abort_on_panic` installed: the engine catches
 //!   the panic all the same, and every process reports it as the error;
+//! - `wrong-thread`: the last process calls `run` from a thread that did not initialise MPI;
+//!   it cannot reach the others, so the job must end (aborted, with a message naming it)
+//!   rather than leave them waiting at the run's start;
 //! - `ok`: no failure (exit 0), to check the script itself.
 
 use prism_engines::{Engine, HybridEngine, Schedule};
@@ -35,26 +38,37 @@ fn main() {
         }
     };
     let bad = engine.worker_count() as u64 - 1;
-    let result = engine.run(
-        (0..400u64).collect(),
-        |&t| {
-            std::thread::sleep(std::time::Duration::from_micros(200));
-            if t == bad {
-                match mode.as_str() {
-                    "render" => return Err(format!("cannot shade task {t}")),
-                    "panic" => panic!("render panicked on task {t}"),
-                    _ => {}
+    let from_another_thread = mode == "wrong-thread" && rank + 1 == world.size();
+    let run = || {
+        engine.run(
+            (0..400u64).collect(),
+            |&t| {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                if t == bad {
+                    match mode.as_str() {
+                        "render" => return Err(format!("cannot shade task {t}")),
+                        "panic" => panic!("render panicked on task {t}"),
+                        _ => {}
+                    }
                 }
-            }
-            Ok(t * 2)
-        },
-        |v| {
-            if mode == "update" && v == 84 {
-                return Err("cannot write the result of task 42".to_string());
-            }
-            Ok(())
-        },
-    );
+                Ok(t * 2)
+            },
+            |v| {
+                if mode == "update" && v == 84 {
+                    return Err("cannot write the result of task 42".to_string());
+                }
+                Ok(())
+            },
+        )
+    };
+    let result = if from_another_thread {
+        std::thread::scope(|s| s.spawn(run).join()).unwrap_or_else(|_| {
+            eprintln!("engines_failing_job: process {rank}: the run's thread panicked");
+            std::process::exit(4)
+        })
+    } else {
+        run()
+    };
     match result {
         Ok(_) => println!("engines_failing_job: process {rank}: ok"),
         Err(e) => {

@@ -118,10 +118,16 @@ impl Cluster {
                     .map(|f| (tasks.len() as u64, f, self.options.shared_part()))
                     .map_err(|m| format!("cannot encode its tasks: {m}"))
             });
-        let lists: Vec<std::result::Result<(u64, u64, String), String>> = self
-            .comm
-            .all_gather(&mine)
-            .map_err(|e| EngineError::comm(rank, "comparing task lists", e))?;
+        // A rank that cannot take part (called from a thread that may not use MPI, say)
+        // cannot tell the others, who would wait in the all-gather forever: with several
+        // processes that ends the job, as a failure later in the run does.
+        let lists: Vec<std::result::Result<(u64, u64, String), String>> =
+            self.comm.all_gather(&mine).map_err(|e| {
+                if self.comm.size() > 1 {
+                    fatal(&self.comm, "comparing task lists at the start of a run", e)
+                }
+                EngineError::comm(rank, "comparing task lists", e)
+            })?;
         self.seq.store(seq + 1, Ordering::Relaxed);
         let mut checked = Vec::with_capacity(lists.len());
         let mut shared = Vec::with_capacity(lists.len());

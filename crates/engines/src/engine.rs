@@ -31,7 +31,9 @@ use std::fmt::Display;
 /// a message.
 ///
 /// With MPI, `run` must be called on the thread that initialised it (the only thread that
-/// communicates); render threads never communicate.
+/// communicates); render threads never communicate. With several processes a `run` from
+/// another thread aborts the job with a message naming the process: that process cannot reach
+/// the others, who may already wait for it at the run's start.
 pub trait Engine {
     /// Render workers in all processes.
     fn worker_count(&self) -> usize;

@@ -11,7 +11,7 @@
 //! checks that a task's panic comes back as the call's error instead of aborting the job.
 //! Exits non-zero on any rank where something mismatched.
 
-use prism_comm::{CommError, Communicator};
+use prism_comm::Communicator;
 use prism_tasking::{
     CallOptions, ParallelError, ParallelFactory, ParallelKind, ProgressConfig, TaskMode, TaskRng,
 };
@@ -61,8 +61,8 @@ fn quiet_deliberate_panics() {
     }));
 }
 
-/// Ranks that disagree on a call, failures in Duplicated / RootOnly on one rank, calls from
-/// the wrong thread, and failing task indices: every rank returns the same error, no hang,
+/// Ranks that disagree on a call, failures in Duplicated / RootOnly on one rank, a call from
+/// another thread of a lone process, and failing task indices: every rank returns the same error, no hang,
 /// and the next call works.
 fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
     let (rank, size) = (world.rank(), world.size());
@@ -147,17 +147,14 @@ fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory,
         "failing task text: {r:?}"
     );
 
-    // A call from another thread: an error (not MPI_Abort) when it would communicate.
-    let r = std::thread::scope(|s| s.spawn(|| p.call(10, |_, _| ())).join());
-    let Ok(r) = r else {
-        fail(world, "call from another thread panicked".to_string())
-    };
-    if size > 1 {
-        check!(
-            world,
-            matches!(r, Err(ParallelError::Comm(CommError::WrongThread { .. }))),
-            "call from another thread: {r:?}"
-        );
+    // A call from another thread works alone, where it needs no communication; with several
+    // processes it ends the job (ci/suites/wrong_thread.sh).
+    if size == 1 {
+        let r = std::thread::scope(|s| s.spawn(|| p.call(10, |_, _| ())).join());
+        let Ok(r) = r else {
+            fail(world, "call from another thread panicked".to_string())
+        };
+        check!(world, r.is_ok(), "call from another thread: {r:?}");
     }
     let r = p.call_each(10, |_| ());
     check!(world, r.is_ok(), "call after the checks: {r:?}");

@@ -53,8 +53,8 @@ pub enum ParallelError {
     /// A task body failed or panicked (on this or another process).
     #[error("{0}")]
     Task(TaskFailure),
-    /// The communication layer failed while scheduling.
-    #[error("communication failed while scheduling tasks: {0}")]
+    /// The communication layer failed (its message names the operation).
+    #[error("communication failed: {0}")]
     Comm(#[from] prism_comm::CommError),
     /// The call's arguments were invalid (e.g. an explicit chunk size of zero).
     #[error("invalid parallel call: {0}")]

@@ -83,8 +83,18 @@ impl ParallelFactory {
     /// environment ([`ProgressConfig::from_env`]).
     pub fn new(comm: &Communicator, max_threads: usize) -> Result<ParallelFactory, ParallelError> {
         let threads = resolve_threads(max_threads);
-        let comm = comm.duplicate()?;
-        let all: Vec<u64> = comm.all_gather(&(threads as u64))?;
+        // Collectives: a rank that fails one (called from a thread that may not use MPI, say)
+        // cannot tell the others, who would wait in it forever. Alone, it can just return.
+        let fatal_if_shared = |c: &Communicator, e: prism_comm::CommError| {
+            if c.size() > 1 {
+                crate::scheduler::fatal(c, "creating a ParallelFactory", e)
+            }
+            e
+        };
+        let comm = comm.duplicate().map_err(|e| fatal_if_shared(comm, e))?;
+        let all: Vec<u64> = comm
+            .all_gather(&(threads as u64))
+            .map_err(|e| fatal_if_shared(&comm, e))?;
         let total_workers = all.iter().map(|&t| t as usize).sum();
         let (rank, size) = (comm.rank(), comm.size());
         let pool = if threads > 1 || size > 1 {

@@ -92,9 +92,11 @@ pub(crate) enum Imp {
 /// Runs loops over independent tasks on the resources it was given. Obtain one from
 /// [`crate::ParallelFactory::parallel`].
 ///
-/// All calls must come from the thread that created the factory (with MPI, the thread that
-/// initialised MPI); on several processes a call from another thread returns
-/// [`ParallelError::Comm`] (`WrongThread`) without communicating. A call made from inside a
+/// On several processes, all calls must come from the thread that created the factory (with
+/// MPI, the thread that initialised it): a call from another thread ends the job with a
+/// message naming the rank (`MPI_Abort`), since that rank cannot reach the others, who may be
+/// waiting for it already. A lone process does not communicate, so there any thread may call;
+/// run a program's tests under `mpirun -n 2` too to catch such calls. A call made from inside a
 /// task body or a [`Parallel::call_collect`] result handler is refused with
 /// [`ParallelError::Invalid`], before any communication (the enclosing call goes on).
 ///
@@ -345,14 +347,21 @@ impl Parallel {
                  calls are not supported: run the inner loop serially"
             )));
         }
-        // Before any communication: from another thread an MPI call would end the job.
-        if let Some((_, owner)) = &self.group {
+        // Before any communication. This rank cannot reach the others from here, and they may
+        // be waiting in this call's opening collective already: only ending the job frees
+        // them (had every rank called from a wrong thread, none could tell).
+        if let Some((comm, owner)) = &self.group {
             if std::thread::current().id() != *owner {
-                return Err(ParallelError::Comm(CommError::WrongThread {
-                    rank: self.rank,
-                    op: "Parallel::call",
-                    level: ThreadLevel::Funneled,
-                }));
+                scheduler::fatal(
+                    comm,
+                    "a parallel call was made from a thread other than the one that created \
+                     the factory; with several processes every call must come from that thread",
+                    CommError::WrongThread {
+                        rank: self.rank,
+                        op: "Parallel::call",
+                        level: ThreadLevel::Funneled,
+                    },
+                );
             }
         }
         let group = self.group.as_ref().map(|(c, _)| c);
@@ -507,7 +516,10 @@ fn agree_on_call<R>(
         result_type: std::any::type_name::<R>().to_string(),
         seq,
     };
-    let all: Vec<CallArgs> = comm.all_gather(&mine)?;
+    // A failure here may leave other ranks in the collective: fatal, as in the scheduler.
+    let all: Vec<CallArgs> = comm
+        .all_gather(&mine)
+        .unwrap_or_else(|e| scheduler::fatal(comm, "agreeing on a parallel call", e));
     let mut problems = Vec::new();
     let modes: Vec<CallMode> = all.iter().map(|a| a.mode).collect();
     if modes.iter().any(|&m| m != modes[0]) {

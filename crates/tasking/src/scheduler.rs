@@ -140,7 +140,7 @@ fn wait_event<R>(
 
 /// Ends the job after a communication failure: the protocol cannot recover, and returning
 /// would leave the other ranks waiting for messages that never come.
-fn fatal(comm: &Communicator, what: &str, err: impl std::fmt::Display) -> ! {
+pub(crate) fn fatal(comm: &Communicator, what: &str, err: impl std::fmt::Display) -> ! {
     eprintln!(
         "prism-tasking: rank {}: {what}: {err}; aborting the job (the other ranks could not \
          otherwise finish this parallel call)",
