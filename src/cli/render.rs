@@ -488,7 +488,7 @@ fn render(
     };
 
     // Memory after the scene is in place: every rank reads its own PSS at the same moment.
-    world.barrier();
+    world.barrier()?;
     let pss_total: u64 = world
         .gather(0, &own_pss_bytes())?
         .map_or(0, |v| v.iter().sum());

@@ -360,7 +360,7 @@ fn run(u: &Universe, w: &Communicator) -> Res {
     failing_values(w)?;
     sums(w)?;
     mismatched_sums(w)?;
-    w.barrier();
+    w.barrier().expect("barrier");
     splits(w)?;
     process_sets(u, w)?;
     Ok(())
@@ -377,7 +377,7 @@ fn main() {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     if world.is_root() {
         println!("mpitest_collectives: ok with {} ranks", world.size());
     }

@@ -41,7 +41,7 @@ fn run(w: &Communicator) -> Res {
         std::fs::write(&path, "0")?;
     }
     let lock = Lock::new(w)?;
-    w.barrier();
+    w.barrier().expect("barrier");
 
     // No lost update.
     for _ in 0..ROUNDS {
@@ -50,7 +50,7 @@ fn run(w: &Communicator) -> Res {
         std::thread::sleep(Duration::from_micros(200));
         std::fs::write(&path, (v + 1).to_string())?;
     }
-    w.barrier();
+    w.barrier().expect("barrier");
     let total: u64 = read(&path)?.trim().parse()?;
     ensure!(
         w,
@@ -58,28 +58,28 @@ fn run(w: &Communicator) -> Res {
         "counter {total}, expected {}",
         ROUNDS * n as u64
     );
-    w.barrier();
+    w.barrier().expect("barrier");
 
     // First come, first served: rank 0 holds the lock while ranks 1.. ask one after the other.
     if w.is_root() {
         std::fs::write(&path, "")?;
     }
-    w.barrier();
+    w.barrier().expect("barrier");
     let gap = Duration::from_millis(200);
     if r == 0 {
         let held = lock.lock()?;
-        w.barrier();
+        w.barrier().expect("barrier");
         std::thread::sleep(gap * n as u32);
         std::fs::write(&path, "0 ")?;
         drop(held);
     } else {
-        w.barrier();
+        w.barrier().expect("barrier");
         std::thread::sleep(gap * r as u32);
         let _held = lock.lock()?;
         let before = read(&path)?;
         std::fs::write(&path, format!("{before}{r} "))?;
     }
-    w.barrier();
+    w.barrier().expect("barrier");
     let order = read(&path)?;
     let expect: String = (0..n).map(|k| format!("{k} ")).collect();
     ensure!(
@@ -87,7 +87,7 @@ fn run(w: &Communicator) -> Res {
         order == expect,
         "served in the order {order:?}, expected {expect:?}"
     );
-    w.barrier();
+    w.barrier().expect("barrier");
     if w.is_root() {
         std::fs::remove_file(&path)?;
     }
@@ -110,9 +110,9 @@ fn run(w: &Communicator) -> Res {
         );
         drop(held);
     }
-    w.barrier();
+    w.barrier().expect("barrier");
     drop(lock.lock()?);
-    w.barrier();
+    w.barrier().expect("barrier");
     Ok(())
 }
 
@@ -129,7 +129,7 @@ fn panicking_child(what: &str) {
         std::process::exit(2);
     }
     let _lock = (what == "lock").then(|| Lock::new(&w).expect("Lock::new"));
-    w.barrier();
+    w.barrier().expect("barrier");
     if w.rank() == 1 {
         // A message larger than any eager limit: it cannot complete without a receive.
         let _send = (what == "send").then(|| w.isend(0, 9, &vec![0u8; 8 << 20]).expect("isend"));
@@ -227,7 +227,7 @@ fn main() {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }
-    world.barrier();
+    world.barrier().expect("barrier");
 
     // After the Universe is gone, lock() names the cause: MPI was finalised.
     let lock = Lock::new(&world).unwrap_or_else(|e| {

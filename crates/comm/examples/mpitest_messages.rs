@@ -244,7 +244,7 @@ fn run(w: &Communicator) -> Res {
     empty_messages_any_source(w)?;
     unknown_sizes(w)?;
     tags_select(w)?;
-    w.barrier();
+    w.barrier().expect("barrier");
     hundred_megabytes(w)?;
     receive_while_computing(w)?;
     matched_receive_never_waits_for_its_sender(w)?;
@@ -299,7 +299,7 @@ fn matched_receive_never_waits_for_its_sender(w: &Communicator) -> Res {
         ensure!(w, req.matched().is_none(), "still matched after completion");
         println!("rank 0: 8 MB arrived; seen matched but incomplete: {seen_incomplete}");
     }
-    w.barrier();
+    w.barrier().expect("barrier");
     if r == 0 {
         let _ = std::fs::remove_file(&flag);
     }
@@ -317,7 +317,7 @@ fn main() {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     if world.is_root() {
         println!("mpitest_messages: ok with {} ranks", world.size());
     }

@@ -225,7 +225,7 @@ fn run(w: &Communicator) -> Res {
     }
 
     drop((a, v, z));
-    w.barrier();
+    w.barrier().expect("barrier");
     ensure!(
         w,
         named_segments(&pids).is_empty(),
@@ -443,7 +443,7 @@ fn main() {
         eprintln!("rank {}: FAIL: {e}", world.rank());
         world.abort(1);
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     if world.is_root() {
         println!("mpitest_shared: ok with {} ranks", world.size());
     }

@@ -44,7 +44,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(secs));
         }
         "panic" => {
-            world.barrier();
+            world.barrier().expect("barrier");
             if world.rank() == world.size().min(2) - 1 {
                 panic!("shm_hold: deliberate panic on rank {}", world.rank());
             }
@@ -64,7 +64,7 @@ fn main() {
         }
         _ => {}
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     if array[0] != 7 {
         eprintln!("shm_hold: rank {} sees {}", world.rank(), array[0]);
         world.abort(1);

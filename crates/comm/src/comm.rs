@@ -153,15 +153,14 @@ impl Communicator {
 
     /// Waits until every rank has called `barrier`.
     ///
-    /// # Panics
-    /// With MPI, when called from a thread other than the one that initialised MPI, or after
-    /// the [`Universe`](crate::Universe) was dropped (MPI finalised): both are mistakes in the
-    /// program, not conditions to handle, so `barrier` returns nothing.
-    pub fn barrier(&self) {
+    /// Fails, as every other operation does, when called from a thread other than the one
+    /// that initialised MPI ([`CommError::WrongThread`]) or after the
+    /// [`Universe`](crate::Universe) was dropped.
+    pub fn barrier(&self) -> Result<()> {
         match &self.inner.backend {
-            Backend::Local(_) => {}
+            Backend::Local(_) => Ok(()),
             #[cfg(feature = "mpi")]
-            Backend::Mpi(m) => m.barrier().unwrap_or_else(|e| panic!("{e}")),
+            Backend::Mpi(m) => m.barrier(),
         }
     }
 
@@ -827,7 +826,7 @@ mod tests {
             (w.rank(), w.size(), w.is_root(), w.is_mpi()),
             (0, 1, true, false)
         );
-        w.barrier();
+        w.barrier().unwrap();
     }
 
     #[test]

@@ -568,14 +568,14 @@ impl<T: Pod> SharedArray<T> {
         let range = offset * elem..(offset + count) * elem;
 
         // Everyone on the node has stopped reading before the sender writes.
-        self.node_barrier();
+        self.node_barrier()?;
         if rank == from_rank {
             if let Some(Piece::Slice(d)) = data {
                 self.bytes_mut()[range.clone()].copy_from_slice(bytemuck::cast_slice(d));
             }
         }
         // The sender's node leader sees the piece; every node is inside `set`.
-        self.node_barrier();
+        self.node_barrier()?;
         if self.nodes > 1 {
             if let Some(leaders) = self.leaders.clone() {
                 let root = self.leader_of[from_rank];
@@ -586,14 +586,15 @@ impl<T: Pod> SharedArray<T> {
             }
         }
         // Every rank of every node sees the piece.
-        self.node_barrier();
+        self.node_barrier()?;
         Ok(())
     }
 
-    fn node_barrier(&self) {
+    fn node_barrier(&self) -> Result<()> {
         fence(Ordering::SeqCst);
-        self.node.barrier();
+        self.node.barrier()?;
         fence(Ordering::SeqCst);
+        Ok(())
     }
 }
 

@@ -512,7 +512,7 @@ fn main() {
         }
     }
 
-    world.barrier();
+    world.barrier().expect("barrier");
     if rank == 0 {
         println!("mpitest_engines: {size} processes: all checks passed");
     }

@@ -265,7 +265,7 @@ fn main() {
         );
     }
 
-    world.barrier();
+    world.barrier().expect("barrier");
     if rank == 0 {
         println!("mpitest_node_shared: {size} processes: all checks passed");
     }

@@ -59,7 +59,7 @@ fn main() {
     let mut times = Vec::new();
     let mut check = 0;
     for _ in 0..repeat {
-        world.barrier();
+        world.barrier().expect("barrier");
         let t0 = Instant::now();
         let sum = AtomicU64::new(0);
         let r = p.call_with(&CallOptions::new(), tasks, |first, count| {
@@ -68,7 +68,7 @@ fn main() {
                 sum.fetch_add(burn(units) & 0xff, Ordering::Relaxed);
             }
         });
-        world.barrier();
+        world.barrier().expect("barrier");
         times.push(t0.elapsed().as_secs_f64());
         if let Err(e) = r {
             eprintln!("balance_probe: {e}");

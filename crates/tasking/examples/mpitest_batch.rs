@@ -199,7 +199,7 @@ fn busy_dir_checks(world: &Communicator, dir: &Path) {
     if world.rank() == 0 {
         let _ = std::fs::remove_dir_all(dir);
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     let opts = || BatchOptions::new(world.size()).state_dir(dir);
     let one = vec!["busy".to_string()];
     let mut outer = Batch::new(world, one.clone(), opts())
@@ -271,7 +271,7 @@ fn main() {
         if rank == 0 {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        world.barrier();
+        world.barrier().expect("barrier");
         let opts = || BatchOptions::new(group_size).state_dir(&dir);
 
         // First run: tasks 2 (error) and 5 (panic) fail.
@@ -321,7 +321,7 @@ fn main() {
             std::fs::write(dir.join("task_08").join("state"), "OPEN\n")
                 .unwrap_or_else(|e| fail(&world, e.to_string()));
         }
-        world.barrier();
+        world.barrier().expect("barrier");
 
         // Rerun: only 7 and 8 run; done tasks skipped, failed ones kept.
         let (r2, ran) = run(&world, opts(), &[], None);
@@ -366,14 +366,14 @@ fn main() {
                 "stale failure file"
             );
         }
-        world.barrier();
+        world.barrier().expect("barrier");
 
         // In node memory, no directory and no name left in /dev/shm.
         let in_memory = InMemory {
             before: named_private_tables(),
             sleep: Duration::from_millis(task_ms),
         };
-        world.barrier();
+        world.barrier().expect("barrier");
         if rank == 0 && task_ms > 0 {
             eprintln!("mpitest_batch: in-memory run, group size {group_size}");
         }
@@ -383,7 +383,7 @@ fn main() {
             &[4],
             Some(&in_memory),
         );
-        world.barrier();
+        world.barrier().expect("barrier");
         let after = named_private_tables();
         check!(
             &world,
@@ -408,7 +408,7 @@ fn main() {
     mismatch_checks(&world);
     busy_dir_checks(&world, &dir);
 
-    world.barrier();
+    world.barrier().expect("barrier");
     if rank == 0 {
         let _ = std::fs::remove_dir_all(&dir);
         println!("mpitest_batch: {size} processes: all checks passed");

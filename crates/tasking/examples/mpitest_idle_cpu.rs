@@ -35,7 +35,7 @@ fn main() {
         let p = factory.distributed();
         // About 0.6 s of sleeping per worker whatever the number of workers.
         let n = 60 * factory.total_workers();
-        world.barrier();
+        world.barrier().expect("barrier");
         let (t0, c0) = (Instant::now(), cpu_ticks());
         let r = p.call_with(&CallOptions::new().chunk_size(1), n, |_, _| {
             std::thread::sleep(Duration::from_millis(10));
@@ -63,7 +63,7 @@ fn main() {
             }
         }
     }
-    world.barrier();
+    world.barrier().expect("barrier");
     if rank == 0 {
         println!(
             "mpitest_idle_cpu: {} processes: all checks passed",

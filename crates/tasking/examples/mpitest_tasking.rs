@@ -668,7 +668,7 @@ fn main() {
         check!(&world, t[0] == serial, "tally {} vs serial {serial}", t[0]);
     }
 
-    world.barrier();
+    world.barrier().expect("barrier");
     if rank == 0 {
         println!("mpitest_tasking: {size} processes: all checks passed");
     }

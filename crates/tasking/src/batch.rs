@@ -778,7 +778,7 @@ impl Batch {
         // has no name left: it goes when the last process closes it.
         drop(lock);
         drop(table);
-        self.world.barrier();
+        self.world.barrier()?;
         if let Some(e) = io_errors.into_iter().flatten().next() {
             return Err(BatchError::Invalid(e));
         }
@@ -948,7 +948,7 @@ impl Batch {
             path: offer.path.clone(),
         }));
         // No task starts before the name is gone.
-        self.world.barrier();
+        self.world.barrier()?;
         table
     }
 
