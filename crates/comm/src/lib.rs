@@ -12,7 +12,8 @@
 //! - Process sets named as in MPI 4 Sessions ([`Universe::open`]): `mpi://WORLD`,
 //!   `mpi://SELF`, `prism://node`, `prism://node-leaders`; and [`Communicator::split`].
 //! - [`SharedArray`]: plain-old-data arrays with one copy per node (pshmem's MPIShared).
-//! - [`Lock`]: a first-come-first-served lock across processes (pshmem's MPILock).
+//! - [`Lock`]: a first-come-first-served lock across processes (pshmem's MPILock), for what
+//!   the ranks share outside MPI, such as a file they append to (see its example).
 //!
 //! Without the `mpi` feature, or with it in a process not started by an MPI launcher, the
 //! world is one process: rank 0 of size 1, collectives are identities, messages to oneself go

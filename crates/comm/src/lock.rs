@@ -36,6 +36,37 @@ enum Kind {
 /// on that thread too (a drop elsewhere ends the job with a message, since the free cannot
 /// happen there and the other ranks would wait for it). Without MPI it also orders the
 /// threads of the process.
+///
+/// It guards what the ranks share outside MPI: a file they append to, a device, a directory
+/// they update, a stretch of output that must not interleave. (A [`crate::SharedArray`] needs
+/// none: it is written only through its collective `set`.)
+///
+/// ```
+/// use prism_comm::{init, Lock};
+/// use std::io::Write;
+///
+/// let universe = init()?;
+/// let world = universe.world();
+/// // The root names a file; every rank appends its line to it, one rank at a time.
+/// let path: std::path::PathBuf = world.broadcast(
+///     0,
+///     world.is_root().then(|| {
+///         std::env::temp_dir().join(format!("prism-lock-{}.log", std::process::id()))
+///     }),
+/// )?;
+/// let lock = Lock::new(&world)?;
+/// {
+///     let _held = lock.lock()?; // released when the guard drops
+///     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+///     writeln!(log, "rank {} of {}", world.rank(), world.size())?;
+/// }
+/// world.barrier()?;
+/// if world.is_root() {
+///     assert_eq!(std::fs::read_to_string(&path)?.lines().count(), world.size());
+///     std::fs::remove_file(&path)?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Lock {
     kind: Kind,
     comm: Communicator,
