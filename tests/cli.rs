@@ -381,6 +381,21 @@ fn a_cache_of_an_edited_scene_is_rebuilt_not_used() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("other byte order"), "{}", text(&o));
     assert_eq!(std::fs::read(&cache).unwrap(), rebuilt);
+    // A damaged one (a flipped bit near its end) is an error named by its option, as every
+    // other --cache error, with the advice to remove it; it is kept.
+    let mut damaged = rebuilt.clone();
+    let at = damaged.len() - 5;
+    damaged[at] ^= 1;
+    std::fs::write(&cache, &damaged).unwrap();
+    let o = prism(&args);
+    assert!(!o.status.success());
+    let said = text(&o);
+    assert!(
+        said.contains(&format!("--cache {c}: "))
+            && said.contains("remove it (or name another --cache)"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&cache).unwrap(), damaged);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

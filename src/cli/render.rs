@@ -347,7 +347,7 @@ fn make_scene(args: &RenderArgs) -> Result<Scene, String> {
                 // a checkpoint holding hours of work, a mesh, or a device.
                 Err(e) if e.is_prism_cache() => {
                     return Err(format!(
-                        "{e}; remove it (or name another --cache) to have it rebuilt"
+                        "--cache {e}; remove it (or name another --cache) to have it rebuilt"
                     ))
                 }
                 Err(e) => return Err(format!("--cache {e}")),
