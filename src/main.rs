@@ -325,12 +325,7 @@ fn main() -> ExitCode {
             // An error exit races the launcher, which kills every process once one exits
             // non-zero, rank 0 perhaps before it has printed: it prints with MPI up, and MPI's
             // end waits for every process (see `with_universe`).
-            let said = cli::with_universe(|universe| {
-                if universe.world().is_root() {
-                    let _ = e.print();
-                }
-                Err(cli::CliError::Reported(status))
-            });
+            let said = cli::with_universe("?", Err(e.into()), |_| Ok(()));
             return match said {
                 Err(cli::CliError::Reported(status)) => ExitCode::from(status),
                 other => {

@@ -93,4 +93,13 @@ if [ "$(grep -c "unexpected argument '--bogus'" <<<"$msg")" -ne 1 ]; then
   echo "FAIL: a bad command line under mpirun -n 3 was not answered once:"; echo "$msg"; exit 1
 fi
 echo "ok: a bad command line under mpirun -n 3 answered once"
+# Ranks launched with different command lines (MPMD): one rank's bad argument, or another
+# command, would leave the others waiting in a collective; every rank stops at the start and
+# rank 0 names the rank once.
+GOOD=(render --width 8 --height 8 --spp 1 --passes 1 --quiet --out "$OUT/x.png")
+expect_once "error on rank 1: --width must be at least 1" \
+  $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 2 "$BIN" render --width 0 --out "$OUT/y.png"
+expect_once "error on rank 2: unexpected argument '--widthx'" \
+  $MPIRUN -n 2 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" render --widthx 3
+expect_once "rank 0 \`render\`, rank 1 \`info\`" $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" info
 echo "render suite passed"

@@ -2,7 +2,7 @@
 //! every layout, written into docs/performance.md).
 
 use crate::cli::scaling::{self, PairedRatio, Row};
-use crate::cli::{check_parent_dir, msg, say, shared, warn, with_universe, CliError};
+use crate::cli::{check_parent_dir, msg, say, shared, warn, with_universe, CliError, StartError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,18 +12,22 @@ use std::path::{Path, PathBuf};
 const MAX_RAYS: usize = 10_000_000;
 
 pub fn trace(mesh: &Path, rays: usize, seed: u64) -> Result<(), CliError> {
-    if rays == 0 || rays > MAX_RAYS {
-        return Err(shared(format!(
+    let checked = if rays == 0 || rays > MAX_RAYS {
+        Err(StartError::from(shared(format!(
             "--rays {rays}: give 1 to {MAX_RAYS} rays per measurement"
-        )));
-    }
+        ))))
+    } else {
+        Ok(())
+    };
     // One process measures one thread: under mpirun every copy would measure the same thing.
-    with_universe(|universe| match universe.world().size() {
-        1 => Ok(()),
-        n => Err(shared(format!(
-            "prism bench trace measures one thread of one process, but this job has {n} \
+    with_universe("bench trace", checked, |universe| {
+        match universe.world().size() {
+            1 => Ok(()),
+            n => Err(shared(format!(
+                "prism bench trace measures one thread of one process, but this job has {n} \
              processes: run it without mpirun"
-        ))),
+            ))),
+        }
     })?;
     let (mesh, warnings) = prism::tracer::io::load_mesh_with_report(mesh)?;
     for w in warnings {
@@ -68,10 +72,12 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         return Err(shared("--repeats, --width and --height must be at least 1"));
     }
     if prism::comm::launcher_rank().is_some() {
-        return Err(shared(
+        // Said with MPI up (see `with_universe`): an error exit races the launcher.
+        let refused = shared(
             "prism bench scaling launches its own runs (with mpirun where it needs processes): \
              start it without mpirun or srun",
-        ));
+        );
+        return with_universe("bench scaling", Err(refused.into()), |_| Ok(()));
     }
     // The study takes minutes to hours: a file it cannot write must fail now, not at the end.
     check_study_file(&args.out)?;

@@ -81,12 +81,20 @@ impl CliError {
 
 /// Runs `body` with MPI up and prints its error before MPI ends.
 ///
+/// `command` names what this process was asked to do ("render", "info", ...) and `ready` is
+/// what it found before MPI's start (its command line's checks). First every process learns
+/// every other's: processes launched with different command lines (`mpirun -n 1 prism render
+/// : -n 1 prism render --width 0`), one of which would leave the others waiting in a collective
+/// it never joins, all stop here, and rank 0 says why, naming the rank.
+///
 /// An error every process holds ([`CliError::Shared`]) is printed by rank 0 before
 /// `MPI_Finalize`, which waits for every process: printed after it, the line would race the
 /// launcher, which kills the others as soon as one process exits non-zero. An error only this
 /// process holds ([`CliError::Msg`]) ends the job with `MPI_Abort` after it is printed: the
 /// other processes may be waiting for this one in a collective, and finalising would hang them.
 pub fn with_universe(
+    command: &str,
+    ready: Result<(), StartError>,
     body: impl FnOnce(&prism::comm::Universe) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     use prism::comm::CommError;
@@ -98,10 +106,11 @@ pub fn with_universe(
         e => e.into(),
     })?;
     universe.abort_on_panic();
-    let Err(e) = body(&universe) else {
+    let world = universe.world();
+    let outcome = agree_on_start(&world, command, ready).and_then(|()| body(&universe));
+    let Err(e) = outcome else {
         return Ok(());
     };
-    let world = universe.world();
     let several = world.size() > 1;
     if let Some(line) = e.report(several.then(|| world.rank())) {
         warn(line.trim_end());
@@ -111,6 +120,79 @@ pub fn with_universe(
     }
     drop(universe);
     Err(CliError::Reported(e.exit_status()))
+}
+
+/// Why a process cannot start its command: the text to print (a `prism: error: ...` line, or
+/// clap's message with its usage) and the exit status.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StartError {
+    pub status: u8,
+    pub text: String,
+}
+
+impl From<CliError> for StartError {
+    fn from(e: CliError) -> StartError {
+        StartError {
+            status: e.exit_status(),
+            text: format!("prism: error: {e}"),
+        }
+    }
+}
+
+impl From<clap::Error> for StartError {
+    fn from(e: clap::Error) -> StartError {
+        StartError {
+            status: e.exit_code().clamp(0, 255) as u8,
+            text: e.render().to_string().trim_end().to_string(),
+        }
+    }
+}
+
+/// The start's agreement (see [`with_universe`]): `Ok` on every process, or the same
+/// [`CliError::Reported`] on every process once rank 0 has said what stopped the job.
+fn agree_on_start(
+    world: &prism::comm::Communicator,
+    command: &str,
+    ready: Result<(), StartError>,
+) -> Result<(), CliError> {
+    let all: Vec<(String, Option<StartError>)> =
+        world.all_gather(&(command.to_string(), ready.err()))?;
+    let failed = all
+        .iter()
+        .enumerate()
+        .find_map(|(r, (_, e))| e.as_ref().map(|e| (r, e)));
+    let (status, line) = if let Some((rank, e)) = failed {
+        // The same failure everywhere (one command line for the whole job) is said once, as
+        // a lone process would say it.
+        let alike = all
+            .iter()
+            .all(|(_, o)| o.as_ref().map(|o| &o.text) == Some(&e.text));
+        let line = if alike || world.size() == 1 {
+            e.text.clone()
+        } else {
+            let text = ["prism: error: ", "error: "]
+                .iter()
+                .find_map(|p| e.text.strip_prefix(p))
+                .unwrap_or(&e.text);
+            format!("prism: error on rank {rank}: {text}")
+        };
+        (e.status, line)
+    } else if let Some((rank, (other, _))) =
+        all.iter().enumerate().find(|(_, (c, _))| *c != all[0].0)
+    {
+        let line = format!(
+            "prism: error: the processes of this job were given different commands: rank 0 \
+             `{}`, rank {rank} `{other}`; every process must run the same command",
+            all[0].0
+        );
+        (1, line)
+    } else {
+        return Ok(());
+    };
+    if world.is_root() {
+        warn(&line);
+    }
+    Err(CliError::Reported(status))
 }
 
 /// An output file's directory must exist: checked before work that writing it would lose.

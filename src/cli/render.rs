@@ -3,7 +3,9 @@
 use crate::cli::layout::Layout;
 use crate::cli::progress::Progress;
 use crate::cli::stats::{own_pss_bytes, RankStats, RunStats};
-use crate::cli::{check_parent_dir, msg, say, shared, signals, warn, with_universe, CliError};
+use crate::cli::{
+    check_parent_dir, msg, say, shared, signals, warn, with_universe, CliError, StartError,
+};
 use crate::{EngineKind, RenderArgs, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism::comm::Universe;
@@ -405,9 +407,8 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     // Checked before MPI's start, reported after it: an error exit races the launcher, which
     // kills every process once one exits non-zero, rank 0 perhaps before it has printed; with
     // MPI up, rank 0 prints and MPI's end waits for every process.
-    let checked = validate(args);
-    with_universe(|universe| {
-        checked?;
+    let checked = validate(args).map_err(StartError::from);
+    with_universe("render", checked, |universe| {
         render(args, universe, started, stop)
     })
 }
