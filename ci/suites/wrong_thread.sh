@@ -40,6 +40,13 @@ for n in 2 3; do
   aborted "engines wrong-thread, $n processes" \
     "prism-engines: process $last: comparing task lists at the start of a run: .*did not initialise MPI.*aborting the job"
 done
+# After MPI's end (the Universe dropped) no one waits: the call returns its error, no abort.
+# (A lone process's call needs no communication, and succeeds.)
+for n in 2 3; do
+  run "$n" "$TASKING" after-finalize
+  [ "$(grep -c 'error: communication failed: rank [0-9]: gather: MPI was already finalised' "$out")" -eq "$n" ] \
+    && ! grep -q "aborting the job" "$out" || bad "tasking after-finalize, $n ranks (rc $rc)"
+done
 # Alone, the engine's run from another thread is a plain error (MPI is up, with one process).
 run 1 "$ENGINES" wrong-thread
 [ "$rc" -eq 3 ] && grep -q "process 0: error: .*did not initialise MPI" "$out" \

@@ -153,9 +153,9 @@ impl Communicator {
 
     /// Waits until every rank has called `barrier`.
     ///
-    /// Fails, as every other operation does, when called from a thread other than the one
-    /// that initialised MPI ([`CommError::WrongThread`]) or after the
-    /// [`Universe`](crate::Universe) was dropped.
+    /// Fails when called from a thread other than the one that initialised MPI
+    /// ([`CommError::WrongThread`]) or after the [`Universe`](crate::Universe) was dropped
+    /// ([`CommError::Finalized`]).
     pub fn barrier(&self) -> Result<()> {
         match &self.inner.backend {
             Backend::Local(_) => Ok(()),

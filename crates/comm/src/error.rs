@@ -184,6 +184,15 @@ pub enum CommError {
         level: crate::ThreadLevel,
     },
 
+    /// A communication call made after the [`crate::Universe`] was dropped (MPI finalised).
+    #[error("rank {rank}: {op}: MPI was already finalised (the Universe was dropped)")]
+    Finalized {
+        /// Caller's rank.
+        rank: usize,
+        /// Operation.
+        op: &'static str,
+    },
+
     /// [`crate::Lock::lock`] called by the thread that already holds the lock (its guard is
     /// alive): waiting would wait for itself forever.
     #[error(

@@ -6,7 +6,8 @@
 //! equals the serial result; a task type that is not a render; a render error and a render
 //! panic on a non-root process and an update error on the root end the run with the same
 //! error on every process,
-//! and the engine works again afterwards; different task lists are refused everywhere.
+//! and the engine works again afterwards; different task lists are refused everywhere; a
+//! parallel call (prism-tasking) from inside render is refused on several processes.
 //! Exits non-zero on any process where something mismatched.
 
 use prism_comm::Communicator;
@@ -430,24 +431,12 @@ fn main() {
         );
     }
 
-    // 6c. A run refused on one process alone (called from a thread other than MPI's) and a
-    //     run called from inside a render (nested) leave the engine usable: the next run of
-    //     every process is the same run, not one process a run ahead of the others.
+    // 6c. A run called from inside a render (nested) leaves the engine usable: the next run
+    //     of every process is the same run, not one process a run ahead of the others. (A run
+    //     from a thread other than MPI's on one process of several ends the job instead, as
+    //     the others may wait for it: ci/suites/wrong_thread.sh.)
     {
         let engine = HybridEngine::new(&world, 2).unwrap_or_else(|e| fail(&world, e.to_string()));
-        // (With one process the call may well succeed: no collective to refuse it.)
-        if size > 1 && rank == size - 1 {
-            let r = std::thread::scope(|s| {
-                s.spawn(|| engine.run(tiles(5), shade, |_| Ok(())).map(|_| ()))
-                    .join()
-                    .unwrap()
-            });
-            check!(
-                &world,
-                r.is_err(),
-                "a run from another thread was let through"
-            );
-        }
         let inline = MpiEngine::new(&world)
             .unwrap_or_else(|e| fail(&world, e.to_string()))
             .with_options(Options {
@@ -511,6 +500,58 @@ fn main() {
             check!(&world, *sum == want, "tile {id}: {sum} != {want}");
         }
     }
+
+    // 8. A parallel call from inside render: across processes it would start a collective in
+    //    the middle of the engine's run, so it is refused (the same error on every process),
+    //    from render threads and from a main thread that renders alike; alone it just runs.
+    let factory = prism_tasking::ParallelFactory::new(&world, 1)
+        .unwrap_or_else(|e| fail(&world, format!("factory: {e}")))
+        .with_progress(prism_tasking::ProgressConfig::quiet());
+    let inner = factory.duplicated();
+    for (label, engine) in [
+        (
+            "hybrid(2)",
+            HybridEngine::new(&world, 2).map(AnyEngine::from),
+        ),
+        (
+            "mpi, main thread",
+            MpiEngine::new(&world).map(|e| {
+                e.with_options(Options {
+                    single_thread: SingleThread::MainThread,
+                    ..Options::default()
+                })
+                .into()
+            }),
+        ),
+    ] {
+        let engine = engine.unwrap_or_else(|e| fail(&world, format!("{label}: {e}")));
+        let r = engine.run(
+            tasks[..8].to_vec(),
+            |t: &Tile| inner.call(4, |_, _| ()).map(|()| t.id),
+            |_| Ok(()),
+        );
+        if size > 1 {
+            check!(
+                &world,
+                r.as_ref().is_err_and(|e| e
+                    .to_string()
+                    .contains("from inside a render engine's render function")),
+                "{label}: a parallel call from render: {r:?}"
+            );
+        } else {
+            check!(
+                &world,
+                r.is_ok(),
+                "{label}: a parallel call from render alone: {r:?}"
+            );
+        }
+    }
+    let r = inner.call(4, |_, _| ());
+    check!(
+        &world,
+        r.is_ok(),
+        "a parallel call after the refused ones: {r:?}"
+    );
 
     world.barrier().expect("barrier");
     if rank == 0 {

@@ -205,8 +205,12 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
         let t0 = Instant::now();
         // The error's Display is user code too: it runs inside the catch, so a panic there is
         // this task's error rather than a render thread gone without a word.
-        let outcome =
-            prism_comm::catch_panic(|| (self.render)(&self.tasks[i]).map_err(|e| e.to_string()));
+        // A parallel call from `render` would communicate in the middle of this run: the
+        // mark has tasking refuse it (on several processes) instead of hanging.
+        let outcome = {
+            let _mark = prism_tasking::EngineRenderMark::set();
+            prism_comm::catch_panic(|| (self.render)(&self.tasks[i]).map_err(|e| e.to_string()))
+        };
         totals.render_time += t0.elapsed();
         match outcome {
             // A result's Serialize impl is user code too: a panic there is a failure of this

@@ -8,6 +8,8 @@
 //! - `call-one`: the last rank calls from a spawned thread, the others from the main thread;
 //! - `call-all`: every rank calls from a spawned thread;
 //! - `factory-one`: the last rank creates the factory (a collective) from a spawned thread;
+//! - `after-finalize`: every rank calls after dropping the `Universe` (MPI's end): no one
+//!   waits then, and nothing could end the job, so the call returns an error (exit 3);
 //! - `ok`: every call from the main thread (exit 0), to check the script itself.
 //!
 //! Prints `tasking_wrong_thread: rank R: ok` when its call returns, and exits 0.
@@ -39,6 +41,15 @@ fn main() {
         }
     };
     let p = factory.distributed();
+    if mode == "after-finalize" {
+        drop(world);
+        drop(universe);
+        match p.call(100, |_, _| ()) {
+            Ok(()) => println!("tasking_wrong_thread: rank {rank}: ok"),
+            Err(e) => println!("tasking_wrong_thread: rank {rank}: error: {e}"),
+        }
+        std::process::exit(3)
+    }
     let call = || p.call(100, |_, _| ());
     let elsewhere = mode == "call-all" || (mode == "call-one" && last);
     let done = if elsewhere {

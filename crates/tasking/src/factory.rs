@@ -85,8 +85,9 @@ impl ParallelFactory {
         let threads = resolve_threads(max_threads);
         // Collectives: a rank that fails one (called from a thread that may not use MPI, say)
         // cannot tell the others, who would wait in it forever. Alone, it can just return.
+        // After MPI's end no one waits, and nothing could end the job: that error is returned.
         let fatal_if_shared = |c: &Communicator, e: prism_comm::CommError| {
-            if c.size() > 1 {
+            if c.size() > 1 && !matches!(e, prism_comm::CommError::Finalized { .. }) {
                 crate::scheduler::fatal(c, "creating a ParallelFactory", e)
             }
             e

@@ -92,4 +92,4 @@ pub use orb::{orb, orb_weighted, OrbError, Subdomain, MAX_EMPTY_PARTS};
 pub use parallel::{CallOptions, Parallel, ParallelKind};
 pub use progress::{Progress, ProgressConfig, ProgressStyle};
 pub use random::{mix64, stream_key, TaskRng};
-pub use worker::current_worker;
+pub use worker::{current_worker, EngineRenderMark};

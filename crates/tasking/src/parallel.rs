@@ -12,8 +12,8 @@ use crate::factory::TaskMode;
 use crate::progress::{Progress, ProgressConfig};
 use crate::scheduler;
 use crate::worker::{
-    coordinating, current_worker, run_chunk, set_current_task, worker_loop, Body, CoordinatingMark,
-    Event, Shared, WorkerMark,
+    coordinating, current_worker, in_engine_render, run_chunk, set_current_task, worker_loop, Body,
+    CoordinatingMark, Event, Shared, WorkerMark,
 };
 use prism_comm::{CommError, Communicator, ThreadLevel};
 use serde::de::DeserializeOwned;
@@ -96,7 +96,9 @@ pub(crate) enum Imp {
 /// MPI, the thread that initialised it): a call from another thread ends the job with a
 /// message naming the rank (`MPI_Abort`), since that rank cannot reach the others, who may be
 /// waiting for it already. A lone process does not communicate, so there any thread may call;
-/// run a program's tests under `mpirun -n 2` too to catch such calls. A call made from inside a
+/// run a program's tests under `mpirun -n 2` too to catch such calls. On several processes a
+/// call from inside a render engine's `render` (which every process runs at once; see
+/// [`crate::EngineRenderMark`]) is refused with [`ParallelError::Invalid`]. A call made from inside a
 /// task body or a [`Parallel::call_collect`] result handler is refused with
 /// [`ParallelError::Invalid`], before any communication (the enclosing call goes on).
 ///
@@ -347,6 +349,15 @@ impl Parallel {
                  calls are not supported: run the inner loop serially"
             )));
         }
+        if self.group.is_some() && in_engine_render() {
+            return Err(ParallelError::Invalid(
+                "a parallel call was made from inside a render engine's render function, while \
+                 every process runs that engine; across processes such nested calls are not \
+                 supported: run the inner loop serially, or make the call before or after the \
+                 engine's run"
+                    .to_string(),
+            ));
+        }
         // Before any communication. This rank cannot reach the others from here, and they may
         // be waiting in this call's opening collective already: only ending the job frees
         // them (had every rank called from a wrong thread, none could tell).
@@ -517,9 +528,11 @@ fn agree_on_call<R>(
         seq,
     };
     // A failure here may leave other ranks in the collective: fatal, as in the scheduler.
-    let all: Vec<CallArgs> = comm
-        .all_gather(&mine)
-        .unwrap_or_else(|e| scheduler::fatal(comm, "agreeing on a parallel call", e));
+    // After MPI's end no one waits, and nothing could end the job: the error is returned.
+    let all: Vec<CallArgs> = comm.all_gather(&mine).map_err(|e| match e {
+        CommError::Finalized { .. } => e,
+        e => scheduler::fatal(comm, "agreeing on a parallel call", e),
+    })?;
     let mut problems = Vec::new();
     let modes: Vec<CallMode> = all.iter().map(|a| a.mode).collect();
     if modes.iter().any(|&m| m != modes[0]) {

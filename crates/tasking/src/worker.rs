@@ -40,6 +40,43 @@ pub(crate) fn set_current_task(index: Option<usize>) {
     TASK.with(|t| t.set(index));
 }
 
+thread_local! {
+    /// Set while the thread runs the render function of a run that every process takes part
+    /// in (a render engine's; see [`EngineRenderMark`]).
+    static ENGINE_RENDER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread, until dropped, as running user code for a run in which every
+/// process takes part at once, such as a render engine's `render` (prism-engines sets it).
+///
+/// A parallel call from there, on several processes, would start its own collective while
+/// the other processes are busy with that run: it is refused with
+/// [`crate::ParallelError::Invalid`] before any communication, as a call from inside a task
+/// body is. A lone process does not communicate, so the mark does not restrict it.
+pub struct EngineRenderMark {
+    previous: bool,
+}
+
+impl EngineRenderMark {
+    /// Sets the mark on the current thread.
+    pub fn set() -> EngineRenderMark {
+        EngineRenderMark {
+            previous: ENGINE_RENDER.with(|m| m.replace(true)),
+        }
+    }
+}
+
+impl Drop for EngineRenderMark {
+    fn drop(&mut self) {
+        ENGINE_RENDER.with(|m| m.set(self.previous));
+    }
+}
+
+/// Whether the current thread runs a render engine's `render` (see [`EngineRenderMark`]).
+pub(crate) fn in_engine_render() -> bool {
+    ENGINE_RENDER.with(Cell::get)
+}
+
 /// The index of the worker thread running the caller, inside a parallel call; `None` outside.
 ///
 /// Serial calls run on the calling thread, which reports worker 0 for their duration.

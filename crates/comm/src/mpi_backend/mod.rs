@@ -58,11 +58,7 @@ fn on_mpi_thread() -> bool {
 /// Refuses MPI calls from the wrong thread or after finalisation.
 fn guard(rank: usize, op: &'static str) -> Result<()> {
     if finalized() {
-        return Err(CommError::InvalidArgument {
-            rank,
-            op,
-            message: "MPI was already finalised (the Universe was dropped)".to_string(),
-        });
+        return Err(CommError::Finalized { rank, op });
     }
     if !on_mpi_thread() {
         return Err(CommError::WrongThread {
