@@ -471,6 +471,19 @@ impl Geometry {
                 (i as u32, instance_bounds(root, &inst.transform))
             })
             .collect();
+        // Finite vertices under a finite transform can still land past f32's range (a scale
+        // of 1e30 along one axis), and a cache refuses such bounds as damage.
+        if let Some(&(i, _)) = placed
+            .iter()
+            .find(|(_, b)| !(b.lo_vec().is_finite() && b.hi_vec().is_finite()))
+        {
+            return Err(GeometryError::TooLarge(format!(
+                "instance {i} (of mesh {}): its transform takes the mesh beyond the range of \
+                 f32; a scene must lie within {:e} units of the origin: scale it down",
+                instances[i as usize].mesh,
+                crate::scene::MAX_COORDINATE
+            )));
+        }
         let tlas_start = index_u32(nodes.len(), "nodes")?;
         let mut tlas_root = EMPTY;
         let mut bounds = Aabb::EMPTY;
@@ -502,13 +515,6 @@ impl Geometry {
         } else {
             (bounds.lo_vec(), bounds.hi_vec())
         };
-        // Finite vertices under a finite transform can still land past f32's range (a scale
-        // of 1e30 along one axis), and a cache refuses such bounds as damage.
-        if !(bounds.0.is_finite() && bounds.1.is_finite()) {
-            return Err(GeometryError::TooLarge(
-                "a transform takes a mesh beyond the range of f32".into(),
-            ));
-        }
         let bytes = cache::serialize(&Parts {
             meshes: &records,
             instances: &instances,

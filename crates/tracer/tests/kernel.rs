@@ -426,10 +426,15 @@ fn bad_input_is_an_error_that_says_what() {
         transform: Transform::scale(Vec3::splat(1e30)).unwrap(),
         ..identity(0)
     };
-    let err = Geometry::build(vec![wide], vec![stretch]).unwrap_err();
+    let err = Geometry::build(
+        vec![icosphere(0), wide],
+        vec![identity(0), Instance { mesh: 1, ..stretch }],
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the scene is too large: a transform takes a mesh beyond the range of f32"
+        "the scene is too large: instance 1 (of mesh 1): its transform takes the mesh beyond \
+         the range of f32; a scene must lie within 1e12 units of the origin: scale it down"
     );
 }
 
