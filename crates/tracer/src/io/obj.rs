@@ -367,6 +367,8 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
                 };
                 check_face(&corners, &counts, &bad_vertices, &mut largest)
             }
+            // DOS-era writers end a file with ^Z, others pad it with NULs: no statement lost.
+            Some(word) if word.bytes().all(|b| b == 0x1a || b == 0) => Ok(()),
             Some(word) if !word.starts_with('#') && !is_statement(word) => {
                 scan.unknown += 1;
                 scan.first_unknown.get_or_insert((n + 1, word));
@@ -763,6 +765,12 @@ mod tests {
         let (m, w) = parse(&format!("{tri}{known}")).unwrap();
         assert_eq!(m.triangle_count(), 1);
         assert!(w.is_empty(), "{w:?}");
+        // Nor is an end-of-file mark (^Z) or NUL padding.
+        for end in ["\u{1a}", "\u{1a}\n", "\0\0\0", "\0 \0\n\0"] {
+            let (m, w) = parse(&format!("{tri}{end}")).unwrap();
+            assert_eq!(m.triangle_count(), 1);
+            assert!(w.is_empty(), "{end:?}: {w:?}");
+        }
     }
 
     /// A megabyte token used to give a megabyte error line, quoted twice.
