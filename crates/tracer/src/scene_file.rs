@@ -3,7 +3,8 @@
 //!
 //! Every table refuses unknown keys, and every error names the scene file, the line and the
 //! key's path (`instances[2].transform.scale`), so a typo is found at once. Mesh file paths
-//! are relative to the scene file. A mesh file can also be rendered on its own: [`load_scene`]
+//! are relative to the directory the scene file is named in (a symbolic link's own directory,
+//! not its target's). A mesh file can also be rendered on its own: [`load_scene`]
 //! frames it with a default camera and light.
 //!
 //! The format, by example (see `crates/tracer/scenes/example.toml` for a complete scene):
