@@ -503,7 +503,8 @@ fn main() {
 
     // 8. A parallel call from inside render: across processes it would start a collective in
     //    the middle of the engine's run, so it is refused (the same error on every process),
-    //    from render threads and from a main thread that renders alike; alone it just runs.
+    //    from render threads, from a main thread that renders and from the root's update
+    //    alike; alone it just runs.
     let factory = prism_tasking::ParallelFactory::new(&world, 1)
         .unwrap_or_else(|e| fail(&world, format!("factory: {e}")))
         .with_progress(prism_tasking::ProgressConfig::quiet());
@@ -525,25 +526,33 @@ fn main() {
         ),
     ] {
         let engine = engine.unwrap_or_else(|e| fail(&world, format!("{label}: {e}")));
-        let r = engine.run(
+        let from_render = engine.run(
             tasks[..8].to_vec(),
             |t: &Tile| inner.call(4, |_, _| ()).map(|()| t.id),
             |_| Ok(()),
         );
-        if size > 1 {
-            check!(
-                &world,
-                r.as_ref().is_err_and(|e| e
-                    .to_string()
-                    .contains("from inside a render engine's render function")),
-                "{label}: a parallel call from render: {r:?}"
-            );
-        } else {
-            check!(
-                &world,
-                r.is_ok(),
-                "{label}: a parallel call from render alone: {r:?}"
-            );
+        // `update` runs on the root's MPI thread, mid-run: refused alike.
+        let from_update = engine.run(
+            tasks[..8].to_vec(),
+            |t: &Tile| Ok::<_, prism_tasking::ParallelError>(t.id),
+            |_| inner.call(4, |_, _| ()),
+        );
+        for (what, r) in [("render", from_render), ("update", from_update)] {
+            if size > 1 {
+                check!(
+                    &world,
+                    r.as_ref().is_err_and(|e| e
+                        .to_string()
+                        .contains("from inside a render engine's render or update")),
+                    "{label}: a parallel call from {what}: {r:?}"
+                );
+            } else {
+                check!(
+                    &world,
+                    r.is_ok(),
+                    "{label}: a parallel call from {what} alone: {r:?}"
+                );
+            }
         }
     }
     let r = inner.call(4, |_, _| ());

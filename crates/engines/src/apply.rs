@@ -32,9 +32,12 @@ impl<U> Applier<U> {
         E: Display,
     {
         let t0 = Instant::now();
-        // The error's Display is user code too, so it runs inside the catch.
-        let outcome =
-            prism_comm::catch_panic(|| (self.update)(task, result).map_err(|e| e.to_string()));
+        // The error's Display is user code too, so it runs inside the catch. The mark has
+        // tasking refuse a parallel call from `update`, which would communicate mid-run.
+        let outcome = {
+            let _mark = prism_tasking::EngineRenderMark::set();
+            prism_comm::catch_panic(|| (self.update)(task, result).map_err(|e| e.to_string()))
+        };
         self.time += t0.elapsed();
         let (panicked, message) = match outcome {
             Ok(Ok(())) => {

@@ -51,7 +51,11 @@ impl Engine for SerialEngine {
         for (i, task) in tasks.iter().enumerate() {
             let t0 = Instant::now();
             // The error's Display is user code too, so it runs inside the catch.
-            let outcome = prism_comm::catch_panic(|| render(task).map_err(|e| e.to_string()));
+            let outcome = {
+                // As in every engine (see worker.rs): tasking refuses parallel calls from here.
+                let _mark = prism_tasking::EngineRenderMark::set();
+                prism_comm::catch_panic(|| render(task).map_err(|e| e.to_string()))
+            };
             render_time += t0.elapsed();
             let result = match outcome {
                 Ok(Ok(r)) => r,

@@ -351,10 +351,10 @@ impl Parallel {
         }
         if self.group.is_some() && in_engine_render() {
             return Err(ParallelError::Invalid(
-                "a parallel call was made from inside a render engine's render function, while \
-                 every process runs that engine; across processes such nested calls are not \
-                 supported: run the inner loop serially, or make the call before or after the \
-                 engine's run"
+                "a parallel call was made from inside a render engine's render or update, while \
+                 that engine runs; across processes such nested calls are not supported (they \
+                 would communicate in the middle of the run, or from a thread that may not): \
+                 run the inner loop serially, or make the call before or after the engine's run"
                     .to_string(),
             ));
         }

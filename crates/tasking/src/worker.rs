@@ -41,40 +41,43 @@ pub(crate) fn set_current_task(index: Option<usize>) {
 }
 
 thread_local! {
-    /// Set while the thread runs the render function of a run that every process takes part
-    /// in (a render engine's; see [`EngineRenderMark`]).
-    static ENGINE_RENDER: Cell<bool> = const { Cell::new(false) };
+    /// How many [`EngineRenderMark`]s the thread holds: user code of a run that every process
+    /// takes part in (a render engine's `render` or `update`), nested engines counted.
+    static ENGINE_RENDER: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Marks the current thread, until dropped, as running user code for a run in which every
-/// process takes part at once, such as a render engine's `render` (prism-engines sets it).
+/// process takes part at once, such as a render engine's `render` or `update` (prism-engines
+/// sets it).
 ///
 /// A parallel call from there, on several processes, would start its own collective while
 /// the other processes are busy with that run: it is refused with
 /// [`crate::ParallelError::Invalid`] before any communication, as a call from inside a task
-/// body is. A lone process does not communicate, so the mark does not restrict it.
+/// body is. A lone process does not communicate, so the mark does not restrict it. Marks
+/// nest, in any drop order; a mark stays on its thread (it is not `Send`).
 pub struct EngineRenderMark {
-    previous: bool,
+    _on_this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl EngineRenderMark {
     /// Sets the mark on the current thread.
     pub fn set() -> EngineRenderMark {
+        ENGINE_RENDER.with(|m| m.set(m.get() + 1));
         EngineRenderMark {
-            previous: ENGINE_RENDER.with(|m| m.replace(true)),
+            _on_this_thread: std::marker::PhantomData,
         }
     }
 }
 
 impl Drop for EngineRenderMark {
     fn drop(&mut self) {
-        ENGINE_RENDER.with(|m| m.set(self.previous));
+        ENGINE_RENDER.with(|m| m.set(m.get().saturating_sub(1)));
     }
 }
 
-/// Whether the current thread runs a render engine's `render` (see [`EngineRenderMark`]).
+/// Whether the current thread runs an engine's user code (see [`EngineRenderMark`]).
 pub(crate) fn in_engine_render() -> bool {
-    ENGINE_RENDER.with(Cell::get)
+    ENGINE_RENDER.with(Cell::get) > 0
 }
 
 /// The index of the worker thread running the caller, inside a parallel call; `None` outside.
@@ -215,4 +218,24 @@ pub(crate) fn worker_loop<R>(
         }
     }
     let _ = events.send(Event::Exited);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Marks nest and count: dropped in any order, the thread is marked while one is alive.
+    #[test]
+    fn engine_render_marks_nest_in_any_drop_order() {
+        assert!(!in_engine_render());
+        let a = EngineRenderMark::set();
+        let b = EngineRenderMark::set();
+        drop(a);
+        assert!(in_engine_render());
+        drop(b);
+        assert!(!in_engine_render());
+        // Another thread's marks are its own.
+        let _c = EngineRenderMark::set();
+        assert!(!std::thread::spawn(in_engine_render).join().unwrap());
+    }
 }
