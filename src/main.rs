@@ -316,16 +316,16 @@ fn main() -> ExitCode {
         Err(e) => {
             let status = e.exit_code().clamp(0, 255) as u8;
             let in_a_job = prism::comm::launcher_rank().is_some();
-            if status == 0 || !in_a_job {
-                if prism::comm::launcher_rank().unwrap_or(0) == 0 {
-                    let _ = e.print();
-                }
+            if !in_a_job {
+                let _ = e.print();
                 return ExitCode::from(status);
             }
-            // An error exit races the launcher, which kills every process once one exits
-            // non-zero, rank 0 perhaps before it has printed: it prints with MPI up, and MPI's
-            // end waits for every process (see `with_universe`).
-            let said = cli::with_universe("?", Err(e.into()), |_| Ok(()));
+            // In a job, through the start's agreement (see `with_universe`), the help too: the
+            // other ranks may have a command to run, and would wait for this one. An error exit
+            // races the launcher, which kills every process once one exits non-zero, rank 0
+            // perhaps before it has printed: it prints with MPI up, and MPI's end waits for
+            // every process.
+            let said = cli::with_universe(Err(e.into()), |_| Ok(()));
             return match said {
                 Err(cli::CliError::Reported(status)) => ExitCode::from(status),
                 other => {

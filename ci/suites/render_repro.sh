@@ -101,5 +101,13 @@ expect_once "error on rank 1: --width must be at least 1" \
   $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 2 "$BIN" render --width 0 --out "$OUT/y.png"
 expect_once "error on rank 2: unexpected argument '--widthx'" \
   $MPIRUN -n 2 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" render --widthx 3
-expect_once "rank 0 \`render\`, rank 1 \`info\`" $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" info
+expect_once "different command lines: rank 0 \`render .*\`, rank 1 \`info\`" \
+  $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" info
+expect_once "rank 1 \`render .* --passes 3\`" $MPIRUN -n 1 "$BIN" "${GOOD[@]}" : -n 1 "$BIN" "${GOOD[@]}" --passes 3
+expect_once "rank 1 was asked for the help or the version" $MPIRUN -n 1 "$BIN" info : -n 1 "$BIN" --help
+# The help asked for by every rank: printed once, status 0.
+set +e; msg=$(timeout 120 $MPIRUN -n 2 "$BIN" --version 2>&1); code=$?; set -e
+if [ "$code" -ne 0 ] || [ "$(grep -c '^prism [0-9]' <<<"$msg")" -ne 1 ]; then
+  echo "FAIL: mpirun -n 2 prism --version (status $code):"; echo "$msg"; exit 1
+fi
 echo "render suite passed"

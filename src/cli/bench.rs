@@ -20,14 +20,12 @@ pub fn trace(mesh: &Path, rays: usize, seed: u64) -> Result<(), CliError> {
         Ok(())
     };
     // One process measures one thread: under mpirun every copy would measure the same thing.
-    with_universe("bench trace", checked, |universe| {
-        match universe.world().size() {
-            1 => Ok(()),
-            n => Err(shared(format!(
-                "prism bench trace measures one thread of one process, but this job has {n} \
+    with_universe(checked, |universe| match universe.world().size() {
+        1 => Ok(()),
+        n => Err(shared(format!(
+            "prism bench trace measures one thread of one process, but this job has {n} \
              processes: run it without mpirun"
-            ))),
-        }
+        ))),
     })?;
     let (mesh, warnings) = prism::tracer::io::load_mesh_with_report(mesh)?;
     for w in warnings {
@@ -77,7 +75,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
             "prism bench scaling launches its own runs (with mpirun where it needs processes): \
              start it without mpirun or srun",
         );
-        return with_universe("bench scaling", Err(refused.into()), |_| Ok(()));
+        return with_universe(Err(refused.into()), |_| Ok(()));
     }
     // The study takes minutes to hours: a file it cannot write must fail now, not at the end.
     check_study_file(&args.out)?;

@@ -6,7 +6,7 @@ use crate::cli::{say, with_universe, CliError};
 use prism::comm::Universe;
 
 pub fn run() -> Result<(), CliError> {
-    with_universe("info", Ok(()), report)
+    with_universe(Ok(()), report)
 }
 
 fn report(universe: &Universe) -> Result<(), CliError> {

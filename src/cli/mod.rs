@@ -81,11 +81,12 @@ impl CliError {
 
 /// Runs `body` with MPI up and prints its error before MPI ends.
 ///
-/// `command` names what this process was asked to do ("render", "info", ...) and `ready` is
-/// what it found before MPI's start (its command line's checks). First every process learns
-/// every other's: processes launched with different command lines (`mpirun -n 1 prism render
-/// : -n 1 prism render --width 0`), one of which would leave the others waiting in a collective
-/// it never joins, all stop here, and rank 0 says why, naming the rank.
+/// `ready` is what this process found before MPI's start (its command line's checks, or
+/// clap's answer). First every process learns every other's, and its command line: processes
+/// launched with different command lines (`mpirun -n 1 prism render : -n 1 prism render
+/// --passes 3`, or `--help` on one rank), which would leave some waiting in a collective the
+/// others never join or check differently, all stop here, and rank 0 says why, naming the
+/// rank.
 ///
 /// An error every process holds ([`CliError::Shared`]) is printed by rank 0 before
 /// `MPI_Finalize`, which waits for every process: printed after it, the line would race the
@@ -93,7 +94,6 @@ impl CliError {
 /// process holds ([`CliError::Msg`]) ends the job with `MPI_Abort` after it is printed: the
 /// other processes may be waiting for this one in a collective, and finalising would hang them.
 pub fn with_universe(
-    command: &str,
     ready: Result<(), StartError>,
     body: impl FnOnce(&prism::comm::Universe) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
@@ -107,7 +107,7 @@ pub fn with_universe(
     })?;
     universe.abort_on_panic();
     let world = universe.world();
-    let outcome = agree_on_start(&world, command, ready).and_then(|()| body(&universe));
+    let outcome = agree_on_start(&world, &command_line(), ready).and_then(|()| body(&universe));
     let Err(e) = outcome else {
         return Ok(());
     };
@@ -148,6 +148,23 @@ impl From<clap::Error> for StartError {
     }
 }
 
+/// This process's arguments (without the program's path, which may differ between nodes),
+/// as a shell would show them.
+fn command_line() -> String {
+    let words: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            let a = a.to_string_lossy().into_owned();
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
 /// The start's agreement (see [`with_universe`]): `Ok` on every process, or the same
 /// [`CliError::Reported`] on every process once rank 0 has said what stopped the job.
 fn agree_on_start(
@@ -162,13 +179,26 @@ fn agree_on_start(
         .enumerate()
         .find_map(|(r, (_, e))| e.as_ref().map(|e| (r, e)));
     let (status, line) = if let Some((rank, e)) = failed {
-        // The same failure everywhere (one command line for the whole job) is said once, as
-        // a lone process would say it.
+        // The same answer everywhere (one command line for the whole job) is said once, as a
+        // lone process would say it: a failure, or the help or version asked for.
         let alike = all
             .iter()
             .all(|(_, o)| o.as_ref().map(|o| &o.text) == Some(&e.text));
         let line = if alike || world.size() == 1 {
+            if e.status == 0 {
+                if world.is_root() {
+                    let _ = say(&e.text);
+                }
+                return Err(CliError::Reported(0));
+            }
             e.text.clone()
+        } else if e.status == 0 {
+            format!(
+                "prism: error: rank {rank} was asked for the help or the version (`{}`), unlike \
+                 rank {}; every process must run the same command",
+                all[rank].0,
+                usize::from(rank == 0)
+            )
         } else {
             let text = ["prism: error: ", "error: "]
                 .iter()
@@ -176,12 +206,12 @@ fn agree_on_start(
                 .unwrap_or(&e.text);
             format!("prism: error on rank {rank}: {text}")
         };
-        (e.status, line)
+        (e.status.max(1), line)
     } else if let Some((rank, (other, _))) =
         all.iter().enumerate().find(|(_, (c, _))| *c != all[0].0)
     {
         let line = format!(
-            "prism: error: the processes of this job were given different commands: rank 0 \
+            "prism: error: the processes of this job were given different command lines: rank 0 \
              `{}`, rank {rank} `{other}`; every process must run the same command",
             all[0].0
         );

@@ -408,9 +408,7 @@ pub fn run(args: &RenderArgs) -> Result<(), CliError> {
     // kills every process once one exits non-zero, rank 0 perhaps before it has printed; with
     // MPI up, rank 0 prints and MPI's end waits for every process.
     let checked = validate(args).map_err(StartError::from);
-    with_universe("render", checked, |universe| {
-        render(args, universe, started, stop)
-    })
+    with_universe(checked, |universe| render(args, universe, started, stop))
 }
 
 fn render(
