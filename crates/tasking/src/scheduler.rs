@@ -351,20 +351,38 @@ fn recv_results<R: DeserializeOwned>(
         Ok(Err(e)) => fatal(comm, "receiving the results of a chunk", e),
         Err(payload) => (true, panic_message(payload.as_ref())),
     };
-    Err(TaskFailure {
-        rank: from,
-        thread: own_thread,
-        first,
-        count,
+    Err(chunk_failure(
+        from,
+        own_thread,
+        first..first + count,
         panicked,
-        task: None,
-        message: format!(
+        format!(
             "decoding the results (type {}) computed on process {from}, on the root (process \
              {}): {message}",
             std::any::type_name::<R>(),
             comm.rank()
         ),
-    })
+    ))
+}
+
+/// A failure of the results of chunk `chunk` (their encoding or decoding), charged to
+/// `rank`: no single task is to blame.
+fn chunk_failure(
+    rank: usize,
+    thread: usize,
+    chunk: std::ops::Range<usize>,
+    panicked: bool,
+    message: String,
+) -> TaskFailure {
+    TaskFailure {
+        rank,
+        thread,
+        first: chunk.start,
+        count: chunk.len(),
+        panicked,
+        task: None,
+        message,
+    }
 }
 
 /// Starts sending the results of chunk `first..first + count` to the root. Results that do
@@ -388,18 +406,16 @@ fn send_results<R: Serialize>(
         Ok(Err(e)) => fatal(comm, "sending the results of a chunk", e),
         Err(payload) => (true, panic_message(payload.as_ref())),
     };
-    Err(TaskFailure {
-        rank: comm.rank(),
-        thread: own_thread,
-        first,
-        count,
+    Err(chunk_failure(
+        comm.rank(),
+        own_thread,
+        first..first + count,
         panicked,
-        task: None,
-        message: format!(
+        format!(
             "encoding the results (type {}) to send them to the root: {message}",
             std::any::type_name::<R>()
         ),
-    })
+    ))
 }
 
 fn non_root<R>(
