@@ -44,7 +44,8 @@ done
 # (A lone process's call needs no communication, and succeeds.)
 for n in 2 3; do
   run "$n" "$TASKING" after-finalize
-  [ "$(grep -c 'error: communication failed: rank [0-9]: gather: MPI was already finalised' "$out")" -eq "$n" ] \
+  [ "$rc" -eq 0 ] \
+    && [ "$(grep -c 'error: communication failed: rank [0-9]: gather: MPI was already finalised' "$out")" -eq "$n" ] \
     && ! grep -q "aborting the job" "$out" || bad "tasking after-finalize, $n ranks (rc $rc)"
 done
 # Alone, the engine's run from another thread is a plain error (MPI is up, with one process).
