@@ -100,7 +100,8 @@ BEFORE=$(grep -H . "$BUSY"/subdomain_*/state)
 if run_orb --dir "$BUSY" >"$WORK/busyB.out" 2>&1; then
   fail "a second job on a busy state directory exited 0: $(cat "$WORK/busyB.out")"
 fi
-REFUSED=$(grep -c "state directory $BUSY: another job is using it" "$WORK/busyB.out" || true)
+# Counted as occurrences, not lines: two processes' lines may still share one line of output.
+REFUSED=$(grep -o "state directory $BUSY: another job is using it" "$WORK/busyB.out" | wc -l)
 [ "$REFUSED" -eq 4 ] || fail "job B not refused on all 4 ranks: $(cat "$WORK/busyB.out")"
 AFTER=$(grep -H . "$BUSY"/subdomain_*/state)
 [ "$BEFORE" = "$AFTER" ] || fail "job B changed job A's states: $BEFORE / $AFTER"

@@ -93,7 +93,8 @@ fn parse_args() -> Result<Settings, String> {
 }
 
 fn die(world: &Communicator, msg: String) -> ! {
-    eprintln!("groups_orb: rank {}: {msg}", world.rank());
+    // One write, so that lines of several processes do not interleave mid-line.
+    eprint!("{}", format!("groups_orb: rank {}: {msg}\n", world.rank()));
     world.abort(1)
 }
 
@@ -142,8 +143,18 @@ fn main() {
     let options = BatchOptions::new(s.group_size)
         .state_dir(&s.dir)
         .retry_failed(s.retry);
-    let mut batch =
-        Batch::new(&world, names.clone(), options).unwrap_or_else(|e| die(&world, e.to_string()));
+    let mut batch = match Batch::new(&world, names.clone(), options) {
+        Ok(batch) => batch,
+        Err(e) => {
+            // Every process holds this error (the batch agrees before it returns), so all of
+            // them end here together: each says why, and MPI_Finalize waits for all of them.
+            // Aborting instead would let the first abort kill the others before they print.
+            eprint!("{}", format!("groups_orb: rank {}: {e}\n", world.rank()));
+            drop(world);
+            drop(universe);
+            std::process::exit(1)
+        }
+    };
     if world.is_root() {
         let counts: Vec<String> = subdomains
             .iter()
