@@ -255,6 +255,26 @@ fn bad_input_fails_with_one_clear_message() {
         assert!(!Path::new(file).exists(), "a failed run wrote {file}");
     }
     assert_eq!(std::fs::read(&not_text).unwrap(), [0xff, 0xfe, 0x00, 0x89]);
+    // In an interactive `srun --pty bash` shell (a Slurm step of one task) the study may run:
+    // it gets as far as checking its file. Under mpirun, or a step of several, it refuses.
+    let study = missing_dir.replace("x.png", "p.md");
+    for (step, want) in [
+        ("1", "no-such-dir does not exist"),
+        // Refused as a job of 2 (how depends on the build: this launch has no MPI behind it).
+        ("2", "2 processes (SLURM_STEP_NUM_TASKS is set)"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["bench", "scaling", "--out", &study])
+            .env("SLURM_STEP_NUM_TASKS", step)
+            .env("SLURM_PROCID", "0")
+            .output()
+            .expect("run prism");
+        let t = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            !o.status.success() && t.contains(want),
+            "step of {step}: {t}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -494,6 +514,45 @@ fn run_statistics_say_how_large_the_geometry_is_and_how_much_of_it_is_in_huge_pa
     assert!(wall.as_f64().is_some_and(|w| w > 0.0), "{stats}");
     assert!(render.as_f64().is_some_and(|r| r > 0.0), "{stats}");
     assert!(root.get("wall").is_none(), "{stats}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_statistics_count_the_film_in_the_memory_read_at_the_end() {
+    // 1024 × 512 pixels: a film of tens of MiB (about 75 bytes a pixel), which the memory read
+    // before the render cannot include and the one after it must.
+    let dir = temp_dir("film-memory");
+    let json = dir.join("run.json");
+    let out = dir.join("x.png");
+    let o = prism(&[
+        "render",
+        "--width",
+        "1024",
+        "--height",
+        "512",
+        "--spp",
+        "1",
+        "--passes",
+        "1",
+        "--max-depth",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let before = stats["pss_bytes_total"].as_u64().unwrap();
+    let after = stats["pss_bytes_total_end"].as_u64().unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(
+            after >= before + (20 << 20),
+            "{before} then {after}: {stats}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

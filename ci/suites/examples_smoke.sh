@@ -9,6 +9,15 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
+# The crate-level examples of comm, tasking and engines (each lib.rs shows its file, and
+# `cargo test --doc` runs it in one process): under mpirun with 1-4 processes, as users will.
+for ex in comm_crate_doc tasking_crate_doc engines_crate_doc; do
+  for n in 1 2 3 4; do
+    timeout 120 $MPIRUN -n "$n" "$EXDIR/$ex" >"$WORK/doc.out" 2>&1 || fail "$ex with $n processes: $(cat "$WORK/doc.out")"
+  done
+done
+echo "ok: the crate-level examples of comm, tasking and engines with 1-4 processes"
+
 # compare_engines: one round; its table names every engine it compared.
 timeout 300 "$EXDIR/compare_engines" 1 >"$WORK/ce1.out" || fail "compare_engines in one process"
 grep -q '^| threads(2) dynamic' "$WORK/ce1.out" || fail "compare_engines: no threads row: $(cat "$WORK/ce1.out")"

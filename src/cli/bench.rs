@@ -69,7 +69,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
     if args.repeats == 0 || args.width == 0 || args.height == 0 {
         return Err(shared("--repeats, --width and --height must be at least 1"));
     }
-    if prism::comm::launcher_rank().is_some() {
+    if prism::comm::launched_as_job() {
         // Said with MPI up (see `with_universe`): an error exit races the launcher.
         let refused = shared(
             "prism bench scaling launches its own runs (with mpirun where it needs processes): \

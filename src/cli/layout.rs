@@ -13,6 +13,11 @@ pub struct Layout {
     pub threads_per_rank: usize,
     /// CPUs this process may run on (its affinity mask and CPU quota; at least 1).
     pub cpus: usize,
+    /// Ranks of its node that may run on its CPUs, itself included (all the node's ranks
+    /// where a CPU set is unknown).
+    pub sharing: usize,
+    /// CPUs of the node, whatever this process's binding (at least `cpus`).
+    pub node_cpus: usize,
 }
 
 impl Layout {
@@ -35,12 +40,19 @@ impl Layout {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mine = allowed_cpus();
         let all = node.all_gather(&mine)?;
+        let sharing = sharing_ranks(mine.as_deref(), &all);
+        let node_cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|list| parse_cpu_list(list.trim()))
+            .map_or(cores, |cpus| cpus.len().max(cores));
         Ok(Layout {
             world_size: world.size(),
             nodes,
             ranks_per_node: node.size(),
-            threads_per_rank: threads_per_rank(cores, mine.as_deref(), &all),
+            threads_per_rank: (cores / sharing).max(1),
             cpus: cores,
+            sharing,
+            node_cpus,
         })
     }
 
@@ -62,12 +74,12 @@ impl Layout {
     }
 }
 
-/// Threads for a rank with `cores` usable cores and CPU set `mine`, given the CPU sets of every
-/// rank of its node (`all`, itself included): its cores shared among the ranks whose sets
-/// overlap its own. Ranks confined to CPUs of their own (Slurm's `--cpus-per-task`) keep all
-/// of them; unbound ranks, which all see every core, split them. Where a set is unknown, the
-/// cores are split among all the node's ranks.
-fn threads_per_rank(cores: usize, mine: Option<&[u32]>, all: &[Option<Vec<u32>>]) -> usize {
+/// How many ranks of a node share the cores of a rank with CPU set `mine`, given the CPU sets
+/// of every rank of its node (`all`, itself included): the ranks whose sets overlap its own.
+/// Ranks confined to CPUs of their own (Slurm's `--cpus-per-task`) share with no one, so a
+/// rank's threads get all its cores; unbound ranks, which all see every core, split them.
+/// Where a set is unknown, all the node's ranks are counted.
+fn sharing_ranks(mine: Option<&[u32]>, all: &[Option<Vec<u32>>]) -> usize {
     let sharing = match mine {
         Some(mine) if all.iter().all(Option::is_some) => all
             .iter()
@@ -76,7 +88,14 @@ fn threads_per_rank(cores: usize, mine: Option<&[u32]>, all: &[Option<Vec<u32>>]
             .count(),
         _ => all.len(),
     };
-    (cores / sharing.max(1)).max(1)
+    sharing.max(1)
+}
+
+/// Threads for a rank with `cores` usable cores: its cores split among the ranks that share
+/// them ([`sharing_ranks`]).
+#[cfg(test)]
+fn threads_per_rank(cores: usize, mine: Option<&[u32]>, all: &[Option<Vec<u32>>]) -> usize {
+    (cores / sharing_ranks(mine, all)).max(1)
 }
 
 /// The CPUs this process may run on, sorted (Linux: `Cpus_allowed_list` of /proc/self/status);

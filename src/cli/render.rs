@@ -211,6 +211,54 @@ fn sampler(args: &RenderArgs) -> AdaptiveSampler {
     }
 }
 
+/// What is wrong with how this rank's render threads sit on its CPUs, if anything (the rest
+/// of a warning that starts with the rank): more threads than its CPUs; its threads and those
+/// of the node's ranks on the same CPUs more than those CPUs (unbound ranks, `--bind-to
+/// none`, each given `--threads`); or a hybrid run that the launcher's binding held to one
+/// thread per rank on a node with cores to spare (Open MPI binds each of up to two ranks to
+/// one core).
+fn crowding(layout: &Layout, threads: usize, engine: &str, threads_given: bool) -> Option<String> {
+    let several = layout.world_size > 1;
+    let (c, sharing) = (layout.cpus, layout.sharing);
+    if threads > c {
+        let how = if several {
+            "launch with `mpirun --bind-to none` (or Slurm's --cpus-per-task), or give fewer \
+             --threads"
+                .to_string()
+        } else {
+            format!("give --threads {c} or fewer")
+        };
+        return Some(format!(
+            "runs {threads} render threads on {c} CPU(s), so they share cores: {how}"
+        ));
+    }
+    if threads > 1 && sharing > 1 && threads * sharing > c {
+        return Some(format!(
+            "and the {} other rank(s) of its node that run on the same {c} CPU(s) run {} render \
+             threads there ({threads} each), so they share cores: give --threads {} or fewer \
+             (ranks × threads per node should equal its cores)",
+            sharing - 1,
+            threads * sharing,
+            (c / sharing).max(1)
+        ));
+    }
+    if engine == "hybrid"
+        && !threads_given
+        && threads == 1
+        && c == 1
+        && layout.node_cpus > layout.ranks_per_node
+    {
+        return Some(format!(
+            "may run on 1 CPU only (the launcher bound it to one core; Open MPI does so by \
+             default), so hybrid renders with 1 thread per rank while its node has {} CPUs for \
+             {} rank(s): launch with `mpirun --bind-to none` (or `--map-by ...:PE=N`, Slurm's \
+             --cpus-per-task) to give each rank's threads cores of their own",
+            layout.node_cpus, layout.ranks_per_node
+        ));
+    }
+    None
+}
+
 fn make_engine(
     args: &RenderArgs,
     layout: &Layout,
@@ -426,31 +474,21 @@ fn render(
     }
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
-    // Threads beyond a rank's CPUs share cores: a launcher's binding (Open MPI binds each of
-    // two ranks to one core) would quietly halve the speed asked for. Said once, by the root.
+    // Render threads that share cores, or a hybrid run held to one thread per rank by the
+    // launcher's binding, quietly cost speed. Each rank judges its own; the root says the
+    // first such rank's, once.
     let crowded = world.gather(
         0,
-        &(threads > layout.cpus).then_some((threads, layout.cpus)),
+        &crowding(&layout, threads, engine.name(), args.threads.is_some()),
     )?;
     if let (Some(all), false) = (crowded, args.quiet) {
-        if let Some((rank, Some((t, c)))) = all.iter().enumerate().find(|(_, c)| c.is_some()) {
-            let (who, how) = if all.len() == 1 {
-                (
-                    "this process".to_string(),
-                    format!("give --threads {c} or fewer"),
-                )
+        if let Some((rank, Some(note))) = all.iter().enumerate().find(|(_, c)| c.is_some()) {
+            let who = if all.len() == 1 {
+                "this process".to_string()
             } else {
-                (
-                    format!("rank {rank}"),
-                    "launch with `mpirun --bind-to none` (or Slurm's --cpus-per-task), or give \
-                     fewer --threads"
-                        .to_string(),
-                )
+                format!("rank {rank}")
             };
-            warn(&format!(
-                "prism: warning: {who} runs {t} render threads on {c} CPU(s), so they share \
-                 cores: {how}"
-            ));
+            warn(&format!("prism: warning: {who} {note}"));
         }
     }
     // The root reads the scene; a failure reaches every rank alike. The mesh readers turn a
@@ -580,6 +618,11 @@ fn render(
     // Every rank holds the run's failure (the engine ends the run everywhere with the same
     // error, naming the rank and task where it happened).
     .map_err(CliError::Shared)?;
+    // Memory again, the root's film included: every rank, at the same moment.
+    world.barrier()?;
+    let pss_total_end: u64 = world
+        .gather(0, &own_pss_bytes())?
+        .map_or(0, |v| v.iter().sum());
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -651,6 +694,7 @@ fn render(
                 rays: report.rays,
                 rays_per_second: report.rays as f64 / secs,
                 pss_bytes_total: pss_total,
+                pss_bytes_total_end: pss_total_end,
                 geometry_bytes: scene.geometry.as_bytes().len() as u64,
                 geometry_huge_page_bytes: scene.geometry.huge_page_bytes(),
                 ranks: report.rank_totals().iter().map(RankStats::from).collect(),
@@ -852,4 +896,56 @@ fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {
         write_error_png(film, err).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(world: usize, per_node: usize, cpus: usize, sharing: usize, node: usize) -> Layout {
+        Layout {
+            world_size: world,
+            nodes: world.div_ceil(per_node),
+            ranks_per_node: per_node,
+            threads_per_rank: (cpus / sharing).max(1),
+            cpus,
+            sharing,
+            node_cpus: node,
+        }
+    }
+
+    #[test]
+    fn threads_that_share_cores_or_a_bound_hybrid_run_are_named() {
+        // One process, more threads than its CPUs.
+        let one = layout(1, 1, 2, 1, 2);
+        let w = crowding(&one, 4, "threads", true).unwrap();
+        assert!(
+            w.contains("4 render threads on 2 CPU(s)") && w.contains("--threads 2"),
+            "{w}"
+        );
+        assert_eq!(crowding(&one, 2, "threads", true), None);
+        // Two unbound ranks on 2 cores, 2 threads each: 4 threads on 2 CPUs between them.
+        let unbound = layout(2, 2, 2, 2, 2);
+        let w = crowding(&unbound, 2, "hybrid", true).unwrap();
+        assert!(
+            w.contains("run 4 render threads") && w.contains("--threads 1"),
+            "{w}"
+        );
+        assert_eq!(crowding(&unbound, 1, "mpi", false), None);
+        // Slurm, 2 ranks per node each confined to 16 of 32 cores: 16 threads each is right.
+        let confined = layout(4, 2, 16, 1, 32);
+        assert_eq!(crowding(&confined, 16, "hybrid", false), None);
+        assert!(crowding(&confined, 17, "hybrid", true).is_some());
+        // mpirun -n 1 binds the rank to one core of a 2-core node: hybrid gets 1 thread.
+        let bound = layout(2, 1, 1, 1, 2);
+        let w = crowding(&bound, 1, "hybrid", false).unwrap();
+        assert!(
+            w.contains("--bind-to none") && w.contains("2 CPUs for 1 rank(s)"),
+            "{w}"
+        );
+        // ... but not when one thread was asked for, nor with a rank per core.
+        assert_eq!(crowding(&bound, 1, "hybrid", true), None);
+        assert_eq!(crowding(&layout(2, 2, 1, 1, 2), 1, "hybrid", false), None);
+        assert_eq!(crowding(&bound, 1, "mpi", false), None);
+    }
 }

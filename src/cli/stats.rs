@@ -28,8 +28,13 @@ pub struct RunStats {
     /// Every rank's engine counters summed over the passes (render, wait, communication).
     #[serde(default)]
     pub ranks: Vec<RankStats>,
-    /// Proportional set size summed over every rank, read after the scene was built.
+    /// Proportional set size summed over every rank, read after the scene was built (before
+    /// the film exists: the scene's memory).
     pub pss_bytes_total: u64,
+    /// The same, read after the last pass: the root's film (the whole image's statistics,
+    /// held by the root alone) included.
+    #[serde(default)]
+    pub pss_bytes_total_end: u64,
     /// Bytes of the scene's geometry (BVH and triangles).
     #[serde(default)]
     pub geometry_bytes: u64,

@@ -107,6 +107,20 @@ impl std::fmt::Debug for Communicator {
     }
 }
 
+/// Whether `value` survives the encoding that messages use (postcard): encoded, then decoded
+/// as `T`. A program tested in one process never sends anything, so a type that cannot travel
+/// (an untagged or flattened serde enum, say) would otherwise fail only across processes;
+/// calling this on one value in tests (or on the first result, as prism-tasking does) finds it
+/// at once. The error is the encoder's or decoder's message.
+pub fn check_round_trip<T: Serialize + DeserializeOwned>(
+    value: &T,
+) -> std::result::Result<(), String> {
+    let bytes = postcard::to_stdvec(value).map_err(|e| format!("encoding: {e}"))?;
+    postcard::from_bytes::<T>(&bytes)
+        .map(drop)
+        .map_err(|e| format!("decoding: {e}"))
+}
+
 impl Communicator {
     /// A fresh one-process communicator.
     pub(crate) fn local() -> Self {

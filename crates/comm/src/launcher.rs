@@ -83,6 +83,18 @@ pub fn launcher_rank() -> Option<usize> {
     reporting_rank(|v| std::env::var(v).ok())
 }
 
+/// Whether a launcher started this process as part of a parallel job, by its environment:
+/// `mpirun`/`mpiexec` (even with one process), or an `srun` step of several tasks. A step of
+/// one task with no MPI variables does not count: it is also what every command typed in an
+/// interactive `srun --pty bash` shell sees.
+pub fn launched_as_job() -> bool {
+    launched_as_job_in(|v| std::env::var(v).ok())
+}
+
+fn launched_as_job_in(get: impl Fn(&str) -> Option<String>) -> bool {
+    detect(get).is_some_and(|l| !(l.variable == SLURM_STEP_SIZE && l.size == Some(1)))
+}
+
 fn reporting_rank(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
     let rank = rank_in(&get)?;
     let sized = detect(&get).is_some_and(|l| l.size.is_some() && !l.at_least);
@@ -100,6 +112,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn an_srun_step_of_one_task_is_not_a_job_but_mpirun_with_one_process_is() {
+        assert!(!launched_as_job_in(env(&[])));
+        assert!(!launched_as_job_in(env(&[
+            ("SLURM_STEP_NUM_TASKS", "1"),
+            ("SLURM_PROCID", "0")
+        ])));
+        assert!(launched_as_job_in(env(&[
+            ("SLURM_STEP_NUM_TASKS", "2"),
+            ("SLURM_PROCID", "0")
+        ])));
+        assert!(launched_as_job_in(env(&[("OMPI_COMM_WORLD_SIZE", "1")])));
+        assert!(launched_as_job_in(env(&[
+            ("SLURM_STEP_NUM_TASKS", "1"),
+            ("PMI_SIZE", "1")
+        ])));
     }
 
     #[test]

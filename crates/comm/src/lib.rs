@@ -35,34 +35,7 @@
 //! [`Universe::abort_on_panic`] early so that a panic on any thread ends the whole job.
 //!
 //! # Example
-//! ```
-//! use prism_comm::{init, SharedArray, Source};
-//!
-//! let universe = init()?;
-//! let world = universe.world();
-//!
-//! // Every rank sends its rank to rank 0; rank 0 adds them up.
-//! world.send(0, 1, &(world.rank() as u64))?;
-//! if world.is_root() {
-//!     let mut total = 0;
-//!     for _ in 0..world.size() {
-//!         let (r, _status): (u64, _) = world.recv(Source::Any, 1)?;
-//!         total += r;
-//!     }
-//!     assert_eq!(total as usize, world.size() * (world.size() - 1) / 2);
-//! }
-//!
-//! // The same sum as a collective.
-//! let mut sum = [world.rank() as f64];
-//! world.sum_to_all_f64(&mut sum)?;
-//!
-//! // An array with one copy per node, filled by rank 0.
-//! let mut table = SharedArray::<u32>::new(&world, 4)?;
-//! let data = [1, 2, 3];
-//! table.set(1, world.is_root().then_some(&data[..]), 0)?;
-//! assert_eq!(&table[..], &[0, 1, 2, 3]);
-//! # Ok::<(), prism_comm::CommError>(())
-//! ```
+#![doc = concat!("```\n", include_str!("../examples/comm_crate_doc.rs"), "```")]
 
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod backoff;
@@ -82,10 +55,10 @@ mod universe;
 
 pub use bytemuck;
 
-pub use comm::{Communicator, Source, Status, TagSel};
+pub use comm::{check_round_trip, Communicator, Source, Status, TagSel};
 pub use error::{CommError, Result};
 pub use heap::release_free_heap;
-pub use launcher::launcher_rank;
+pub use launcher::{launched_as_job, launcher_rank};
 pub use lock::{Lock, LockGuard};
 pub use request::{RecvRequest, SendRequest};
 pub use shared::SharedArray;

@@ -86,21 +86,7 @@
 //! The multi-process engines take a communicator (`prism_comm::init()?.world()`); every
 //! process calls `run` with the same task list, and `update` runs on rank 0 only:
 //!
-//! ```
-//! use prism_engines::{Engine, HybridEngine};
-//!
-//! let universe = prism_comm::init()?;
-//! let engine = HybridEngine::new(&universe.world(), 2)?;
-//! let mut seen = 0;
-//! engine.run((0..50u32).collect(), |x: &u32| Ok::<_, String>(x * 2), |_: u32| {
-//!     seen += 1;
-//!     Ok(())
-//! })?;
-//! if engine.is_root() {
-//!     assert_eq!(seen, 50);
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+#![doc = concat!("```\n", include_str!("../examples/engines_crate_doc.rs"), "```")]
 
 mod any;
 mod apply;

@@ -92,9 +92,15 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
+/// Writes `line` to standard error in one write, so that lines of several processes do not
+/// interleave mid-line (`eprintln!` writes its pieces one by one).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 fn die(world: &Communicator, msg: String) -> ! {
-    // One write, so that lines of several processes do not interleave mid-line.
-    eprint!("{}", format!("groups_orb: rank {}: {msg}\n", world.rank()));
+    say(&format!("groups_orb: rank {}: {msg}\n", world.rank()));
     world.abort(1)
 }
 
@@ -149,7 +155,7 @@ fn main() {
             // Every process holds this error (the batch agrees before it returns), so all of
             // them end here together: each says why, and MPI_Finalize waits for all of them.
             // Aborting instead would let the first abort kill the others before they print.
-            eprint!("{}", format!("groups_orb: rank {}: {e}\n", world.rank()));
+            say(&format!("groups_orb: rank {}: {e}\n", world.rank()));
             drop(world);
             drop(universe);
             std::process::exit(1)

@@ -163,7 +163,14 @@ fn mismatch_checks(world: &Communicator) {
     let r = Batch::new(world, renamed, BatchOptions::new(1));
     check!(
         world,
-        size == 1 || invalid(&r, "task names differs"),
+        size == 1
+            || invalid(
+                &r,
+                &format!(
+                    "the task names differ, first at task 3 (process 0: {:?}, ",
+                    names()[3]
+                )
+            ) && invalid(&r, &format!("process {last}: \"other\"")),
         "different names: {r:?}"
     );
     // A group size that differs, and one that is invalid on one process only.

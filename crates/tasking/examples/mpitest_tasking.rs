@@ -6,7 +6,8 @@
 //! Ranks calling in different modes get the same error; a result handler's panic names the
 //! chunk and the process that computed it. A call from a result handler is refused without
 //! a hang; Parallel objects recreated on the root only still agree on the call number;
-//! results that fail to encode or decode are a failure on every rank, not an abort. Runs
+//! results that fail to encode or decode are a failure on every rank, not an abort; Local
+//! calls differ by process and stay on theirs. Runs
 //! under `Universe::abort_on_panic` (as prism-comm recommends), so every deliberate panic also
 //! checks that a task's panic comes back as the call's error instead of aborting the job.
 //! Exits non-zero on any rank where something mismatched.
@@ -164,6 +165,78 @@ fn agreement_and_outcome_checks(world: &Communicator, factory: &ParallelFactory,
     handler_call_check(world, factory, threads);
     recreated_parallel_check(world, threads);
     result_codec_checks(world, factory, threads);
+    local_checks(world, factory, threads);
+}
+
+/// Local calls are each process's own: a different `n` on every process, calls made by some
+/// processes only, from another thread, and a failure seen only where it happened; then a
+/// collective call still agrees (Local calls sent nothing the others could mistake for it).
+fn local_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
+    let (rank, size) = (world.rank(), world.size());
+    let local = factory.local();
+    check!(
+        world,
+        local.kind() == expected_kind(TaskMode::Local, size, rank, threads)
+            && local.workers() == threads,
+        "{threads} threads: local {:?} with {} workers",
+        local.kind(),
+        local.workers()
+    );
+    // This process's share: 100 + 37 * rank tasks, each counted once, here.
+    let n = 100 + 37 * rank;
+    let hits: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let r = local.call(n, |first, count| {
+        for h in &hits[first..first + count] {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    check!(
+        world,
+        r.is_ok() && hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+        "local call of {n} tasks: {r:?}"
+    );
+    // Odd ranks make extra calls, from another thread, one of which fails: only here.
+    if rank % 2 == 1 {
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                local.call(5, |_, _| ())?;
+                local.call_each(9, |i| if i == 4 { Err("local refusal") } else { Ok(()) })
+            })
+            .join()
+        });
+        let f = r
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref().err())
+            .and_then(ParallelError::task_failure);
+        check!(
+            world,
+            f.is_some_and(|f| f.rank == rank && f.task == Some(4) && f.message == "local refusal"),
+            "local failure on rank {rank}: {r:?}"
+        );
+    }
+    // Results stay on the process that computed them, whatever their type.
+    let mut got = 0u64;
+    let r = local.call_collect(
+        &CallOptions::new(),
+        n,
+        |first, count, out: &mut Vec<Untagged>| {
+            out.extend((first..first + count).map(|i| Untagged::Int(i as u64)));
+        },
+        |v| {
+            if let Untagged::Int(i) = v {
+                got += i;
+            }
+        },
+    );
+    let want = (n * (n - 1) / 2) as u64;
+    check!(
+        world,
+        r.is_ok() && got == want,
+        "local call_collect: {r:?}, sum {got} (wanted {want})"
+    );
+    let r = factory.distributed().call(17, |_, _| ());
+    check!(world, r.is_ok(), "collective call after local ones: {r:?}");
 }
 
 /// A parallel call from the root's result handler is refused at once (naming the handler),
@@ -300,7 +373,8 @@ where
 /// Results that fail to encode on a rank or to decode on the root (or whose serde impl
 /// panics) are a task failure reported on every rank, naming the type, the process that
 /// computed them and what failed; the job goes on (it used to be aborted) and the next
-/// call works. In one process results are not encoded: the calls succeed.
+/// call works. In one process the first result makes a round trip through postcard: the
+/// calls fail there too.
 fn result_codec_checks(world: &Communicator, factory: &ParallelFactory, threads: usize) {
     let size = world.size();
     let untagged = |i: usize| {
@@ -332,9 +406,15 @@ fn result_codec_checks(world: &Communicator, factory: &ParallelFactory, threads:
     ];
     for (what, r, want, panicked) in cases {
         if size == 1 {
+            // Nothing travels, but the first result is sent through postcard and back so
+            // that the failure shows in one process too.
+            let f = r.as_ref().err().and_then(ParallelError::task_failure);
             check!(
                 world,
-                r.is_ok(),
+                f.is_some_and(|f| f.rank == 0
+                    && f.thread == threads
+                    && f.panicked == panicked
+                    && f.message.contains("cannot travel between processes")),
                 "{threads} threads, {what} in one process: {r:?}"
             );
             continue;
@@ -482,6 +562,7 @@ fn main() {
             TaskMode::Distributed,
             TaskMode::Duplicated,
             TaskMode::RootOnly,
+            TaskMode::Local,
         ] {
             let p = factory.parallel(mode);
             let want = expected_kind(mode, size, rank, threads);
@@ -512,8 +593,8 @@ fn main() {
                     }
                     let (want_local, want_total) = match mode {
                         TaskMode::Distributed => (None, 1),
-                        TaskMode::Duplicated => (Some(1), size as u64),
                         TaskMode::RootOnly => (Some(u64::from(rank == 0)), 1),
+                        TaskMode::Duplicated | TaskMode::Local => (Some(1), size as u64),
                     };
                     check!(
                         &world,

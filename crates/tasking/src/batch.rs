@@ -502,8 +502,41 @@ fn names_hash(names: &[String]) -> u64 {
     h
 }
 
+/// Where the task name lists of the processes first differ: the index, and each process's name
+/// there (at most 16 processes shown).
+fn first_name_difference(all: &[Vec<String>]) -> String {
+    let longest = all.iter().map(Vec::len).max().unwrap_or(0);
+    let at = (0..longest)
+        .find(|&i| all.iter().any(|names| names.get(i) != all[0].get(i)))
+        .unwrap_or(0);
+    let shown: Vec<String> = all
+        .iter()
+        .enumerate()
+        .take(16)
+        .map(|(r, names)| match names.get(at) {
+            Some(n) => format!("process {r}: {}", quote_name(n)),
+            None => format!("process {r}: none ({} names)", names.len()),
+        })
+        .collect();
+    let more = if all.len() > 16 { ", ..." } else { "" };
+    format!(
+        "the task names differ, first at task {at} ({}{more})",
+        shown.join(", ")
+    )
+}
+
+/// A task name for a message: quoted, and cut at 60 characters.
+fn quote_name(name: &str) -> String {
+    let mut cut: String = name.chars().take(60).collect();
+    if cut.len() < name.len() {
+        cut.push_str("...");
+    }
+    format!("{cut:?}")
+}
+
 /// The same verdict on every process: a problem found on any process, or a disagreement.
-fn agree(all: &[BatchArgs]) -> Result<(), BatchError> {
+/// `all_names` (every process's task names) is needed only when the names' hashes differ.
+fn agree(all: &[BatchArgs], all_names: Option<&[Vec<String>]>) -> Result<(), BatchError> {
     if let Some(first) = all.iter().find_map(|a| a.problem.as_ref()) {
         if all.iter().all(|a| a.problem.as_ref() == Some(first)) {
             return Err(BatchError::Invalid(first.clone()));
@@ -532,10 +565,17 @@ fn agree(all: &[BatchArgs]) -> Result<(), BatchError> {
     let problems: Vec<String> = [
         differs("group size", &|a| a.group_size.to_string()),
         differs("number of tasks", &|a| a.tasks.to_string()),
-        differs("task names", &|a| format!("hash {:016x}", a.names_hash)),
     ]
     .into_iter()
     .flatten()
+    .chain(
+        all.iter()
+            .any(|a| a.names_hash != all[0].names_hash)
+            .then(|| match all_names {
+                Some(names) => first_name_difference(names),
+                None => "the task names differ".to_string(),
+            }),
+    )
     .collect();
     if problems.is_empty() {
         Ok(())
@@ -579,7 +619,14 @@ impl Batch {
             problem: local.err(),
         };
         let all: Vec<BatchArgs> = world.all_gather(&mine)?;
-        agree(&all)?;
+        // Only to say which names differ: every process sees the same hashes, so all of them
+        // take part in this second gather or none does.
+        let all_names = if all.iter().any(|a| a.names_hash != all[0].names_hash) {
+            Some(world.all_gather(&names)?)
+        } else {
+            None
+        };
+        agree(&all, all_names.as_deref())?;
         let group_index = world.rank() / options.group_size;
         let group_count = size.div_ceil(options.group_size);
         let group = world
@@ -1129,20 +1176,38 @@ mod tests {
             problem: problem.map(str::to_string),
         };
         let (a, b) = (names(6), names(2));
-        assert!(agree(&[args(1, &a, None), args(1, &a, None)]).is_ok());
-        let e = agree(&[args(1, &a, None), args(1, &b, None), args(1, &a, None)]).unwrap_err();
+        assert!(agree(&[args(1, &a, None), args(1, &a, None)], None).is_ok());
+        let e = agree(
+            &[args(1, &a, None), args(1, &b, None), args(1, &a, None)],
+            Some(&[a.clone(), b.clone(), a.clone()]),
+        )
+        .unwrap_err();
         let m = e.to_string();
         assert!(
-            m.contains("number of tasks differs") && m.contains("process 1: 2"),
+            m.contains("number of tasks differs")
+                && m.contains("process 1: 2")
+                && m.contains("first at task 2 (process 0: \"t2\", process 1: none (2 names)"),
             "{m}"
         );
         let mut c = names(6);
         c[3] = "other".into();
-        let e = agree(&[args(1, &a, None), args(1, &c, None)]).unwrap_err();
-        assert!(e.to_string().contains("task names differs"), "{e}");
-        let e = agree(&[args(1, &a, None), args(2, &a, None)]).unwrap_err();
+        let e = agree(
+            &[args(1, &a, None), args(1, &c, None)],
+            Some(&[a.clone(), c.clone()]),
+        )
+        .unwrap_err();
+        let want = format!(
+            "the task names differ, first at task 3 (process 0: {:?}, process 1: \"other\")",
+            a[3]
+        );
+        assert!(e.to_string().contains(&want), "{e}");
+        let e = agree(&[args(1, &a, None), args(2, &a, None)], None).unwrap_err();
         assert!(e.to_string().contains("group size differs"), "{e}");
-        let e = agree(&[args(1, &a, None), args(0, &a, Some("group size 0"))]).unwrap_err();
+        let e = agree(
+            &[args(1, &a, None), args(0, &a, Some("group size 0"))],
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("process 1: group size 0"), "{e}");
         assert_ne!(
             names_hash(&["ab".into()]),

@@ -6,6 +6,11 @@
 //! | Distributed | Serial | MultiThread | MultiProcess | MultiHybrid |
 //! | Duplicated | Serial | MultiThread | Serial, on every proc | MultiThread, on every proc |
 //! | RootOnly | Serial | MultiThread | Serial on root, Null elsewhere | MultiThread on root, Null elsewhere |
+//! | Local | Serial | MultiThread | Serial, on every proc | MultiThread, on every proc |
+//!
+//! Local is the one mode whose calls are not collective: each process runs its own loop
+//! over its own `n` (a process's share of a decomposition, say) with its own threads, and
+//! the processes neither communicate nor wait for one another.
 //!
 //! Duplicated uses threads even on several processes (SKIRT ran it serially there because its
 //! random numbers depended on the thread): with per-task random streams
@@ -27,6 +32,10 @@ pub enum TaskMode {
     Duplicated,
     /// Only the root process runs the tasks (with all its threads); the others skip them.
     RootOnly,
+    /// Each process runs its own loop with its own threads, without communicating: `n` may
+    /// differ between processes, and a process may call while the others do not (e.g. over
+    /// its own subdomain of [`crate::orb`]). A failure is returned only where it happened.
+    Local,
 }
 
 /// Builds and keeps the [`Parallel`] children of a run.
@@ -223,6 +232,12 @@ impl ParallelFactory {
         self.parallel(TaskMode::RootOnly)
     }
 
+    /// Shorthand for `parallel(TaskMode::Local)`: a loop of this process only, on the
+    /// factory's threads (no second thread pool), that never communicates.
+    pub fn local(&self) -> Arc<Parallel> {
+        self.parallel(TaskMode::Local)
+    }
+
     fn make(&self, mode: TaskMode) -> Parallel {
         let kind = self.kind_for(mode);
         let imp = match (kind, &self.pool, &self.comm) {
@@ -239,11 +254,12 @@ impl ParallelFactory {
             // the communicator) exists; anything else runs serially.
             _ => Imp::Serial,
         };
-        // Across processes every call is collective (if only to agree on its outcome).
+        // Across processes every call is collective (if only to agree on its outcome), but
+        // for Local's, which are this process's alone.
         let group = self
             .comm
             .as_ref()
-            .filter(|c| c.size() > 1)
+            .filter(|c| c.size() > 1 && mode != TaskMode::Local)
             .map(|c| (c.clone(), self.owner));
         Parallel::new(
             kind,
@@ -269,6 +285,7 @@ mod tests {
             TaskMode::Distributed,
             TaskMode::Duplicated,
             TaskMode::RootOnly,
+            TaskMode::Local,
         ] {
             assert_eq!(f1.parallel(mode).kind(), ParallelKind::Serial);
             assert_eq!(f3.parallel(mode).kind(), ParallelKind::MultiThread);

@@ -13,7 +13,12 @@
 //!
 //! * `Distributed`: every index once in all, shared by all threads of all processes;
 //! * `Duplicated`: every process runs every index;
-//! * `RootOnly`: only the root process runs them.
+//! * `RootOnly`: only the root process runs them;
+//! * `Local`: each process runs its own loop (its own `n`, its own share of the work) on its
+//!   own threads, without communicating.
+//!
+//! Calls in the first three modes are collective: every process makes the same calls with
+//! the same `n` (checked at the start of each call).
 //!
 //! Chunks are handed out dynamically with guided sizes (see [`chunk`]). Across processes the
 //! root's threads compute too while its calling thread serves chunk requests; the other
@@ -32,42 +37,7 @@
 //!
 //! # Example
 //! A Monte Carlo estimate of π, identical for every split of the work:
-//! ```
-//! use prism_tasking::{CallOptions, ParallelFactory, TaskMode, TaskRng, ThreadLocalAcc};
-//!
-//! let universe = prism_comm::init()?;
-//! let world = universe.world();
-//! let factory = ParallelFactory::new(&world, 2)?;
-//! let hits = ThreadLocalAcc::new(|| 0u64);
-//! let n = 100_000;
-//! factory.parallel(TaskMode::Distributed).call_with(
-//!     &CallOptions::new().progress("samples"),
-//!     n,
-//!     |first, count| {
-//!         let mut local = 0;
-//!         for i in first..first + count {
-//!             let mut rng = TaskRng::new(2024, i as u64);
-//!             let (x, y) = (rng.next_f64(), rng.next_f64());
-//!             local += u64::from(x * x + y * y < 1.0);
-//!         }
-//!         hits.with(|h| *h += local);
-//!     },
-//! )?;
-//! // Per-process totals, then the sum over processes.
-//! let mut total = [hits.merge(|a, b| *a += b).unwrap_or(0)];
-//! world.sum_to_all_u64(&mut total)?;
-//! let pi = 4.0 * total[0] as f64 / n as f64;
-//! assert!((pi - std::f64::consts::PI).abs() < 0.02);
-//!
-//! // Errors name where they happened, and the next call works.
-//! let parallel = factory.distributed();
-//! let err = parallel.call_each(10, |i| if i == 7 { Err("bad input") } else { Ok(()) });
-//! let failure = err.unwrap_err();
-//! assert_eq!(failure.task_failure().map(|f| f.rank), Some(0));
-//! assert!(failure.to_string().contains("bad input"));
-//! parallel.call_each(10, |_| ())?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+#![doc = concat!("```\n", include_str!("../examples/tasking_crate_doc.rs"), "```")]
 
 pub mod accum;
 pub mod batch;

@@ -92,6 +92,10 @@ pub(crate) enum Imp {
 /// Runs loops over independent tasks on the resources it was given. Obtain one from
 /// [`crate::ParallelFactory::parallel`].
 ///
+/// What follows holds for the collective modes (Distributed, Duplicated, RootOnly); a
+/// [`TaskMode::Local`] `Parallel` never communicates, so any thread may call it, on any
+/// process, with any `n`.
+///
 /// On several processes, all calls must come from the thread that created the factory (with
 /// MPI, the thread that initialised it): a call from another thread ends the job with a
 /// message naming the rank (`MPI_Abort`), since that rank cannot reach the others, who may be
@@ -104,7 +108,12 @@ pub(crate) enum Imp {
 ///
 /// On several processes every call is collective, in every mode (RootOnly included: the
 /// other processes' `Null` calls learn the root's outcome): every process must make the same
-/// sequence of calls. Every call starts by checking that all processes called in the same
+/// sequence of calls, with the same `n`: take it from data every process shares, not from
+/// values that differ by process such as [`Parallel::workers`] or [`Parallel::threads`]
+/// (a RootOnly `Parallel` has 0 workers off the root; for "one task per worker" use
+/// [`crate::ParallelFactory::total_workers`]). A loop over a process's own share of the
+/// work, whose `n` differs by process, is a [`TaskMode::Local`] call. Every call starts by
+/// checking that all processes called in the same
 /// [`TaskMode`] with the same `n`, chunk size and result type; if not, every process returns
 /// the same [`ParallelError::Invalid`] naming the ranks and values that differ, and no task
 /// runs. Duplicated and RootOnly calls end by sharing their outcome, so a failure on any
@@ -179,7 +188,8 @@ impl Parallel {
     }
 
     /// Workers sharing one call's tasks: threads summed over the processes taking part
-    /// (0 for `Null`).
+    /// (0 for `Null`). It differs by process in RootOnly, Duplicated and Local mode: do not
+    /// derive a collective call's `n` from it.
     pub fn workers(&self) -> usize {
         match &self.imp {
             Imp::Distributed { total_workers, .. } => *total_workers,
@@ -268,8 +278,8 @@ impl Parallel {
     /// Runs `body(first, count, results)` over the tasks and streams what the body pushes
     /// into `results` to `on_result`, which runs on the calling thread of the process that
     /// collects: the root for Distributed (results of every process are shipped to it in
-    /// batches, piggybacked on chunk requests), every process for Duplicated, the root for
-    /// RootOnly.
+    /// batches, piggybacked on chunk requests), every process for Duplicated and Local, the
+    /// root for RootOnly.
     ///
     /// This is the building block for engines that compute results on workers and assemble
     /// them in one place (e.g. image tiles): results are handed over chunk by chunk while the
@@ -282,7 +292,9 @@ impl Parallel {
     /// Results shipped between processes are encoded with postcard: results it cannot encode
     /// or decode (untagged or flattened serde types, `serde_json::Value`), or whose serde
     /// impls panic, fail the call on every process, naming the chunk and the process that
-    /// computed them.
+    /// computed them. So that a program tested in one process finds this too, a Distributed
+    /// call in one process sends its first result through postcard and back, and fails the
+    /// same way if it does not survive the trip.
     ///
     /// ```
     /// use prism_tasking::{CallOptions, ParallelFactory};
@@ -434,6 +446,9 @@ impl Parallel {
                 .filter(|_| self.show_progress)
                 .map(|label| Progress::start(&self.progress, label, n as u64)),
         );
+        if self.mode == TaskMode::Distributed && !matches!(self.imp, Imp::Distributed { .. }) {
+            coord.check_results_travel();
+        }
         match &self.imp {
             Imp::Null => {}
             Imp::Serial => run_serial(self.rank, plan, body, &mut coord),
@@ -463,6 +478,8 @@ enum CallMode {
     Distributed,
     Duplicated,
     RootOnly,
+    /// Never agreed on (Local calls do not communicate); here for completeness.
+    Local,
 }
 
 impl From<TaskMode> for CallMode {
@@ -471,6 +488,7 @@ impl From<TaskMode> for CallMode {
             TaskMode::Distributed => CallMode::Distributed,
             TaskMode::Duplicated => CallMode::Duplicated,
             TaskMode::RootOnly => CallMode::RootOnly,
+            TaskMode::Local => CallMode::Local,
         }
     }
 }
@@ -617,13 +635,15 @@ pub(crate) struct Coordinator<'a, R> {
     pub(crate) own_thread: usize,
     on_result: &'a mut dyn FnMut(R),
     handler_failed: bool,
+    /// Whether the first result still has to be checked for the trip between processes.
+    check_wire: bool,
     progress: Option<Progress>,
     local_done: u64,
     remote_done: u64,
     pub(crate) failure: Option<TaskFailure>,
 }
 
-impl<'a, R> Coordinator<'a, R> {
+impl<'a, R: Serialize + DeserializeOwned> Coordinator<'a, R> {
     pub(crate) fn new(
         rank: usize,
         own_thread: usize,
@@ -635,6 +655,7 @@ impl<'a, R> Coordinator<'a, R> {
             own_thread,
             on_result,
             handler_failed: false,
+            check_wire: false,
             progress,
             local_done: 0,
             remote_done: 0,
@@ -669,9 +690,44 @@ impl<'a, R> Coordinator<'a, R> {
         self.handle(from, first, count, results)
     }
 
+    /// Checks the first result the handler gets for the trip between processes (see
+    /// [`Parallel::call_collect`]): for a Distributed call that runs in one process, where
+    /// nothing travels, but where the same call on several processes would ship its results.
+    pub(crate) fn check_results_travel(&mut self) {
+        self.check_wire = true;
+    }
+
     fn handle(&mut self, from: usize, first: usize, count: usize, results: Vec<R>) -> bool {
         if self.handler_failed || results.is_empty() {
             return false;
+        }
+        if std::mem::take(&mut self.check_wire) {
+            // User code (serde impls) runs here, on the coordinating thread.
+            let _mark = CoordinatingMark::set();
+            let (panicked, problem) =
+                match prism_comm::catch_panic(|| prism_comm::check_round_trip(&results[0])) {
+                    Ok(Ok(())) => (false, None),
+                    Ok(Err(e)) => (false, Some(e)),
+                    Err(payload) => (true, Some(panic_message(payload.as_ref()))),
+                };
+            if let Some(problem) = problem {
+                self.handler_failed = true;
+                return self.fail(TaskFailure {
+                    rank: self.rank,
+                    thread: self.own_thread,
+                    first,
+                    count,
+                    panicked,
+                    task: None,
+                    message: format!(
+                        "the results (type {}) cannot travel between processes ({problem}); \
+                         this call runs in one process, but the same Distributed call on \
+                         several would ship them to the root and fail there: use a type that \
+                         postcard can encode and decode (no untagged or flattened serde types)",
+                        std::any::type_name::<R>()
+                    ),
+                });
+            }
         }
         let handler = &mut *self.on_result;
         // The handler is user code on the thread that coordinates this call: a parallel call
@@ -712,9 +768,9 @@ impl<'a, R> Coordinator<'a, R> {
         }
     }
 
-    /// Whether a progress display is running (worth waking up for).
-    pub(crate) fn shows_progress(&self) -> bool {
-        self.progress.is_some()
+    /// How often to wake up to update the progress display, if one is running.
+    pub(crate) fn progress_tick(&self) -> Option<Duration> {
+        self.progress.as_ref().map(Progress::tick)
     }
 
     /// Counts tasks finished on other processes.
@@ -747,7 +803,12 @@ impl<'a, R> Coordinator<'a, R> {
     }
 }
 
-fn run_serial<R>(rank: usize, plan: ChunkPlan, body: &Body<'_, R>, coord: &mut Coordinator<'_, R>) {
+fn run_serial<R: Serialize + DeserializeOwned>(
+    rank: usize,
+    plan: ChunkPlan,
+    body: &Body<'_, R>,
+    coord: &mut Coordinator<'_, R>,
+) {
     let _mark = WorkerMark::set(0);
     let mut results = Vec::new();
     for (first, count) in plan.chunks() {
@@ -767,7 +828,7 @@ fn run_serial<R>(rank: usize, plan: ChunkPlan, body: &Body<'_, R>, coord: &mut C
 }
 
 /// The pool's threads pull chunks from one atomic counter; the calling thread coordinates.
-fn run_threads<R: Send>(
+fn run_threads<R: Serialize + DeserializeOwned + Send>(
     pool: &rayon::ThreadPool,
     rank: usize,
     plan: ChunkPlan,
@@ -796,8 +857,8 @@ fn run_threads<R: Send>(
         while exited < threads {
             // With a display, wake up now and then to show progress; otherwise sleep until
             // a worker has results, a failure or has left.
-            let event = if coord.shows_progress() {
-                match rx.recv_timeout(PROGRESS_TICK) {
+            let event = if let Some(tick) = coord.progress_tick() {
+                match rx.recv_timeout(tick) {
                     Ok(e) => Some(e),
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,

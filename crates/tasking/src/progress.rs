@@ -141,6 +141,13 @@ enum Mode {
 }
 
 impl Progress {
+    /// How often a caller that waits for work should wake up to update this display: its
+    /// interval, kept between 10 ms (no spinning) and 200 ms (a bar that still moves).
+    pub(crate) fn tick(&self) -> Duration {
+        self.interval
+            .clamp(Duration::from_millis(10), crate::parallel::PROGRESS_TICK)
+    }
+
     /// Starts a display for `total` units labelled `label`.
     pub fn start(config: &ProgressConfig, label: &str, total: u64) -> Progress {
         let style = match config.style {

@@ -20,10 +20,11 @@ fn factory(threads: usize) -> ParallelFactory {
 }
 
 /// Every task mode, for tests that must hold in each.
-const MODES: [TaskMode; 3] = [
+const MODES: [TaskMode; 4] = [
     TaskMode::Distributed,
     TaskMode::Duplicated,
     TaskMode::RootOnly,
+    TaskMode::Local,
 ];
 
 #[test]
@@ -409,4 +410,113 @@ fn worker_threads_really_run_at_the_same_time() {
                 });
         assert!(result.is_ok(), "{threads} threads: {result:?}");
     }
+}
+
+#[test]
+fn progress_lines_come_at_the_configured_interval_even_below_the_wake_up_tick() {
+    // 300 tasks of 4 ms on 2 threads take at least 0.6 s: with lines every 20 ms there are
+    // dozens, however slow the machine (it only makes the run longer). Waking up only every
+    // 200 ms gave at most three.
+    let (cfg, lines) = ProgressConfig::capture(Duration::from_millis(20));
+    let f = ParallelFactory::single_process(2)
+        .unwrap()
+        .with_progress(cfg);
+    f.distributed()
+        .call_with(&CallOptions::new().progress("slow"), 300, |first, count| {
+            std::thread::sleep(Duration::from_millis(4 * count as u64));
+            let _ = first;
+        })
+        .unwrap();
+    let lines = lines.lock().unwrap().clone();
+    assert!(lines.len() >= 6, "{} lines: {lines:?}", lines.len());
+}
+
+/// A result type postcard cannot decode (untagged enums need a self-describing format).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Number(u64),
+    Text(String),
+}
+
+#[test]
+fn results_that_cannot_travel_fail_a_distributed_call_in_one_process_too() {
+    for threads in [1, 2] {
+        let f = factory(threads);
+        let mut got = 0;
+        let err = f
+            .distributed()
+            .call_collect(
+                &CallOptions::new(),
+                10,
+                |first, count, out: &mut Vec<Untagged>| {
+                    for i in first..first + count {
+                        out.push(if i % 2 == 0 {
+                            Untagged::Number(i as u64)
+                        } else {
+                            Untagged::Text(i.to_string())
+                        });
+                    }
+                },
+                |_| got += 1,
+            )
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot travel between processes")
+                && message.contains("Untagged")
+                && message.contains("decoding"),
+            "{message}"
+        );
+        assert_eq!(got, 0, "no result reached the handler");
+        // Where results never travel, in Duplicated, RootOnly and Local calls, they are fine.
+        for mode in [TaskMode::Duplicated, TaskMode::RootOnly, TaskMode::Local] {
+            let mut got = 0;
+            f.parallel(mode)
+                .call_collect(
+                    &CallOptions::new(),
+                    10,
+                    |first, count, out: &mut Vec<Untagged>| {
+                        out.extend((first..first + count).map(|i| Untagged::Number(i as u64)));
+                    },
+                    |_| got += 1,
+                )
+                .unwrap();
+            assert_eq!(got, 10, "{mode:?}");
+        }
+        // And a type that travels passes the check.
+        let mut sum = 0;
+        f.distributed()
+            .call_collect(
+                &CallOptions::new(),
+                10,
+                |first, count, out: &mut Vec<u64>| {
+                    out.extend((first..first + count).map(|i| i as u64))
+                },
+                |v| sum += v,
+            )
+            .unwrap();
+        assert_eq!(sum, 45);
+    }
+}
+
+#[test]
+fn local_calls_run_on_the_factory_threads_from_any_thread() {
+    let f = factory(2);
+    let local = f.local();
+    assert_eq!(local.mode(), TaskMode::Local);
+    assert_eq!(local.kind(), ParallelKind::MultiThread);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let hits = counters(100);
+            local
+                .call(100, |first, count| {
+                    for h in &hits[first..first + count] {
+                        h.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap();
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        });
+    });
 }
