@@ -174,15 +174,15 @@ fn resumed(
     }
 }
 
-/// A stop asked for on the root during the first pass ends the run after it, on every rank
-/// (the others' own flags, set from the start, do not count: the root decides); one asked for
-/// before the first pass keeps it from starting.
+/// A stop asked for on the root during the first pass ends the run after it, on every rank;
+/// one asked for before the first pass, on the root or on any other rank alone (a user's
+/// `kill -USR1` on one rank), keeps it from starting, on every rank.
 fn stopped(
     engine: &AnyEngine,
     world: &prism::comm::Communicator,
     scene: &prism::tracer::Scene,
 ) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(!world.is_root()));
+    let stop = Arc::new(AtomicBool::new(false));
     let settings = ObserveSettings {
         stop_requested: Some(stop.clone()),
         ..settings()
@@ -212,7 +212,33 @@ fn stopped(
             return Err("the stopped film does not hold its one pass".to_string());
         }
     }
-    // Asked for before the first pass: no pass runs.
+    // Asked for before the first pass, on the last rank alone: no pass runs, on any rank.
+    let last = world.size() - 1;
+    let settings_last = ObserveSettings {
+        stop_requested: Some(Arc::new(AtomicBool::new(world.rank() == last))),
+        ..self::settings()
+    };
+    let (_, report) = observe(
+        engine,
+        world,
+        scene,
+        &settings_last,
+        Hooks {
+            after_pass: &mut |_, _| Err(format!("a pass ran after rank {last}'s stop")),
+            before_pass: &mut |_, _| {},
+            on_result: &mut |_| {},
+            fail_on_rank: None,
+        },
+    )?;
+    if report.end != End::StopRequested || !report.passes.is_empty() {
+        return Err(format!(
+            "rank {rank}: a stop on rank {last} before the first pass ended with {:?} after {} \
+             passes",
+            report.end,
+            report.passes.len()
+        ));
+    }
+    // Asked for before the first pass, on the root (its flag is still set): no pass runs.
     let (film, report) = observe(
         engine,
         world,

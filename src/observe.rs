@@ -41,10 +41,10 @@ pub struct ObserveSettings {
     /// cycle: images, checkpoint), so that a job's time limit ends a render between passes, not
     /// inside one. The first pass of a run always starts.
     pub deadline: Option<Instant>,
-    /// On the root: once this is set (by a signal handler, say: `prism render` sets it on
-    /// SIGUSR1), the render ends after the pass in progress, as after a deadline — or before
-    /// the first, if set before it starts. Read between passes only, so the film always holds
-    /// whole passes.
+    /// On any rank: once this is set (by a signal handler, say: `prism render` sets it on
+    /// SIGUSR1), the render ends on every rank after the pass in progress, as after a deadline
+    /// — or before the first, if set before it starts. Read between passes only (every rank
+    /// tells the root then), so the film always holds whole passes.
     pub stop_requested: Option<Arc<AtomicBool>>,
 }
 
@@ -217,12 +217,18 @@ pub fn observe_from<E: Engine>(
     let mut last_cycle: Option<(Instant, usize, Duration)> = None;
     for pass in first..settings.max_passes {
         let cycle_start = Instant::now();
+        // A stop asked of any rank counts (a user's `kill -USR1` finds whichever process `ps`
+        // shows first): every rank tells the root, each pass, whatever its settings say.
+        let stop = comm
+            .gather(0, &stop_requested(settings))
+            .map_err(|e| e.to_string())?
+            .is_some_and(|all| all.contains(&true));
         // The root decides for every rank: the pixels of the next pass (none: all of them, in
         // the first pass), or why there is none.
         let next: Option<Result<Option<PixelSelection>, End>> = film.as_ref().map(|f| {
             if pass == 0 {
                 // Only a stop asked for before it keeps the full first pass from starting.
-                return if stop_requested(settings) {
+                return if stop {
                     Err(End::StopRequested)
                 } else {
                     Ok(None)
@@ -230,7 +236,7 @@ pub fn observe_from<E: Engine>(
             }
             match settings.sampler.select(f) {
                 None => Err(End::Converged),
-                Some(_) if stop_requested(settings) => Err(End::StopRequested),
+                Some(_) if stop => Err(End::StopRequested),
                 Some(sel) if past_deadline(settings.deadline, last_cycle, &sel) => {
                     Err(End::Deadline)
                 }

@@ -89,6 +89,23 @@ timeout 300 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet \
 cmp "$OUT/ref.exr" "$OUT/u.exr" || fail "the render stopped by SIGUSR1 and resumed differs"
 echo "ok: $(grep 'stopped after' "$OUT/usr1.log" | cut -c1-70)...; resumed byte-identical"
 
+# SIGUSR1 to one rank other than the root (a user's `kill -USR1` on the prism process that
+# `ps` showed): the whole job stops after the pass in progress, as above.
+$MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet \
+  --out "$OUT/r.png" --checkpoint "$OUT/r.ckpt" >"$OUT/rank2.log" 2>&1 &
+job=$!
+wait_for_checkpoint "$OUT/r.ckpt" "$job" "$OUT/rank2.log"
+rank2=""
+for pid in $(pgrep -f "$OUT/r.ckpt"); do
+  if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then rank2=$pid; fi
+done
+[ -n "$rank2" ] || { kill -KILL "$job"; fail "rank 2 of the job was not found"; }
+kill -USR1 "$rank2"
+wait "$job" || { cat "$OUT/rank2.log"; fail "the job whose rank 2 got SIGUSR1 did not exit 0"; }
+grep -q 'stopped after pass [0-9]* of 30: SIGUSR1 asked for a stop' "$OUT/rank2.log" ||
+  { cat "$OUT/rank2.log"; fail "SIGUSR1 to rank 2 did not stop the job"; }
+echo "ok: SIGUSR1 to rank 2 alone stopped the whole job between passes"
+
 # Another render's checkpoint under mpirun: refused once, and kept.
 cp "$OUT/run.ckpt" "$OUT/kept.ckpt"
 set +e

@@ -5,8 +5,8 @@
 //!   minutes before a job's limit, `scancel --signal=USR1`, `kill -USR1`; `mpirun` forwards it
 //!   to every rank). The render then ends as at `--time-limit`: images and checkpoint of whole
 //!   passes, a note, status 0. Every rank catches it from its start, before MPI's, since its
-//!   default action would kill the process; only the root's counts (it decides for every rank
-//!   between passes).
+//!   default action would kill the process; a signal to any one rank stops them all (the
+//!   root, told by every rank between passes, decides for every rank).
 //! - **SIGTERM and SIGINT still end the process, as they would have** (a job's time limit,
 //!   `scancel`, Ctrl-C), with one difference on the root of a render with `--checkpoint`: it
 //!   first lets the images and the checkpoint of the pass being saved reach the disk (no
@@ -75,10 +75,12 @@ pub fn finish_checkpoint_on_exit(
             let Some(signal) = signals.forever().next() else {
                 return;
             };
+            // Under mpirun, a SIGINT or SIGTERM sent to the launcher (or to another rank, which
+            // then ends) reaches this rank as the launcher's SIGTERM.
             let name = if signal == SIGINT {
                 "SIGINT"
             } else {
-                "SIGTERM"
+                "SIGTERM (from the launcher, the batch system or a user)"
             };
             // Held until the process ends: no file write starts after the pass being saved.
             let _writing = saving.writing();
