@@ -73,7 +73,7 @@ pub fn scaling(args: &ScalingArgs) -> Result<(), CliError> {
         // Said with MPI up (see `with_universe`): an error exit races the launcher.
         let refused = shared(
             "prism bench scaling launches its own runs (with mpirun where it needs processes): \
-             start it without mpirun or srun",
+             start it directly, not under mpirun or an srun step of several tasks",
         );
         return with_universe(Err(refused.into()), |_| Ok(()));
     }

@@ -214,42 +214,51 @@ fn sampler(args: &RenderArgs) -> AdaptiveSampler {
 /// What is wrong with how this rank's render threads sit on its CPUs, if anything (the rest
 /// of a warning that starts with the rank): more threads than its CPUs; its threads and those
 /// of the node's ranks on the same CPUs more than those CPUs (unbound ranks, `--bind-to
-/// none`, each given `--threads`); or a hybrid run that the launcher's binding held to one
+/// none`, each given `--threads`); or a hybrid job that the launcher's binding held to one
 /// thread per rank on a node with cores to spare (Open MPI binds each of up to two ranks to
-/// one core).
-fn crowding(layout: &Layout, threads: usize, engine: &str, threads_given: bool) -> Option<String> {
-    let several = layout.world_size > 1;
+/// one core). `launched`: an MPI launcher started this process (so a binding may be its).
+fn crowding(
+    layout: &Layout,
+    threads: usize,
+    engine: &str,
+    threads_given: bool,
+    launched: bool,
+) -> Option<String> {
     let (c, sharing) = (layout.cpus, layout.sharing);
-    if threads > c {
-        let how = if several {
-            "launch with `mpirun --bind-to none` (or Slurm's --cpus-per-task), or give fewer \
-             --threads"
+    // Bound to fewer CPUs than the node has: the binding is what to change.
+    let bound = launched && c < layout.node_cpus;
+    let fits = (c / sharing).max(1);
+    if threads > c || (threads > 1 && threads * sharing > c) {
+        let what = if sharing > 1 {
+            format!(
+                "and the {} other rank(s) of its node that run on the same {c} CPU(s) run {} \
+                 render threads there ({threads} each)",
+                sharing - 1,
+                threads * sharing
+            )
+        } else {
+            format!("runs {threads} render threads on {c} CPU(s)")
+        };
+        let how = if bound && sharing == 1 {
+            "launch with `mpirun --bind-to none` (or Slurm's --cpus-per-task) to give it more \
+             CPUs, or give fewer --threads"
                 .to_string()
         } else {
-            format!("give --threads {c} or fewer")
+            format!(
+                "give --threads {fits} or fewer (ranks × threads per node should equal its cores)"
+            )
         };
-        return Some(format!(
-            "runs {threads} render threads on {c} CPU(s), so they share cores: {how}"
-        ));
-    }
-    if threads > 1 && sharing > 1 && threads * sharing > c {
-        return Some(format!(
-            "and the {} other rank(s) of its node that run on the same {c} CPU(s) run {} render \
-             threads there ({threads} each), so they share cores: give --threads {} or fewer \
-             (ranks × threads per node should equal its cores)",
-            sharing - 1,
-            threads * sharing,
-            (c / sharing).max(1)
-        ));
+        return Some(format!("{what}, so they share cores: {how}"));
     }
     if engine == "hybrid"
+        && bound
         && !threads_given
         && threads == 1
         && c == 1
         && layout.node_cpus > layout.ranks_per_node
     {
         return Some(format!(
-            "may run on 1 CPU only (the launcher bound it to one core; Open MPI does so by \
+            "may run on 1 CPU only (bound to it: Open MPI binds each rank to one core by \
              default), so hybrid renders with 1 thread per rank while its node has {} CPUs for \
              {} rank(s): launch with `mpirun --bind-to none` (or `--map-by ...:PE=N`, Slurm's \
              --cpus-per-task) to give each rank's threads cores of their own",
@@ -479,7 +488,13 @@ fn render(
     // first such rank's, once.
     let crowded = world.gather(
         0,
-        &crowding(&layout, threads, engine.name(), args.threads.is_some()),
+        &crowding(
+            &layout,
+            threads,
+            engine.name(),
+            args.threads.is_some(),
+            prism::comm::launched_as_job(),
+        ),
     )?;
     if let (Some(all), false) = (crowded, args.quiet) {
         if let Some((rank, Some(note))) = all.iter().enumerate().find(|(_, c)| c.is_some()) {
@@ -918,34 +933,45 @@ mod tests {
     fn threads_that_share_cores_or_a_bound_hybrid_run_are_named() {
         // One process, more threads than its CPUs.
         let one = layout(1, 1, 2, 1, 2);
-        let w = crowding(&one, 4, "threads", true).unwrap();
+        let w = crowding(&one, 4, "threads", true, false).unwrap();
         assert!(
-            w.contains("4 render threads on 2 CPU(s)") && w.contains("--threads 2"),
+            w.contains("runs 4 render threads on 2 CPU(s)") && w.contains("--threads 2"),
             "{w}"
         );
-        assert_eq!(crowding(&one, 2, "threads", true), None);
-        // Two unbound ranks on 2 cores, 2 threads each: 4 threads on 2 CPUs between them.
+        assert!(!w.contains("mpirun"), "{w}");
+        assert_eq!(crowding(&one, 2, "threads", true, false), None);
+        // Two unbound ranks on 2 cores, 2 or 3 threads each: the advice is a thread count.
         let unbound = layout(2, 2, 2, 2, 2);
-        let w = crowding(&unbound, 2, "hybrid", true).unwrap();
-        assert!(
-            w.contains("run 4 render threads") && w.contains("--threads 1"),
-            "{w}"
-        );
-        assert_eq!(crowding(&unbound, 1, "mpi", false), None);
-        // Slurm, 2 ranks per node each confined to 16 of 32 cores: 16 threads each is right.
+        for t in [2, 3] {
+            let w = crowding(&unbound, t, "hybrid", true, true).unwrap();
+            assert!(w.contains(&format!("run {} render threads", 2 * t)), "{w}");
+            assert!(
+                w.contains("--threads 1 or fewer") && !w.contains("--bind-to"),
+                "{w}"
+            );
+        }
+        assert_eq!(crowding(&unbound, 1, "mpi", false, true), None);
+        // Slurm, 2 ranks per node each confined to 16 of 32 cores: 16 threads each is right;
+        // more is the binding's to change.
         let confined = layout(4, 2, 16, 1, 32);
-        assert_eq!(crowding(&confined, 16, "hybrid", false), None);
-        assert!(crowding(&confined, 17, "hybrid", true).is_some());
+        assert_eq!(crowding(&confined, 16, "hybrid", false, true), None);
+        let w = crowding(&confined, 17, "hybrid", true, true).unwrap();
+        assert!(w.contains("--bind-to none"), "{w}");
         // mpirun -n 1 binds the rank to one core of a 2-core node: hybrid gets 1 thread.
-        let bound = layout(2, 1, 1, 1, 2);
-        let w = crowding(&bound, 1, "hybrid", false).unwrap();
+        let bound = layout(1, 1, 1, 1, 2);
+        let w = crowding(&bound, 1, "hybrid", false, true).unwrap();
         assert!(
             w.contains("--bind-to none") && w.contains("2 CPUs for 1 rank(s)"),
             "{w}"
         );
-        // ... but not when one thread was asked for, nor with a rank per core.
-        assert_eq!(crowding(&bound, 1, "hybrid", true), None);
-        assert_eq!(crowding(&layout(2, 2, 1, 1, 2), 1, "hybrid", false), None);
-        assert_eq!(crowding(&bound, 1, "mpi", false), None);
+        // ... but not when no launcher bound it (taskset, a cgroup), nor when one thread was
+        // asked for, nor with a rank per core, nor for mpi.
+        assert_eq!(crowding(&bound, 1, "hybrid", false, false), None);
+        assert_eq!(crowding(&bound, 1, "hybrid", true, true), None);
+        assert_eq!(
+            crowding(&layout(2, 2, 1, 1, 2), 1, "hybrid", false, true),
+            None
+        );
+        assert_eq!(crowding(&bound, 1, "mpi", false, true), None);
     }
 }

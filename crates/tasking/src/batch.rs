@@ -503,35 +503,49 @@ fn names_hash(names: &[String]) -> u64 {
 }
 
 /// Where the task name lists of the processes first differ: the index, and each process's name
-/// there (at most 16 processes shown).
+/// there (at most 16 processes shown), cut to the part around the first character that differs.
 fn first_name_difference(all: &[Vec<String>]) -> String {
     let longest = all.iter().map(Vec::len).max().unwrap_or(0);
     let at = (0..longest)
         .find(|&i| all.iter().any(|names| names.get(i) != all[0].get(i)))
         .unwrap_or(0);
-    let shown: Vec<String> = all
+    let here: Vec<Option<&String>> = all.iter().map(|names| names.get(at)).collect();
+    // The first character at which any of the names there differs from another.
+    let chars: Vec<Vec<char>> = here.iter().flatten().map(|n| n.chars().collect()).collect();
+    let differ_at = (0..chars.iter().map(Vec::len).max().unwrap_or(0))
+        .find(|&c| chars.iter().any(|n| n.get(c) != chars[0].get(c)))
+        .unwrap_or(0);
+    let shown: Vec<String> = here
         .iter()
         .enumerate()
         .take(16)
-        .map(|(r, names)| match names.get(at) {
-            Some(n) => format!("process {r}: {}", quote_name(n)),
-            None => format!("process {r}: none ({} names)", names.len()),
+        .map(|(r, name)| match name {
+            Some(n) => format!("process {r}: {}", quote_name(n, differ_at)),
+            None => format!("process {r}: none ({} names)", all[r].len()),
         })
         .collect();
     let more = if all.len() > 16 { ", ..." } else { "" };
+    let from = if differ_at > 0 {
+        format!(", from character {differ_at}")
+    } else {
+        String::new()
+    };
     format!(
-        "the task names differ, first at task {at} ({}{more})",
+        "the task names differ, first at task {at}{from} ({}{more})",
         shown.join(", ")
     )
 }
 
-/// A task name for a message: quoted, and cut at 60 characters.
-fn quote_name(name: &str) -> String {
-    let mut cut: String = name.chars().take(60).collect();
-    if cut.len() < name.len() {
-        cut.push_str("...");
-    }
-    format!("{cut:?}")
+/// A task name for a message, quoted: the part from 20 characters before `differ_at` (the
+/// first character that differs between processes), at most 60 characters, with `...` where
+/// the name goes on.
+fn quote_name(name: &str, differ_at: usize) -> String {
+    let start = differ_at.saturating_sub(20);
+    let total = name.chars().count();
+    let part: String = name.chars().skip(start).take(60).collect();
+    let before = if start > 0 { "..." } else { "" };
+    let after = if start + 60 < total { "..." } else { "" };
+    format!("{before}{part:?}{after}")
 }
 
 /// The same verdict on every process: a problem found on any process, or a disagreement.
@@ -1199,6 +1213,20 @@ mod tests {
         let want = format!(
             "the task names differ, first at task 3 (process 0: {:?}, process 1: \"other\")",
             a[3]
+        );
+        assert!(e.to_string().contains(&want), "{e}");
+        // Long names that differ near their end: shown around the difference.
+        let long = |end: &str| vec![format!("{}{end}", "é".repeat(100) + &"x".repeat(1000))];
+        let (p, q) = (long("0"), long("1"));
+        let e = agree(
+            &[args(1, &p, None), args(1, &q, None)],
+            Some(&[p.clone(), q.clone()]),
+        )
+        .unwrap_err();
+        let want = format!(
+            "first at task 0, from character 1100 (process 0: ...\"{}0\", process 1: ...\"{}1\")",
+            "x".repeat(20),
+            "x".repeat(20)
         );
         assert!(e.to_string().contains(&want), "{e}");
         let e = agree(&[args(1, &a, None), args(2, &a, None)], None).unwrap_err();

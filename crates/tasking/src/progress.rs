@@ -129,9 +129,14 @@ pub struct Progress {
     done: u64,
     start: Instant,
     last_line: Instant,
+    /// `done` as the last line said it.
+    last_logged: u64,
     interval: Duration,
     mode: Mode,
 }
+
+/// The longest a log goes without a line while a call runs but nothing finishes.
+const HEARTBEAT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 enum Mode {
@@ -176,6 +181,7 @@ impl Progress {
             done: 0,
             start: now,
             last_line: now,
+            last_logged: 0,
             interval: config.interval,
             mode,
         }
@@ -199,8 +205,14 @@ impl Progress {
             Mode::Bar(bar) => bar.set_position(self.done),
             Mode::Log(_) => {
                 let now = Instant::now();
-                if now.duration_since(self.last_line) >= self.interval && self.done < self.total {
+                let since = now.duration_since(self.last_line);
+                // A line that says nothing new is a heartbeat: at most once a minute, or at
+                // the interval if that is longer (a short interval must not flood the log).
+                let due = since >= self.interval
+                    && (self.done != self.last_logged || since >= self.interval.max(HEARTBEAT));
+                if due && self.done < self.total {
                     self.last_line = now;
+                    self.last_logged = self.done;
                     let line = self.line(now);
                     self.emit(line);
                 }
@@ -289,6 +301,22 @@ mod tests {
         for bad in ["1e20", "-1", "NaN", "inf", "five", ""] {
             assert_eq!(parse_interval(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_short_interval_logs_changes_not_repeats() {
+        let (cfg, buf) = ProgressConfig::capture(Duration::ZERO);
+        let mut p = Progress::start(&cfg, "x", 10);
+        for _ in 0..100 {
+            p.set(0); // nothing finished yet: woken up, but nothing new to say
+        }
+        p.set(3);
+        p.set(3);
+        p.set(4);
+        p.finish();
+        let lines = buf.lock().unwrap().clone();
+        assert_eq!(lines.len(), 3, "3/10, 4/10 and the summary: {lines:?}");
+        assert!(lines[0].starts_with("x: 30.0% (3/10)"), "{lines:?}");
     }
 
     #[test]
