@@ -1075,9 +1075,14 @@ fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
         assert_eq!(o.status.signal(), Some(number), "{}", text(&o));
         let said = text(&o);
         let held = prism::tracer::Checkpoint::read(Path::new(&ckpt)).unwrap();
+        let name = if signal == "INT" {
+            "SIGINT"
+        } else {
+            "SIGTERM (from the launcher, the batch system or a user)"
+        };
         assert!(
             said.contains(&format!(
-                "prism: SIG{signal}: ending the render; {ckpt} holds {} pass(es): run the same \
+                "prism: {name}: ending the render; {ckpt} holds {} pass(es): run the same \
                  command again to go on from there",
                 held.passes
             )),
