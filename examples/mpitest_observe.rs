@@ -212,59 +212,47 @@ fn stopped(
             return Err("the stopped film does not hold its one pass".to_string());
         }
     }
-    // Asked for before the first pass, on the last rank alone: no pass runs, on any rank.
+    // Asked for before the first pass, on the last rank alone, then on the root (its flag is
+    // still set): no pass runs, on any rank.
     let last = world.size() - 1;
-    let settings_last = ObserveSettings {
-        stop_requested: Some(Arc::new(AtomicBool::new(world.rank() == last))),
-        ..self::settings()
-    };
-    let (_, report) = observe(
-        engine,
-        world,
-        scene,
-        &settings_last,
-        Hooks {
-            after_pass: &mut |_, _| Err(format!("a pass ran after rank {last}'s stop")),
-            before_pass: &mut |_, _| {},
-            on_result: &mut |_| {},
-            fail_on_rank: None,
-        },
-    )?;
-    if report.end != End::StopRequested || !report.passes.is_empty() {
-        return Err(format!(
-            "rank {rank}: a stop on rank {last} before the first pass ended with {:?} after {} \
-             passes",
-            report.end,
-            report.passes.len()
-        ));
-    }
-    // Asked for before the first pass, on the root (its flag is still set): no pass runs.
-    let (film, report) = observe(
-        engine,
-        world,
-        scene,
-        &settings,
-        Hooks {
-            after_pass: &mut |_, _| Err("a pass ran after a stop".to_string()),
-            before_pass: &mut |_, _| {},
-            on_result: &mut |_| {},
-            fail_on_rank: None,
-        },
-    )?;
-    if report.end != End::StopRequested || !report.passes.is_empty() {
-        return Err(format!(
-            "rank {rank}: a stop before the first pass ended with {:?} after {} passes",
-            report.end,
-            report.passes.len()
-        ));
-    }
-    match film {
-        Some(f) if f.pixels().iter().any(|p| p.count != 0) => {
-            Err("a render stopped before its first pass has samples".to_string())
+    let on_last = Arc::new(AtomicBool::new(world.rank() == last));
+    for (who, flag) in [
+        (format!("rank {last}"), on_last),
+        ("the root".to_string(), stop),
+    ] {
+        let settings = ObserveSettings {
+            stop_requested: Some(flag),
+            ..self::settings()
+        };
+        let (film, report) = observe(
+            engine,
+            world,
+            scene,
+            &settings,
+            Hooks {
+                after_pass: &mut |_, _| Err(format!("a pass ran after {who}'s stop")),
+                before_pass: &mut |_, _| {},
+                on_result: &mut |_| {},
+                fail_on_rank: None,
+            },
+        )?;
+        if report.end != End::StopRequested || !report.passes.is_empty() {
+            return Err(format!(
+                "rank {rank}: a stop on {who} before the first pass ended with {:?} after {} \
+                 passes",
+                report.end,
+                report.passes.len()
+            ));
         }
-        None if world.is_root() => Err("the root got no film".to_string()),
-        _ => Ok(()),
+        match film {
+            Some(f) if f.pixels().iter().any(|p| p.count != 0) => {
+                return Err("a render stopped before its first pass has samples".to_string())
+            }
+            None if world.is_root() => return Err("the root got no film".to_string()),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// A panic in a root-only hook ends the run with that error on every rank (the others were

@@ -505,16 +505,11 @@ fn names_hash(names: &[String]) -> u64 {
 /// Where the task name lists of the processes first differ: the index, and each process's name
 /// there (at most 16 processes shown), cut to the part around the first character that differs.
 fn first_name_difference(all: &[Vec<String>]) -> String {
-    let longest = all.iter().map(Vec::len).max().unwrap_or(0);
-    let at = (0..longest)
-        .find(|&i| all.iter().any(|names| names.get(i) != all[0].get(i)))
-        .unwrap_or(0);
+    let at = first_difference(all);
     let here: Vec<Option<&String>> = all.iter().map(|names| names.get(at)).collect();
     // The first character at which any of the names there differs from another.
     let chars: Vec<Vec<char>> = here.iter().flatten().map(|n| n.chars().collect()).collect();
-    let differ_at = (0..chars.iter().map(Vec::len).max().unwrap_or(0))
-        .find(|&c| chars.iter().any(|n| n.get(c) != chars[0].get(c)))
-        .unwrap_or(0);
+    let differ_at = first_difference(&chars);
     let shown: Vec<String> = here
         .iter()
         .enumerate()
@@ -534,6 +529,14 @@ fn first_name_difference(all: &[Vec<String>]) -> String {
         "the task names differ, first at task {at}{from} ({}{more})",
         shown.join(", ")
     )
+}
+
+/// The first index at which the lists differ (one lacking it counts as a difference), or 0.
+fn first_difference<T: PartialEq>(lists: &[Vec<T>]) -> usize {
+    let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .find(|&i| lists.iter().any(|l| l.get(i) != lists[0].get(i)))
+        .unwrap_or(0)
 }
 
 /// A task name for a message, quoted: the part from 20 characters before `differ_at` (the

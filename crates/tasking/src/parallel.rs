@@ -23,9 +23,6 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::Duration;
 
-/// How often a coordinating thread with nothing else to do refreshes a progress display.
-pub(crate) const PROGRESS_TICK: Duration = Duration::from_millis(200);
-
 /// Which implementation a [`Parallel`] is (SKIRT's subclasses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParallelKind {

@@ -135,6 +135,9 @@ pub struct Progress {
     mode: Mode,
 }
 
+/// The longest a waiting caller sleeps between updates of a display (a bar must still move).
+const LONGEST_TICK: Duration = Duration::from_millis(200);
+
 /// The longest a log goes without a line while a call runs but nothing finishes.
 const HEARTBEAT: Duration = Duration::from_secs(60);
 
@@ -149,8 +152,7 @@ impl Progress {
     /// How often a caller that waits for work should wake up to update this display: its
     /// interval, kept between 10 ms (no spinning) and 200 ms (a bar that still moves).
     pub(crate) fn tick(&self) -> Duration {
-        self.interval
-            .clamp(Duration::from_millis(10), crate::parallel::PROGRESS_TICK)
+        self.interval.clamp(Duration::from_millis(10), LONGEST_TICK)
     }
 
     /// Starts a display for `total` units labelled `label`.
