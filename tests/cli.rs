@@ -999,9 +999,40 @@ fn sigusr1_stops_a_render_between_passes_and_the_next_run_goes_on() {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let ckpt = path("run.ckpt");
     let child = long_render(&dir, &ckpt, true);
+    // A second run given the same checkpoint meanwhile (a job array whose jobs all say
+    // run.ckpt) is refused before it reads or writes it, naming the run that holds it.
+    let other = prism(&[
+        "render",
+        "--width",
+        "48",
+        "--height",
+        "32",
+        "--passes",
+        "3",
+        "--quiet",
+        "--out",
+        &path("other.png"),
+        "--checkpoint",
+        &ckpt,
+    ]);
+    assert!(!other.status.success(), "{}", text(&other));
+    assert!(
+        text(&other).contains(&format!(
+            "--checkpoint {ckpt}: in use by another run (process {} on ",
+            child.id()
+        )) && text(&other)
+            .contains("Wait for that run to end, or give this one another --checkpoint"),
+        "{}",
+        text(&other)
+    );
+    assert!(!Path::new(&path("other.png")).exists());
     send(&child, "USR1");
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !Path::new(&format!("{ckpt}.lock")).exists(),
+        "a run that ends removes its lock file"
+    );
     let said = text(&o);
     let done: usize = said
         .split("stopped after pass ")

@@ -79,8 +79,20 @@ $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --passes 30 --engine hybrid --threads 2 --quiet
   --out "$OUT/u.png" --exr "$OUT/u.exr" --checkpoint "$OUT/u.ckpt" >"$OUT/usr1.log" 2>&1 &
 job=$!
 wait_for_checkpoint "$OUT/u.ckpt" "$job" "$OUT/usr1.log"
+# Meanwhile a second job given the same checkpoint is refused once, on every rank, at once.
+set +e
+said=$(timeout 120 $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --passes 30 --engine mpi --quiet \
+  --out "$OUT/second.png" --checkpoint "$OUT/u.ckpt" 2>&1)
+code=$?
+set -e
+[ "$code" -ne 0 ] && [ "$code" -ne 124 ] || { echo "$said"; fail "a second job on a checkpoint in use ran or hung (status $code)"; }
+[ "$(grep -c 'prism: error' <<<"$said")" -eq 1 ] && grep -q "u.ckpt: in use by another run (process" <<<"$said" ||
+  { echo "$said"; fail "the second job's refusal was not said once"; }
+[ ! -e "$OUT/second.png" ] || fail "the refused job wrote an image"
+echo "ok: a second job on the checkpoint in use: $(grep 'prism: error' <<<"$said" | cut -c1-110)..."
 kill -USR1 "$job"
 wait "$job" || { cat "$OUT/usr1.log"; fail "the job stopped by SIGUSR1 did not exit 0"; }
+[ ! -e "$OUT/u.ckpt.lock" ] || fail "the job that ended left its checkpoint's lock file"
 [ "$(grep -c 'stopped after pass [0-9]* of 30: SIGUSR1 asked for a stop' "$OUT/usr1.log")" -eq 1 ] ||
   { cat "$OUT/usr1.log"; fail "the SIGUSR1 stop was not said once"; }
 grep -q "in 30 passes" "$OUT/usr1.log" && fail "SIGUSR1 came too late to stop anything"

@@ -17,7 +17,8 @@ use prism::observe::{observe_from, End, Hooks, ObserveSettings, PassReport, Star
 use prism::tracer::integrator::RenderSettings;
 use prism::tracer::output::{write_error_png, write_exr, write_png, ToneMap};
 use prism::tracer::{
-    AdaptiveSampler, Checkpoint, CheckpointWriter, Film, Scene, TileResult, TileTask,
+    AdaptiveSampler, Checkpoint, CheckpointError, CheckpointLock, CheckpointWriter, Film, Scene,
+    TileResult, TileTask,
 };
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -523,8 +524,20 @@ fn render(
         Some(path) if world.is_root() => Some((path, checkpoint_settings(args, &scene))),
         _ => None,
     };
+    // One run at a time on a checkpoint: locked before it is read, held until this run ends.
+    let mut _checkpoint_lock = None;
     let from = if let Some((path, settings)) = &keep {
-        start_from_checkpoint(args, path, settings)
+        match CheckpointLock::acquire(path) {
+            Ok(lock) => {
+                _checkpoint_lock = Some(lock);
+                start_from_checkpoint(args, path, settings)
+            }
+            Err(e @ CheckpointError::InUse { .. }) => Err(format!(
+                "--checkpoint {e}. Wait for that run to end, or give this one another \
+                 --checkpoint"
+            )),
+            Err(e) => Err(format!("--checkpoint {e}")),
+        }
     } else {
         Ok(Start::Fresh)
     };

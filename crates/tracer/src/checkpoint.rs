@@ -93,6 +93,12 @@ pub enum CheckpointError {
     },
     #[error("{}: corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
+    #[error("{}: in use by another run ({}, which holds the lock on {}): two runs writing one checkpoint would overwrite each other's passes", path.display(), holder.as_deref().unwrap_or("which one is not recorded"), lock.display())]
+    InUse {
+        path: PathBuf,
+        lock: PathBuf,
+        holder: Option<String>,
+    },
 }
 
 impl Checkpoint {
@@ -330,6 +336,112 @@ impl Drop for CheckpointWriter {
     fn drop(&mut self) {
         let _ = self.wait();
     }
+}
+
+/// Keeps a second run off a checkpoint while one uses it: an exclusive `flock` on
+/// `<checkpoint>.lock`, beside the file that links lead to, held while this value lives.
+///
+/// Without it, two jobs given the same file (a job array whose jobs all say `run.ckpt`)
+/// would each replace the other's checkpoint after every pass, and a resume would find a
+/// checkpoint of the other render. The kernel drops the lock however the holder ends
+/// (SIGKILL included), so a killed run's checkpoint can be resumed at once; a normal end
+/// also removes the lock file. Like every `flock`, it keeps apart runs on one node, and on
+/// most shared file systems runs on different nodes too (not on NFS mounted with
+/// `local_lock`, nor on some FUSE file systems).
+#[derive(Debug)]
+pub struct CheckpointLock {
+    path: PathBuf,
+    // Dropped after `drop` has removed the file: the removal happens under the lock.
+    _file: std::fs::File,
+}
+
+impl CheckpointLock {
+    /// Takes the lock of the checkpoint at `checkpoint` (which need not exist yet), or says
+    /// which run holds it.
+    pub fn acquire(checkpoint: &Path) -> Result<CheckpointLock, CheckpointError> {
+        use std::io::Write;
+        let io = |action, source| CheckpointError::Io {
+            path: checkpoint.to_path_buf(),
+            action,
+            source,
+        };
+        let target =
+            crate::replace::final_target(checkpoint).map_err(|e| io("follow the links of", e))?;
+        let mut name = target.into_os_string();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        // A run that ends removes the file while it holds the lock: one that opened the file
+        // just before then holds a lock on a file no one else will find, and tries again.
+        for _ in 0..100 {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io("create its lock file", crate::replace::naming(&path, e)))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty());
+                    return Err(CheckpointError::InUse {
+                        path: checkpoint.to_path_buf(),
+                        lock: path,
+                        holder,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io("lock", crate::replace::naming(&path, e)))
+                }
+            }
+            if !same_file(&file, &path) {
+                continue;
+            }
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let who = format!("process {} on {}", std::process::id(), host.trim());
+            // Only for the message another run gets: a failure to record it does not matter.
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all(who.as_bytes()));
+            return Ok(CheckpointLock { path, _file: file });
+        }
+        Err(io(
+            "lock",
+            std::io::Error::other(format!(
+                "{} kept being removed by other runs as this one took it",
+                path.display()
+            )),
+        ))
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for CheckpointLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `path` still names the open `file`.
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Checks a checkpoint's header, `head` (the file's first bytes, up to [`HEADER_LEN`]), and
@@ -596,6 +708,85 @@ mod tests {
     use super::*;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
+
+    #[test]
+    fn a_checkpoint_in_use_is_refused_until_its_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.ckpt");
+        let lock = dir.path().join("r.ckpt.lock");
+        let first = CheckpointLock::acquire(&path).unwrap();
+        assert_eq!(first.path(), lock);
+        // flock excludes open files, not processes: a second open in this process is
+        // refused as another run's would be.
+        match CheckpointLock::acquire(&path) {
+            Err(CheckpointError::InUse {
+                path: p,
+                lock: l,
+                holder,
+            }) => {
+                assert_eq!((p, l), (path.clone(), lock.clone()));
+                let holder = holder.expect("the holder is recorded");
+                assert!(
+                    holder.starts_with(&format!("process {} on ", std::process::id())),
+                    "{holder}"
+                );
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        let e = CheckpointLock::acquire(&path).unwrap_err().to_string();
+        assert!(e.contains("r.ckpt: in use by another run (process "), "{e}");
+        assert!(e.contains("r.ckpt.lock"), "{e}");
+        drop(first);
+        assert!(!lock.exists(), "a run that ends removes its lock file");
+        let again = CheckpointLock::acquire(&path).unwrap();
+        assert!(lock.exists());
+        drop(again);
+    }
+
+    #[test]
+    fn a_lock_file_left_by_a_killed_run_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.ckpt");
+        let lock = dir.path().join("r.ckpt.lock");
+        std::fs::write(&lock, "process 1 on a node that died, with a long story").unwrap();
+        let taken = CheckpointLock::acquire(&path).unwrap();
+        let holder = std::fs::read_to_string(&lock).unwrap();
+        assert_eq!(
+            holder.lines().count(),
+            1,
+            "the old holder's words are gone: {holder}"
+        );
+        assert!(holder.starts_with(&format!("process {} on ", std::process::id())));
+        drop(taken);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_checkpoint_reached_through_a_link_is_locked_beside_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scratch")).unwrap();
+        let real = dir.path().join("scratch/r.ckpt");
+        let link = dir.path().join("r.ckpt");
+        std::os::unix::fs::symlink("scratch/r.ckpt", &link).unwrap();
+        let held = CheckpointLock::acquire(&link).unwrap();
+        assert_eq!(held.path(), dir.path().join("scratch/r.ckpt.lock"));
+        assert!(matches!(
+            CheckpointLock::acquire(&real),
+            Err(CheckpointError::InUse { .. })
+        ));
+    }
+
+    #[test]
+    fn a_lock_file_removed_after_it_was_opened_is_not_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let file = std::fs::File::create(&path).unwrap();
+        assert!(same_file(&file, &path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!same_file(&file, &path));
+        std::fs::File::create(&path).unwrap();
+        assert!(!same_file(&file, &path), "a new file of the same name");
+    }
 
     /// A film after two passes, the second over some of the pixels, holding values whose bits
     /// a text format could lose (negative zero, a subnormal, 2 plus a few units in the last

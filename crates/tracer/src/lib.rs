@@ -81,7 +81,9 @@ pub mod triangle;
 
 pub use cache::{ByteSource, CacheError};
 pub use camera::{Camera, CameraFrame};
-pub use checkpoint::{Checkpoint, CheckpointError, CheckpointProgress, CheckpointWriter};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointLock, CheckpointProgress, CheckpointWriter,
+};
 pub use cornell::cornell_box;
 pub use film::{Film, FilmError};
 pub use geometry::{Geometry, GeometryError, Hit, Instance, Query};
