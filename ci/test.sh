@@ -56,6 +56,9 @@ prism-engines tracer
 prism-tracer comm|tasking|engines
 LAYERS
 
+step "cargo doc: every intra-doc link resolves"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 for feat in "" "--features prism/mpi"; do
   step "cargo clippy --workspace --all-targets $feat -D warnings"
   cargo clippy --workspace --all-targets $feat -- -D warnings

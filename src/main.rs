@@ -180,19 +180,19 @@ pub struct RenderArgs {
     pub engine: EngineKind,
     /// Threads per process (default: the cores available to this process, shared among the
     /// ranks of its node).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, allow_negative_numbers = true)]
     pub width: u32,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, allow_negative_numbers = true)]
     pub height: u32,
     /// Samples per pixel in each pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     pub spp: u32,
     /// Passes at most: a full first pass, then adaptive passes until converged.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
     pub passes: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// PNG output (sRGB, tone-mapped); rewritten after every pass. Default: the scene's name
     /// with .png in the current directory (cornell.png for the built-in box).
@@ -209,7 +209,7 @@ pub struct RenderArgs {
     #[arg(long)]
     pub error_image: Option<PathBuf>,
     /// Tile edge in pixels: the unit of work.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     pub tile: u32,
     #[arg(long, value_enum, default_value = "dynamic")]
     pub schedule: ScheduleKind,
@@ -219,19 +219,19 @@ pub struct RenderArgs {
     #[arg(long)]
     pub render_thread: bool,
     /// Adaptive sampling: fraction of pixels re-sampled each pass (by normalised error).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub fraction: f64,
     /// Adaptive sampling: a pixel gets at least max_samples / ratio samples.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub ratio: f64,
     /// Adaptive sampling: every pixel gets at least this many samples.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub min_samples: u64,
     /// Adaptive sampling: stop re-sampling pixels whose normalised standard error is below this.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub cutoff: f64,
     /// Maximum path depth.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
     pub max_depth: u32,
     /// Use (or create) a scene cache: the built BVH of a scene file or mesh (not of the
     /// built-in cornell), memory-mapped on the next run (and rebuilt when the scene changed

@@ -127,6 +127,16 @@ fn bad_input_fails_with_one_clear_message() {
             vec!["render".into(), "--fraction".into(), "1.5".into()],
             "fraction",
         ),
+        // A negative number is the option's value (not short flags "-0", "-5"), refused in
+        // prism's own words.
+        (
+            vec!["render".into(), "--cutoff".into(), "-0.5".into()],
+            "cutoff is -0.5; it must be finite and at least 0",
+        ),
+        (
+            vec!["render".into(), "--ratio".into(), "-2".into()],
+            "ratio is -2; it must be at least 1",
+        ),
         (
             vec!["render".into(), "--threads".into(), "4294967295".into()],
             "at most 4096",

@@ -611,6 +611,12 @@ fn render(
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         {
             let _writing = saving.writing();
+            // The previous pass's checkpoint is on disk before this pass's images go out, so
+            // that a job killed now leaves images at most one pass ahead of its checkpoint,
+            // and loses at most the pass whose checkpoint was being written.
+            if let Some(w) = checkpoints.as_mut() {
+                w.flush().map_err(|e| format!("--checkpoint {e}"))?;
+            }
             write_outputs(args, film)?;
             if let Some(w) = checkpoints.as_mut() {
                 w.save(pass.pass as u32 + 1, film)

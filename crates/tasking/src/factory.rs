@@ -34,7 +34,7 @@ pub enum TaskMode {
     RootOnly,
     /// Each process runs its own loop with its own threads, without communicating: `n` may
     /// differ between processes, and a process may call while the others do not (e.g. over
-    /// its own subdomain of [`crate::orb`]). A failure is returned only where it happened.
+    /// its own subdomain of [`crate::orb()`]). A failure is returned only where it happened.
     /// It runs on the factory's threads: calls made at the same time from several threads
     /// share them, so a Local call may wait for the chunks of another call already running.
     Local,
