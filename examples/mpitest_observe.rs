@@ -356,7 +356,11 @@ fn main() -> ExitCode {
     // collective, so every rank takes part; only the root gets a communicator.
     let alone = world.split(world.is_root().then_some(0), 0);
     let reference = match &alone {
-        Ok(Some(me)) => Some(render(&SerialEngine::new().into(), me, &cornell_box())),
+        Ok(Some(me)) => Some(render(
+            &SerialEngine::new().in_each_process().into(),
+            me,
+            &cornell_box(),
+        )),
         Ok(None) => None,
         Err(e) => Some(Err(format!("split: {e}"))),
     };

@@ -91,6 +91,19 @@ pub fn launched_as_job() -> bool {
     launched_as_job_in(|v| std::env::var(v).ok())
 }
 
+/// How many processes the launcher that started this process says its job has, by its
+/// environment: `None` without a launcher or when it gives no number. A lower bound when only
+/// this process's rank (above 0) shows that there are several. For code that runs in one
+/// process to notice that it has been started N times (prism-engines' single-process engines
+/// refuse to run every task in each of N processes unless told to).
+pub fn launched_processes() -> Option<usize> {
+    launched_processes_in(|v| std::env::var(v).ok())
+}
+
+fn launched_processes_in(get: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    detect(get).and_then(|l| l.size)
+}
+
 fn launched_as_job_in(get: impl Fn(&str) -> Option<String>) -> bool {
     detect(get).is_some_and(|l| !(l.variable == SLURM_STEP_SIZE && l.size == Some(1)))
 }
@@ -112,6 +125,22 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_number_of_processes_is_the_launchers_or_a_lower_bound() {
+        assert_eq!(launched_processes_in(env(&[])), None);
+        assert_eq!(
+            launched_processes_in(env(&[("OMPI_COMM_WORLD_SIZE", "4")])),
+            Some(4)
+        );
+        assert_eq!(
+            launched_processes_in(env(&[("SLURM_STEP_NUM_TASKS", "1"), ("SLURM_PROCID", "0")])),
+            Some(1)
+        );
+        // PMIx gives only a rank: rank 2 shows at least 3 processes; rank 0 shows nothing.
+        assert_eq!(launched_processes_in(env(&[("PMIX_RANK", "2")])), Some(3));
+        assert_eq!(launched_processes_in(env(&[("PMIX_RANK", "0")])), None);
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub use bytemuck;
 pub use comm::{check_round_trip, Communicator, Source, Status, TagSel};
 pub use error::{CommError, Result};
 pub use heap::release_free_heap;
-pub use launcher::{launched_as_job, launcher_rank};
+pub use launcher::{launched_as_job, launched_processes, launcher_rank};
 pub use lock::{Lock, LockGuard};
 pub use request::{RecvRequest, SendRequest};
 pub use shared::SharedArray;

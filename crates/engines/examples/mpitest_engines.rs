@@ -12,8 +12,8 @@
 
 use prism_comm::Communicator;
 use prism_engines::{
-    AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, Options, Schedule, SerialEngine,
-    SingleThread,
+    AnyEngine, Engine, EngineError, HybridEngine, MpiEngine, MultiThreadEngine, Options, Schedule,
+    SerialEngine, SingleThread,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -163,13 +163,47 @@ fn main() {
     let tasks = tiles(n);
 
     let mut reference: Vec<Option<TileResult>> = vec![None; n];
+    // Every rank makes the reference for itself.
     SerialEngine::new()
+        .in_each_process()
         .run(tasks.clone(), shade, |r: TileResult| {
             let id = r.id;
             reference[id] = Some(r);
             Ok(())
         })
         .unwrap_or_else(|e| fail(&world, format!("serial: {e}")));
+
+    // Without in_each_process, the single-process engines refuse to run every task in each
+    // of several processes (nothing is rendered, nothing applied).
+    let single: [(&str, AnyEngine); 2] = [
+        ("SerialEngine", SerialEngine::new().into()),
+        ("MultiThreadEngine", MultiThreadEngine::new(2).into()),
+    ];
+    for (name, engine) in single {
+        let mut applied = 0;
+        let outcome = engine.run(tasks.clone(), shade, |_: TileResult| {
+            applied += 1;
+            Ok(())
+        });
+        match outcome {
+            Ok(_) => check!(
+                &world,
+                size == 1 && applied == n,
+                "{name} ran every task in each of {size} processes"
+            ),
+            Err(e) => check!(
+                &world,
+                size > 1
+                    && applied == 0
+                    && matches!(e, EngineError::Invalid(_))
+                    && e.to_string()
+                        .contains(&format!("started this process as one of {size}"))
+                    && e.to_string()
+                        .contains(&format!("{name}::in_each_process()")),
+                "{name} with {size} processes: {e}"
+            ),
+        }
+    }
 
     for (name, engine) in engines(&world) {
         check!(&world, engine.processes() == size, "{name}: processes");

@@ -98,8 +98,8 @@ impl Cluster {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(EngineError::Invalid(format!(
                 "process {rank}: run called while this engine is already running (from render, \
-                 update or another thread): use another engine, such as a MultiThreadEngine, \
-                 inside a task"
+                 update or another thread): use another engine inside a task, such as \
+                 MultiThreadEngine::new(n).in_each_process()"
             )));
         }
         let _not_busy = NotBusy(&self.busy);

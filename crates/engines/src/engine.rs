@@ -1,6 +1,6 @@
 //! The engine contract (Raysect's `RenderEngine`): `run(tasks, render, update)`.
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::options::Options;
 use crate::stats::RunStats;
 use serde::de::DeserializeOwned;
@@ -73,5 +73,21 @@ pub trait Engine {
         U: FnMut(R) -> std::result::Result<(), E>,
     {
         self.run_indexed(&tasks, render, |_, r| update(r))
+    }
+}
+
+/// A single-process engine (`name`) refuses to run in a process that a launcher started as
+/// one of several: each would run every task and call `update` for all of them (N copies of
+/// the work, N writers of one output), the worst failure, and a silent one. `in_each_process`
+/// is the caller saying that is what it wants (say, each rank's own tasks).
+pub(crate) fn check_one_process(name: &str, in_each_process: bool) -> Result<()> {
+    match prism_comm::launched_processes() {
+        Some(n) if n > 1 && !in_each_process => Err(EngineError::Invalid(format!(
+            "{name} runs every task in this one process, but a launcher started this process \
+             as one of {n}: each of them would run every task and call update for all of \
+             them. Use MpiEngine or HybridEngine to share the tasks among the processes, or \
+             {name}::in_each_process() if each process should run them all"
+        ))),
+        _ => Ok(()),
     }
 }

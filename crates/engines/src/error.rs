@@ -67,7 +67,9 @@ pub enum EngineError {
     #[error(
         "process {rank} was given a different task list ({tasks} tasks, fingerprint {fingerprint:016x}) \
          from process 0 ({root_tasks} tasks, fingerprint {root_fingerprint:016x}): every process \
-         must call run with the same tasks"
+         must call run with the same tasks, which must also encode alike (a task holding a \
+         HashMap or HashSet encodes in a different order in each process: use a BTreeMap, a \
+         BTreeSet or a Vec)"
     )]
     TaskListMismatch {
         /// The first process whose list differs from the root's.

@@ -26,7 +26,13 @@
 //!   [`Schedule::StaticRoundRobin`] kept for comparison;
 //! - results travel in batches (by count, bytes and age) with non-blocking sends, and memory
 //!   for results in flight is bounded: a render thread whose outbox is full waits before its
-//!   next task ([`Options`]);
+//!   next task ([`Options`]; by encoded bytes and count on the other processes, by count on
+//!   the root and in `MultiThreadEngine`, whose results are not encoded);
+//! - a result that stays in its process still goes through the encoding once per run (every
+//!   time in builds with debug assertions), so a result type that cannot travel fails the
+//!   same way on one process as on many;
+//! - the single-process engines refuse to run in each process of a multi-process job, which
+//!   would do all the work N times, unless told to (`in_each_process`);
 //! - a failure or panic in `render` or `update` anywhere ends the run on every process with
 //!   the same [`EngineError`], naming process, thread and task; no process hangs;
 //! - [`RunStats`] reports wall time, render, update and communication time, messages and
@@ -34,6 +40,10 @@
 //!
 //! [`NodeShared`] builds a large read-only structure (a scene) once per node and shares it
 //! with every process of the node through `prism_comm`'s node-shared arrays.
+//!
+//! Work that draws random numbers stays reproducible on every engine when it draws them from
+//! a stream keyed by its task, never by thread or process: [`tasking::TaskRng`]`::new(seed,
+//! task_id)` (re-exported from `prism_tasking`).
 //!
 //! # Example
 //!
@@ -102,6 +112,7 @@ mod root;
 mod serial;
 mod stats;
 mod threads;
+mod travel;
 mod worker;
 
 pub use prism_comm as comm;

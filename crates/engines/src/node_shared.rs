@@ -72,6 +72,11 @@ impl<T: Pod> NodeShared<T> {
     /// Runs `build` on one process of each node of `comm` (the node leader: rank 0 of
     /// `split_shared`) and shares its output with the other processes of that node.
     /// Collective over `comm`.
+    ///
+    /// While the leader copies its output into the node's segment, both exist: its peak
+    /// memory is twice the data (a process alone on its node keeps the output, uncopied).
+    /// For data near half a node's memory, allocate a `prism_comm::SharedArray` and fill it
+    /// in pieces with `set` instead, which never holds a second copy.
     pub fn build<F, B>(comm: &Communicator, build: F) -> Result<Self>
     where
         F: FnOnce() -> B,

@@ -38,9 +38,14 @@ pub struct Options {
     pub batch_delay: Duration,
     /// Results a process may hold between its render threads and its main thread. A render
     /// thread whose result does not fit waits before it takes another task (back-pressure).
+    /// On the root and in [`crate::MultiThreadEngine`], whose results are never encoded, this
+    /// count is the only bound: with large results (megabytes each) lower it, since up to
+    /// this many may wait there for a slow `update`.
     pub outbox_results: usize,
     /// Encoded bytes a process other than the root may hold there (a single result larger
-    /// than this is still let through alone, so the run cannot stall on it).
+    /// than this is still let through alone, so the run cannot stall on it). Results that
+    /// stay in their process (the root's, a `MultiThreadEngine`'s) are not encoded, and are
+    /// bounded by `outbox_results` only.
     pub outbox_bytes: usize,
     /// Batches a process may have sent that the root has not answered yet.
     pub batches_in_flight: usize,

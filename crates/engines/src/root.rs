@@ -16,6 +16,7 @@ use crate::outbox::{Msg, Outbox, Release};
 use crate::protocol::{encoded_size, first_grant, Backoff, Down, Up, DRAIN_WAIT, TAG_DOWN, TAG_UP};
 use crate::stats::{ProcessStats, RunStats};
 use crate::threads::{chunk_plan, APPLY_SLICE, IDLE_WAIT};
+use crate::travel::TravelCheck;
 use crate::worker::{Crew, Inline, Source, Step};
 use prism_comm::{Communicator, RecvRequest, SendRequest, Source as From, Status};
 use prism_tasking::ChunkCounter;
@@ -24,6 +25,10 @@ use serde::Serialize;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// The longest the root applies its own results with `update` before it looks at the
+/// network again (a slice of its results can otherwise take as long as 32 updates).
+const SERVE_EVERY: Duration = Duration::from_millis(2);
 
 /// A message from another process, matched and perhaps still arriving.
 struct IncomingUp {
@@ -137,12 +142,11 @@ impl<U> Root<'_, U> {
         // arriving holds back that process's later messages (its "finished" above all), but
         // not a request for chunks, whose process's threads may be waiting for it.
         let mut held = vec![false; self.comm.size()];
-        let mut any = false;
+        let mut ready = Vec::new();
         for inc in std::mem::take(&mut self.incoming) {
             match inc.arrived {
                 Some((up, status)) if !held[inc.source] || up.is_request() => {
-                    any = true;
-                    self.handle::<R, E>(up, status, counter);
+                    ready.push((up, status));
                 }
                 _ => {
                     held[inc.source] = true;
@@ -150,19 +154,22 @@ impl<U> Root<'_, U> {
                 }
             }
         }
+        // Every process's chunks before anyone's results go through `update`, which may be
+        // slow: one process's batch must not keep the others waiting for work.
+        for (up, status) in &ready {
+            self.answer(up, status.source, counter);
+        }
+        let any = !ready.is_empty();
+        for (up, status) in ready {
+            self.handle::<R, E>(up, status);
+        }
         any
     }
 
-    /// Handles one message from another process.
-    fn handle<R, E>(&mut self, up: Up, status: Status, counter: &ChunkCounter)
-    where
-        R: DeserializeOwned,
-        U: FnMut(usize, R) -> std::result::Result<(), E>,
-        E: Display,
-    {
-        self.stats.messages_received += 1;
-        self.stats.bytes_received += status.bytes as u64;
-        let from = status.source;
+    /// Checks that a message from process `from` belongs to this run and, if it is a batch,
+    /// answers it with chunks: before its results are applied, so that the sender's threads
+    /// do not wait for our `update`.
+    fn answer(&mut self, up: &Up, from: usize, counter: &ChunkCounter) {
         if up.seq() != self.seq {
             fatal(
                 self.comm,
@@ -174,15 +181,23 @@ impl<U> Root<'_, U> {
                 ),
             );
         }
+        if let Up::Batch { count, want, .. } = up {
+            self.grant(from, *want, *count > 0, counter);
+        }
+    }
+
+    /// Handles one message from another process, already [answered](Root::answer).
+    fn handle<R, E>(&mut self, up: Up, status: Status)
+    where
+        R: DeserializeOwned,
+        U: FnMut(usize, R) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += status.bytes as u64;
+        let from = status.source;
         match up {
-            Up::Batch {
-                count,
-                results,
-                want,
-                ..
-            } => {
-                // Chunks first: the sender's threads should not wait for our `update`.
-                self.grant(from, want, count > 0, counter);
+            Up::Batch { count, results, .. } => {
                 self.apply_batch::<R, E>(from, count, &results);
             }
             Up::Failed { error, .. } => self.fail(error),
@@ -302,7 +317,9 @@ where
     // The root's results are applied in this process: no encoding, bounded by count only.
     let outbox = Outbox::<R>::new(cl.options.outbox_results, usize::MAX);
     let stop = AtomicBool::new(false);
-    let convert = |_: usize, r: R| Ok((r, 0));
+    let travel = TravelCheck::default();
+    let rank = comm.rank();
+    let convert = |i: usize, r: R| travel.check(rank, i, &r).map(|()| (r, 0));
     let crew = Crew {
         tasks,
         render,
@@ -367,9 +384,17 @@ where
             } else {
                 std::mem::take(&mut carry)
             };
-            for m in msgs {
+            let slice = Instant::now();
+            let mut msgs = msgs.into_iter();
+            while let Some(m) = msgs.next() {
                 active = true;
                 root.local(m);
+                // A slow `update` must not leave the other processes without chunks: past
+                // SERVE_EVERY, the rest of the slice waits until the network has been served.
+                if root.remaining > 0 && slice.elapsed() >= SERVE_EVERY {
+                    carry.extend(msgs);
+                    break;
+                }
             }
             // Only the network's own activity makes a quick answer likely: a local result
             // does not, and resetting on it would wake this core every few microseconds.

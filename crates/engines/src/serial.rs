@@ -1,10 +1,11 @@
 //! [`SerialEngine`]: every task rendered and applied in order on the calling thread.
 
 use crate::apply::Applier;
-use crate::engine::Engine;
+use crate::engine::{check_one_process, Engine};
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::Options;
 use crate::stats::{ProcessStats, RunStats};
+use crate::travel::TravelCheck;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
@@ -12,15 +13,28 @@ use std::time::{Duration, Instant};
 
 /// Renders tasks one after the other on the calling thread, applying each result at once.
 /// The reference the other engines are compared with.
+///
+/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run is
+/// refused ([`EngineError::Invalid`]): each process would run every task. Say
+/// [`in_each_process`](SerialEngine::in_each_process) when that is what you want.
 #[derive(Debug, Clone, Default)]
 pub struct SerialEngine {
     options: Options,
+    in_each_process: bool,
 }
 
 impl SerialEngine {
     /// A serial engine.
     pub fn new() -> Self {
         SerialEngine::default()
+    }
+
+    /// The same engine, allowed to run in each process of a multi-process job: every process
+    /// then runs every task and is its own root (for work that is each process's own, or to
+    /// compare engines on every rank).
+    pub fn in_each_process(mut self) -> Self {
+        self.in_each_process = true;
+        self
     }
 }
 
@@ -45,9 +59,11 @@ impl Engine for SerialEngine {
         F: Fn(&T) -> std::result::Result<R, E> + Sync,
         U: FnMut(usize, R) -> std::result::Result<(), E>,
     {
+        check_one_process("SerialEngine", self.in_each_process)?;
         let start = Instant::now();
         let mut applier = Applier::new(update, 0);
         let mut render_time = Duration::ZERO;
+        let travel = TravelCheck::default();
         for (i, task) in tasks.iter().enumerate() {
             let t0 = Instant::now();
             // The error's Display is user code too, so it runs inside the catch.
@@ -58,26 +74,38 @@ impl Engine for SerialEngine {
             };
             render_time += t0.elapsed();
             let result = match outcome {
-                Ok(Ok(r)) => r,
+                Ok(Ok(r)) => {
+                    // A result's Serialize impl is user code: a panic there is this task's.
+                    prism_comm::catch_panic(|| travel.check(0, i, &r)).unwrap_or_else(|p| {
+                        Err(EngineError::Codec {
+                            rank: 0,
+                            task: Some(i),
+                            what: "encoded".to_string(),
+                            message: format!("panicked: {}", panic_message(&*p)),
+                        })
+                    })?;
+                    r
+                }
                 Ok(Err(e)) => return Err(render_failure(i, false, e)),
                 Err(p) => return Err(render_failure(i, true, panic_message(&*p))),
             };
             applier.apply(i, result)?;
         }
+        let local = ProcessStats {
+            rank: 0,
+            threads: 1,
+            rendered: tasks.len(),
+            wall: start.elapsed(),
+            render_time,
+            update_time: applier.time,
+            ..ProcessStats::default()
+        };
         Ok(RunStats {
             tasks: tasks.len(),
             workers: 1,
             processes: 1,
-            local: ProcessStats {
-                rank: 0,
-                threads: 1,
-                rendered: tasks.len(),
-                wall: start.elapsed(),
-                render_time,
-                update_time: applier.time,
-                ..ProcessStats::default()
-            },
-            all: Vec::new(),
+            all: vec![local.clone()],
+            local,
         })
     }
 }

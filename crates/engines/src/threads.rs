@@ -1,11 +1,12 @@
 //! [`MultiThreadEngine`]: render threads in this process, `update` on the calling thread.
 
 use crate::apply::Applier;
-use crate::engine::Engine;
+use crate::engine::{check_one_process, Engine};
 use crate::error::{EngineError, Result};
 use crate::options::{Options, Schedule};
 use crate::outbox::{Msg, Outbox, Release};
 use crate::stats::{ProcessStats, RunStats};
+use crate::travel::TravelCheck;
 use crate::worker::{Crew, Source};
 use prism_tasking::{ChunkCounter, ChunkPlan};
 use serde::de::DeserializeOwned;
@@ -26,10 +27,15 @@ pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(50);
 ///
 /// Threads are started for each run and joined before it returns (a few tens of microseconds,
 /// negligible beside a render pass), which lets `render` borrow anything the caller holds.
+///
+/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run is
+/// refused ([`EngineError::Invalid`]): each process would run every task. Say
+/// [`in_each_process`](MultiThreadEngine::in_each_process) when that is what you want.
 #[derive(Debug, Clone)]
 pub struct MultiThreadEngine {
     threads: usize,
     options: Options,
+    in_each_process: bool,
 }
 
 impl MultiThreadEngine {
@@ -38,7 +44,16 @@ impl MultiThreadEngine {
         MultiThreadEngine {
             threads: resolve_threads(threads),
             options: Options::default(),
+            in_each_process: false,
         }
+    }
+
+    /// The same engine, allowed to run in each process of a multi-process job: every process
+    /// then runs every task on its own threads and is its own root (for work that is each
+    /// process's own, or to compare engines on every rank).
+    pub fn in_each_process(mut self) -> Self {
+        self.in_each_process = true;
+        self
     }
 
     /// The same engine with other options.
@@ -98,12 +113,14 @@ impl Engine for MultiThreadEngine {
         U: FnMut(usize, R) -> std::result::Result<(), E>,
     {
         self.options.validate()?;
+        check_one_process("MultiThreadEngine", self.in_each_process)?;
         let start = Instant::now();
         let threads = self.threads;
         let outbox = Outbox::<R>::new(self.options.outbox_results, usize::MAX);
         let stop = AtomicBool::new(false);
         let counter = ChunkCounter::new(chunk_plan(tasks.len(), threads, &self.options));
-        let convert = |_: usize, r: R| Ok((r, 0));
+        let travel = TravelCheck::default();
+        let convert = |i: usize, r: R| travel.check(0, i, &r).map(|()| (r, 0));
         let crew = Crew {
             tasks,
             render: &render,
@@ -173,8 +190,8 @@ impl Engine for MultiThreadEngine {
             tasks: tasks.len(),
             workers: threads,
             processes: 1,
+            all: vec![local.clone()],
             local,
-            all: Vec::new(),
         })
     }
 }
