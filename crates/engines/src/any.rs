@@ -2,7 +2,7 @@
 
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::options::Options;
+use crate::options::{Options, Schedule};
 use crate::stats::RunStats;
 use crate::{HybridEngine, MpiEngine, MultiThreadEngine, SerialEngine};
 use serde::de::DeserializeOwned;
@@ -32,6 +32,28 @@ impl AnyEngine {
             AnyEngine::Mpi(_) => "mpi",
             AnyEngine::Hybrid(_) => "hybrid",
         }
+    }
+}
+
+impl AnyEngine {
+    /// The same engine with other options (a serial engine keeps them only to report them:
+    /// it runs tasks in order, one at a time).
+    pub fn with_options(self, options: Options) -> Self {
+        match self {
+            AnyEngine::Serial(e) => AnyEngine::Serial(e.with_options(options)),
+            AnyEngine::MultiThread(e) => AnyEngine::MultiThread(e.with_options(options)),
+            AnyEngine::Mpi(e) => AnyEngine::Mpi(e.with_options(options)),
+            AnyEngine::Hybrid(e) => AnyEngine::Hybrid(e.with_options(options)),
+        }
+    }
+
+    /// The same engine with another schedule.
+    pub fn with_schedule(self, schedule: Schedule) -> Self {
+        let options = Options {
+            schedule,
+            ..self.options().clone()
+        };
+        self.with_options(options)
     }
 }
 

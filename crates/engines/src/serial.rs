@@ -29,6 +29,13 @@ impl SerialEngine {
         SerialEngine::default()
     }
 
+    /// The same engine with other options: kept to be reported by [`Engine::options`], since
+    /// a serial engine has nothing to schedule, batch or bound.
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
     /// The same engine, allowed to run in each process of a multi-process job: every process
     /// then runs every task and is its own root (for work that is each process's own, or to
     /// compare engines on every rank).

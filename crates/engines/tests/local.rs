@@ -111,6 +111,32 @@ fn every_engine_gives_the_serial_results() {
     }
 }
 
+/// Options set on an `AnyEngine` reach the engine inside it, which keeps its kind.
+#[test]
+fn an_any_engine_takes_options_and_a_schedule() {
+    let tasks = tiles(40);
+    let reference = collect(&SerialEngine::new(), &tasks);
+    let engines: [AnyEngine; 2] = [SerialEngine::new().into(), MultiThreadEngine::new(2).into()];
+    for engine in engines {
+        let name = engine.name();
+        let engine = engine
+            .with_options(Options {
+                outbox_results: 3,
+                ..Options::default()
+            })
+            .with_schedule(Schedule::StaticRoundRobin);
+        assert_eq!(engine.name(), name);
+        assert_eq!(engine.options().schedule, Schedule::StaticRoundRobin);
+        assert_eq!(engine.options().outbox_results, 3, "{name}");
+        assert_eq!(collect(&engine, &tasks), reference, "{name}");
+        // A single-process engine is its own root: its counters are the whole run's.
+        let stats = engine
+            .run(tasks.clone(), |t: &Tile| Ok::<_, String>(t.id), |_| Ok(()))
+            .unwrap();
+        assert_eq!(stats.all, vec![stats.local.clone()], "{name}");
+    }
+}
+
 #[test]
 fn empty_and_single_task_lists() {
     for (name, engine) in every_engine() {
