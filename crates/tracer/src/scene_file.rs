@@ -336,17 +336,17 @@ pub fn mesh_scene_description(mesh: Mesh, aspect_ratio: f32) -> Result<SceneDesc
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SceneToml {
-    camera: Spanned<CameraToml>,
+    camera: Spanned<Table<CameraToml>>,
     #[serde(default)]
     background: Option<Spanned<Vec3Toml>>,
     #[serde(default)]
-    materials: Vec<Spanned<MaterialToml>>,
+    materials: Vec<Spanned<Table<MaterialToml>>>,
     #[serde(default)]
-    meshes: Vec<Spanned<MeshToml>>,
+    meshes: Vec<Spanned<Table<MeshToml>>>,
     #[serde(default)]
-    instances: Vec<Spanned<InstanceToml>>,
+    instances: Vec<Spanned<Table<InstanceToml>>>,
     #[serde(default)]
-    lights: Vec<Spanned<LightToml>>,
+    lights: Vec<Spanned<Table<LightToml>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,14 +402,14 @@ struct InstanceToml {
     mesh: Spanned<String>,
     material: Spanned<String>,
     #[serde(default)]
-    transform: TransformToml,
+    transform: Table<TransformToml>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransformToml {
     scale: Option<Spanned<Scale>>,
-    rotate: Option<Vec<Spanned<RotationToml>>>,
+    rotate: Option<Vec<Spanned<Table<RotationToml>>>>,
     translate: Option<Spanned<Vec3Toml>>,
     matrix: Option<Spanned<Array<Array<F32, 4>, 3>>>,
 }
@@ -566,6 +566,69 @@ impl<'de> Deserialize<'de> for Scale {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A table of the file, read as `T` only if it is a table. Serde's derived structs also take
+/// an array of their fields in order, so `instances = [["ball", "white"]]` would pass as an
+/// instance, and `[[camera]]` (an array of tables) would be read as a camera whose
+/// `position` is a table, an error that points nowhere near the mistake.
+#[derive(Debug, Default)]
+struct Table<T>(T);
+
+/// How a user writes the table `Self` is read from, for the message that refuses an array.
+trait Written {
+    const AS: &'static str;
+}
+
+impl Written for CameraToml {
+    const AS: &'static str = "`[camera]`";
+}
+impl Written for MaterialToml {
+    const AS: &'static str = "`[[materials]]`";
+}
+impl Written for MeshToml {
+    const AS: &'static str = "`[[meshes]]`";
+}
+impl Written for InstanceToml {
+    const AS: &'static str = "`[[instances]]`";
+}
+impl Written for TransformToml {
+    const AS: &'static str = "`transform = { ... }` or `[instances.transform]`";
+}
+impl Written for RotationToml {
+    const AS: &'static str = "`{ axis = [x, y, z], degrees = d }`";
+}
+impl Written for LightToml {
+    const AS: &'static str = "`[[lights]]`";
+}
+
+impl<T> std::ops::Deref for Table<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Written> Deserialize<'de> for Table<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Written> Visitor<'de> for V<T> {
+            type Value = Table<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a table ({})", T::AS)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Table<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Table)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Table<T>, A::Error> {
+                Err(de::Error::custom(format!(
+                    "must be a table ({}), not an array",
+                    T::AS
+                )))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -830,7 +893,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn camera(&self, c: &Spanned<CameraToml>) -> Result<Camera, SceneFileError> {
+    fn camera(&self, c: &Spanned<Table<CameraToml>>) -> Result<Camera, SceneFileError> {
         let d = c.get_ref();
         let camera = Camera {
             position: d.position.get_ref().vec3(),
@@ -855,7 +918,11 @@ impl Resolver<'_> {
         Ok(camera)
     }
 
-    fn material(&self, key: &str, m: &Spanned<MaterialToml>) -> Result<Material, SceneFileError> {
+    fn material(
+        &self,
+        key: &str,
+        m: &Spanned<Table<MaterialToml>>,
+    ) -> Result<Material, SceneFileError> {
         let d = m.get_ref();
         let rgb =
             |v: &Option<Spanned<Vec3Toml>>| v.as_ref().map(|v| (v.get_ref().vec3(), v.span()));
@@ -1010,7 +1077,11 @@ impl Resolver<'_> {
         Ok(out)
     }
 
-    fn mesh(&self, i: usize, m: &Spanned<MeshToml>) -> Result<(Mesh, Vec<String>), SceneFileError> {
+    fn mesh(
+        &self,
+        i: usize,
+        m: &Spanned<Table<MeshToml>>,
+    ) -> Result<(Mesh, Vec<String>), SceneFileError> {
         let key = format!("meshes[{i}]");
         let span = m.span();
         let d = m.get_ref();
@@ -1204,5 +1275,113 @@ mod tests {
             text.starts_with("s.toml: line 8: instances[0].transform.scale: "),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    const CAMERA: &str = "[camera]\nposition = [0, 0, 5]\nlook_at = [0, 0, 0]\nvfov_degrees = 40\n";
+    const REST: &str = "[[materials]]\nname = \"white\"\ntype = \"lambertian\"\n\
+                        albedo = [0.7, 0.7, 0.7]\n[[meshes]]\nname = \"ball\"\nshape = \"sphere\"\n\
+                        [[instances]]\nmesh = \"ball\"\nmaterial = \"white\"\n";
+
+    fn error(text: &str) -> String {
+        match parse_scene_description(text, Path::new("."), Path::new("s.toml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_camera_written_as_an_array_of_tables_is_named() {
+        let text = format!("{}{REST}", CAMERA.replace("[camera]", "[[camera]]"));
+        assert_eq!(
+            error(&text),
+            "s.toml: line 1: camera: must be a table (`[camera]`), not an array"
+        );
+        let text = format!("camera = [[0, 0, 5], [0, 0, 0], [0, 1, 0], 40]\n{REST}");
+        assert_eq!(
+            error(&text),
+            "s.toml: line 1: camera: must be a table (`[camera]`), not an array"
+        );
+    }
+
+    /// Each of these used to be read as the struct's fields in order: the instance rendered,
+    /// the others failed with messages about serde's internals (`struct MaterialToml`).
+    #[test]
+    fn tables_written_as_arrays_of_their_fields_are_refused() {
+        // (what to take out of the scene, the array form put first in the file, the error)
+        let cases = [
+            (
+                "[[instances]]\nmesh = \"ball\"\nmaterial = \"white\"\n",
+                "instances = [[\"ball\", \"white\"]]\n",
+                "line 1: instances[0]: must be a table (`[[instances]]`), not an array",
+            ),
+            (
+                "[[materials]]\nname = \"white\"\ntype = \"lambertian\"\nalbedo = [0.7, 0.7, 0.7]\n",
+                "materials = [[\"white\", \"lambertian\", [0.7, 0.7, 0.7]]]\n",
+                "line 1: materials[0]: must be a table (`[[materials]]`), not an array",
+            ),
+            (
+                "[[meshes]]\nname = \"ball\"\nshape = \"sphere\"\n",
+                "meshes = [[\"ball\", \"sphere\"]]\n",
+                "line 1: meshes[0]: must be a table (`[[meshes]]`), not an array",
+            ),
+            (
+                "",
+                "lights = [[[0, 3, 0], [1, 0, 0], [0, 0, 1], [5, 5, 5]]]\n",
+                "line 1: lights[0]: must be a table (`[[lights]]`), not an array",
+            ),
+        ];
+        let scene = format!("{CAMERA}{REST}");
+        for (from, to, want) in cases {
+            assert!(scene.contains(from), "{from}");
+            let text = format!("{to}{}", scene.replacen(from, "", 1));
+            let got = error(&text);
+            assert_eq!(got, format!("s.toml: {want}"), "{to}");
+            assert!(!got.contains("Toml"), "{got}");
+        }
+        // Inside an instance, on the line after the scene's last.
+        let cases = [
+            (
+                "transform = [2, [], [0, 1, 0]]\n",
+                "instances[0].transform: must be a table (`transform = { ... }` or \
+                 `[instances.transform]`), not an array",
+            ),
+            (
+                "transform = { rotate = [[[0, 1, 0], 30]] }\n",
+                "instances[0].transform.rotate[0]: must be a table (`{ axis = [x, y, z], \
+                 degrees = d }`), not an array",
+            ),
+        ];
+        for (to, want) in cases {
+            let got = error(&format!("{scene}{to}"));
+            assert_eq!(got, format!("s.toml: line 15: {want}"), "{to}");
+        }
+        // Not a table at all: the expected form is named too.
+        assert_eq!(
+            error(&format!("instances = [\"ball\"]\n{CAMERA}{REST}").replacen(
+                "[[instances]]\nmesh = \"ball\"\nmaterial = \"white\"\n",
+                "",
+                1
+            )),
+            "s.toml: line 1: instances[0]: invalid type: string \"ball\", expected a table \
+             (`[[instances]]`)"
+        );
+    }
+
+    #[test]
+    fn inline_tables_are_still_tables() {
+        let text = format!(
+            "materials = [{{ name = \"white\", type = \"lambertian\", albedo = [1, 1, 1] }}]\n\
+             meshes = [{{ name = \"ball\", shape = \"sphere\" }}]\n\
+             lights = [{{ corner = [0, 3, 0], edge_a = [1, 0, 0], edge_b = [0, 0, 1], radiance = [5, 5, 5] }}]\n\
+             instances = [{{ mesh = \"ball\", material = \"white\", transform = {{ rotate = [{{ axis = [0, 1, 0], degrees = 30 }}] }} }}]\n{CAMERA}"
+        );
+        let d = parse_scene_description(&text, Path::new("."), Path::new("s.toml")).unwrap();
+        assert_eq!(d.instances.len(), 2);
+        assert_eq!(d.materials.len(), 2);
     }
 }

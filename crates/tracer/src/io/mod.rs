@@ -235,6 +235,33 @@ fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
         .map_err(|e| LoadError::new(path, LoadErrorKind::Io, Location::default(), e.to_string()))
 }
 
+/// Reads a whole file like [`read_file`], after reading its first `head` bytes (fewer if the
+/// file is shorter) and passing them to `check`: a file that `check` refuses is not read
+/// whole, which for a file of gigabytes that is no mesh at all saves a long wait and the memory.
+fn read_file_after(
+    path: &Path,
+    head: usize,
+    check: impl FnOnce(&[u8]) -> Result<(), LoadError>,
+) -> Result<Vec<u8>, LoadError> {
+    use crate::regular::OpenError;
+    use std::io::Read;
+    let io =
+        |e: OpenError| LoadError::new(path, LoadErrorKind::Io, Location::default(), e.to_string());
+    let (mut file, len) = crate::regular::open(path).map_err(io)?;
+    let mut bytes = crate::regular::read_head(&mut file, head).map_err(|e| io(OpenError::Io(e)))?;
+    check(&bytes)?;
+    // The length only sizes the buffer: the file may have changed since it was taken.
+    let rest = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(bytes.len());
+    bytes
+        .try_reserve_exact(rest)
+        .map_err(|_| io(OpenError::Io(std::io::ErrorKind::OutOfMemory.into())))?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io(OpenError::Io(e)))?;
+    Ok(bytes)
+}
+
 fn check_not_empty(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if skip_bom(bytes).iter().all(|b| b.is_ascii_whitespace()) {
         return Err(LoadError::new(

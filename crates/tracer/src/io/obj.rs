@@ -6,11 +6,12 @@
 //! down (tobj accepts that), so an index is checked against the `v` lines of the whole file.
 
 use super::{
-    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file,
-    LoadError, LoadErrorKind, Location,
+    check_not_empty, finish_mesh, guard, lone_cr_to_lf, quote, read_file, LoadError, LoadErrorKind,
+    Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
@@ -33,17 +34,15 @@ pub fn load_obj_with_report(path: &Path) -> Result<(Mesh, Vec<String>), LoadErro
 pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     check_not_empty(path, bytes)?;
     let bytes = lone_cr_to_lf(bytes);
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        LoadError::new(
-            path,
-            LoadErrorKind::Syntax,
-            Location::line(line_of_offset(&bytes, e.valid_up_to()))
-                .with_byte_offset(e.valid_up_to() as u64),
-            "the file is not UTF-8 text",
-        )
-    })?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            check_read_lines_are_text(path, &bytes)?;
+            String::from_utf8_lossy(&bytes)
+        }
+    };
     // tobj would read a byte-order mark as part of the first keyword and drop that line.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut warnings = Vec::new();
 
     // A light scan on every load, for what tobj does not check or report; the full one, which
@@ -79,6 +78,23 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
     } else {
         text
     };
+    // tobj skips these (points are no surface, free-form geometry it does not tessellate),
+    // which loses whatever they describe: said, like polylines.
+    for (count, what) in [
+        (scan.points, "point (`p`)"),
+        (
+            scan.free_form,
+            "free-form curve or surface (`curv`, `surf`)",
+        ),
+    ] {
+        if count > 0 {
+            warnings.push(format!(
+                "{}: ignored {count} {what} statement{}",
+                path.display(),
+                plural(count)
+            ));
+        }
+    }
     if scan.short_faces > 0 {
         // What the PLY reader says of the same faces.
         warnings.push(format!(
@@ -101,6 +117,45 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
     }
     let (positions, indices) = parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
     finish_mesh(path, positions, indices, warnings)
+}
+
+/// The statements whose words prism reads. The other statements and comments (object,
+/// group and material names, free text that Latin-1 editors write) are ignored, so bytes that
+/// are not UTF-8 there need not cost the whole file.
+const READ_STATEMENTS: [&str; 4] = ["v", "vt", "vn", "f"];
+
+/// Refuses a file with a line that is not UTF-8 unless the line is a comment or a statement
+/// prism ignores (see [`READ_STATEMENTS`]); those are let through, to be decoded lossily. A
+/// line that does not even start with a statement is refused too: it is no OBJ text.
+fn check_read_lines_are_text(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let mut start = 0usize;
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = start;
+        start += line.len() + 1;
+        let Err(e) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let word = line
+            .split(u8::is_ascii_whitespace)
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        let word = std::str::from_utf8(word).ok();
+        let what = match word {
+            Some(w) if READ_STATEMENTS.contains(&w) => format!("the `{w}` line"),
+            Some(w) if w.starts_with('#') || is_statement(w) => continue,
+            _ => "the line".to_string(),
+        };
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Syntax,
+            Location::line(n + 1).with_byte_offset((at + e.valid_up_to()) as u64),
+            format!(
+                "{what} is not UTF-8 text (`{}`)",
+                quote(String::from_utf8_lossy(line).trim())
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The error for the first bad line of a file known to have one. Should the full scan find
@@ -218,6 +273,10 @@ fn tobj_kind(e: &tobj::LoadError) -> LoadErrorKind {
 struct Scan<'t> {
     problem: Option<Problem<'t>>,
     polylines: usize,
+    /// `p` lines.
+    points: usize,
+    /// `curv` and `surf` lines.
+    free_form: usize,
     /// `o` and `g` lines.
     groups: usize,
     /// Faces of one or two vertices.
@@ -273,6 +332,15 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// The verb for `n` lines: "1 comes", "2 come".
+fn comes(n: usize) -> &'static str {
+    if n == 1 {
+        "comes"
+    } else {
+        "come"
+    }
+}
+
 /// A `v` line with a coordinate that is no finite f32: the line and the coordinate as written.
 struct BadVertex<'t> {
     line: usize,
@@ -313,6 +381,8 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
     let mut scan = Scan {
         problem: None,
         polylines: 0,
+        points: 0,
+        free_form: 0,
         groups: 0,
         short_faces: 0,
         unknown: 0,
@@ -341,6 +411,14 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
             }
             Some("l") => {
                 scan.polylines += 1;
+                Ok(())
+            }
+            Some("p") => {
+                scan.points += 1;
+                Ok(())
+            }
+            Some("curv" | "surf") => {
+                scan.free_form += 1;
                 Ok(())
             }
             Some("o" | "g") => {
@@ -548,9 +626,10 @@ fn check_face(
             }
             v if v < 0 && v.unsigned_abs() > counts.before => {
                 return Err(out_of_range(format!(
-                    "relative vertex index {v} reaches before the first `v` line ({} come \
+                    "relative vertex index {v} reaches before the first `v` line ({} {} \
                      before it)",
-                    counts.before
+                    counts.before,
+                    comes(counts.before)
                 )))
             }
             v if v > 0 => {
@@ -583,14 +662,16 @@ fn check_face(
                 format!("{what} index 0 is invalid: OBJ indices start at 1")
             } else if index > 0 && index.unsigned_abs() > count {
                 format!(
-                    "a face refers to {what} {index}, but only {count} `{keyword}` line{} come \
+                    "a face refers to {what} {index}, but only {count} `{keyword}` line{} {} \
                      before it",
-                    plural(count)
+                    plural(count),
+                    comes(count)
                 )
             } else if index < 0 && index.unsigned_abs() > count {
                 format!(
                     "relative {what} index {index} reaches before the first `{keyword}` line \
-                     ({count} come before it)"
+                     ({count} {} before it)",
+                    comes(count)
                 )
             } else {
                 continue;
@@ -759,9 +840,9 @@ mod tests {
         // Statements of the specification that a mesh does without, comments and blank lines
         // are no cause for a warning.
         let known = "# c\n#c\n\n   \nvp 0.5\ns 1\ns off\nmtllib a.mtl\nusemtl m\ncstype bspline\n\
-                     deg 3\ncurv 0 1 1 2\nparm u 0 1\nend\nmg 1\nlod 2\nshadow_obj s.obj\n\
+                     deg 3\nparm u 0 1\nend\nmg 1\nlod 2\nshadow_obj s.obj\n\
                      trace_obj t.obj\nbevel off\nc_interp on\nd_interp off\ncall x.obj\n\
-                     p 1\nres 4 4\n";
+                     res 4 4\n";
         let (m, w) = parse(&format!("{tri}{known}")).unwrap();
         assert_eq!(m.triangle_count(), 1);
         assert!(w.is_empty(), "{w:?}");
@@ -800,6 +881,99 @@ mod tests {
             w[0].ends_with(&format!("line 5, `{}…`)", &long[..80])),
             "{w:?}"
         );
+    }
+
+    /// Points and free-form geometry used to be dropped without a word, while polylines and
+    /// unknown statements were reported.
+    #[test]
+    fn points_curves_and_surfaces_are_reported_like_polylines() {
+        let tri = "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n";
+        let free_form = "cstype bezier\ndeg 1\ncurv 0 1 1 2\nparm u 0 1\nend\n\
+                         surf 0 1 0 1 1 2 3 1\nparm u 0 1\nparm v 0 1\nend\n";
+        let (m, w) = parse(&format!("{tri}p 1\np 2 3\n{free_form}l 1 2\n")).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert_eq!(
+            w,
+            [
+                "t.obj: ignored 1 polyline (`l`) statement",
+                "t.obj: ignored 2 point (`p`) statements",
+                "t.obj: ignored 2 free-form curve or surface (`curv`, `surf`) statements",
+            ]
+        );
+        // Without a face, the error says what there was instead.
+        let e = parse("v 0 0 0\np 1\n").unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::NoTriangles);
+        assert_eq!(
+            e.message,
+            "the file holds no faces (ignored 1 point (`p`) statement)"
+        );
+    }
+
+    #[test]
+    fn counts_of_one_line_take_a_singular_verb() {
+        let tri = "v 0 0 0\nv 1 0 0\nv 0 1 0\n";
+        let e = parse(&format!("{tri}vn 0 0 1\nf 1//1 2//2 3//1\n")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "a face refers to normal 2, but only 1 `vn` line comes before it (`f 1//1 2//2 3//1`)"
+        );
+        let e = parse(&format!("{tri}vt 0 0\nvt 1 0\nf 1/3 2/1 3/1\n")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "a face refers to texture coordinate 3, but only 2 `vt` lines come before it \
+             (`f 1/3 2/1 3/1`)"
+        );
+        let e = parse(&format!("{tri}vt 0 0\nf 1/-2 2/1 3/1\n")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "relative texture coordinate index -2 reaches before the first `vt` line (1 comes \
+             before it) (`f 1/-2 2/1 3/1`)"
+        );
+        let e = parse("v 0 0 0\nf -2 -1 -1\nv 1 0 0\nv 0 1 0\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "relative vertex index -2 reaches before the first `v` line (1 comes before it) \
+             (`f -2 -1 -1`)"
+        );
+    }
+
+    /// A Latin-1 comment or object name (`café`, written by an editor in Windows-1252) used
+    /// to refuse the whole file.
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_only_where_prism_reads() {
+        let tri = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n";
+        for named in [
+            &b"# caf\xe9\n"[..],
+            b"o caf\xe9\n",
+            b"g caf\xe9 bar\n",
+            b"usemtl caf\xe9\n",
+            b"mtllib caf\xe9.mtl\n",
+            b"s 1 # caf\xe9\n",
+        ] {
+            let bytes = [named, tri].concat();
+            let (m, w) = parse_obj(Path::new("t.obj"), &bytes).unwrap();
+            assert_eq!(m.triangle_count(), 1, "{}", String::from_utf8_lossy(named));
+            assert!(w.is_empty(), "{w:?}");
+        }
+        let bytes = [&tri[..], b"v 0 0 1\xe9\nf 1 2 4\n"].concat();
+        let e = parse_obj(Path::new("t.obj"), &bytes).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Syntax);
+        assert_eq!(
+            e.to_string(),
+            "t.obj: line 5, byte offset 39: the `v` line is not UTF-8 text (`v 0 0 1\u{fffd}`)"
+        );
+        let bytes = [&b"# caf\xe9\n"[..], tri, b"f 1 2 3\xff\n"].concat();
+        let e = parse_obj(Path::new("t.obj"), &bytes).unwrap_err();
+        assert_eq!(e.location, Location::line(6).with_byte_offset(46));
+        assert!(
+            e.message.starts_with("the `f` line is not UTF-8 text"),
+            "{e}"
+        );
+        // A line that starts with no statement is no comment or name either.
+        let bytes = [&tri[..], b"\xe9 1 2 3\n"].concat();
+        let e = parse_obj(Path::new("t.obj"), &bytes).unwrap_err();
+        assert_eq!(e.location, Location::line(5).with_byte_offset(32));
+        assert_eq!(e.message, "the line is not UTF-8 text (`\u{fffd} 1 2 3`)");
     }
 
     #[test]

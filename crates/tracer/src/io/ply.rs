@@ -5,10 +5,14 @@
 //! `vertex_index`). The payload is read one element at a time with the crate's element
 //! readers, so that an error can name the line (ASCII) or byte offset (binary) and the element
 //! index. Other elements (edges, materials, ...) are parsed and ignored.
+//!
+//! Before the crate reads the header, its lines are checked here: the `ply` line, a bound on
+//! the header's size and its lines' length (the crate reads a line whole, however long), text
+//! outside comments. A file that is no PLY file is thus refused from its first bytes.
 
 use super::{
-    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file,
-    skip_bom, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
+    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote,
+    read_file_after, skip_bom, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -17,6 +21,7 @@ use ply_rs_bw::ply::{
     ElementDef, Encoding, Header, PropertyAccess, PropertyAccessResult, PropertyType, ScalarType,
 };
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Cursor, ErrorKind};
 use std::num::IntErrorKind;
 use std::path::Path;
@@ -31,15 +36,159 @@ pub fn load_ply(path: &Path) -> Result<Mesh, LoadError> {
 /// Reads a PLY file (any of the three encodings); faces with more than three vertices are
 /// split into fans, properties other than positions and vertex indices are ignored.
 pub fn load_ply_with_report(path: &Path) -> Result<(Mesh, Vec<String>), LoadError> {
-    let bytes = read_file(path)?;
+    // A file that is no PLY file (a disk image, a mesh of another format) is refused from its
+    // first bytes, before the rest of it is read into memory.
+    let bytes = read_file_after(path, HEADER_HEAD, |head| {
+        if head.len() < HEADER_HEAD {
+            // The whole file: the checks `parse_ply` makes first, in its order.
+            check_not_empty(path, head)?;
+        }
+        check_header_text(path, head)
+    })?;
     parse_ply(path, &bytes)
 }
 
 /// Parses PLY contents already in memory; `path` is used only in messages.
 pub fn parse_ply(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     check_not_empty(path, bytes)?;
-    let bytes = with_line_feeds(bytes);
+    check_header_text(path, bytes)?;
+    let bytes = with_text_comments(with_line_feeds(bytes));
     guard(path, || read(path, &bytes))
+}
+
+/// The longest header line read. ply-rs reads a header line into a `String` whatever its
+/// length, and a file without line breaks is one line: a gigabyte of it took five times its
+/// size in memory before being refused. Real header lines are a few dozen bytes.
+const MAX_HEADER_LINE: usize = 64 * 1024;
+
+/// The most bytes a header may take before its `end_header` line starts. Real headers are a
+/// few hundred bytes; a file without `end_header` this far in is no PLY file.
+const MAX_HEADER: usize = 1 << 20;
+
+/// The bytes [`check_header_text`] can look at: a line that starts at [`MAX_HEADER`], at its
+/// longest, and its line end.
+const HEADER_HEAD: usize = MAX_HEADER + MAX_HEADER_LINE + 2;
+
+/// Checks the lines of the header before ply-rs reads them: the first must be `ply`, none may
+/// be longer than [`MAX_HEADER_LINE`], `end_header` must come within [`MAX_HEADER`] bytes,
+/// and a line other than a comment must be UTF-8. Reads no more than the first
+/// [`HEADER_HEAD`] bytes. A header that ends too early is let through: ply-rs says what is
+/// missing.
+fn check_header_text(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let text = skip_bom(bytes);
+    let error = |line: usize, message: String| {
+        LoadError::new(path, LoadErrorKind::Header, Location::line(line), message)
+    };
+    // A quote of a line that may be megabytes long and need not be text.
+    let shown = |line: &[u8]| quote(&String::from_utf8_lossy(&line[..line.len().min(1024)]));
+    let mut start = 0usize;
+    let mut line_no = 0usize;
+    loop {
+        line_no += 1;
+        // Before the end of the file is looked for: a prefix of HEADER_HEAD bytes of a file
+        // gives the answer the whole file gives.
+        if start > MAX_HEADER {
+            return Err(error(
+                line_no,
+                format!(
+                    "no `end_header` line within the first {MAX_HEADER} bytes: the header of a \
+                     PLY file is not that long"
+                ),
+            ));
+        }
+        let rest = &text[start.min(text.len())..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let window = &rest[..rest.len().min(MAX_HEADER_LINE + 1)];
+        let len = window
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(window.len());
+        let line = &rest[..len];
+        if line_no == 1 {
+            let magic = line
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t')
+                .map_or(&line[..0], |last| &line[..=last]);
+            if magic != b"ply" {
+                return Err(error(
+                    1,
+                    format!(
+                        "not a PLY file: the first line is `{}`, not `ply`",
+                        shown(line)
+                    ),
+                ));
+            }
+        }
+        if len > MAX_HEADER_LINE {
+            return Err(error(
+                line_no,
+                format!(
+                    "a header line longer than {MAX_HEADER_LINE} bytes (`{}`): not a PLY header",
+                    shown(line)
+                ),
+            ));
+        }
+        if line.starts_with(b"end_header") {
+            return Ok(());
+        }
+        if std::str::from_utf8(line).is_err() && !is_comment(line) {
+            return Err(error(
+                line_no,
+                format!("the header line is not UTF-8 text (`{}`)", shown(line)),
+            ));
+        }
+        start += len;
+        // CR LF is one line end, as is a lone CR (see `with_line_feeds`).
+        if rest.get(len) == Some(&b'\r') {
+            start += 1;
+            if rest.get(len + 1) == Some(&b'\n') {
+                start += 1;
+            }
+        } else {
+            start += 1;
+        }
+    }
+}
+
+/// A `comment` or `obj_info` header line: free text that nothing reads.
+fn is_comment(line: &[u8]) -> bool {
+    let word = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .next()
+        .unwrap_or_default();
+    word == b"comment" || word == b"obj_info"
+}
+
+/// The file with the bytes of header comments that are not UTF-8 (a Latin-1 author's name,
+/// say) turned into `?`, one byte for one byte. ply-rs reads header lines as text and would
+/// refuse the file over a comment that nothing reads.
+fn with_text_comments(bytes: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    let mut bad = Vec::new();
+    let mut start = 0usize;
+    // `check_header_text` has bounded the header; lone CRs are line feeds by now.
+    for line in bytes.split(|&b| b == b'\n') {
+        if line.starts_with(b"end_header") {
+            break;
+        }
+        if is_comment(line) && std::str::from_utf8(line).is_err() {
+            bad.push(start..start + line.len());
+        }
+        start += line.len() + 1;
+    }
+    if bad.is_empty() {
+        return bytes;
+    }
+    let mut bytes = bytes.into_owned();
+    for range in bad {
+        for b in &mut bytes[range] {
+            if !b.is_ascii() {
+                *b = b'?';
+            }
+        }
+    }
+    Cow::Owned(bytes)
 }
 
 /// The file with old Mac line ends (a lone CR) turned into line feeds: everywhere in an ASCII
@@ -188,6 +337,8 @@ struct Payload<'a> {
     encoding: Encoding,
     /// The ASCII line read last, for messages that quote a value from it.
     last_line: &'a str,
+    header: &'a Header,
+    declared: &'a DeclaredAt,
 }
 
 impl<'a> Payload<'a> {
@@ -217,7 +368,7 @@ impl<'a> Payload<'a> {
                             };
                             let message = format!(
                                 "{} {index} has {} value{}, but the properties the header \
-                                 declares for `{}` take {declared}{}{extra}",
+                                 declares for `{}` take {declared}{}{extra} ({})",
                                 quote(&def.name),
                                 values.len(),
                                 if values.len() == 1 { "" } else { "s" },
@@ -227,6 +378,7 @@ impl<'a> Payload<'a> {
                                 } else {
                                     ""
                                 },
+                                self.count_hint(&values, def, index),
                             );
                             (LoadErrorKind::Syntax, message)
                         }
@@ -276,6 +428,46 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// Which element a line was read as, and the count the header gives for it or for the
+    /// element before it. A line with the wrong number of values is often a good line of the
+    /// element before or after, read as this one because a count in the header is wrong: when
+    /// the line reads as that element, the message asks about the count.
+    fn count_hint(&self, values: &[&str], def: &ElementDef, index: usize) -> String {
+        let with_values = || {
+            self.header
+                .elements
+                .values()
+                .filter(|d| !d.properties.is_empty())
+        };
+        let previous = with_values().take_while(|d| d.name != def.name).last();
+        let next = with_values().skip_while(|d| d.name != def.name).nth(1);
+        let reads_as = |other: &ElementDef| read_ascii_element::<Skip>(values, other).is_ok();
+        let ask = |fits: bool| if fits { ": is that count right?" } else { "" };
+        let name = quote(&def.name);
+        match previous {
+            Some(previous) if index == 0 => format!(
+                "read as `{name}` 0; {} {} `{}` element{} before it{}",
+                self.declared.announces(&previous.name),
+                previous.count,
+                quote(&previous.name),
+                if previous.count == 1 { "" } else { "s" },
+                ask(reads_as(previous)),
+            ),
+            _ => {
+                let on = self
+                    .declared
+                    .elements
+                    .get(&def.name)
+                    .map_or_else(String::new, |n| format!(" on line {n}"));
+                format!(
+                    "read as `{name}` {index} of the {} the header announces{on}{}",
+                    def.count,
+                    ask(next.is_some_and(reads_as)),
+                )
+            }
+        }
+    }
+
     /// The next non-blank line of an ASCII payload and its 1-based number.
     fn next_text_line(
         &mut self,
@@ -308,7 +500,7 @@ impl<'a> Payload<'a> {
                     self.path,
                     LoadErrorKind::Syntax,
                     Location::element(&def.name, index).with_line(line_no),
-                    "the line is not text",
+                    "the line is not UTF-8 text",
                 )
             })?;
             if !line.trim().is_empty() {
@@ -611,14 +803,14 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
             )
         })?;
     check_version(path, &header, skip_bom(bytes))?;
-    check_declarations(path, skip_bom(bytes))?;
-    let (vertex_def, face_def, face_list) = check_header(path, &header)?;
+    let declared = check_declarations(path, skip_bom(bytes))?;
+    let (vertex_def, face_def, face_list) = check_header(path, &header, &declared)?;
     let vertex_count = vertex_def.count;
     if vertex_count > u32::MAX as usize {
         return Err(LoadError::new(
             path,
             LoadErrorKind::Syntax,
-            Location::default(),
+            declared.element(&vertex_def.name),
             format!("{vertex_count} vertices; at most 2^32 - 1 are supported"),
         ));
     }
@@ -630,6 +822,8 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
         cursor,
         encoding: header.encoding,
         last_line: "",
+        header: &header,
+        declared: &declared,
     };
     let mut positions = Vec::new();
     let mut indices = Vec::new();
@@ -826,10 +1020,41 @@ fn check_version(path: &Path, header: &Header, text: &[u8]) -> Result<(), LoadEr
     ))
 }
 
-/// Refuses an element, or a property of one element, declared twice. The crate keeps one
-/// definition per name and attaches later properties to whichever element it holds last, so a
-/// repeated declaration would surface as a misleading error far from its cause.
-fn check_declarations(path: &Path, text: &[u8]) -> Result<(), LoadError> {
+/// The header lines (1-based) that declare each element and each property, for messages
+/// about what they declare: ply-rs keeps no line numbers.
+#[derive(Default)]
+struct DeclaredAt {
+    elements: HashMap<String, usize>,
+    /// Keyed by element and property name.
+    properties: HashMap<(String, String), usize>,
+}
+
+impl DeclaredAt {
+    fn element(&self, element: &str) -> Location {
+        self.elements
+            .get(element)
+            .map_or_else(Location::default, |&n| Location::line(n))
+    }
+    fn property(&self, element: &str, property: &str) -> Location {
+        self.properties
+            .get(&(element.to_string(), property.to_string()))
+            .map_or_else(Location::default, |&n| Location::line(n))
+    }
+    /// "the header, line 3, announces" (or without the line, should it be unknown).
+    fn announces(&self, element: &str) -> String {
+        match self.elements.get(element) {
+            Some(n) => format!("the header, line {n}, announces"),
+            None => "the header announces".to_string(),
+        }
+    }
+}
+
+/// Refuses an element, or a property of one element, declared twice, and says on which lines
+/// the others are declared. The crate keeps one definition per name and attaches later
+/// properties to whichever element it holds last, so a repeated declaration would surface as
+/// a misleading error far from its cause.
+fn check_declarations(path: &Path, text: &[u8]) -> Result<DeclaredAt, LoadError> {
+    let mut declared = DeclaredAt::default();
     let mut elements: Vec<(&str, usize)> = Vec::new();
     let mut properties: Vec<(&str, usize)> = Vec::new();
     let mut element = "";
@@ -863,80 +1088,113 @@ fn check_declarations(path: &Path, text: &[u8]) -> Result<(), LoadError> {
             ));
         }
         seen.push((name, line_no));
+        if kind == "element" {
+            declared.elements.insert(name.to_string(), line_no);
+        } else {
+            declared
+                .properties
+                .insert((element.to_string(), name.to_string()), line_no);
+        }
     }
-    Ok(())
+    Ok(declared)
 }
 
-/// Checks that the header declares what a triangle mesh needs, with usable types.
+/// Checks that the header declares what a triangle mesh needs, with usable types; an error
+/// names the line of the declaration at fault.
 fn check_header<'h>(
     path: &Path,
     header: &'h Header,
+    declared: &DeclaredAt,
 ) -> Result<(&'h ElementDef, &'h ElementDef, &'static str), LoadError> {
-    let missing = |what: String| {
-        LoadError::new(
-            path,
-            LoadErrorKind::MissingElement,
-            Location::default(),
-            what,
-        )
-    };
+    let missing =
+        |at: Location, what: String| LoadError::new(path, LoadErrorKind::MissingElement, at, what);
     let wrong =
-        |what: String| LoadError::new(path, LoadErrorKind::WrongType, Location::default(), what);
+        |at: Location, what: String| LoadError::new(path, LoadErrorKind::WrongType, at, what);
     for element in header.elements.values() {
         for (name, prop) in &element.properties {
             if let PropertyType::List(count, _) = &prop.data_type {
                 if !is_integer(count) {
-                    return Err(wrong(format!(
-                        "property `{}.{}` has {} list lengths; a length must be an integer \
-                         type",
-                        quote(&element.name),
-                        quote(name),
-                        int_range(count).0
-                    )));
+                    return Err(wrong(
+                        declared.property(&element.name, name),
+                        format!(
+                            "property `{}.{}` has {} list lengths; a length must be an integer \
+                             type",
+                            quote(&element.name),
+                            quote(name),
+                            type_name(count)
+                        ),
+                    ));
                 }
             }
         }
     }
-    let vertex = header
-        .elements
-        .get("vertex")
-        .ok_or_else(|| missing("the header declares no `vertex` element".into()))?;
+    let vertex = header.elements.get("vertex").ok_or_else(|| {
+        missing(
+            Location::default(),
+            "the header declares no `vertex` element".into(),
+        )
+    })?;
     for axis in ["x", "y", "z"] {
         let prop = vertex.properties.get(axis).ok_or_else(|| {
-            missing(format!(
-                "element `vertex` has no property `{axis}` in the header"
-            ))
+            missing(
+                declared.element("vertex"),
+                format!("element `vertex` has no property `{axis}` in the header"),
+            )
         })?;
-        if let PropertyType::List(..) = prop.data_type {
-            return Err(wrong(format!(
-                "property `vertex.{axis}` is a list; a coordinate must be a number"
-            )));
+        if let PropertyType::List(count, item) = &prop.data_type {
+            return Err(wrong(
+                declared.property("vertex", axis),
+                format!(
+                    "property `vertex.{axis}` is a list ({} {}); a coordinate must be a number",
+                    type_name(count),
+                    type_name(item)
+                ),
+            ));
         }
     }
-    let face = header
-        .elements
-        .get("face")
-        .ok_or_else(|| missing("the header declares no `face` element".into()))?;
+    let face = header.elements.get("face").ok_or_else(|| {
+        missing(
+            Location::default(),
+            "the header declares no `face` element".into(),
+        )
+    })?;
     let (name, prop) = FACE_LISTS
         .iter()
         .find_map(|n| face.properties.get(*n).map(|p| (*n, p)))
         .ok_or_else(|| {
-            missing("element `face` has no `vertex_indices` (or `vertex_index`) list".into())
+            missing(
+                declared.element("face"),
+                "element `face` has no `vertex_indices` (or `vertex_index`) list".into(),
+            )
         })?;
+    let at = declared.property("face", name);
     match &prop.data_type {
         PropertyType::List(_, item) if is_integer(item) => {}
         PropertyType::List(_, item) => {
-            return Err(wrong(format!(
-                "property `face.{name}` holds {item:?} values; vertex indices must be integers"
-            )))
+            return Err(wrong(
+                at,
+                format!(
+                    "property `face.{name}` holds {} values; vertex indices must be integers",
+                    type_name(item)
+                ),
+            ))
         }
-        PropertyType::Scalar(_) => {
-            return Err(wrong(format!(
-                "property `face.{name}` is a single number; it must be a list of vertex indices"
-            )))
+        PropertyType::Scalar(ty) => {
+            return Err(wrong(
+                at,
+                format!(
+                    "property `face.{name}` is a single {}; it must be a list of vertex indices",
+                    type_name(ty)
+                ),
+            ))
         }
     }
     Ok((vertex, face, name))
+}
+
+/// The PLY name of a type: `float`, `uchar`, ...
+fn type_name(t: &ScalarType) -> &'static str {
+    int_range(t).0
 }
 
 fn is_integer(t: &ScalarType) -> bool {
@@ -1231,13 +1489,19 @@ mod tests {
         let e = parse(format!("{HEAD}{verts}1 {long} 0\n").as_bytes()).unwrap_err();
         assert_eq!(e.message, format!("property `y`: `{cut}` is not a number"));
         let e = parse(format!("{HEAD}{verts}1 1 0\n3 0 1 2 {long}\n").as_bytes()).unwrap_err();
-        assert!(e.message.ends_with(&format!("; extra: `{cut}`")), "{e}");
+        assert!(
+            e.message.contains(&format!("; extra: `{cut}` (read as")),
+            "{e}"
+        );
         let many = "9 ".repeat(1 << 19);
         let e = parse(format!("{HEAD}{verts}1 1 0\n3 0 1 2 {many}\n").as_bytes()).unwrap_err();
         assert!(
-            e.message.ends_with(&format!("; extra: `{}…`", &many[..80])),
+            e.message
+                .contains(&format!("; extra: `{}…` (read as", &many[..80])),
             "{e}"
         );
+        // Header lines as long as a header line may be.
+        let long = "x".repeat(MAX_HEADER_LINE - 16);
         let e = parse(format!("ply\nformat ascii 1.0\n{long}\n").as_bytes()).unwrap_err();
         assert_eq!(
             e.message,
@@ -1253,6 +1517,220 @@ mod tests {
             e.to_string(),
             format!("t.ply: line 5: element `{cut}` is declared twice (first on line 3)")
         );
+    }
+
+    /// A file without line breaks used to be read into memory several times over (ply-rs
+    /// reads a header line into a `String`) before being refused.
+    #[test]
+    fn a_file_without_line_breaks_is_refused_from_its_first_bytes() {
+        let a = vec![b'a'; 4 << 20];
+        let e = parse(&a).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Header, "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "t.ply: line 1: not a PLY file: the first line is `{}…`, not `ply`",
+                "a".repeat(QUOTED_CHARS)
+            )
+        );
+        let e = parse(b"solid cube\nfacet normal 0 0 1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.ply: line 1: not a PLY file: the first line is `solid cube`, not `ply`"
+        );
+        let e = parse(&[b"ply\n", &a[..]].concat()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "t.ply: line 2: a header line longer than {MAX_HEADER_LINE} bytes (`{}…`): not \
+                 a PLY header",
+                "a".repeat(QUOTED_CHARS)
+            )
+        );
+        // Short lines, but no end to the header.
+        let comment = format!("comment {}\n", "c".repeat(55));
+        assert_eq!(comment.len(), 64);
+        let endless = format!(
+            "ply\nformat ascii 1.0\n{}",
+            comment.repeat(MAX_HEADER / 64 + 2)
+        );
+        let e = parse(endless.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Header, "{e}");
+        assert_eq!(e.location.line, Some(3 + (MAX_HEADER - 21) / 64 + 1), "{e}");
+        assert_eq!(
+            e.message,
+            format!(
+                "no `end_header` line within the first {MAX_HEADER} bytes: the header of a PLY \
+                 file is not that long"
+            )
+        );
+        // The magic line may carry trailing blanks, as ply-rs allows.
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let text = format!("{HEAD}{body}").replacen("ply\n", "ply \t\r\n", 1);
+        assert_eq!(parse(text.as_bytes()).unwrap().0.triangle_count(), 2);
+    }
+
+    /// From a file, the check sees the first bytes only; the rest is not read.
+    #[test]
+    fn a_large_file_that_is_no_ply_file_is_refused_by_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zeros.ply");
+        // Sparse: no disk space, and quick to make.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(64 << 20).unwrap();
+        drop(file);
+        let e = load_ply_with_report(&path).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Header, "{e}");
+        assert_eq!(e.location, Location::line(1));
+        assert_eq!(
+            e.message,
+            format!(
+                "not a PLY file: the first line is `{}…`, not `ply`",
+                "\\0".repeat(QUOTED_CHARS)
+            )
+        );
+        let mut seen = 0;
+        let e = read_file_after(&path, HEADER_HEAD, |head| {
+            seen = head.len();
+            check_header_text(&path, head)
+        })
+        .unwrap_err();
+        assert_eq!(seen, HEADER_HEAD);
+        assert_eq!(e.location, Location::line(1));
+        // A good file is read whole all the same.
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        std::fs::write(&path, format!("{HEAD}{body}")).unwrap();
+        let (m, w) = load_ply_with_report(&path).unwrap();
+        assert_eq!(m.triangle_count(), 2);
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    /// A Latin-1 comment (an author's name) used to refuse the whole file.
+    #[test]
+    fn comments_need_not_be_utf8() {
+        let body = b"0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        let with = |line: &[u8]| {
+            let head = HEAD.as_bytes();
+            let at = HEAD.find("element").unwrap();
+            [&head[..at], line, &head[at..], &body[..]].concat()
+        };
+        for line in [
+            &b"comment made by Jos\xe9\n"[..],
+            b"obj_info caf\xe9\r\n",
+            b"comment\t\xff\xfe\n",
+        ] {
+            let (m, w) = parse(&with(line)).unwrap();
+            assert_eq!(m.triangle_count(), 2);
+            assert!(w.is_empty(), "{w:?}");
+        }
+        // Binary: the payload is not touched, and stays where it was.
+        let b = binary("", b"");
+        let at = b.windows(7).position(|w| w == b"element").unwrap();
+        let latin = [&b[..at], b"comment \xe9\xe9\xe9\n", &b[at..]].concat();
+        assert_eq!(
+            parse(&latin).unwrap().0.positions,
+            parse(&b).unwrap().0.positions
+        );
+        // In the data, the same.
+        let e = parse(&[HEAD.as_bytes(), b"0 0 0\n1 0 \xe9\n"].concat()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.ply: line 11, vertex 1: the line is not UTF-8 text"
+        );
+        // Elsewhere in the header, such a byte is an error on its line.
+        let e = parse(&with(b"element v\xe9rtex 1\n")).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Header);
+        assert_eq!(
+            e.to_string(),
+            "t.ply: line 3: the header line is not UTF-8 text (`element v\u{fffd}rtex 1`)"
+        );
+    }
+
+    /// A wrong element count used to be reported as a bad line, the good line that followed.
+    #[test]
+    fn a_value_count_error_names_the_count_the_header_gives() {
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3\n";
+        // Too low: the fourth vertex is read as the first face.
+        let h = HEAD.replace("vertex 4", "vertex 3");
+        let e = parse(format!("{h}{body}").as_bytes()).unwrap_err();
+        assert_eq!(e.location, Location::element("face", 0).with_line(13));
+        assert_eq!(
+            e.message,
+            "face 0 has 3 values, but the properties the header declares for `face` take 2 (with \
+             the lengths its list counts give); extra: `0` (read as `face` 0; the header, line \
+             3, announces 3 `vertex` elements before it: is that count right?)"
+        );
+        // Too high: the first face is read as a fifth vertex.
+        let h = HEAD.replace("vertex 4", "vertex 5");
+        let e = parse(format!("{h}{body}").as_bytes()).unwrap_err();
+        assert_eq!(e.location, Location::element("vertex", 4).with_line(14));
+        assert_eq!(
+            e.message,
+            "vertex 4 has 4 values, but the properties the header declares for `vertex` take 3; \
+             extra: `2` (read as `vertex` 4 of the 5 the header announces on line 3: is that \
+             count right?)"
+        );
+        // A line that is wrong by itself: the count is given, but not questioned.
+        let body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 0 1 3 9\n";
+        let e = parse(format!("{HEAD}{body}").as_bytes()).unwrap_err();
+        assert_eq!(e.location, Location::element("face", 1).with_line(15));
+        assert!(
+            e.message.ends_with(
+                "; extra: `9` (read as `face` 1 of the 2 the header announces on line 7)"
+            ),
+            "{e}"
+        );
+    }
+
+    /// These used to carry no line, and Rust's names of the types (`Float`).
+    #[test]
+    fn header_type_errors_name_their_line_and_the_ply_type() {
+        let cases = [
+            (
+                "list uchar int vertex_indices",
+                "list uchar float vertex_indices",
+                "line 8: property `face.vertex_indices` holds float values; vertex indices must \
+                 be integers",
+            ),
+            (
+                "list uchar int vertex_indices",
+                "list double int vertex_indices",
+                "line 8: property `face.vertex_indices` has double list lengths; a length must be \
+                 an integer type",
+            ),
+            (
+                "list uchar int vertex_indices",
+                "uint vertex_indices",
+                "line 8: property `face.vertex_indices` is a single uint; it must be a list of \
+                 vertex indices",
+            ),
+            (
+                "property float y",
+                "property list uchar float y",
+                "line 5: property `vertex.y` is a list (uchar float); a coordinate must be a \
+                 number",
+            ),
+            (
+                "property float z\n",
+                "",
+                "line 3: element `vertex` has no property `z` in the header",
+            ),
+            (
+                "property list uchar int vertex_indices\n",
+                "property int other\n",
+                "line 7: element `face` has no `vertex_indices` (or `vertex_index`) list",
+            ),
+            (
+                "vertex 4",
+                "vertex 4294967296",
+                "line 3: 4294967296 vertices; at most 2^32 - 1 are supported",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(HEAD.contains(from), "{from}");
+            let e = parse(HEAD.replacen(from, to, 1).as_bytes()).unwrap_err();
+            assert_eq!(e.to_string(), format!("t.ply: {want}"), "{to}");
+        }
     }
 
     #[test]

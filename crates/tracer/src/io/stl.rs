@@ -10,8 +10,8 @@
 //! one vertex, so a closed STL mesh becomes a closed indexed mesh.
 
 use super::{
-    check_not_empty, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote, read_file, skip_bom,
-    LoadError, LoadErrorKind, Location, QUOTED_CHARS,
+    check_not_empty, finish_mesh, guard, lone_cr_to_lf, quote, read_file, skip_bom, LoadError,
+    LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -270,18 +270,14 @@ impl<'a> Words<'a> {
 fn read_ascii(path: &Path, text: &[u8]) -> Result<Welded, LoadError> {
     // Old Mac files end lines with a lone CR; counted as line ends, lines are numbered right.
     let text = lone_cr_to_lf(text);
-    let text = std::str::from_utf8(&text).map_err(|e| {
-        LoadError::new(
-            path,
-            LoadErrorKind::Syntax,
-            Location::line(line_of_offset(&text, e.valid_up_to())),
-            "the line is not text",
-        )
-    })?;
+    // Solid names are free text, often Latin-1 from old CAD tools, and are skipped unread.
+    // Elsewhere a byte that is not UTF-8 cannot make a keyword or a number, so decoded as
+    // U+FFFD it is refused all the same, quoted on its line.
+    let text = String::from_utf8_lossy(&text);
     let mut r = AsciiReader {
         path,
         words: Words {
-            text,
+            text: &text,
             pos: 0,
             line: 1,
             last: 1,
@@ -555,6 +551,31 @@ mod tests {
         let e = parse_stl(Path::new("t.stl"), &b[..b.len() - 1]).unwrap_err();
         assert_eq!(e.kind, LoadErrorKind::Truncated, "{e}");
         assert_eq!(e.location.byte_offset, Some(84), "{e}");
+    }
+
+    /// A Latin-1 byte in a solid's name used to refuse the file as "not text".
+    #[test]
+    fn solid_names_need_not_be_utf8() {
+        let facet = ascii_facet([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]);
+        let text = [
+            &b"solid caf\xe9\n"[..],
+            facet.as_bytes(),
+            b"endsolid caf\xe9 \xff\xfe\n",
+        ]
+        .concat();
+        let (m, w) = parse_stl(Path::new("t.stl"), &text).unwrap();
+        assert_eq!(m.triangle_count(), 1);
+        assert!(w.is_empty(), "{w:?}");
+        // Where a number belongs, such a byte is refused on its line.
+        let mut text = [&b"solid caf\xe9\n"[..], facet.as_bytes(), b"endsolid\n"].concat();
+        let at = text.windows(12).position(|w| w == b"vertex 1 0 0").unwrap();
+        text[at + 11] = 0xe9;
+        let e = parse_stl(Path::new("t.stl"), &text).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Syntax);
+        assert_eq!(
+            e.to_string(),
+            "t.stl: line 5, facet 0: vertex coordinate `\u{fffd}` is not a number"
+        );
     }
 
     /// A megabyte token used to give a megabyte error line.
