@@ -314,7 +314,8 @@ where
     // process that had queued two expensive chunks ran 30 % longer than the root).
     let holders = cl.workers * (1 + cl.options.prefetch_chunks);
     let counter = ChunkCounter::new(chunk_plan(n, holders, &cl.options));
-    // The root's results are applied in this process: no encoding, bounded by count only.
+    // The root's results are applied in this process: not encoded (but for the travel
+    // check), so bounded by count only.
     let outbox = Outbox::<R>::new(cl.options.outbox_results, usize::MAX);
     let stop = AtomicBool::new(false);
     let travel = TravelCheck::default();

@@ -82,15 +82,7 @@ impl Engine for SerialEngine {
             render_time += t0.elapsed();
             let result = match outcome {
                 Ok(Ok(r)) => {
-                    // A result's Serialize impl is user code: a panic there is this task's.
-                    prism_comm::catch_panic(|| travel.check(0, i, &r)).unwrap_or_else(|p| {
-                        Err(EngineError::Codec {
-                            rank: 0,
-                            task: Some(i),
-                            what: "encoded".to_string(),
-                            message: format!("panicked: {}", panic_message(&*p)),
-                        })
-                    })?;
+                    travel.check(0, i, &r)?;
                     r
                 }
                 Ok(Err(e)) => return Err(render_failure(i, false, e)),

@@ -11,7 +11,7 @@
 //! and in builds with debug assertions every result, so that a test run also catches a
 //! `Serialize` that fails for some values only. A release run pays one encoding per run.
 
-use crate::error::EngineError;
+use crate::error::{panic_message, EngineError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +24,8 @@ pub(crate) struct TravelCheck {
 
 impl TravelCheck {
     /// Checks `result`, of task `task` on process `rank`, if it is this run's first or this
-    /// build checks every result.
+    /// build checks every result. The result's serde impls are user code: a panic in them is
+    /// this task's failure too.
     pub(crate) fn check<R: Serialize + DeserializeOwned>(
         &self,
         rank: usize,
@@ -34,7 +35,9 @@ impl TravelCheck {
         if !cfg!(debug_assertions) && self.first_done.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        prism_comm::check_round_trip(result).map_err(|message| {
+        let outcome = prism_comm::catch_panic(|| prism_comm::check_round_trip(result))
+            .unwrap_or_else(|p| Err(format!("encoding: panicked: {}", panic_message(&*p))));
+        outcome.map_err(|message| {
             let (what, message) = match message.strip_prefix("encoding: ") {
                 Some(rest) => ("encoded", rest.to_string()),
                 None => (
@@ -119,6 +122,32 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(&e, EngineError::Codec { what, task: Some(5), .. } if what == "encoded"),
+            "{e:?}"
+        );
+    }
+
+    struct PanicsToEncode;
+
+    impl Serialize for PanicsToEncode {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("grumpy serializer")
+        }
+    }
+
+    impl<'de> Deserialize<'de> for PanicsToEncode {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Ok(PanicsToEncode)
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_results_serialize_is_that_tasks_failure() {
+        let e = TravelCheck::default()
+            .check(2, 9, &PanicsToEncode)
+            .unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Codec { rank: 2, task: Some(9), what, message }
+                if what == "encoded" && message == "panicked: grumpy serializer"),
             "{e:?}"
         );
     }

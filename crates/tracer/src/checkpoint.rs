@@ -407,8 +407,11 @@ impl CheckpointLock {
             if !same_file(&file, &path) {
                 continue;
             }
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let who = format!("process {} on {}", std::process::id(), host.trim());
+            let who = format!(
+                "process {} on {}",
+                std::process::id(),
+                crate::replace::host_name()
+            );
             // Only for the message another run gets: a failure to record it does not matter.
             let _ = file
                 .set_len(0)

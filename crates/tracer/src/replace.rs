@@ -83,12 +83,16 @@ pub fn final_target(path: &Path) -> std::io::Result<PathBuf> {
     )))
 }
 
+/// This machine's name as the kernel has it (empty where it cannot be read).
+pub(crate) fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().to_string()
+}
+
 /// This machine's name as it goes into temporary names: only characters that are safe in a
 /// file name on any file system.
 fn host_tag() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let tag: String = name
-        .trim()
+    let tag: String = host_name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
