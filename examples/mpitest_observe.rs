@@ -357,7 +357,7 @@ fn main() -> ExitCode {
     let alone = world.split(world.is_root().then_some(0), 0);
     let reference = match &alone {
         Ok(Some(me)) => Some(render(
-            &SerialEngine::new().in_each_process().into(),
+            &SerialEngine::new().local().into(),
             me,
             &cornell_box(),
         )),

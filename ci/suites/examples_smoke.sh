@@ -18,6 +18,17 @@ for ex in comm_crate_doc tasking_crate_doc engines_crate_doc; do
 done
 echo "ok: the crate-level examples of comm, tasking and engines with 1-4 processes"
 
+# A single-process engine in a job of several processes: the job's rank 0 warns once, naming
+# the way out; alone, or with local() (mpitest_engines' reference), nothing is said.
+warning='prism-engines: warning: SerialEngine runs every task in this process, which a launcher started as one of'
+for n in 1 3; do
+  timeout 300 $MPIRUN -n "$n" "$EXDIR/mpitest_engines" >"$WORK/me$n.out" 2>&1 || fail "mpitest_engines with $n processes: $(cat "$WORK/me$n.out")"
+done
+[ "$(grep -o "$warning" "$WORK/me1.out" | wc -l)" -eq 0 ] || fail "a warning in one process: $(cat "$WORK/me1.out")"
+[ "$(grep -o "$warning 3" "$WORK/me3.out" | wc -l)" -eq 1 ] && [ "$(grep -o 'prism-engines: warning' "$WORK/me3.out" | wc -l)" -eq 1 ] &&
+  grep -q 'SerialEngine::local()' "$WORK/me3.out" || fail "not one warning with 3 processes: $(cat "$WORK/me3.out")"
+echo "ok: a single-process engine in a job of 3 warns once; alone or local(), it does not"
+
 # compare_engines: one round; its table names every engine it compared.
 timeout 300 "$EXDIR/compare_engines" 1 >"$WORK/ce1.out" || fail "compare_engines in one process"
 grep -q '^| threads(2) dynamic' "$WORK/ce1.out" || fail "compare_engines: no threads row: $(cat "$WORK/ce1.out")"

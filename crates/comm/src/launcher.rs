@@ -95,7 +95,7 @@ pub fn launched_as_job() -> bool {
 /// environment: `None` without a launcher or when it gives no number. A lower bound when only
 /// this process's rank (above 0) shows that there are several. For code that runs in one
 /// process to notice that it has been started N times (prism-engines' single-process engines
-/// refuse to run every task in each of N processes unless told to).
+/// warn that each of N processes running them would run every task).
 pub fn launched_processes() -> Option<usize> {
     launched_processes_in(|v| std::env::var(v).ok())
 }

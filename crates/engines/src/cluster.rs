@@ -99,7 +99,7 @@ impl Cluster {
             return Err(EngineError::Invalid(format!(
                 "process {rank}: run called while this engine is already running (from render, \
                  update or another thread): use another engine inside a task, such as \
-                 MultiThreadEngine::new(n).in_each_process()"
+                 MultiThreadEngine::new(n).local()"
             )));
         }
         let _not_busy = NotBusy(&self.busy);

@@ -1,11 +1,12 @@
 //! The engine contract (Raysect's `RenderEngine`): `run(tasks, render, update)`.
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::options::Options;
 use crate::stats::RunStats;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Runs a list of independent tasks on workers and hands their results to one consumer.
 ///
@@ -76,18 +77,26 @@ pub trait Engine {
     }
 }
 
-/// A single-process engine (`name`) refuses to run in a process that a launcher started as
-/// one of several: each would run every task and call `update` for all of them (N copies of
-/// the work, N writers of one output), the worst failure, and a silent one. `in_each_process`
-/// is the caller saying that is what it wants (say, each rank's own tasks).
-pub(crate) fn check_one_process(name: &str, in_each_process: bool) -> Result<()> {
-    match prism_comm::launched_processes() {
-        Some(n) if n > 1 && !in_each_process => Err(EngineError::Invalid(format!(
-            "{name} runs every task in this one process, but a launcher started this process \
-             as one of {n}: each of them would run every task and call update for all of \
-             them. Use MpiEngine or HybridEngine to share the tasks among the processes, or \
-             {name}::in_each_process() if each process should run them all"
-        ))),
-        _ => Ok(()),
+/// Warns, once per process, when a single-process engine (`name`) runs in a process that a
+/// launcher started as one of several: if every process runs it, each runs every task and
+/// calls `update` for all of them (N copies of the work, N writers of one output), the worst
+/// failure and a silent one. Not an error: work that is this process's own (the root's
+/// post-processing, each rank's own subdomain) is legitimate, and an error on some ranks only
+/// would leave the others waiting in their next collective. `local` is the caller saying the
+/// work is this process's own. Said by the launcher's rank 0 only (or a process without one),
+/// so a job of N processes prints it once.
+pub(crate) fn warn_if_copied(name: &str, local: bool) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let Some(n) = prism_comm::launched_processes().filter(|&n| n > 1) else {
+        return;
+    };
+    if local || prism_comm::launcher_rank().unwrap_or(0) != 0 || WARNED.swap(true, Relaxed) {
+        return;
     }
+    eprintln!(
+        "prism-engines: warning: {name} runs every task in this process, which a launcher \
+         started as one of {n}: if each of them runs it, each runs every task and calls update \
+         for all of them. Use MpiEngine or HybridEngine to share the tasks among the processes, \
+         or {name}::local() for work that is this process's own (which also ends this warning)"
+    );
 }

@@ -31,8 +31,9 @@
 //! - a result that stays in its process still goes through the encoding once per run (every
 //!   time in builds with debug assertions), so a result type that cannot travel fails the
 //!   same way on one process as on many;
-//! - the single-process engines refuse to run in each process of a multi-process job, which
-//!   would do all the work N times, unless told to (`in_each_process`);
+//! - the single-process engines warn (once per job) when they run in a process of a
+//!   multi-process job, where each process running them would do all the work, unless told
+//!   the work is the process's own (`local()`);
 //! - a failure or panic in `render` or `update` anywhere ends the run on every process with
 //!   the same [`EngineError`], naming process, thread and task; no process hangs;
 //! - [`RunStats`] reports wall time, render, update and communication time, messages and

@@ -1,7 +1,7 @@
 //! [`SerialEngine`]: every task rendered and applied in order on the calling thread.
 
 use crate::apply::Applier;
-use crate::engine::{check_one_process, Engine};
+use crate::engine::{warn_if_copied, Engine};
 use crate::error::{panic_message, EngineError, Result};
 use crate::options::Options;
 use crate::stats::{ProcessStats, RunStats};
@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 /// Renders tasks one after the other on the calling thread, applying each result at once.
 /// The reference the other engines are compared with.
 ///
-/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run is
-/// refused ([`EngineError::Invalid`]): each process would run every task. Say
-/// [`in_each_process`](SerialEngine::in_each_process) when that is what you want.
+/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run warns
+/// once (on the launcher's rank 0) that each process running it runs every task, unless the
+/// engine is [`local`](SerialEngine::local): this process's own work.
 #[derive(Debug, Clone, Default)]
 pub struct SerialEngine {
     options: Options,
-    in_each_process: bool,
+    local: bool,
 }
 
 impl SerialEngine {
@@ -36,11 +36,11 @@ impl SerialEngine {
         self
     }
 
-    /// The same engine, allowed to run in each process of a multi-process job: every process
-    /// then runs every task and is its own root (for work that is each process's own, or to
-    /// compare engines on every rank).
-    pub fn in_each_process(mut self) -> Self {
-        self.in_each_process = true;
+    /// The same engine, for work that is this process's own in a multi-process job (the
+    /// root's post-processing, each rank's own tasks, a reference computed on every rank):
+    /// this process runs every task it is given and is its own root, without the warning.
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 }
@@ -66,7 +66,7 @@ impl Engine for SerialEngine {
         F: Fn(&T) -> std::result::Result<R, E> + Sync,
         U: FnMut(usize, R) -> std::result::Result<(), E>,
     {
-        check_one_process("SerialEngine", self.in_each_process)?;
+        warn_if_copied("SerialEngine", self.local);
         let start = Instant::now();
         let mut applier = Applier::new(update, 0);
         let mut render_time = Duration::ZERO;

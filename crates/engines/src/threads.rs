@@ -1,7 +1,7 @@
 //! [`MultiThreadEngine`]: render threads in this process, `update` on the calling thread.
 
 use crate::apply::Applier;
-use crate::engine::{check_one_process, Engine};
+use crate::engine::{warn_if_copied, Engine};
 use crate::error::{EngineError, Result};
 use crate::options::{Options, Schedule};
 use crate::outbox::{Msg, Outbox, Release};
@@ -28,14 +28,14 @@ pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Threads are started for each run and joined before it returns (a few tens of microseconds,
 /// negligible beside a render pass), which lets `render` borrow anything the caller holds.
 ///
-/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run is
-/// refused ([`EngineError::Invalid`]): each process would run every task. Say
-/// [`in_each_process`](MultiThreadEngine::in_each_process) when that is what you want.
+/// In a process that a launcher (`mpirun`, `srun`) started as one of several, a run warns
+/// once (on the launcher's rank 0) that each process running it runs every task, unless the
+/// engine is [`local`](MultiThreadEngine::local): this process's own work.
 #[derive(Debug, Clone)]
 pub struct MultiThreadEngine {
     threads: usize,
     options: Options,
-    in_each_process: bool,
+    local: bool,
 }
 
 impl MultiThreadEngine {
@@ -44,15 +44,16 @@ impl MultiThreadEngine {
         MultiThreadEngine {
             threads: resolve_threads(threads),
             options: Options::default(),
-            in_each_process: false,
+            local: false,
         }
     }
 
-    /// The same engine, allowed to run in each process of a multi-process job: every process
-    /// then runs every task on its own threads and is its own root (for work that is each
-    /// process's own, or to compare engines on every rank).
-    pub fn in_each_process(mut self) -> Self {
-        self.in_each_process = true;
+    /// The same engine, for work that is this process's own in a multi-process job (the
+    /// root's post-processing, each rank's own tasks, a reference computed on every rank):
+    /// this process runs every task it is given on its threads and is its own root, without
+    /// the warning.
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 
@@ -113,7 +114,7 @@ impl Engine for MultiThreadEngine {
         U: FnMut(usize, R) -> std::result::Result<(), E>,
     {
         self.options.validate()?;
-        check_one_process("MultiThreadEngine", self.in_each_process)?;
+        warn_if_copied("MultiThreadEngine", self.local);
         let start = Instant::now();
         let threads = self.threads;
         let outbox = Outbox::<R>::new(self.options.outbox_results, usize::MAX);

@@ -35,25 +35,25 @@ impl TravelCheck {
         if !cfg!(debug_assertions) && self.first_done.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let outcome = prism_comm::catch_panic(|| prism_comm::check_round_trip(result))
-            .unwrap_or_else(|p| Err(format!("encoding: panicked: {}", panic_message(&*p))));
-        outcome.map_err(|message| {
-            let (what, message) = match message.strip_prefix("encoding: ") {
-                Some(rest) => ("encoded", rest.to_string()),
-                None => (
-                    "decoded",
-                    message
-                        .strip_prefix("decoding: ")
-                        .map_or(message.clone(), str::to_string),
-                ),
-            };
-            EngineError::Codec {
-                rank,
-                task: Some(task),
-                what: what.to_string(),
-                message,
-            }
+        let codec = |what: &str, message: String| EngineError::Codec {
+            rank,
+            task: Some(task),
+            what: what.to_string(),
+            message,
+        };
+        let panicked =
+            |p: Box<dyn std::any::Any + Send>| format!("panicked: {}", panic_message(&*p));
+        let bytes =
+            prism_comm::catch_panic(|| postcard::to_stdvec(result).map_err(|e| e.to_string()))
+                .unwrap_or_else(|p| Err(panicked(p)))
+                .map_err(|m| codec("encoded", m))?;
+        prism_comm::catch_panic(|| {
+            postcard::from_bytes::<R>(&bytes)
+                .map(drop)
+                .map_err(|e| e.to_string())
         })
+        .unwrap_or_else(|p| Err(panicked(p)))
+        .map_err(|m| codec("decoded", m))
     }
 }
 
@@ -148,6 +148,33 @@ mod tests {
         assert!(
             matches!(&e, EngineError::Codec { rank: 2, task: Some(9), what, message }
                 if what == "encoded" && message == "panicked: grumpy serializer"),
+            "{e:?}"
+        );
+    }
+
+    /// Encodes, then panics on the way back.
+    struct PanicsToDecode;
+
+    impl Serialize for PanicsToDecode {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u8(1)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for PanicsToDecode {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            panic!("grumpy deserializer")
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_results_deserialize_is_said_to_be_in_decoding() {
+        let e = TravelCheck::default()
+            .check(0, 4, &PanicsToDecode)
+            .unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Codec { task: Some(4), what, message, .. }
+                if what == "decoded" && message == "panicked: grumpy deserializer"),
             "{e:?}"
         );
     }

@@ -135,6 +135,16 @@ fn check_read_lines_are_text(path: &Path, bytes: &[u8]) -> Result<(), LoadError>
         let Err(e) = std::str::from_utf8(line) else {
             continue;
         };
+        // A BOM before the first line's first word, and a comment's text right after its
+        // `#`, belong to no word prism reads.
+        let line = if n == 0 {
+            line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+        } else {
+            line
+        };
+        if line.trim_ascii_start().starts_with(b"#") {
+            continue;
+        }
         let word = line
             .split(u8::is_ascii_whitespace)
             .find(|w| !w.is_empty())
@@ -949,6 +959,9 @@ mod tests {
             b"usemtl caf\xe9\n",
             b"mtllib caf\xe9.mtl\n",
             b"s 1 # caf\xe9\n",
+            b"#\xa9 2003 ACME\n",
+            b"\xef\xbb\xbf# caf\xe9\n",
+            b"\xef\xbb\xbfo caf\xe9\n",
         ] {
             let bytes = [named, tri].concat();
             let (m, w) = parse_obj(Path::new("t.obj"), &bytes).unwrap();
