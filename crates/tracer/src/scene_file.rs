@@ -340,13 +340,13 @@ struct SceneToml {
     #[serde(default)]
     background: Option<Spanned<Vec3Toml>>,
     #[serde(default)]
-    materials: Vec<Spanned<Table<MaterialToml>>>,
+    materials: Tables<MaterialToml>,
     #[serde(default)]
-    meshes: Vec<Spanned<Table<MeshToml>>>,
+    meshes: Tables<MeshToml>,
     #[serde(default)]
-    instances: Vec<Spanned<Table<InstanceToml>>>,
+    instances: Tables<InstanceToml>,
     #[serde(default)]
-    lights: Vec<Spanned<Table<LightToml>>>,
+    lights: Tables<LightToml>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,7 +409,7 @@ struct InstanceToml {
 #[serde(deny_unknown_fields)]
 struct TransformToml {
     scale: Option<Spanned<Scale>>,
-    rotate: Option<Vec<Spanned<Table<RotationToml>>>>,
+    rotate: Option<Tables<RotationToml>>,
     translate: Option<Spanned<Vec3Toml>>,
     matrix: Option<Spanned<Array<Array<F32, 4>, 3>>>,
 }
@@ -624,6 +624,55 @@ impl<'de, T: Deserialize<'de> + Written> Deserialize<'de> for Table<T> {
             fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Table<T>, A::Error> {
                 Err(de::Error::custom(format!(
                     "must be a table ({}), not an array",
+                    T::AS
+                )))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// An array of tables of the file (`[[materials]]`), read only if it is an array: one table
+/// written where an array of them belongs (`[materials]`) is named as such, not as serde's
+/// "invalid type: map, expected a sequence".
+#[derive(Debug)]
+struct Tables<T>(Vec<Spanned<Table<T>>>);
+
+impl<T> Default for Tables<T> {
+    fn default() -> Self {
+        Tables(Vec::new())
+    }
+}
+
+impl<T> std::ops::Deref for Tables<T> {
+    type Target = Vec<Spanned<Table<T>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Tables<T> {
+    type Item = &'a Spanned<Table<T>>;
+    type IntoIter = std::slice::Iter<'a, Spanned<Table<T>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Written> Deserialize<'de> for Tables<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Written> Visitor<'de> for V<T> {
+            type Value = Tables<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an array of tables ({})", T::AS)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Tables<T>, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Tables)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Tables<T>, A::Error> {
+                Err(de::Error::custom(format!(
+                    "must be an array of tables ({}), not a single table",
                     T::AS
                 )))
             }
@@ -1292,6 +1341,25 @@ mod table_tests {
             Ok(_) => panic!("accepted:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn a_single_table_where_an_array_of_tables_belongs_is_named() {
+        let one_material = REST.replacen("[[materials]]", "[materials]", 1);
+        assert_eq!(
+            error(&format!("{CAMERA}{one_material}")),
+            "s.toml: line 5: materials: must be an array of tables (`[[materials]]`), not a \
+             single table"
+        );
+        let one_rotation = format!(
+            "{CAMERA}{REST}transform = {{ rotate = {{ axis = [0, 1, 0], degrees = 30 }} }}\n"
+        );
+        let e = error(&one_rotation);
+        assert!(
+            e.contains("instances[0].transform.rotate: must be an array of tables")
+                && e.contains("not a single table"),
+            "{e}"
+        );
     }
 
     #[test]
