@@ -204,8 +204,9 @@ pub struct RenderArgs {
     /// OpenEXR output (linear radiance).
     #[arg(long)]
     pub exr: Option<PathBuf>,
-    /// Each pixel's normalised standard error (what --cutoff compares) as a grey-scale PNG:
-    /// black at 0, white at the 99th percentile of the image's values.
+    /// Each pixel's normalised standard error (what --cutoff compares) as a grey-scale PNG,
+    /// linear: black at 0, white at the 99th percentile of the image's values, which the
+    /// summary and the PNG's Comment text give (grey g is an error of g / 255 × white).
     #[arg(long)]
     pub error_image: Option<PathBuf>,
     /// Tile edge in pixels: the unit of work.
@@ -218,7 +219,8 @@ pub struct RenderArgs {
     /// tiles that take seconds.
     #[arg(long)]
     pub render_thread: bool,
-    /// Adaptive sampling: fraction of pixels re-sampled each pass (by normalised error).
+    /// Adaptive sampling: fraction of pixels re-sampled each pass, the noisiest by normalised
+    /// error (1: every pixel with an error above --cutoff, or above zero).
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub fraction: f64,
     /// Adaptive sampling: a pixel gets at least max_samples / ratio samples.

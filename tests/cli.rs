@@ -322,6 +322,51 @@ fn a_closed_or_full_standard_output_is_reported_not_a_panic() {
 }
 
 #[test]
+fn the_error_image_says_what_its_white_stands_for() {
+    let dir = temp_dir("errimg");
+    let (out, err) = (dir.join("x.png"), dir.join("e.png"));
+    let o = prism(&[
+        "render",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--spp",
+        "4",
+        "--passes",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--error-image",
+        err.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("in 1 pass:"), "{said}");
+    let white = said
+        .split("255 (white) for a normalised error of ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|w| w.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no white level in: {said}"));
+    assert!(white > 0.0 && white < 10.0, "{said}");
+    // The file carries the same value (in full) in its Comment text.
+    let bytes = std::fs::read(&err).unwrap();
+    let comment = String::from_utf8_lossy(&bytes);
+    let in_file = comment
+        .split(" x ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|w| w.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no white level in the PNG's text"));
+    assert!(
+        (in_file - white).abs() <= 1e-4 * white,
+        "{in_file} vs {white}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn one_sample_per_pass_still_runs_the_adaptive_passes() {
     let dir = temp_dir("spp1");
     let out = dir.join("x.png");
@@ -669,7 +714,7 @@ fn a_render_resumed_from_its_checkpoint_ends_with_the_same_bytes() {
     let o = run(&converged);
     assert!(
         o.status.success()
-            && text(&o).contains("in 1 passes")
+            && text(&o).contains("in 1 pass:")
             && text(&o).contains("converged after pass 1 of 5"),
         "{}",
         text(&o)
@@ -923,7 +968,7 @@ fn a_time_limit_stops_between_passes_and_the_next_run_goes_on() {
     .concat());
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
-    assert!(said.contains("in 1 passes"), "{said}");
+    assert!(said.contains("in 1 pass:"), "{said}");
     assert!(
         said.contains("stopped after pass 1 of 5: the next would have ended past --time-limit")
             && said.contains("run the same command again to go on from"),
@@ -1149,6 +1194,58 @@ fn sigint_ends_a_render_with_its_last_checkpoint_whole_and_named() {
         assert_no_temporaries(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Without --checkpoint, SIGTERM still ends a render by the signal, after the images of the
+/// pass being saved are whole, and the note says what the image holds.
+#[test]
+fn sigterm_without_a_checkpoint_says_what_the_image_holds() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = temp_dir("sigterm-image");
+    let out = dir.join("long.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "render", "--width", "48", "--height", "32", "--spp", "2", "--passes", "1000000",
+            "--quiet", "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start prism");
+    let begun = std::time::Instant::now();
+    while !out.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the render ended early: {status}");
+        }
+        assert!(begun.elapsed().as_secs() < 120, "no image after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    send(&child, "TERM");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.signal(), Some(15), "{}", text(&o));
+    let said = text(&o);
+    let prefix = format!(
+        "prism: SIGTERM (from the launcher, the batch system or a user): ending the render; {} \
+         holds ",
+        out.display()
+    );
+    let held: usize = said
+        .split(&prefix)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no note: {said}"));
+    assert!(held >= 1, "{said}");
+    assert!(
+        said.contains("(a render with --checkpoint could go on from there)"),
+        "{said}"
+    );
+    // A whole PNG ends with its IEND chunk.
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.ends_with(b"IEND\xaeB`\x82"), "a cut image");
+    assert_no_temporaries(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A render whose standard error nobody reads (a full pipe) still ends on SIGTERM: the note

@@ -86,6 +86,14 @@ for attempt in 1 2 3; do
   expect_once "process 2" $MPIRUN -n 3 "$BIN" "${ARGS[@]}" --engine mpi --out "$OUT/x.png" --fail-on-rank 2
   expect_once "process 0" $MPIRUN -n 2 "$BIN" "${ARGS[@]}" --engine hybrid --threads 2 --out "$OUT/x.png" --fail-on-rank 0
 done
+# What only the root checks (it alone writes) is the job's answer: said once, as a lone process
+# says it, and the job ends on every rank without MPI_Abort.
+for out in /sys/x.png "$OUT/no/such/dir/x.png"; do
+  expect_once "prism: error: --out $out: " $MPIRUN -n 3 "$BIN" render --width 8 --height 8 --out "$out"
+  if grep -q "MPI_ABORT\|ORTE_ERROR_LOG" <<<"$msg"; then
+    echo "FAIL: a refused --out $out went through MPI_Abort:"; echo "$msg"; exit 1
+  fi
+done
 # A command line that does not parse (each rank gets the same one) is answered by rank 0 alone.
 set +e; msg=$(timeout 120 $MPIRUN -n 3 "$BIN" render --bogus --time-limit 58 2>&1); code=$?; set -e
 [ "$code" -ne 0 ] || { echo "FAIL: an unknown option was accepted"; exit 1; }

@@ -184,7 +184,12 @@ fn agree_on_start(
         let alike = all
             .iter()
             .all(|(_, o)| o.as_ref().map(|o| &o.text) == Some(&e.text));
-        let line = if alike || world.size() == 1 {
+        // Rank 0 alone checks what only the root uses (the scene file, the outputs'
+        // directories): its refusal is the job's, said as a lone process would.
+        let root_only = rank == 0
+            && e.status != 0
+            && all[1..].iter().all(|(c, o)| o.is_none() && *c == all[0].0);
+        let line = if alike || root_only || world.size() == 1 {
             if e.status == 0 {
                 if world.is_root() {
                     let _ = say(&e.text);

@@ -229,6 +229,15 @@ fn crowding(
     // Bound to fewer CPUs than the node has: the binding is what to change.
     let bound = launched && c < layout.node_cpus;
     let fits = (c / sharing).max(1);
+    if threads == 1 && sharing > c {
+        // More ranks than CPUs (`mpirun --oversubscribe`): no thread count helps.
+        return Some(format!(
+            "and the {} other rank(s) of its node that run on the same {c} CPU(s) are more \
+             processes than CPUs, so they share cores: launch at most {c} rank(s) there \
+             (mpirun -n, Slurm's --ntasks-per-node), with threads for the other cores",
+            sharing - 1
+        ));
+    }
     if threads > c || (threads > 1 && threads * sharing > c) {
         let what = if sharing > 1 {
             format!(
@@ -476,11 +485,15 @@ fn render(
     stop: Arc<AtomicBool>,
 ) -> Result<(), CliError> {
     let world = universe.world();
-    if world.is_root() {
+    // Only the root writes, so only its view of the file system counts: its answer is every
+    // rank's, and a refusal ends the job on every rank alike (said once), before the scene's
+    // build and the first pass.
+    let refusal = world.is_root().then(|| {
         remove_stale_temporaries(args);
-        // Only the root writes, so only its view of the file system counts. A refusal here
-        // aborts every rank, before the scene's build and the first pass.
-        check_outputs_writable(args)?;
+        check_outputs_writable(args).err().map(|e| e.to_string())
+    });
+    if let Some(refusal) = world.broadcast(0, refusal)? {
+        return Err(CliError::Shared(refusal));
     }
     let layout = Layout::discover(universe)?;
     let (engine, threads) = make_engine(args, &layout, &world)?;
@@ -598,15 +611,17 @@ fn render(
     let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
     // What a SIGTERM waits for: the files of the pass being saved.
     let saving = signals::Saving::default();
-    if let (Some(w), Some(path)) = (&checkpoints, &args.checkpoint) {
-        signals::finish_checkpoint_on_exit(
-            path.clone(),
-            w.progress(),
-            saving.clone(),
-            passes_resumed,
-            bar.clone(),
-        )
-        .map_err(|e| msg(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
+    if root {
+        let checkpoint = checkpoints
+            .as_ref()
+            .zip(args.checkpoint.as_ref())
+            .map(|(w, path)| signals::CheckpointNote {
+                path: path.clone(),
+                progress: w.progress(),
+                resumed: passes_resumed,
+            });
+        signals::finish_on_exit(checkpoint, args.out.clone(), saving.clone(), bar.clone())
+            .map_err(|e| msg(format!("cannot catch SIGTERM and SIGINT: {e}")))?;
     }
     let mut after_pass = |film: &Film, pass: &PassReport| -> Result<(), String> {
         {
@@ -618,6 +633,7 @@ fn render(
                 w.flush().map_err(|e| format!("--checkpoint {e}"))?;
             }
             write_outputs(args, film)?;
+            saving.images_hold(pass.pass + 1);
             if let Some(w) = checkpoints.as_mut() {
                 w.save(pass.pass as u32 + 1, film)
                     .map_err(|e| format!("--checkpoint {e}"))?;
@@ -747,10 +763,11 @@ fn render(
             _ => String::new(),
         };
         say(&format!(
-            "rendered {}x{} in {} passes{resumed}: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
+            "rendered {}x{} in {} pass{}{resumed}: {} rays in {:.2} s, {:.2} Mrays/s ({} engine, {} process(es) × {} thread(s)) -> {}",
             film.width(),
             film.height(),
             report.passes.len(),
+            if report.passes.len() == 1 { "" } else { "es" },
             report.rays,
             secs,
             report.rays as f64 / secs / 1e6,
@@ -759,6 +776,13 @@ fn render(
             threads,
             args.out.display()
         ))?;
+        if let Some(err) = &args.error_image {
+            say(&format!(
+                "{}: linear grey levels, 255 (white) for a normalised error of {:.4e} or more",
+                err.display(),
+                prism::tracer::output::error_png_white(&film)
+            ))?;
+        }
     }
     Ok(())
 }
@@ -922,12 +946,12 @@ fn remove_stale_temporaries(args: &RenderArgs) {
 }
 
 fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {
-    write_png(film, &args.out, ToneMap::default()).map_err(|e| e.to_string())?;
+    write_png(film, &args.out, ToneMap::default()).map_err(|e| format!("--out: {e}"))?;
     if let Some(exr) = &args.exr {
-        write_exr(film, exr).map_err(|e| e.to_string())?;
+        write_exr(film, exr).map_err(|e| format!("--exr: {e}"))?;
     }
     if let Some(err) = &args.error_image {
-        write_error_png(film, err).map_err(|e| e.to_string())?;
+        write_error_png(film, err).map_err(|e| format!("--error-image: {e}"))?;
     }
     Ok(())
 }
@@ -970,6 +994,15 @@ mod tests {
             );
         }
         assert_eq!(crowding(&unbound, 1, "mpi", false, true), None);
+        // Four unbound ranks of one thread on 2 cores (--oversubscribe): fewer ranks.
+        let over = layout(4, 4, 2, 4, 2);
+        for engine in ["mpi", "hybrid"] {
+            let w = crowding(&over, 1, engine, false, true).unwrap();
+            assert!(
+                w.contains("the 3 other rank(s)") && w.contains("launch at most 2 rank(s)"),
+                "{w}"
+            );
+        }
         // Slurm, 2 ranks per node each confined to 16 of 32 cores: 16 threads each is right;
         // more is the binding's to change.
         let confined = layout(4, 2, 16, 1, 32);

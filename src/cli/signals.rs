@@ -8,16 +8,16 @@
 //!   default action would kill the process; a signal to any one rank stops them all (the
 //!   root, told by every rank between passes, decides for every rank).
 //! - **SIGTERM and SIGINT still end the process, as they would have** (a job's time limit,
-//!   `scancel`, Ctrl-C), with one difference on the root of a render with `--checkpoint`: it
-//!   first lets the images and the checkpoint of the pass being saved reach the disk (no
-//!   temporary file is left) and says what the checkpoint holds. A second signal ends it at
-//!   once. Without `--checkpoint` nothing is changed.
+//!   `scancel`, Ctrl-C), with one difference on the root of a render: it first lets the images
+//!   (and the checkpoint, with `--checkpoint`) of the pass being saved reach the disk (no
+//!   temporary file is left) and says what they hold, so that a job's log tells why it ended
+//!   and what it kept. A second signal ends it at once.
 
 use indicatif::ProgressBar;
 use prism::tracer::CheckpointProgress;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub fn stop_on_usr1() -> std::io::Result<Arc<AtomicBool>> {
 pub struct Saving {
     files: Arc<Mutex<()>>,
     rendered: Arc<AtomicBool>,
+    /// Passes the images on disk hold (0: none written by this run).
+    images: Arc<AtomicUsize>,
 }
 
 impl Saving {
@@ -47,18 +49,30 @@ impl Saving {
     pub fn rendered(&self) {
         self.rendered.store(true, Ordering::SeqCst);
     }
+
+    /// The images now on disk hold `passes` passes.
+    pub fn images_hold(&self, passes: usize) {
+        self.images.store(passes, Ordering::SeqCst);
+    }
+}
+
+/// A render's checkpoint, for the note a SIGTERM prints: its path, the writer's progress, and
+/// the passes it held before this run.
+pub struct CheckpointNote {
+    pub path: PathBuf,
+    pub progress: CheckpointProgress,
+    pub resumed: usize,
 }
 
 /// On SIGTERM or SIGINT: waits for the files of the pass being saved (`saving`), closes the
-/// checkpoint writer whose `progress` this is (waiting for the write in flight), says what
-/// `path` holds (`resumed`: the passes it held before this run), then ends the process by the
+/// checkpoint writer if there is one (waiting for the write in flight), says what the
+/// checkpoint holds, or without one what the image `out` holds, then ends the process by the
 /// signal's default action, so that the launcher and the batch system see the signal they
 /// sent. A second signal ends the process at once.
-pub fn finish_checkpoint_on_exit(
-    path: PathBuf,
-    progress: CheckpointProgress,
+pub fn finish_on_exit(
+    checkpoint: Option<CheckpointNote>,
+    out: PathBuf,
     saving: Saving,
-    resumed: usize,
     bar: Option<ProgressBar>,
 ) -> std::io::Result<()> {
     let ending = Arc::new(AtomicBool::new(false));
@@ -84,6 +98,36 @@ pub fn finish_checkpoint_on_exit(
             };
             // Held until the process ends: no file write starts after the pass being saved.
             let _writing = saving.writing();
+            let rendered = saving.rendered.load(Ordering::SeqCst);
+            let Some(CheckpointNote {
+                path,
+                progress,
+                resumed,
+            }) = checkpoint
+            else {
+                let held = saving.images.load(Ordering::SeqCst);
+                let note = if held == 0 {
+                    format!(
+                        "prism: {name}: ending the render before its first pass was saved; {} \
+                         was not written",
+                        out.display()
+                    )
+                } else if rendered {
+                    format!(
+                        "prism: {name}: ending after the render; {} holds its {held} pass(es)",
+                        out.display()
+                    )
+                } else {
+                    format!(
+                        "prism: {name}: ending the render; {} holds {held} pass(es) (a render \
+                         with --checkpoint could go on from there)",
+                        out.display()
+                    )
+                };
+                say_briefly(note, bar);
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            };
             let held = progress.close().map_or(resumed, |passes| passes as usize);
             let note = if held == 0 {
                 format!(
@@ -91,7 +135,7 @@ pub fn finish_checkpoint_on_exit(
                      written",
                     path.display()
                 )
-            } else if saving.rendered.load(Ordering::SeqCst) {
+            } else if rendered {
                 format!(
                     "prism: {name}: ending after the render; {} holds its {held} pass(es)",
                     path.display()

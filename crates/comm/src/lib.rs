@@ -40,6 +40,7 @@
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod backoff;
 mod comm;
+pub mod cpus;
 mod error;
 mod heap;
 mod launcher;

@@ -7,7 +7,8 @@
 //! panic on a non-root process and an update error on the root end the run with the same
 //! error on every process,
 //! and the engine works again afterwards; different task lists are refused everywhere; a
-//! parallel call (prism-tasking) from inside render is refused on several processes.
+//! parallel call (prism-tasking) from inside render is refused on several processes; as many
+//! long tasks as render threads run one per thread.
 //! Exits non-zero on any process where something mismatched.
 
 use prism_comm::Communicator;
@@ -583,6 +584,64 @@ fn main() {
         r.is_ok(),
         "a parallel call after the refused ones: {r:?}"
     );
+
+    // 0 threads: each process's share of its node's cores, which together fill the node's CPUs
+    // (or one per process) and no more (this machine is one node).
+    let auto = HybridEngine::new(&world, 0)
+        .unwrap_or_else(|e| fail(&world, format!("hybrid with 0 threads: {e}")));
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|l| prism_comm::cpus::parse_cpu_list(l.trim()))
+        .map_or(1, |c| c.len());
+    check!(
+        &world,
+        (size..=cpus.max(size)).contains(&auto.worker_count()),
+        "hybrid with 0 threads: {} threads in all on {size} processes and {cpus} CPUs",
+        auto.worker_count()
+    );
+
+    // As many long tasks as render threads: one each, on every dynamic layout. A process's
+    // first grant used to include its prefetch, leaving another process with nothing.
+    let layouts: [(&str, Result<AnyEngine, EngineError>); 3] = [
+        ("mpi", MpiEngine::new(&world).map(Into::into)),
+        (
+            "mpi, own thread",
+            MpiEngine::new(&world).map(|e| {
+                e.with_options(Options {
+                    single_thread: SingleThread::OwnThread,
+                    ..Options::default()
+                })
+                .into()
+            }),
+        ),
+        ("hybrid(2)", HybridEngine::new(&world, 2).map(Into::into)),
+    ];
+    for (label, engine) in layouts {
+        let engine = engine.unwrap_or_else(|e| fail(&world, format!("{label}: {e}")));
+        let workers = engine.worker_count();
+        let mut per_rank = vec![0usize; size];
+        engine
+            .run(
+                (0..workers).collect::<Vec<usize>>(),
+                |_| {
+                    std::thread::sleep(Duration::from_millis(800));
+                    Ok::<usize, String>(rank)
+                },
+                |r: usize| {
+                    per_rank[r] += 1;
+                    Ok::<(), String>(())
+                },
+            )
+            .unwrap_or_else(|e| fail(&world, format!("{label}: long tasks: {e}")));
+        if rank == 0 {
+            let threads = workers / size;
+            check!(
+                &world,
+                per_rank.iter().all(|&n| n == threads),
+                "{label}: {workers} long tasks on {workers} workers ran {per_rank:?} per process"
+            );
+        }
+    }
 
     world.barrier().expect("barrier");
     if rank == 0 {

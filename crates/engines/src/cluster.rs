@@ -11,7 +11,6 @@ use crate::error::{panic_message, EngineError, Result};
 use crate::options::{Options, Schedule, SingleThread};
 use crate::protocol::{check_lists, fingerprint};
 use crate::stats::{ProcessStats, RunStats};
-use crate::threads::resolve_threads;
 use prism_comm::Communicator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -284,12 +283,20 @@ pub struct HybridEngine {
 }
 
 impl HybridEngine {
-    /// An engine over the processes of `comm` with `threads` render threads in this process
-    /// (0: one per available core). Processes may have different thread counts. Collective
-    /// over `comm`.
+    /// An engine over the processes of `comm` with `threads` render threads in this process.
+    /// 0 gives each process its share of its cores: those it may use, divided among the
+    /// processes of `comm` on its node that may use the same ones
+    /// ([`Communicator::cores_per_rank`]), so that unbound processes fill a node without
+    /// oversubscribing it. Processes may have different thread counts. Collective over `comm`.
     pub fn new(comm: &Communicator, threads: usize) -> Result<Self> {
+        let threads = match threads {
+            0 => comm
+                .cores_per_rank()
+                .map_err(|e| EngineError::comm(comm.rank(), "sharing the node's cores", e))?,
+            n => n,
+        };
         Ok(HybridEngine {
-            cluster: Cluster::new(comm, resolve_threads(threads))?,
+            cluster: Cluster::new(comm, threads)?,
         })
     }
 

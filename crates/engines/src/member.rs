@@ -22,7 +22,7 @@ use prism_comm::{Communicator, SendRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A process's state for one run.
@@ -154,12 +154,14 @@ where
     };
     // Chunks to keep queued beyond the running ones.
     let target = opts.prefetch_chunks * threads;
+    // Render threads waiting for a chunk.
+    let waiting = AtomicUsize::new(0);
 
     let outcome = std::thread::scope(|s| {
         let mut inline = None;
         for thread in 0..threads {
             let source = if dynamic {
-                Source::Queue(chunk_rx.clone())
+                Source::Queue(chunk_rx.clone(), &waiting)
             } else {
                 Source::Static {
                     worker: cl.first_worker + thread,
@@ -191,6 +193,9 @@ where
             0
         };
         let mut exhausted = !dynamic;
+        // The root kept back a prefetch (few tasks are left): from then on, chunks are asked
+        // for only for threads with nothing to do.
+        let mut prefetch_refused = false;
         // Set on abort or local failure: no more requests, results are dropped.
         let mut stopping = false;
         let mut local_finished = 0;
@@ -218,6 +223,7 @@ where
                         results_in_flight =
                             results_in_flight.saturating_sub(usize::from(had_results));
                         exhausted |= ex;
+                        prefetch_refused |= !ex && chunks.len() < wanted as usize;
                         if let (Some(tx), false) = (&chunk_tx, stopping) {
                             for (first, count) in chunks {
                                 // The threads hold the receiver until this sender is gone.
@@ -299,10 +305,15 @@ where
                     break;
                 }
                 let queued = chunk_tx.as_ref().map_or(0, |tx| tx.len());
+                let idle = waiting.load(Ordering::Relaxed)
+                    + usize::from(inline.as_ref().is_some_and(Inline::is_idle));
+                let needed = idle.saturating_sub(queued + asked);
                 let want = if exhausted || stopping {
                     0
+                } else if prefetch_refused {
+                    needed
                 } else {
-                    target.saturating_sub(queued + asked)
+                    target.saturating_sub(queued + asked).max(needed)
                 };
                 let room = results_in_flight < opts.batches_in_flight;
                 let due = batch_count > 0
@@ -328,6 +339,7 @@ where
                     count,
                     results,
                     want: want as u32,
+                    needed: needed.min(want) as u32,
                 };
                 me.send(&up, "sending results");
                 results_in_flight += usize::from(with_results);

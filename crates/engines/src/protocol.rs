@@ -7,9 +7,13 @@
 //!   the same [`EngineError::TaskListMismatch`].
 //! * **First chunks.** In a dynamic run the root then sends every other process a
 //!   [`Down::Chunks`] it did not ask for, with chunks for each of its threads and the queued
-//!   ones, so no process starts with a round trip.
+//!   ones, so no process starts with a round trip. The queued ones (prefetches) only while
+//!   more tasks are left than there are render threads in the run: a run of a few long tasks
+//!   gives each thread one rather than one process two and another none.
 //! * **Up** (to the root). [`Up::Batch`] carries finished results, concatenated postcard
-//!   encodings of `(task index, result)`, and asks for `want` more chunks; the root answers
+//!   encodings of `(task index, result)`, and asks for `want` more chunks, `needed` of them for
+//!   threads that have nothing to render (the rest are prefetches, granted under the same rule
+//!   as the first ones; a process refused one asks only for idle threads from then on); the root answers
 //!   every batch with exactly one [`Down::Chunks`], which is how a process bounds the batches
 //!   it has in flight. A batch without results is a request for chunks alone: the root
 //!   answers it as soon as it has arrived, even before a larger batch sent earlier has
@@ -44,6 +48,8 @@ pub(crate) enum Up {
         results: Vec<u8>,
         /// Chunks wanted.
         want: u32,
+        /// How many of `want` are for render threads waiting with nothing to do.
+        needed: u32,
     },
     Failed {
         seq: u64,
@@ -228,6 +234,7 @@ mod tests {
             count: 2,
             results: vec![0; 1000],
             want: 1,
+            needed: 0,
         };
         let n = encoded_size(&up);
         assert_eq!(n as usize, postcard::to_stdvec(&up).unwrap().len());

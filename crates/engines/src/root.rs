@@ -53,6 +53,8 @@ struct Root<'a, U> {
     /// Every process's counters, from its last message.
     all: Vec<Option<ProcessStats>>,
     abort_sent: bool,
+    /// Render threads in the run, on every process.
+    workers: usize,
     local_finished: usize,
     sends: Vec<SendRequest>,
     /// Other processes' messages in the order they were matched.
@@ -181,8 +183,14 @@ impl<U> Root<'_, U> {
                 ),
             );
         }
-        if let Up::Batch { count, want, .. } = up {
-            self.grant(from, *want, *count > 0, counter);
+        if let Up::Batch {
+            count,
+            want,
+            needed,
+            ..
+        } = up
+        {
+            self.grant(from, *want, *needed, *count > 0, counter);
         }
     }
 
@@ -211,11 +219,25 @@ impl<U> Root<'_, U> {
         }
     }
 
-    /// Answers process `to`'s batch (with or without results) that asked for `want` chunks.
-    fn grant(&mut self, to: usize, want: u32, had_results: bool, counter: &ChunkCounter) {
+    /// Answers process `to`'s batch (with or without results) that asked for `want` chunks,
+    /// `needed` of them for idle threads. The others are prefetches: granted only while more
+    /// tasks are left than there are render threads, so that a chunk near the end goes to a
+    /// thread that starts it at once rather than into a queue behind a running one.
+    fn grant(
+        &mut self,
+        to: usize,
+        want: u32,
+        needed: u32,
+        had_results: bool,
+        counter: &ChunkCounter,
+    ) {
         let mut chunks = Vec::new();
         if self.dynamic && self.failure.is_none() {
             while chunks.len() < want as usize {
+                let left = counter.plan().len() - counter.handed_out();
+                if chunks.len() >= needed as usize && left <= self.workers {
+                    break;
+                }
                 match counter.next_chunk() {
                     Some((f, c)) => chunks.push((f as u64, c as u64)),
                     None => break,
@@ -342,6 +364,7 @@ where
         remaining: size - 1,
         all: vec![None; size],
         abort_sent: false,
+        workers: cl.workers,
         local_finished: 0,
         sends: Vec::new(),
         incoming: Vec::new(),
@@ -373,7 +396,13 @@ where
         // Every other process's first chunks, unasked, before this one renders anything.
         if dynamic {
             for r in 1..size {
-                root.grant(r, first_grant(cl, r), false, &counter);
+                root.grant(
+                    r,
+                    first_grant(cl, r),
+                    cl.threads_of[r] as u32,
+                    false,
+                    &counter,
+                );
             }
         }
         let mut backoff = Backoff::new();

@@ -8,7 +8,7 @@ use crate::outbox::{Msg, Outbox, ThreadTotals};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use prism_tasking::ChunkCounter;
 use std::fmt::Display;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often a render thread waiting for chunks from its main thread looks at the stop flag.
@@ -21,8 +21,9 @@ pub(crate) enum Source<'a> {
     /// Chunks `(first, count)` from a counter shared with the other threads (and, on the root
     /// of a multi-process run, with the main thread serving other processes).
     Counter(&'a ChunkCounter),
-    /// Chunks the main thread received from the root.
-    Queue(Receiver<(usize, usize)>),
+    /// Chunks the main thread received from the root, and the count of threads waiting for
+    /// one (which the main thread tells the root, so it knows who has nothing to do).
+    Queue(Receiver<(usize, usize)>, &'a AtomicUsize),
     /// Static round-robin: tasks `worker, worker + workers, ...`.
     Static { worker: usize, workers: usize },
 }
@@ -36,8 +37,11 @@ impl Source<'_> {
                 end: first + count,
                 step: 1,
             }),
-            Source::Queue(rx) => loop {
-                match rx.recv_timeout(STOP_POLL) {
+            Source::Queue(rx, waiting) => loop {
+                waiting.fetch_add(1, Ordering::Relaxed);
+                let got = rx.recv_timeout(STOP_POLL);
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                match got {
                     Ok((first, count)) => {
                         return Some(Chunk {
                             next: first,
@@ -79,7 +83,7 @@ impl Source<'_> {
     /// caller itself).
     fn try_next(&mut self, n: usize, cursor: &mut usize) -> Next {
         match self {
-            Source::Queue(rx) => match rx.try_recv() {
+            Source::Queue(rx, _) => match rx.try_recv() {
                 Ok((first, count)) => Next::Chunk(Chunk {
                     next: first,
                     end: first + count,
@@ -339,6 +343,11 @@ impl<'s> Inline<'s> {
         Step::Busy
     }
 
+    /// Whether the worker has no chunk to render (and is not done).
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.done && self.chunk.is_none()
+    }
+
     fn end_wait(&mut self) {
         if let Some(since) = self.idle_since.take() {
             self.totals.wait_time += since.elapsed();
@@ -405,7 +414,8 @@ mod tests {
         let stop = AtomicBool::new(false);
         let crew = crew_of_one(&tasks, &render, &outbox, &stop);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut w = Inline::new(Source::Queue(rx));
+        let waiting = AtomicUsize::new(0);
+        let mut w = Inline::new(Source::Queue(rx, &waiting));
         // Nothing queued yet: it waits, and renders nothing.
         assert_eq!(w.step(&crew), Step::Waiting);
         tx.send((2, 2)).unwrap();
@@ -456,7 +466,8 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         tx.send((4, 2)).unwrap();
         drop(tx);
-        let mut s = Source::Queue(rx);
+        let waiting = AtomicUsize::new(0);
+        let mut s = Source::Queue(rx, &waiting);
         let mut c = 0;
         assert_eq!(
             s.next(10, &stop, &mut c).unwrap().collect::<Vec<_>>(),
@@ -466,6 +477,9 @@ mod tests {
 
         let (_tx, rx) = crossbeam_channel::unbounded::<(usize, usize)>();
         stop.store(true, Ordering::Relaxed);
-        assert!(Source::Queue(rx).next(10, &stop, &mut c).is_none());
+        assert!(Source::Queue(rx, &waiting)
+            .next(10, &stop, &mut c)
+            .is_none());
+        assert_eq!(waiting.load(Ordering::Relaxed), 0);
     }
 }

@@ -201,7 +201,7 @@ fn main() {
         eprintln!("mcrt_slab: {e}");
         world.abort(1);
     }
-    let mut local = tallies.merge(|a, b| a.add(&b)).unwrap_or_default().to_vec();
+    let mut local = tallies.merge_or_init(|a, b| a.add(&b)).to_vec();
     if let Err(e) = world.sum_to_all_u64(&mut local) {
         eprintln!("mcrt_slab: {e}");
         world.abort(1);

@@ -10,6 +10,8 @@
 //! calls differ by process and stay on theirs. Runs
 //! under `Universe::abort_on_panic` (as prism-comm recommends), so every deliberate panic also
 //! checks that a task's panic comes back as the call's error instead of aborting the job.
+//! As many long tasks as workers run one per worker, none queued behind another; 0 threads
+//! share the node's cores among its processes.
 //! Exits non-zero on any rank where something mismatched.
 
 use prism_comm::Communicator;
@@ -546,6 +548,31 @@ fn main() {
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size());
 
+    // max_threads 0: each process's share of its node's cores. This machine is one node: the
+    // threads of all processes together fill its CPUs (or one per process) and no more.
+    match ParallelFactory::new(&world, 0) {
+        Ok(auto) => {
+            let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+                .ok()
+                .and_then(|l| prism_comm::cpus::parse_cpu_list(l.trim()))
+                .map_or(1, |c| c.len());
+            let total = auto.total_workers();
+            check!(
+                &world,
+                total >= size && total <= cpus.max(size),
+                "max_threads 0: {total} threads in all on {size} processes and {cpus} CPUs"
+            );
+            if size == 1 {
+                check!(
+                    &world,
+                    total == prism_comm::cpus::usable_cores(),
+                    "max_threads 0 alone: {total} threads"
+                );
+            }
+        }
+        Err(e) => fail(&world, format!("factory with max_threads 0: {e}")),
+    }
+
     for threads in 1..=3usize {
         let factory = match ParallelFactory::new(&world, threads) {
             Ok(f) => f.with_progress(ProgressConfig::quiet()),
@@ -612,6 +639,31 @@ fn main() {
                     }
                 }
             }
+        }
+
+        // As many long tasks as workers: one each. A rank's prefetch used to take a second
+        // task while another rank got none and sat idle.
+        if threads == 1 {
+            let ran = AtomicU64::new(0);
+            let r = factory.distributed().call_with(
+                &CallOptions::new().chunk_size(1),
+                size,
+                |_, count| {
+                    ran.fetch_add(count as u64, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(800));
+                },
+            );
+            check!(&world, r.is_ok(), "long tasks: {r:?}");
+            let mut per_rank = vec![0u64; size];
+            per_rank[rank] = ran.load(Ordering::Relaxed);
+            if let Err(e) = world.sum_to_all_u64(&mut per_rank) {
+                fail(&world, format!("sum_to_all: {e}"));
+            }
+            check!(
+                &world,
+                per_rank.iter().all(|&n| n == 1),
+                "{size} long tasks on {size} workers ran {per_rank:?} per rank"
+            );
         }
 
         // A failure on a non-root rank (the root itself when alone): every rank gets it.

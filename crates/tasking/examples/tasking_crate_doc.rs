@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     // Per-process totals, then the sum over processes.
-    let mut total = [hits.merge(|a, b| *a += b).unwrap_or(0)];
+    let mut total = [hits.merge_or_init(|a, b| *a += b)];
     world.sum_to_all_u64(&mut total)?;
     let pi = 4.0 * total[0] as f64 / n as f64;
     assert!((pi - std::f64::consts::PI).abs() < 0.02);

@@ -125,8 +125,10 @@ impl<T: Send> ThreadLocalAcc<T> {
     }
 
     /// Folds all threads' accumulators into one with `merge(into, from)`; `None` if no thread
-    /// used one. The fold order is unspecified: use an order-independent merge (integer sums,
-    /// maxima) where bit-identical results matter.
+    /// used one, as on a process that ran no chunk of a Distributed call (common when there
+    /// are few tasks): see [`ThreadLocalAcc::merge_or_init`]. The fold order is unspecified:
+    /// use an order-independent merge (integer sums, maxima) where bit-identical results
+    /// matter.
     pub fn merge(self, mut merge: impl FnMut(&mut T, T)) -> Option<T> {
         let mut out: Option<T> = None;
         for cell in self.slots {
@@ -137,6 +139,21 @@ impl<T: Send> ThreadLocalAcc<T> {
             }
         }
         out
+    }
+
+    /// [`ThreadLocalAcc::merge`], or a fresh `init()` if no thread used an accumulator: what
+    /// a process contributes to the collective that combines every process's part, whether or
+    /// not it ran a chunk.
+    ///
+    /// ```
+    /// use prism_tasking::ThreadLocalAcc;
+    /// let hist = ThreadLocalAcc::new(|| vec![0u64; 4]);
+    /// // No thread of this process ran a task.
+    /// assert_eq!(hist.merge_or_init(|a, b| for (x, y) in a.iter_mut().zip(b) { *x += y }), vec![0; 4]);
+    /// ```
+    pub fn merge_or_init(self, merge: impl FnMut(&mut T, T)) -> T {
+        let init = (self.init)();
+        self.merge(merge).unwrap_or(init)
     }
 
     /// All accumulators, in unspecified order.

@@ -67,12 +67,12 @@ impl std::fmt::Debug for ParallelFactory {
     }
 }
 
-/// `max_threads`, with 0 meaning the machine's available parallelism.
+/// `max_threads`, with 0 meaning the process's available parallelism.
 fn resolve_threads(max_threads: usize) -> usize {
     if max_threads > 0 {
         max_threads
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        prism_comm::cpus::usable_cores()
     }
 }
 
@@ -87,13 +87,16 @@ fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, ParallelError> {
 
 impl ParallelFactory {
     /// A factory over the processes of `comm` with up to `max_threads` worker threads per
-    /// process (0: as many as the machine has cores).
+    /// process. 0 gives each process its share of the cores, as SKIRT does: the cores it may
+    /// use, divided among the processes of `comm` on its node that may use the same ones
+    /// ([`Communicator::cores_per_rank`]), so that unbound ranks fill a node without
+    /// oversubscribing it and ranks bound to cores of their own (Slurm's `--cpus-per-task`)
+    /// use all of theirs.
     ///
     /// Collective: every rank of `comm` must call it. The factory works on a duplicate of
     /// `comm`, so its messages never mix with the caller's. Progress settings come from the
     /// environment ([`ProgressConfig::from_env`]).
     pub fn new(comm: &Communicator, max_threads: usize) -> Result<ParallelFactory, ParallelError> {
-        let threads = resolve_threads(max_threads);
         // Collectives: a rank that fails one (called from a thread that may not use MPI, say)
         // cannot tell the others, who would wait in it forever. Alone, it can just return.
         // After MPI's end no one waits, and nothing could end the job: that error is returned.
@@ -104,6 +107,12 @@ impl ParallelFactory {
             e
         };
         let comm = comm.duplicate().map_err(|e| fatal_if_shared(comm, e))?;
+        let threads = match max_threads {
+            0 => comm
+                .cores_per_rank()
+                .map_err(|e| fatal_if_shared(&comm, e))?,
+            n => n,
+        };
         let all: Vec<u64> = comm
             .all_gather(&(threads as u64))
             .map_err(|e| fatal_if_shared(&comm, e))?;

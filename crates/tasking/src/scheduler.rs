@@ -10,7 +10,11 @@
 //!   microseconds to a millisecond) so it never spins a core.
 //! * **Other ranks.** The calling thread keeps `threads + PREFETCH` chunks assigned to the
 //!   rank (running, queued or requested), so a worker finishing a chunk finds the next one
-//!   already there instead of waiting a round trip. Progress and results ride on the chunk
+//!   already there instead of waiting a round trip. A request says how many of its chunks are
+//!   such prefetches; the root grants those only while more tasks are left than there are
+//!   workers in the job, so that near the end (or in a call of a few long tasks) a chunk goes
+//!   to a worker with nothing to do rather than into another rank's queue. A rank refused its
+//!   prefetch asks for it again only once one of its chunks is done. Progress and results ride on the chunk
 //!   requests; results also go up on their own when no request is due. The results of each
 //!   chunk travel in a message of their own (tag `TAG_RESULTS`), started just before the
 //!   request that lists their chunk and received by the root as soon as it reads that list:
@@ -64,6 +68,8 @@ struct Up {
     seq: u64,
     /// Chunks wanted (0: none, this message only carries news).
     want: usize,
+    /// How many of `want` are prefetches, beyond one per thread with nothing to do.
+    prefetch: usize,
     /// Tasks finished since the previous message.
     done: u64,
     /// Chunks (first, count) finished since the previous message whose results follow, one
@@ -271,15 +277,20 @@ fn root<R>(
                 }
                 if up.want > 0 {
                     let mut chunks = Vec::with_capacity(up.want);
-                    if !stop.load(Ordering::Acquire) {
-                        while chunks.len() < up.want {
-                            match counter.next_chunk() {
-                                Some(c) => chunks.push(c),
-                                None => break,
-                            }
+                    let needed = up.want - up.prefetch.min(up.want);
+                    let mut exhausted = stop.load(Ordering::Acquire);
+                    while !exhausted && chunks.len() < up.want {
+                        // A prefetch while few tasks are left could take the last chunk from
+                        // a worker that would start it at once.
+                        let left = counter.plan().len() - counter.handed_out();
+                        if chunks.len() >= needed && left <= counter.plan().workers() {
+                            break;
+                        }
+                        match counter.next_chunk() {
+                            Some(c) => chunks.push(c),
+                            None => exhausted = true,
                         }
                     }
-                    let exhausted = chunks.len() < up.want;
                     let reply = Down::Chunks {
                         seq,
                         chunks,
@@ -460,6 +471,8 @@ fn non_root<R>(
         let mut wants: VecDeque<usize> = VecDeque::new();
         let mut asked = 0usize;
         let mut exhausted = false;
+        // The root kept back a prefetch: ask again only once a chunk is done.
+        let mut prefetch_refused = false;
         let mut done_units = 0u64;
         let mut results: Vec<(usize, usize, Vec<R>)> = Vec::new();
         let mut sending: Vec<prism_comm::SendRequest> = Vec::new();
@@ -481,6 +494,7 @@ fn non_root<R>(
                         results: r,
                     } => {
                         assigned = assigned.saturating_sub(1);
+                        prefetch_refused = false;
                         done_units += count as u64;
                         if !r.is_empty() {
                             results.push((first, count, r));
@@ -511,6 +525,7 @@ fn non_root<R>(
                         let want = wants.pop_front().unwrap_or(0);
                         asked = asked.saturating_sub(want);
                         exhausted |= ex;
+                        prefetch_refused |= !ex && chunks.len() < want;
                         match chunk_tx.as_ref() {
                             Some(ctx) if !stop.load(Ordering::Acquire) => {
                                 for c in chunks {
@@ -570,15 +585,18 @@ fn non_root<R>(
             let mut up = Up {
                 seq,
                 want: 0,
+                prefetch: 0,
                 done: 0,
                 results: Vec::new(),
                 failure: failure.take(),
                 finished: false,
             };
             if !stopping && !exhausted {
-                let target = threads + PREFETCH;
-                if assigned + asked < target {
-                    up.want = target - assigned - asked;
+                let held = assigned + asked;
+                let target = threads + if prefetch_refused { 0 } else { PREFETCH };
+                if held < target {
+                    up.want = target - held;
+                    up.prefetch = up.want - threads.saturating_sub(held).min(up.want);
                 }
             }
             if exited == threads && wants.is_empty() {

@@ -665,6 +665,35 @@ impl Geometry {
         self.layout.bounds
     }
 
+    /// World-space bounds `(min, max)` of the meshes as their instances place them, without
+    /// the margin [`Geometry::bounds`] adds for rounding (which grows with the distance from
+    /// the origin): the scene's own size. Both zero for an empty scene.
+    pub fn placed_bounds(&self) -> (Vec3, Vec3) {
+        let v = self.view();
+        let mut out = Aabb::EMPTY;
+        for inst in v.instances {
+            let r = &v.meshes[inst.mesh as usize];
+            if r.root == EMPTY {
+                continue;
+            }
+            for corner in 0..8 {
+                let pick = |axis: usize| {
+                    if corner & (1 << axis) == 0 {
+                        r.lo[axis]
+                    } else {
+                        r.hi[axis]
+                    }
+                };
+                out.grow_point(inst.transform.point(Vec3::new(pick(0), pick(1), pick(2))));
+            }
+        }
+        if out.lo_vec().is_finite() && out.hi_vec().is_finite() {
+            (out.lo_vec(), out.hi_vec())
+        } else {
+            (Vec3::ZERO, Vec3::ZERO)
+        }
+    }
+
     /// Number of triangles in the world, each instance counting its mesh's triangles.
     pub fn triangle_count(&self) -> usize {
         self.layout.triangle_count as usize

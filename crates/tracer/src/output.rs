@@ -17,6 +17,15 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
+    /// A step of the replacement around the encoding failed (following a symbolic link,
+    /// renaming the new file into place: an immutable file or a directory that forbids it).
+    #[error("cannot {action} for {}: {source}", path.display())]
+    Replace {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write PNG {}: {source}", path.display())]
     Png {
         path: PathBuf,
@@ -72,6 +81,32 @@ impl ToneMap {
 }
 
 /// The sRGB transfer curve of a linear value in [0, 1], quantised to 8 bits.
+/// The normalised error [`write_error_png`] shows as white for a film: the 99th percentile of
+/// its pixels' errors (1 when that is zero).
+pub fn error_png_white(film: &Film) -> f64 {
+    let errors: Vec<f64> = film.pixels().iter().map(|p| p.normalised_error()).collect();
+    error_white(&errors)
+}
+
+fn error_white(errors: &[f64]) -> f64 {
+    let mut sorted = errors.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * 0.99) as usize)
+        .copied()
+        .filter(|w| *w > 0.0 && w.is_finite())
+        .unwrap_or(1.0)
+}
+
+/// A value in [0, 1] as a byte, linearly (rounded; clamped, NaN as 0).
+fn linear8(v: f64) -> u8 {
+    if v.is_finite() {
+        (v.clamp(0.0, 1.0) * 255.0).round() as u8
+    } else {
+        0
+    }
+}
+
 pub fn srgb8(v: f32) -> u8 {
     let v = if v.is_finite() {
         v.clamp(0.0, 1.0)
@@ -106,8 +141,9 @@ fn replace_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    crate::replace::replace_atomically(path, write, |_, source| OutputError::Create {
+    crate::replace::replace_atomically(path, write, |action, source| OutputError::Replace {
         path: path.to_path_buf(),
+        action,
         source,
     })
 }
@@ -118,9 +154,10 @@ fn write_png_bytes(
     height: u32,
     color: png::ColorType,
     data: &[u8],
+    data_note: Option<&str>,
 ) -> Result<(), OutputError> {
     replace_atomically(path, |tmp| {
-        encode_png(tmp, path, width, height, color, data)
+        encode_png(tmp, path, width, height, color, data, data_note)
     })
 }
 
@@ -132,6 +169,7 @@ fn encode_png(
     height: u32,
     color: png::ColorType,
     data: &[u8],
+    data_note: Option<&str>,
 ) -> Result<(), OutputError> {
     let file = File::create(tmp).map_err(|e| OutputError::Create {
         path: path.to_path_buf(),
@@ -148,7 +186,16 @@ fn encode_png(
     // fast deflate encodes a 256² render in about 1 ms instead of 18 ms (Balanced), for a file
     // 0.1 % larger (noisy renders barely compress either way).
     encoder.set_compression(png::Compression::Fast);
-    encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+    match data_note {
+        // Values to read back, not a picture: linear (gamma 1), with what they mean.
+        Some(note) => {
+            encoder.set_source_gamma(png::ScaledFloat::new(1.0));
+            encoder
+                .add_text_chunk("Comment".to_string(), note.to_string())
+                .map_err(png_err)?;
+        }
+        None => encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual),
+    }
     let mut writer = encoder.write_header().map_err(png_err)?;
     writer.write_image_data(data).map_err(png_err)?;
     writer.finish().map_err(png_err)
@@ -163,6 +210,7 @@ pub fn write_png(film: &Film, path: &Path, tone: ToneMap) -> Result<(), OutputEr
         film.height(),
         png::ColorType::Rgb,
         &bytes,
+        None,
     )
 }
 
@@ -208,24 +256,25 @@ pub fn write_error_exr(film: &Film, path: &Path) -> Result<(), OutputError> {
 
 /// Writes the per-pixel normalised standard error (the quantity the adaptive sampler
 /// thresholds) as a grey-scale PNG, linear from black at 0 to white at the 99th percentile
-/// of the film's values (so a few outliers do not darken the rest). Returns the value shown
-/// as white.
+/// of the film's values (so a few outliers do not darken the rest): grey level g (0-255) is an
+/// error of g / 255 × white, and brighter values show as white. The file is marked linear
+/// (gamma 1, no sRGB chunk) and its `Comment` text chunk states the white value, which is
+/// also returned.
 pub fn write_error_png(film: &Film, path: &Path) -> Result<f64, OutputError> {
     let errors: Vec<f64> = film.pixels().iter().map(|p| p.normalised_error()).collect();
-    let mut sorted = errors.clone();
-    sorted.sort_by(f64::total_cmp);
-    let white = sorted
-        .get(((sorted.len() - 1) as f64 * 0.99) as usize)
-        .copied()
-        .filter(|w| *w > 0.0 && w.is_finite())
-        .unwrap_or(1.0);
-    let bytes: Vec<u8> = errors.iter().map(|&e| srgb8((e / white) as f32)).collect();
+    let white = error_white(&errors);
+    let bytes: Vec<u8> = errors.iter().map(|&e| linear8(e / white)).collect();
+    let note = format!(
+        "prism error image: grey level g (0-255) is a normalised standard error of g / 255 \
+         x {white:e} (white; larger errors are white too)"
+    );
     write_png_bytes(
         path,
         film.width(),
         film.height(),
         png::ColorType::Grayscale,
         &bytes,
+        Some(&note),
     )?;
     Ok(white)
 }
@@ -346,6 +395,48 @@ mod tests {
         let grey = dir.path().join("err.png");
         let white = write_error_png(&film, &grey).unwrap();
         assert!(white > 0.0 && white.is_finite());
+        // Grey levels read back as errors, linearly; the file says so and gives the white.
+        let decoder = png::Decoder::new(std::io::BufReader::new(File::open(&grey).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        let info = reader.info();
+        assert!(info.srgb.is_none());
+        let comment = &info.uncompressed_latin1_text[0];
+        assert_eq!(comment.keyword, "Comment");
+        assert!(
+            comment.text.contains(&format!("{white:e}")),
+            "{}",
+            comment.text
+        );
+        for (&g, p) in buf.iter().zip(film.pixels()) {
+            let e = p.normalised_error();
+            let want = (e / white).min(1.0);
+            assert!(
+                (f64::from(g) / 255.0 - want).abs() <= 0.5 / 255.0,
+                "{g} for {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_replaced_says_which_step_failed() {
+        // A directory where the image goes: the new file is written, its rename fails.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("busy.png");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"x").unwrap();
+        let e = write_png(&Film::new(2, 2).unwrap(), &target, ToneMap::default()).unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.starts_with(&format!(
+                "cannot rename the temporary file into place for {}: ",
+                target.display()
+            )),
+            "{said}"
+        );
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
@@ -366,7 +457,7 @@ mod tests {
         write_png(&film, &png, ToneMap::default()).unwrap();
         let before = std::fs::read(&png).unwrap();
         // The encoder fails midway: the image is wider than its data.
-        let e = write_png_bytes(&png, 1000, 1000, png::ColorType::Rgb, &[0; 30]).unwrap_err();
+        let e = write_png_bytes(&png, 1000, 1000, png::ColorType::Rgb, &[0; 30], None).unwrap_err();
         assert!(e.to_string().contains("x.png"), "{e}");
         assert_eq!(std::fs::read(&png).unwrap(), before);
         let names: Vec<_> = std::fs::read_dir(dir.path())

@@ -85,7 +85,8 @@ pub enum SamplerError {
 /// - its normalised error is above `max(cutoff, p)`, where `p` is the `(1 - fraction)`
 ///   percentile of all pixels' normalised errors (linear interpolation, as NumPy's default).
 ///
-/// So with `cutoff == 0` about the worst `fraction` of pixels is re-sampled each pass; with a
+/// So with `cutoff == 0` about the worst `fraction` of pixels is re-sampled each pass (with
+/// `fraction == 1`, every pixel whose error is above zero, or above the cutoff); with a
 /// cutoff the render converges once every pixel is below it. Pixels with fewer than two samples
 /// are always selected: one sample gives no estimate of the error (its variance reads as zero),
 /// so a pass of one sample per pixel must not count as converged.
@@ -154,7 +155,14 @@ impl AdaptiveSampler {
         } else {
             f64::MIN_POSITIVE
         };
-        let threshold = percentile(&errors, 1.0 - fraction).max(self.cutoff.max(0.0));
+        // The 0th percentile is the smallest error, which `e > threshold` would leave out: a
+        // fraction of 1 means every pixel with an error (above the cutoff).
+        let percentile = if fraction >= 1.0 {
+            0.0
+        } else {
+            percentile(&errors, 1.0 - fraction)
+        };
+        let threshold = percentile.max(self.cutoff.max(0.0));
         let mut selection = PixelSelection::none(width, height);
         for (i, (p, &e)) in pixels.iter().zip(&errors).enumerate() {
             if p.count < 2 || p.count < min_samples || e > threshold {
@@ -267,6 +275,25 @@ mod tests {
             selected(&s2.select(&film_with(&counts, &errs))),
             vec![0, 8, 9]
         );
+    }
+
+    #[test]
+    fn a_fraction_of_one_picks_every_pixel_with_an_error() {
+        let errs = [0.1, 0.2, 0.3, 0.0, 0.5];
+        let counts = [100; 5];
+        let s = AdaptiveSampler {
+            fraction: 1.0,
+            ratio: 10.0,
+            min_samples: 10,
+            cutoff: 0.0,
+        };
+        // The least noisy pixel too (0.1); not the one with no error at all.
+        assert_eq!(
+            selected(&s.select(&film_with(&counts, &errs))),
+            vec![0, 1, 2, 4]
+        );
+        let s = AdaptiveSampler { cutoff: 0.25, ..s };
+        assert_eq!(selected(&s.select(&film_with(&counts, &errs))), vec![2, 4]);
     }
 
     #[test]

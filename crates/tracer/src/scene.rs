@@ -153,11 +153,13 @@ impl Scene {
     /// far from the origin, relative to its size, are too coarse for its surfaces (a
     /// building's model at its map coordinates, say).
     pub fn precision_warning(&self) -> Option<String> {
-        let (lo, hi) = self.geometry.bounds();
-        let extent = geometry_extent(&self.geometry);
+        // The placed meshes, not the hit bounds: those keep a margin that grows with `far`.
+        let (lo, hi) = self.geometry.placed_bounds();
+        let extent = (hi - lo).max_component();
         let far = lo.abs().max_component().max(hi.abs().max_component());
         if extent > 0.0 && far > 1e4 * extent {
-            let step = f32::EPSILON * far;
+            // The spacing of f32 values at `far`, as far as the scene reaches.
+            let step = far.next_up() - far;
             Some(format!(
                 "the scene (lights included) is {extent} units across but lies {far} units from \
                  the origin, where coordinates come in steps of about {step:.2e} (single \

@@ -197,5 +197,21 @@ fn a_model_far_from_the_origin_for_its_size_is_flagged() {
         said.contains(" units across but lies 10000") && said.contains("move it near the origin"),
         "{said}"
     );
+    // The size said is the scene's own, the same as near the origin: not the hit bounds, whose
+    // margin for rounding grows with the distance (20 units here).
+    let near = load(dir.path(), "near.obj", 1.0, 0.0);
+    let (lo, hi) = near.geometry.placed_bounds();
+    let size = (hi - lo).max_component();
+    let said_size: f32 = said
+        .strip_prefix("the scene (lights included) is ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        (said_size - size).abs() < 0.2,
+        "{said}: near the origin it is {size}"
+    );
+    // The spacing of f32 values between 2^19 and 2^20 is 2^-4.
+    assert!(said.contains("steps of about 6.25e-2"), "{said}");
     assert_eq!(prism_tracer::cornell_box().precision_warning(), None);
 }

@@ -26,6 +26,7 @@
 
 mod obj;
 mod ply;
+mod polygon;
 mod stl;
 
 use crate::mesh::{Mesh, MeshError};
@@ -424,6 +425,41 @@ fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
+}
+
+/// Cuts the polygons of four or more vertices that were written as fans into `indices`
+/// (`polygons`: where each starts, and its triangle count) into ears where they are concave
+/// (see [`polygon`]), and warns of those left as fans.
+fn cut_polygons(
+    path: &Path,
+    positions: &[crate::math::Vec3],
+    indices: &mut [[u32; 3]],
+    polygons: &[(usize, usize)],
+    warnings: &mut Vec<String>,
+) {
+    let mut cutter = polygon::Cutter::default();
+    for &(start, count) in polygons {
+        let fan = &mut indices[start..start + count];
+        // Checked by the readers; a polygon that slipped through is left to `Mesh::new`.
+        if fan
+            .iter()
+            .flatten()
+            .all(|&i| (i as usize) < positions.len())
+        {
+            cutter.cut(positions, fan);
+        }
+    }
+    let what = match cutter.unclipped {
+        0 => return,
+        1 => "a concave polygon that crosses itself or has more than 1024 vertices was cut as a \
+              fan from its first vertex, which may cover area outside it"
+            .to_string(),
+        n => format!(
+            "{n} concave polygons that cross themselves or have more than 1024 vertices were cut \
+             as fans from their first vertex, which may cover area outside them"
+        ),
+    };
+    warnings.push(format!("{}: {what}", path.display()));
 }
 
 /// Triangulates a polygon as a fan around its first vertex.

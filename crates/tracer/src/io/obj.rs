@@ -6,8 +6,8 @@
 //! down (tobj accepts that), so an index is checked against the `v` lines of the whole file.
 
 use super::{
-    check_not_empty, finish_mesh, guard, lone_cr_to_lf, quote, read_file, LoadError, LoadErrorKind,
-    Location,
+    check_not_empty, cut_polygons, fan, finish_mesh, guard, lone_cr_to_lf, quote, read_file,
+    LoadError, LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -65,13 +65,23 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             if polylines == 1 { "" } else { "s" }
         ));
     }
+    // tobj reads the colours of `v x y z r g b` lines, and refuses a face one of whose vertices
+    // has none. prism has no use for them: when only some vertices have one, they go.
+    let some_coloured = scan.coloured > 0 && scan.coloured < scan.vertices;
     let filtered;
-    let text = if polylines > 0 || scan.groups > 0 {
+    let text = if polylines > 0 || scan.groups > 0 || some_coloured {
         filtered = text
             .split_inclusive('\n')
-            .map(|l| match l.split_whitespace().next() {
-                Some("l" | "o" | "g") => "\n",
-                _ => l,
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                match words.next() {
+                    Some("l" | "o" | "g") => Cow::Borrowed("\n"),
+                    Some("v") if some_coloured && words.clone().nth(5).is_some() => {
+                        let xyz: Vec<&str> = words.take(3).collect();
+                        Cow::Owned(format!("v {}\n", xyz.join(" ")))
+                    }
+                    _ => Cow::Borrowed(l),
+                }
             })
             .collect::<String>();
         filtered.as_str()
@@ -115,7 +125,9 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             quote(word)
         ));
     }
-    let (positions, indices) = parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
+    let (positions, mut indices, polygons) =
+        parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
+    cut_polygons(path, &positions, &mut indices, &polygons, &mut warnings);
     finish_mesh(path, positions, indices, warnings)
 }
 
@@ -195,12 +207,15 @@ struct ObjFailure {
     message: String,
 }
 
-type Parsed = (Vec<Vec3>, Vec<[u32; 3]>);
+/// Positions, triangles, and where each polygon of four or more vertices starts among the
+/// triangles with its triangle count (fanned here, cut by `cut_polygons`).
+type Parsed = (Vec<Vec3>, Vec<[u32; 3]>, Vec<(usize, usize)>);
 
 /// Parses `text` with tobj and merges all its models into one triangle list.
 fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
     let options = tobj::LoadOptions {
-        triangulate: true,
+        // tobj's triangulation is a fan, wrong for concave polygons: prism cuts them itself.
+        triangulate: false,
         single_index: false,
         // Faces of one or two vertices are no surfaces; the scan counts them for a warning.
         ignore_points: true,
@@ -224,6 +239,8 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
     };
     let mut positions = Vec::new();
     let mut indices = Vec::new();
+    let mut polygons = Vec::new();
+    let mut polygon = Vec::new();
     for model in &models {
         let m = &model.mesh;
         let base = positions.len();
@@ -242,16 +259,33 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
             positions.push(v);
         }
         let count = positions.len() - base;
-        for t in m.indices.chunks_exact(3) {
-            if let Some(&bad) = t.iter().find(|&&i| i as usize >= count) {
-                // tobj checks this itself; a failure here is a tobj bug, still not a panic.
-                return Err(ObjFailure {
-                    kind: LoadErrorKind::IndexOutOfRange,
-                    message: format!("a face refers to vertex {bad} of {count}"),
-                });
+        if let Some(&bad) = m.indices.iter().find(|&&i| i as usize >= count) {
+            // tobj checks this itself; a failure here is a tobj bug, still not a panic.
+            return Err(ObjFailure {
+                kind: LoadErrorKind::IndexOutOfRange,
+                message: format!("a face refers to vertex {bad} of {count}"),
+            });
+        }
+        let b = base as u32;
+        if m.face_arities.is_empty() {
+            // Every face is a triangle.
+            for t in m.indices.chunks_exact(3) {
+                indices.push([t[0] + b, t[1] + b, t[2] + b]);
             }
-            let b = base as u32;
-            indices.push([t[0] + b, t[1] + b, t[2] + b]);
+            continue;
+        }
+        let mut at = 0;
+        for &arity in &m.face_arities {
+            let Some(face) = m.indices.get(at..at + arity as usize) else {
+                break; // more arities than corners: a tobj bug, the rest is lost
+            };
+            at += arity as usize;
+            polygon.clear();
+            polygon.extend(face.iter().map(|&i| i + b));
+            if polygon.len() > 3 {
+                polygons.push((indices.len(), polygon.len() - 2));
+            }
+            fan(&polygon, &mut indices);
         }
     }
     if positions.len() > u32::MAX as usize {
@@ -263,7 +297,7 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
             ),
         });
     }
-    Ok((positions, indices))
+    Ok((positions, indices, polygons))
 }
 
 fn tobj_kind(e: &tobj::LoadError) -> LoadErrorKind {
@@ -289,6 +323,9 @@ struct Scan<'t> {
     free_form: usize,
     /// `o` and `g` lines.
     groups: usize,
+    /// `v` lines, and those of them with a colour (x y z r g b).
+    vertices: usize,
+    coloured: usize,
     /// Faces of one or two vertices.
     short_faces: usize,
     /// Lines whose first word is no OBJ statement, and the first of them: its number and
@@ -394,6 +431,8 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
         points: 0,
         free_form: 0,
         groups: 0,
+        vertices: 0,
+        coloured: 0,
         short_faces: 0,
         unknown: 0,
         first_unknown: None,
@@ -409,6 +448,10 @@ fn scan(text: &str, full: bool) -> Scan<'_> {
         let checked = match words.next() {
             Some("v") => {
                 before += 1;
+                scan.vertices += 1;
+                if words.nth(5).is_some() {
+                    scan.coloured += 1;
+                }
                 Ok(())
             }
             Some("vt") => {
@@ -699,6 +742,46 @@ mod tests {
 
     fn parse(text: &str) -> Result<(Mesh, Vec<String>), LoadError> {
         parse_obj(Path::new("t.obj"), text.as_bytes())
+    }
+
+    fn area(mesh: &Mesh) -> f32 {
+        (0..mesh.triangle_count())
+            .map(|i| {
+                let [a, b, c] = mesh.triangle(i);
+                (b - a).cross(c - a).length() / 2.0
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_concave_polygon_covers_its_own_area() {
+        // An L whose first vertex is the inner corner: tobj's fan covered 0.68 instead of 0.28.
+        let l = "v 0.6 0.2 0\nv 0.2 0.2 0\nv 0.2 1 0\nv 0 1 0\nv 0 0 0\nv 0.6 0 0\n";
+        let (mesh, warnings) = parse(&format!("{l}f 1 2 3 4 5 6\n")).unwrap();
+        assert_eq!(mesh.triangle_count(), 4);
+        assert!((area(&mesh) - 0.28).abs() < 1e-6, "{}", area(&mesh));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Beside triangles and quads, with texture coordinates, in a second group.
+        let text =
+            format!("{l}vt 0 0\nf 1 2 3\ng second\nf 1/1 2/1 3/1 4/1 5/1 6/1\nf -6 -5 -4 -3\n");
+        let (mesh, _) = parse(&text).unwrap();
+        assert_eq!(mesh.triangle_count(), 1 + 4 + 2);
+    }
+
+    #[test]
+    fn colours_on_some_vertices_only_are_ignored_like_the_others() {
+        let (mesh, warnings) = parse("v 0 0 0 1 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n").unwrap();
+        assert_eq!(mesh.triangle_count(), 1);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (mesh, _) = parse("v 0 0 0\nv 2 0 0 2\nv 0 1 0 0.5 0.5 0.5\nf 1 2 3\n").unwrap();
+        assert_eq!(
+            mesh.triangle(0)[1],
+            Vec3::new(1.0, 0.0, 0.0),
+            "the weight divides"
+        );
+        // Colours on every vertex were always read (and ignored).
+        let (mesh, _) = parse("v 0 0 0 1 0 0\nv 1 0 0 1 0 0\nv 0 1 0 1 0 0\nf 1 2 3\n").unwrap();
+        assert_eq!(mesh.triangle_count(), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! outside comments. A file that is no PLY file is thus refused from its first bytes.
 
 use super::{
-    check_not_empty, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote,
+    check_not_empty, cut_polygons, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote,
     read_file_after, skip_bom, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
@@ -829,6 +829,9 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     let mut indices = Vec::new();
     let mut short_faces = 0usize;
     let mut polygon = Vec::new();
+    // Where each polygon of four or more vertices starts in `indices`, and its triangle count:
+    // it is fanned as it is read, and cut once every position is known (faces may come first).
+    let mut polygons: Vec<(usize, usize)> = Vec::new();
     for def in header.elements.values() {
         if def.properties.is_empty() {
             // Such an element holds no bytes (binary) and no values (ASCII): reading it one by
@@ -887,6 +890,9 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 }
                 polygon.clear();
                 polygon.extend(f.indices.iter().map(|&v| v as u32));
+                if polygon.len() > 3 {
+                    polygons.push((indices.len(), polygon.len() - 2));
+                }
                 fan(&polygon, &mut indices);
             }
         } else {
@@ -897,6 +903,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     }
 
     let mut warnings = Vec::new();
+    cut_polygons(path, &positions, &mut indices, &polygons, &mut warnings);
     if short_faces > 0 {
         warnings.push(format!(
             "{}: ignored {short_faces} face{} with fewer than 3 vertices",
@@ -1212,6 +1219,26 @@ mod tests {
     const HEAD: &str = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\n\
                         property float y\nproperty float z\nelement face 2\n\
                         property list uchar int vertex_indices\nend_header\n";
+
+    #[test]
+    fn a_concave_polygon_covers_its_own_area_even_before_its_vertices() {
+        let text =
+            "ply\nformat ascii 1.0\nelement face 1\nproperty list uchar int vertex_indices\n\
+                    element vertex 6\nproperty float x\nproperty float y\nproperty float z\n\
+                    end_header\n6 0 1 2 3 4 5\n0.6 0.2 0\n0.2 0.2 0\n0.2 1 0\n0 1 0\n0 0 0\n\
+                    0.6 0 0\n";
+        let (mesh, warnings) = parse(text.as_bytes()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(mesh.triangle_count(), 4);
+        let area: f32 = (0..4)
+            .map(|i| {
+                let [a, b, c] = mesh.triangle(i);
+                (b - a).cross(c - a).length() / 2.0
+            })
+            .sum();
+        // The fan around the inner corner would cover 0.68.
+        assert!((area - 0.28).abs() < 1e-6, "{area}");
+    }
 
     #[test]
     fn a_bad_header_line_is_quoted_without_the_parsers_internals() {
