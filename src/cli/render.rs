@@ -611,6 +611,8 @@ fn render(
     let mut checkpoints = keep.map(|(path, settings)| CheckpointWriter::new(path, settings));
     // What a SIGTERM waits for: the files of the pass being saved.
     let saving = signals::Saving::default();
+    // The white level of the error image last written, for the summary.
+    let error_white = std::cell::Cell::new(None);
     if root {
         let checkpoint = checkpoints
             .as_ref()
@@ -632,7 +634,7 @@ fn render(
             if let Some(w) = checkpoints.as_mut() {
                 w.flush().map_err(|e| format!("--checkpoint {e}"))?;
             }
-            write_outputs(args, film)?;
+            error_white.set(write_outputs(args, film)?);
             saving.images_hold(pass.pass + 1);
             if let Some(w) = checkpoints.as_mut() {
                 w.save(pass.pass as u32 + 1, film)
@@ -724,7 +726,7 @@ fn render(
         // again in case the files are gone or named anew.
         if report.passes.is_empty() && !nothing {
             let _writing = saving.writing();
-            write_outputs(args, &film).map_err(msg)?;
+            error_white.set(write_outputs(args, &film).map_err(msg)?);
         }
         let secs = report.wall.as_secs_f64().max(1e-9);
         // The files first: a closed standard output must not cost them.
@@ -776,11 +778,11 @@ fn render(
             threads,
             args.out.display()
         ))?;
-        if let Some(err) = &args.error_image {
+        if let (Some(err), Some(white)) = (&args.error_image, error_white.get()) {
             say(&format!(
-                "{}: linear grey levels, 255 (white) for a normalised error of {:.4e} or more",
+                "{}: linear grey levels, 255 (white) for a normalised error of {white:.4e} or \
+                 more",
                 err.display(),
-                prism::tracer::output::error_png_white(&film)
             ))?;
         }
     }
@@ -945,15 +947,16 @@ fn remove_stale_temporaries(args: &RenderArgs) {
     }
 }
 
-fn write_outputs(args: &RenderArgs, film: &Film) -> Result<(), String> {
+/// Writes the images of `film`; returns the error image's white level, if it has one.
+fn write_outputs(args: &RenderArgs, film: &Film) -> Result<Option<f64>, String> {
     write_png(film, &args.out, ToneMap::default()).map_err(|e| format!("--out: {e}"))?;
     if let Some(exr) = &args.exr {
         write_exr(film, exr).map_err(|e| format!("--exr: {e}"))?;
     }
-    if let Some(err) = &args.error_image {
-        write_error_png(film, err).map_err(|e| format!("--error-image: {e}"))?;
-    }
-    Ok(())
+    args.error_image
+        .as_ref()
+        .map(|err| write_error_png(film, err).map_err(|e| format!("--error-image: {e}")))
+        .transpose()
 }
 
 #[cfg(test)]

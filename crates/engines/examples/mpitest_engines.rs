@@ -602,10 +602,17 @@ fn main() {
 
     // As many long tasks as render threads: one each, on every dynamic layout. A process's
     // first grant used to include its prefetch, leaving another process with nothing.
-    let layouts: [(&str, Result<AnyEngine, EngineError>); 3] = [
-        ("mpi", MpiEngine::new(&world).map(Into::into)),
+    // With chunks of 2, twice as many tasks as threads: one chunk each (the rule counts
+    // chunks, not tasks).
+    let pairs = Options {
+        chunk_size: Some(2),
+        ..Options::default()
+    };
+    let layouts: [(&str, usize, Result<AnyEngine, EngineError>); 5] = [
+        ("mpi", 1, MpiEngine::new(&world).map(Into::into)),
         (
             "mpi, own thread",
+            1,
             MpiEngine::new(&world).map(|e| {
                 e.with_options(Options {
                     single_thread: SingleThread::OwnThread,
@@ -614,17 +621,28 @@ fn main() {
                 .into()
             }),
         ),
-        ("hybrid(2)", HybridEngine::new(&world, 2).map(Into::into)),
+        ("hybrid(2)", 1, HybridEngine::new(&world, 2).map(Into::into)),
+        (
+            "mpi, chunks of 2",
+            2,
+            MpiEngine::new(&world).map(|e| e.with_options(pairs.clone()).into()),
+        ),
+        (
+            "hybrid(2), chunks of 2",
+            2,
+            HybridEngine::new(&world, 2).map(|e| e.with_options(pairs.clone()).into()),
+        ),
     ];
-    for (label, engine) in layouts {
+    for (label, per_worker, engine) in layouts {
         let engine = engine.unwrap_or_else(|e| fail(&world, format!("{label}: {e}")));
         let workers = engine.worker_count();
+        let n = workers * per_worker;
         let mut per_rank = vec![0usize; size];
         engine
             .run(
-                (0..workers).collect::<Vec<usize>>(),
+                (0..n).collect::<Vec<usize>>(),
                 |_| {
-                    std::thread::sleep(Duration::from_millis(800));
+                    std::thread::sleep(Duration::from_millis(800 / per_worker as u64));
                     Ok::<usize, String>(rank)
                 },
                 |r: usize| {
@@ -634,11 +652,11 @@ fn main() {
             )
             .unwrap_or_else(|e| fail(&world, format!("{label}: long tasks: {e}")));
         if rank == 0 {
-            let threads = workers / size;
+            let want = n / size;
             check!(
                 &world,
-                per_rank.iter().all(|&n| n == threads),
-                "{label}: {workers} long tasks on {workers} workers ran {per_rank:?} per process"
+                per_rank.iter().all(|&k| k == want),
+                "{label}: {n} long tasks on {workers} workers ran {per_rank:?} per process"
             );
         }
     }

@@ -154,14 +154,14 @@ where
     };
     // Chunks to keep queued beyond the running ones.
     let target = opts.prefetch_chunks * threads;
-    // Render threads waiting for a chunk.
-    let waiting = AtomicUsize::new(0);
+    // Chunks the render threads finished: with those received, how many threads are idle.
+    let finished_chunks = AtomicUsize::new(0);
 
     let outcome = std::thread::scope(|s| {
         let mut inline = None;
         for thread in 0..threads {
             let source = if dynamic {
-                Source::Queue(chunk_rx.clone(), &waiting)
+                Source::Queue(chunk_rx.clone(), &finished_chunks)
             } else {
                 Source::Static {
                     worker: cl.first_worker + thread,
@@ -193,9 +193,10 @@ where
             0
         };
         let mut exhausted = !dynamic;
-        // The root kept back a prefetch (few tasks are left): from then on, chunks are asked
+        // The root kept back a prefetch (few chunks are left): from then on, chunks are asked
         // for only for threads with nothing to do.
         let mut prefetch_refused = false;
+        let mut received_chunks = 0usize;
         // Set on abort or local failure: no more requests, results are dropped.
         let mut stopping = false;
         let mut local_finished = 0;
@@ -228,6 +229,7 @@ where
                             for (first, count) in chunks {
                                 // The threads hold the receiver until this sender is gone.
                                 let _ = tx.send((first as usize, count as usize));
+                                received_chunks += 1;
                             }
                         }
                     }
@@ -305,9 +307,11 @@ where
                     break;
                 }
                 let queued = chunk_tx.as_ref().map_or(0, |tx| tx.len());
-                let idle = waiting.load(Ordering::Relaxed)
-                    + usize::from(inline.as_ref().is_some_and(Inline::is_idle));
-                let needed = idle.saturating_sub(queued + asked);
+                // Chunks running or queued here, and asked for: a chunk counts as running until
+                // its thread says it is done, so a thread is never counted idle too early.
+                let held =
+                    received_chunks.saturating_sub(finished_chunks.load(Ordering::Relaxed)) + asked;
+                let needed = threads.saturating_sub(held);
                 let want = if exhausted || stopping {
                     0
                 } else if prefetch_refused {

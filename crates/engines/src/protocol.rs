@@ -8,8 +8,9 @@
 //! * **First chunks.** In a dynamic run the root then sends every other process a
 //!   [`Down::Chunks`] it did not ask for, with chunks for each of its threads and the queued
 //!   ones, so no process starts with a round trip. The queued ones (prefetches) only while
-//!   more tasks are left than there are render threads in the run: a run of a few long tasks
-//!   gives each thread one rather than one process two and another none.
+//!   more chunks are left than the run's render threads can hold (one running and
+//!   `prefetch_chunks` queued each): a run of a few long tasks gives each thread one rather
+//!   than one process two and another none.
 //! * **Up** (to the root). [`Up::Batch`] carries finished results, concatenated postcard
 //!   encodings of `(task index, result)`, and asks for `want` more chunks, `needed` of them for
 //!   threads that have nothing to render (the rest are prefetches, granted under the same rule

@@ -53,8 +53,8 @@ struct Root<'a, U> {
     /// Every process's counters, from its last message.
     all: Vec<Option<ProcessStats>>,
     abort_sent: bool,
-    /// Render threads in the run, on every process.
-    workers: usize,
+    /// Chunks the run's render threads can hold: one running and the prefetched ones each.
+    holders: usize,
     local_finished: usize,
     sends: Vec<SendRequest>,
     /// Other processes' messages in the order they were matched.
@@ -221,8 +221,8 @@ impl<U> Root<'_, U> {
 
     /// Answers process `to`'s batch (with or without results) that asked for `want` chunks,
     /// `needed` of them for idle threads. The others are prefetches: granted only while more
-    /// tasks are left than there are render threads, so that a chunk near the end goes to a
-    /// thread that starts it at once rather than into a queue behind a running one.
+    /// chunks are left than the render threads can hold, so that a chunk near the end goes to
+    /// a thread that starts it at once rather than into a queue behind a running one.
     fn grant(
         &mut self,
         to: usize,
@@ -234,8 +234,7 @@ impl<U> Root<'_, U> {
         let mut chunks = Vec::new();
         if self.dynamic && self.failure.is_none() {
             while chunks.len() < want as usize {
-                let left = counter.plan().len() - counter.handed_out();
-                if chunks.len() >= needed as usize && left <= self.workers {
+                if chunks.len() >= needed as usize && counter.chunks_left() <= self.holders {
                     break;
                 }
                 match counter.next_chunk() {
@@ -364,7 +363,7 @@ where
         remaining: size - 1,
         all: vec![None; size],
         abort_sent: false,
-        workers: cl.workers,
+        holders,
         local_finished: 0,
         sends: Vec::new(),
         incoming: Vec::new(),

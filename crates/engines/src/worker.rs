@@ -21,14 +21,21 @@ pub(crate) enum Source<'a> {
     /// Chunks `(first, count)` from a counter shared with the other threads (and, on the root
     /// of a multi-process run, with the main thread serving other processes).
     Counter(&'a ChunkCounter),
-    /// Chunks the main thread received from the root, and the count of threads waiting for
-    /// one (which the main thread tells the root, so it knows who has nothing to do).
+    /// Chunks the main thread received from the root, and the count of them finished (from
+    /// which the main thread knows how many of its threads have nothing to do).
     Queue(Receiver<(usize, usize)>, &'a AtomicUsize),
     /// Static round-robin: tasks `worker, worker + workers, ...`.
     Static { worker: usize, workers: usize },
 }
 
 impl Source<'_> {
+    /// Counts a chunk from this source as finished (only a queue's count is read).
+    fn chunk_done(&self) {
+        if let Source::Queue(_, finished) = self {
+            finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The next chunk of task indices, or `None` when there is no more work (or `stop` is set).
     fn next(&mut self, n: usize, stop: &AtomicBool, cursor: &mut usize) -> Option<Chunk> {
         match self {
@@ -37,11 +44,8 @@ impl Source<'_> {
                 end: first + count,
                 step: 1,
             }),
-            Source::Queue(rx, waiting) => loop {
-                waiting.fetch_add(1, Ordering::Relaxed);
-                let got = rx.recv_timeout(STOP_POLL);
-                waiting.fetch_sub(1, Ordering::Relaxed);
-                match got {
+            Source::Queue(rx, _) => loop {
+                match rx.recv_timeout(STOP_POLL) {
                     Ok((first, count)) => {
                         return Some(Chunk {
                             next: first,
@@ -180,6 +184,7 @@ impl<T, F, C, P> Crew<'_, T, F, C, P> {
                     }
                 }
             }
+            source.chunk_done();
             if !self.outbox.push_group(&mut group) {
                 break;
             }
@@ -338,14 +343,10 @@ impl<'s> Inline<'s> {
         }
         if self.chunk.as_ref().is_some_and(|c| c.next >= c.end) {
             self.chunk = None;
+            self.source.chunk_done();
             self.idle_since = Some(Instant::now());
         }
         Step::Busy
-    }
-
-    /// Whether the worker has no chunk to render (and is not done).
-    pub(crate) fn is_idle(&self) -> bool {
-        !self.done && self.chunk.is_none()
     }
 
     fn end_wait(&mut self) {
@@ -414,8 +415,8 @@ mod tests {
         let stop = AtomicBool::new(false);
         let crew = crew_of_one(&tasks, &render, &outbox, &stop);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let waiting = AtomicUsize::new(0);
-        let mut w = Inline::new(Source::Queue(rx, &waiting));
+        let finished = AtomicUsize::new(0);
+        let mut w = Inline::new(Source::Queue(rx, &finished));
         // Nothing queued yet: it waits, and renders nothing.
         assert_eq!(w.step(&crew), Step::Waiting);
         tx.send((2, 2)).unwrap();
@@ -425,9 +426,13 @@ mod tests {
         assert!(drain(&outbox).0.is_empty());
         assert_eq!(w.step(&crew), Step::Busy);
         assert_eq!(drain(&outbox).0, [(2, 21)]);
+        // A chunk counts as finished once its last task is rendered, not before.
+        assert_eq!(finished.load(Ordering::Relaxed), 0);
         assert_eq!(w.step(&crew), Step::Busy);
+        assert_eq!(finished.load(Ordering::Relaxed), 1);
         assert_eq!(w.step(&crew), Step::Busy); // takes (7, 1)
         assert_eq!(w.step(&crew), Step::Busy);
+        assert_eq!(finished.load(Ordering::Relaxed), 2);
         assert_eq!(drain(&outbox).0, [(3, 31), (7, 71)]);
         assert_eq!(w.step(&crew), Step::Waiting);
         drop(tx);
@@ -466,8 +471,8 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         tx.send((4, 2)).unwrap();
         drop(tx);
-        let waiting = AtomicUsize::new(0);
-        let mut s = Source::Queue(rx, &waiting);
+        let finished = AtomicUsize::new(0);
+        let mut s = Source::Queue(rx, &finished);
         let mut c = 0;
         assert_eq!(
             s.next(10, &stop, &mut c).unwrap().collect::<Vec<_>>(),
@@ -477,9 +482,8 @@ mod tests {
 
         let (_tx, rx) = crossbeam_channel::unbounded::<(usize, usize)>();
         stop.store(true, Ordering::Relaxed);
-        assert!(Source::Queue(rx, &waiting)
+        assert!(Source::Queue(rx, &finished)
             .next(10, &stop, &mut c)
             .is_none());
-        assert_eq!(waiting.load(Ordering::Relaxed), 0);
     }
 }

@@ -156,6 +156,17 @@ impl ChunkCounter {
     pub fn handed_out(&self) -> usize {
         self.next.load(Ordering::Relaxed).min(self.plan.n)
     }
+
+    /// Chunks left to hand out: exact for fixed sizes, a lower bound for automatic ones
+    /// (their sizes only shrink). What a scheduler holding back prefetches near the end of
+    /// the range compares with its holders.
+    pub fn chunks_left(&self) -> usize {
+        let next = self.handed_out();
+        match self.plan.size_at(next) {
+            0 => 0,
+            size => (self.plan.n - next).div_ceil(size),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +286,27 @@ mod tests {
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         assert_eq!(counter.handed_out(), n);
         assert_eq!(counter.next_chunk(), None);
+    }
+
+    #[test]
+    fn chunks_left_counts_what_is_left_and_never_more() {
+        let counter = ChunkCounter::new(ChunkPlan::fixed(10, 2, 3));
+        for left in [4, 3, 2, 1, 0] {
+            assert_eq!(counter.chunks_left(), left);
+            counter.next_chunk();
+        }
+        for n in [1usize, 7, 100, 12_345] {
+            let counter = ChunkCounter::new(ChunkPlan::auto(n, 3));
+            let mut actual = counter.plan().chunks().count();
+            loop {
+                assert!(counter.chunks_left() <= actual, "n {n}");
+                if counter.next_chunk().is_none() {
+                    break;
+                }
+                actual -= 1;
+            }
+            assert_eq!(counter.chunks_left(), 0);
+        }
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //! * **Other ranks.** The calling thread keeps `threads + PREFETCH` chunks assigned to the
 //!   rank (running, queued or requested), so a worker finishing a chunk finds the next one
 //!   already there instead of waiting a round trip. A request says how many of its chunks are
-//!   such prefetches; the root grants those only while more tasks are left than there are
-//!   workers in the job, so that near the end (or in a call of a few long tasks) a chunk goes
-//!   to a worker with nothing to do rather than into another rank's queue. A rank refused its
-//!   prefetch asks for it again only once one of its chunks is done. Progress and results ride on the chunk
+//!   such prefetches; the root grants those only while more chunks are left than the job's
+//!   workers can hold (one running and `PREFETCH` queued each), so that near the end (or in a
+//!   call of a few long tasks) a chunk goes to a worker with nothing to do rather than into
+//!   another rank's queue. A rank refused a prefetch asks from then on only for idle threads. Progress and results ride on the chunk
 //!   requests; results also go up on their own when no request is due. The results of each
 //!   chunk travel in a message of their own (tag `TAG_RESULTS`), started just before the
 //!   request that lists their chunk and received by the root as soon as it reads that list:
@@ -187,6 +187,9 @@ fn root<R>(
 {
     let threads = pool.current_num_threads();
     let size = comm.size();
+    // Every worker's running chunk and its prefetched ones: while no more chunks than that are
+    // left, only workers with nothing to do get one.
+    let holders = plan.workers() * (1 + PREFETCH);
     let counter = ChunkCounter::new(plan);
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
@@ -278,19 +281,21 @@ fn root<R>(
                 if up.want > 0 {
                     let mut chunks = Vec::with_capacity(up.want);
                     let needed = up.want - up.prefetch.min(up.want);
-                    let mut exhausted = stop.load(Ordering::Acquire);
-                    while !exhausted && chunks.len() < up.want {
-                        // A prefetch while few tasks are left could take the last chunk from
-                        // a worker that would start it at once.
-                        let left = counter.plan().len() - counter.handed_out();
-                        if chunks.len() >= needed && left <= counter.plan().workers() {
-                            break;
-                        }
-                        match counter.next_chunk() {
-                            Some(c) => chunks.push(c),
-                            None => exhausted = true,
+                    if !stop.load(Ordering::Acquire) {
+                        while chunks.len() < up.want {
+                            // A prefetch while few chunks are left could take one from a worker
+                            // that would start it at once.
+                            if chunks.len() >= needed && counter.chunks_left() <= holders {
+                                break;
+                            }
+                            match counter.next_chunk() {
+                                Some(c) => chunks.push(c),
+                                None => break,
+                            }
                         }
                     }
+                    let exhausted = stop.load(Ordering::Acquire)
+                        || counter.handed_out() >= counter.plan().len();
                     let reply = Down::Chunks {
                         seq,
                         chunks,
@@ -471,7 +476,8 @@ fn non_root<R>(
         let mut wants: VecDeque<usize> = VecDeque::new();
         let mut asked = 0usize;
         let mut exhausted = false;
-        // The root kept back a prefetch: ask again only once a chunk is done.
+        // The root kept back a prefetch: few chunks are left (and fewer later), so from now on
+        // ask only for threads with nothing to do.
         let mut prefetch_refused = false;
         let mut done_units = 0u64;
         let mut results: Vec<(usize, usize, Vec<R>)> = Vec::new();
@@ -494,7 +500,6 @@ fn non_root<R>(
                         results: r,
                     } => {
                         assigned = assigned.saturating_sub(1);
-                        prefetch_refused = false;
                         done_units += count as u64;
                         if !r.is_empty() {
                             results.push((first, count, r));

@@ -92,9 +92,7 @@ pub use io::{load_mesh, LoadError};
 pub use material::Material;
 pub use math::{Ray, Rgb, Transform, Vec3};
 pub use mesh::{Mesh, MeshError};
-pub use output::{
-    error_png_white, write_error_exr, write_error_png, write_exr, write_png, OutputError, ToneMap,
-};
+pub use output::{write_error_exr, write_error_png, write_exr, write_png, OutputError, ToneMap};
 pub use rng::SampleRng;
 pub use sampler::{AdaptiveSampler, PixelSelection, SamplerError};
 pub use scene::{Scene, SceneError};

@@ -80,14 +80,8 @@ impl ToneMap {
     }
 }
 
-/// The sRGB transfer curve of a linear value in [0, 1], quantised to 8 bits.
-/// The normalised error [`write_error_png`] shows as white for a film: the 99th percentile of
-/// its pixels' errors (1 when that is zero).
-pub fn error_png_white(film: &Film) -> f64 {
-    let errors: Vec<f64> = film.pixels().iter().map(|p| p.normalised_error()).collect();
-    error_white(&errors)
-}
-
+/// The normalised error [`write_error_png`] shows as white: the 99th percentile of the
+/// pixels' errors (1 when that is zero).
 fn error_white(errors: &[f64]) -> f64 {
     let mut sorted = errors.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -107,6 +101,7 @@ fn linear8(v: f64) -> u8 {
     }
 }
 
+/// The sRGB transfer curve of a linear value in [0, 1], quantised to 8 bits.
 pub fn srgb8(v: f32) -> u8 {
     let v = if v.is_finite() {
         v.clamp(0.0, 1.0)

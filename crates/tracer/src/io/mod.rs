@@ -427,28 +427,24 @@ fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// Cuts the polygons of four or more vertices that were written as fans into `indices`
-/// (`polygons`: where each starts, and its triangle count) into ears where they are concave
-/// (see [`polygon`]), and warns of those left as fans.
-fn cut_polygons(
-    path: &Path,
+/// Writes `polygon` into `indices` as triangles: a fan around its first vertex, cut into ears
+/// by `cutter` where the polygon is concave (see [`polygon`]). Every index must be below
+/// `positions.len()`.
+fn fan_and_cut(
+    polygon: &[u32],
     positions: &[crate::math::Vec3],
-    indices: &mut [[u32; 3]],
-    polygons: &[(usize, usize)],
-    warnings: &mut Vec<String>,
+    indices: &mut Vec<[u32; 3]>,
+    cutter: &mut polygon::Cutter,
 ) {
-    let mut cutter = polygon::Cutter::default();
-    for &(start, count) in polygons {
-        let fan = &mut indices[start..start + count];
-        // Checked by the readers; a polygon that slipped through is left to `Mesh::new`.
-        if fan
-            .iter()
-            .flatten()
-            .all(|&i| (i as usize) < positions.len())
-        {
-            cutter.cut(positions, fan);
-        }
+    let start = indices.len();
+    fan(polygon, indices);
+    if polygon.len() > 3 {
+        cutter.cut(positions, &mut indices[start..]);
     }
+}
+
+/// The warning for the concave polygons `cutter` had to leave as fans, if any.
+fn warn_unclipped(path: &Path, cutter: &polygon::Cutter, warnings: &mut Vec<String>) {
     let what = match cutter.unclipped {
         0 => return,
         1 => "a concave polygon that crosses itself or has more than 1024 vertices was cut as a \

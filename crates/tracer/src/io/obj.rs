@@ -5,9 +5,10 @@
 //! would refuse, and names the first bad line. Faces may refer to vertices defined further
 //! down (tobj accepts that), so an index is checked against the `v` lines of the whole file.
 
+use super::polygon::Cutter;
 use super::{
-    check_not_empty, cut_polygons, fan, finish_mesh, guard, lone_cr_to_lf, quote, read_file,
-    LoadError, LoadErrorKind, Location,
+    check_not_empty, fan_and_cut, finish_mesh, guard, lone_cr_to_lf, quote, read_file,
+    warn_unclipped, LoadError, LoadErrorKind, Location,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -125,9 +126,10 @@ pub fn parse_obj(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadE
             quote(word)
         ));
     }
-    let (positions, mut indices, polygons) =
-        parse_all(path, text).map_err(|f| locate(path, text, Some(f)))?;
-    cut_polygons(path, &positions, &mut indices, &polygons, &mut warnings);
+    let mut cutter = Cutter::default();
+    let (positions, indices) =
+        parse_all(path, text, &mut cutter).map_err(|f| locate(path, text, Some(f)))?;
+    warn_unclipped(path, &cutter, &mut warnings);
     finish_mesh(path, positions, indices, warnings)
 }
 
@@ -207,12 +209,11 @@ struct ObjFailure {
     message: String,
 }
 
-/// Positions, triangles, and where each polygon of four or more vertices starts among the
-/// triangles with its triangle count (fanned here, cut by `cut_polygons`).
-type Parsed = (Vec<Vec3>, Vec<[u32; 3]>, Vec<(usize, usize)>);
+type Parsed = (Vec<Vec3>, Vec<[u32; 3]>);
 
-/// Parses `text` with tobj and merges all its models into one triangle list.
-fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
+/// Parses `text` with tobj and merges all its models into one triangle list, polygons cut by
+/// `cutter`.
+fn parse_all(path: &Path, text: &str, cutter: &mut Cutter) -> Result<Parsed, ObjFailure> {
     let options = tobj::LoadOptions {
         // tobj's triangulation is a fan, wrong for concave polygons: prism cuts them itself.
         triangulate: false,
@@ -239,7 +240,6 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
     };
     let mut positions = Vec::new();
     let mut indices = Vec::new();
-    let mut polygons = Vec::new();
     let mut polygon = Vec::new();
     for model in &models {
         let m = &model.mesh;
@@ -282,10 +282,8 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
             at += arity as usize;
             polygon.clear();
             polygon.extend(face.iter().map(|&i| i + b));
-            if polygon.len() > 3 {
-                polygons.push((indices.len(), polygon.len() - 2));
-            }
-            fan(&polygon, &mut indices);
+            // Every position of this model is in place (checked against `count` above).
+            fan_and_cut(&polygon, &positions, &mut indices, cutter);
         }
     }
     if positions.len() > u32::MAX as usize {
@@ -297,7 +295,7 @@ fn parse_all(path: &Path, text: &str) -> Result<Parsed, ObjFailure> {
             ),
         });
     }
-    Ok((positions, indices, polygons))
+    Ok((positions, indices))
 }
 
 fn tobj_kind(e: &tobj::LoadError) -> LoadErrorKind {

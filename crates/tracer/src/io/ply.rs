@@ -10,9 +10,10 @@
 //! the header's size and its lines' length (the crate reads a line whole, however long), text
 //! outside comments. A file that is no PLY file is thus refused from its first bytes.
 
+use super::polygon::Cutter;
 use super::{
-    check_not_empty, cut_polygons, fan, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote,
-    read_file_after, skip_bom, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
+    check_not_empty, fan, fan_and_cut, finish_mesh, guard, line_of_offset, lone_cr_to_lf, quote,
+    read_file_after, skip_bom, warn_unclipped, LoadError, LoadErrorKind, Location, QUOTED_CHARS,
 };
 use crate::math::Vec3;
 use crate::mesh::Mesh;
@@ -829,9 +830,11 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
     let mut indices = Vec::new();
     let mut short_faces = 0usize;
     let mut polygon = Vec::new();
-    // Where each polygon of four or more vertices starts in `indices`, and its triangle count:
-    // it is fanned as it is read, and cut once every position is known (faces may come first).
-    let mut polygons: Vec<(usize, usize)> = Vec::new();
+    let mut cutter = Cutter::default();
+    // Faces that come before the vertices (which the format allows) are fanned as they are
+    // read and cut once every position is known: where each polygon of four or more vertices
+    // starts in `indices`, and its triangle count.
+    let mut later: Vec<(usize, usize)> = Vec::new();
     for def in header.elements.values() {
         if def.properties.is_empty() {
             // Such an element holds no bytes (binary) and no values (ASCII): reading it one by
@@ -890,10 +893,14 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
                 }
                 polygon.clear();
                 polygon.extend(f.indices.iter().map(|&v| v as u32));
-                if polygon.len() > 3 {
-                    polygons.push((indices.len(), polygon.len() - 2));
+                if positions.len() == vertex_count {
+                    fan_and_cut(&polygon, &positions, &mut indices, &mut cutter);
+                } else {
+                    if polygon.len() > 3 {
+                        later.push((indices.len(), polygon.len() - 2));
+                    }
+                    fan(&polygon, &mut indices);
                 }
-                fan(&polygon, &mut indices);
             }
         } else {
             for i in 0..def.count {
@@ -902,8 +909,19 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(Mesh, Vec<String>), LoadError> {
         }
     }
 
+    for (start, count) in later {
+        let fan = &mut indices[start..start + count];
+        // Checked against the announced vertex count, which a whole file holds.
+        if fan
+            .iter()
+            .flatten()
+            .all(|&i| (i as usize) < positions.len())
+        {
+            cutter.cut(&positions, fan);
+        }
+    }
     let mut warnings = Vec::new();
-    cut_polygons(path, &positions, &mut indices, &polygons, &mut warnings);
+    warn_unclipped(path, &cutter, &mut warnings);
     if short_faces > 0 {
         warnings.push(format!(
             "{}: ignored {short_faces} face{} with fewer than 3 vertices",

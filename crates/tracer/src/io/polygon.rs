@@ -91,21 +91,60 @@ impl Cutter {
         true
     }
 
-    /// Whether no corner turns clockwise, within rounding.
+    /// Whether no corner turns clockwise, within rounding, and the corners turn once around
+    /// in all (a pentagram turns the same way at every corner, but twice around).
     fn is_convex(&self) -> bool {
         let pts = &self.points;
         let n = pts.len();
         let tolerance = 1e-12 * extent_squared(pts);
-        (0..n).all(|k| turn(pts[(k + n - 1) % n], pts[k], pts[(k + 1) % n]) >= -tolerance)
+        let corner = |k: usize| (pts[(k + n - 1) % n], pts[k], pts[(k + 1) % n]);
+        if !(0..n).all(|k| {
+            let (a, b, c) = corner(k);
+            turn(a, b, c) >= -tolerance
+        }) {
+            return false;
+        }
+        // Four corners that all turn one way cannot turn twice around.
+        n < 5 || {
+            let total: f64 = (0..n)
+                .map(|k| {
+                    let (a, b, c) = corner(k);
+                    let (u, v) = ([b[0] - a[0], b[1] - a[1]], [c[0] - b[0], c[1] - b[1]]);
+                    (u[0] * v[1] - u[1] * v[0]).atan2(u[0] * v[0] + u[1] * v[1])
+                })
+                .sum();
+            (total - std::f64::consts::TAU).abs() < 1.0
+        }
     }
 
     /// Ear clipping: cuts off, one after another, a corner that turns counter-clockwise and
     /// holds no other vertex. False, with `fan` as it was, when no corner is an ear.
     fn clip(&mut self, fan: &mut [[u32; 3]]) -> bool {
         let n = self.polygon.len();
+        // A vertex at the same place as the one before it (a ring closed by repeating its
+        // first vertex, as GIS and CAD exports write) makes a corner that turns by nothing,
+        // which no ear may have: it is left out, and becomes a triangle of no area below.
+        let pts = &self.points;
         self.left.clear();
-        self.left.extend(0..n);
+        for k in 0..n {
+            if self.left.last().is_none_or(|&l| pts[l] != pts[k]) {
+                self.left.push(k);
+            }
+        }
+        while self.left.len() > 1 && pts[self.left[self.left.len() - 1]] == pts[self.left[0]] {
+            self.left.pop();
+        }
+        if self.left.len() < 3 {
+            return false;
+        }
         let mut written = 0;
+        for k in 0..n {
+            if self.left.binary_search(&k).is_err() {
+                let v = self.polygon[k];
+                fan[written] = [v, v, v];
+                written += 1;
+            }
+        }
         let (mut at, mut tried) = (0usize, 0usize);
         while self.left.len() > 3 {
             let m = self.left.len();
@@ -240,6 +279,40 @@ mod tests {
             }
             assert_eq!(cutter.unclipped, 0);
         }
+    }
+
+    #[test]
+    fn repeated_vertices_do_not_stop_the_clipping() {
+        // The L with its ring closed by repeating the first vertex, and one corner twice.
+        let l = l_shape(|x, y| Vec3::new(x, y, 0.0));
+        let order = [0u32, 1, 2, 3, 3, 4, 5, 0];
+        let positions: Vec<Vec3> = order.iter().map(|&i| l[i as usize]).collect();
+        let mut tris = fan_of(order.len() as u32);
+        let mut cutter = Cutter::default();
+        assert_eq!(cutter.cut(&positions, &mut tris), Cut::Ears);
+        assert_eq!(tris.len(), 6);
+        assert!((area(&positions, &tris) - 0.28).abs() < 1e-6, "{tris:?}");
+        // The two left out become triangles of no area (which `Mesh::new` drops).
+        let flat = tris.iter().filter(|t| t[0] == t[1] && t[1] == t[2]).count();
+        assert_eq!(flat, 2, "{tris:?}");
+        assert_eq!(cutter.unclipped, 0);
+    }
+
+    #[test]
+    fn a_pentagram_is_not_taken_for_a_convex_polygon() {
+        // Every corner turns the same way, twice around: its fan would cover the pentagon.
+        let star: Vec<Vec3> = (0..5)
+            .map(|k| {
+                let a = (k as f32) * 4.0 * std::f32::consts::PI / 5.0;
+                Vec3::new(a.cos(), a.sin(), 0.0)
+            })
+            .collect();
+        let mut tris = fan_of(5);
+        assert_ne!(Cutter::default().cut(&star, &mut tris), Cut::Fan);
+        // A regular pentagon, the same corners in order, is convex.
+        let pentagon: Vec<Vec3> = [0, 3, 1, 4, 2].iter().map(|&k| star[k]).collect();
+        let mut tris = fan_of(5);
+        assert_eq!(Cutter::default().cut(&pentagon, &mut tris), Cut::Fan);
     }
 
     #[test]
